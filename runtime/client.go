@@ -1,0 +1,223 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/trellisrpc/trellis/transport"
+)
+
+// A Client sends the calls of one proxy to one remote object: a service of
+// a node, or an object passed by reference. Generated proxies hold one;
+// ProxyOf returns it.
+type Client struct {
+	node   *Node
+	target NodeID
+	object uint64 // 0: the node's service
+	svc    *ServiceDesc
+	opts   proxyOptions
+}
+
+// A ProxyOption configures a proxy at creation.
+type ProxyOption func(*proxyOptions)
+
+type proxyOptions struct {
+	timeout time.Duration
+}
+
+// WithTimeout gives every call of the proxy a timeout, applied when the
+// caller's context has no earlier deadline.
+func WithTimeout(d time.Duration) ProxyOption {
+	return func(o *proxyOptions) { o.timeout = d }
+}
+
+// NewClient returns a client for service svc on node target. Generated
+// NewFooProxy functions call it.
+func NewClient(n *Node, target NodeID, svc *ServiceDesc, opts ...ProxyOption) *Client {
+	c := &Client{node: n, target: target, svc: svc}
+	for _, o := range opts {
+		o(&c.opts)
+	}
+	return c
+}
+
+// Target returns the node the client calls.
+func (c *Client) Target() NodeID { return c.target }
+
+// Service returns the description of the service the client calls.
+func (c *Client) Service() *ServiceDesc { return c.svc }
+
+// Proxy is implemented by the proxies proxygen generates.
+type Proxy interface {
+	// TrellisClient returns the client behind the proxy.
+	TrellisClient() *Client
+}
+
+// ProxyOf returns the client behind a generated proxy, or nil if x is not one.
+func ProxyOf(x any) *Client {
+	if p, ok := x.(Proxy); ok {
+		return p.TrellisClient()
+	}
+	return nil
+}
+
+// call is one call awaiting its reply. Calls are pooled: a call is owned by
+// whoever removed it from its peer's table (the reader delivering the reply,
+// or the caller giving up), and returned to the pool by the caller.
+type call struct {
+	done    chan struct{} // capacity 1
+	results any
+	svc     *ServiceDesc
+	method  *MethodDesc
+	err     error
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// Call calls method m with args, decoding the reply into results. args and
+// results are pointers to the CBOR structs that proxygen generates; either
+// may be nil when the method has no arguments or no results. Generated
+// proxies call it.
+func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) error {
+	n := c.node
+	p := n.peer(c.target)
+	if p == nil {
+		if n.isClosing() {
+			return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: ErrClosed}
+		}
+		return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: ErrUnreachable}
+	}
+	if c.opts.timeout > 0 {
+		if d, ok := ctx.Deadline(); !ok || time.Until(d) > c.opts.timeout {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, c.opts.timeout)
+			defer cancel()
+		}
+	}
+	req := request{object: c.object, method: m.ID}
+	if d, ok := ctx.Deadline(); ok {
+		req.timeout = time.Until(d)
+		if req.timeout <= 0 {
+			return p.callError(c.svc, m, ErrDeadlineExceeded)
+		}
+	}
+	buf := transport.GetBuffer()
+	buf.Write(appendRequest(buf.AvailableBuffer(), &req))
+	if args != nil {
+		if err := n.codec.enc.MarshalToBuffer(args, &buf.Buffer); err != nil {
+			transport.PutBuffer(buf)
+			return p.callError(c.svc, m, fmt.Errorf("encoding arguments: %w", err))
+		}
+	}
+
+	cl := callPool.Get().(*call)
+	cl.results, cl.svc, cl.method, cl.err = results, c.svc, m, nil
+	id := p.nextCall.Add(1)
+	p.mu.Lock()
+	if p.closed != nil {
+		err := p.closed
+		p.mu.Unlock()
+		transport.PutBuffer(buf)
+		callPool.Put(cl)
+		return p.callError(c.svc, m, err)
+	}
+	p.calls[id] = cl
+	p.mu.Unlock()
+
+	if err := p.send(ctx, kindRequest, id, buf); err != nil {
+		if p.forget(id) {
+			callPool.Put(cl)
+			return p.callError(c.svc, m, ctxErr(err))
+		}
+		// The connection failed and already completed the call.
+		<-cl.done
+		return p.finish(cl)
+	}
+	select {
+	case <-cl.done:
+		return p.finish(cl)
+	case <-ctx.Done():
+		if !p.forget(id) {
+			// The reply is being delivered: take it.
+			<-cl.done
+			return p.finish(cl)
+		}
+		callPool.Put(cl)
+		// Tell the server to stop; the connection stays up.
+		p.send(context.Background(), kindCancel, id, nil)
+		return p.callError(c.svc, m, ctxErr(ctx.Err()))
+	}
+}
+
+// forget removes a call from the table, reporting whether it was there (and
+// so is now owned by the caller).
+func (p *peer) forget(id uint64) bool {
+	p.mu.Lock()
+	_, ok := p.calls[id]
+	delete(p.calls, id)
+	p.mu.Unlock()
+	return ok
+}
+
+// finish returns a completed call's error and recycles it.
+func (p *peer) finish(cl *call) error {
+	err := cl.err
+	cl.results, cl.svc, cl.method, cl.err = nil, nil, nil, nil
+	callPool.Put(cl)
+	return err
+}
+
+// ctxErr maps a context error to the machinery error.
+func ctxErr(err error) error {
+	switch err {
+	case context.Canceled:
+		return ErrCanceled
+	case context.DeadlineExceeded:
+		return ErrDeadlineExceeded
+	}
+	return err
+}
+
+// complete delivers a reply to the call awaiting it. It runs on the
+// connection's reader goroutine and decodes the results in place.
+func (p *peer) complete(id uint64, payload []byte) error {
+	var resp response
+	if err := parseResponse(payload, &resp); err != nil {
+		return &transport.ProtocolError{Reason: fmt.Sprintf("reply %d: %v", id, err)}
+	}
+	p.mu.Lock()
+	cl := p.calls[id]
+	delete(p.calls, id)
+	p.mu.Unlock()
+	if cl == nil {
+		return nil // the caller gave up
+	}
+	var perr error
+	switch {
+	case resp.isError:
+		var w wireError
+		if err := p.node.codec.dec.Unmarshal(resp.body, &w); err != nil {
+			perr = fmt.Errorf("reply %d: decoding error: %w", id, err)
+			cl.err = p.callError(cl.svc, cl.method, fmt.Errorf("%w: %v", ErrProtocol, perr))
+		} else if w.Code == codeApp {
+			cl.err = p.callError(cl.svc, cl.method, p.node.errors.decode(p.node.codec, &w))
+		} else {
+			cl.err = p.callError(cl.svc, cl.method, machineryError(&w))
+		}
+	case cl.results != nil:
+		if err := p.node.codec.dec.Unmarshal(resp.body, cl.results); err != nil {
+			perr = fmt.Errorf("reply %d: decoding results: %w", id, err)
+			cl.err = p.callError(cl.svc, cl.method, fmt.Errorf("%w: %v", ErrProtocol, perr))
+		}
+	case len(resp.body) != 0:
+		perr = fmt.Errorf("reply %d: %d bytes of results for a method without results", id, len(resp.body))
+		cl.err = p.callError(cl.svc, cl.method, fmt.Errorf("%w: %v", ErrProtocol, perr))
+	}
+	cl.done <- struct{}{}
+	if perr != nil {
+		return &transport.ProtocolError{Reason: perr.Error()}
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+package runtime
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/trellisrpc/trellis/nodeid"
+)
+
+// NodeID identifies a node; see package nodeid.
+type NodeID = nodeid.ID
+
+// Config configures a Node. Only Addr is needed to serve; the zero value of
+// every other field selects its default.
+type Config struct {
+	// Name is a human-readable name for logs and diagrams ("Node1").
+	Name string
+	// ID is the node's identity; zero picks a random one.
+	ID NodeID
+	// Addr is the TCP address to listen on ("127.0.0.1:0" picks a port).
+	// Empty: the node does not listen and only dials.
+	Addr string
+	// Label is the cluster label; nodes with different labels refuse to connect.
+	Label string
+	// TLS, when set, secures every connection (see transport.Config.TLS).
+	TLS *tls.Config
+	// KeepaliveInterval and KeepaliveTimeout tune dead-peer detection on
+	// connections (defaults 1 s and 5 s).
+	KeepaliveInterval, KeepaliveTimeout time.Duration
+	// MaxMessageSize caps one message in either direction (default 64 MiB).
+	MaxMessageSize int
+	// MaxConcurrentCalls caps the calls one peer may have in progress on
+	// this node; calls beyond it fail with ErrOverloaded (default 4096).
+	MaxConcurrentCalls int
+	// Limits bound decoded arguments and results.
+	Limits DecodeLimits
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() Config {
+	d := *c
+	if d.ID == nodeid.None {
+		d.ID = nodeid.New()
+	}
+	if d.Name == "" {
+		d.Name = d.ID.String()
+	}
+	if d.MaxConcurrentCalls <= 0 {
+		d.MaxConcurrentCalls = 4096
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return d
+}

@@ -1,0 +1,69 @@
+package runtime
+
+import (
+	"context"
+	"hash/fnv"
+)
+
+// ProxygenV1_IfThisIsUndefinedRunGoGenerate is referenced by every file that
+// proxygen generates. A runtime that can no longer run that code drops the
+// constant, so stale generated code fails to compile with a message that says
+// what to do: run `go generate ./...` with the matching proxygen.
+//
+//lint:ignore ST1003 the name is the compiler's error message.
+const ProxygenV1_IfThisIsUndefinedRunGoGenerate = 1
+
+// A ServiceDesc describes a service interface to the runtime. Proxygen
+// generates one per interface (FooService for interface Foo); users do not
+// write them by hand.
+type ServiceDesc struct {
+	// Name is the interface's package path and name, e.g. "example.com/kv.Store".
+	Name string
+	// ID is ServiceID(Name); references carry it so that a reference is
+	// refused when it arrives as the wrong interface.
+	ID uint64
+	// Methods lists the interface's methods.
+	Methods []*MethodDesc
+}
+
+// A MethodDesc describes one method of a service.
+type MethodDesc struct {
+	// Name is the method's name, e.g. "Get".
+	Name string
+	// Signature is the method's signature as proxygen saw it, with packages
+	// spelt out in full; it is part of ID and appears in error messages.
+	Signature string
+	// ID is MethodID(service name, Name, Signature). A caller and a server
+	// built from different signatures therefore disagree on the ID, and the
+	// call fails with ErrUnknownMethod instead of decoding into the wrong types.
+	ID uint64
+	// Handler decodes the arguments of a call, invokes impl (a value of the
+	// service's interface type) and returns the results to encode, or an error.
+	Handler Handler
+}
+
+// A Handler serves one method: it decodes the arguments with call.Decode,
+// calls the implementation and returns a pointer to the results (nil for a
+// method whose only result is an error). Proxygen writes handlers.
+type Handler func(ctx context.Context, impl any, call *ServerCall) (results any, err error)
+
+// ServiceID returns the identifier of the service named name (package path
+// and interface name): the 64-bit FNV-1a hash of the name.
+func ServiceID(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+// MethodID returns the identifier of a method: the 64-bit FNV-1a hash of
+// "service.method signature". It is stable when methods are reordered in the
+// source and changes when the signature changes.
+func MethodID(service, method, signature string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(service))
+	h.Write([]byte{'.'})
+	h.Write([]byte(method))
+	h.Write([]byte{' '})
+	h.Write([]byte(signature))
+	return h.Sum64()
+}

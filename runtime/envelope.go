@@ -1,0 +1,238 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Message kinds on a transport connection.
+const (
+	kindRequest  = 1 // id: call id; payload: request envelope + CBOR arguments
+	kindResponse = 2 // id: call id; payload: response envelope + CBOR results or wireError
+	kindCancel   = 3 // id: call id; no payload
+)
+
+// Envelope flags.
+const (
+	flagDeadline = 1 << 0 // request: a timeout follows
+	flagMetadata = 1 << 1 // metadata follows
+	flagError    = 1 << 2 // response: the body is a wireError
+)
+
+// Limits on metadata, checked when decoding.
+const (
+	maxMetadataEntries = 64
+	maxMetadataBytes   = 16 << 10
+)
+
+// A MetadataEntry is one key and value of a message's metadata.
+type MetadataEntry struct {
+	Key, Value string
+}
+
+// Metadata travels with a call and its reply, outside the encoded body:
+// authentication tokens, trace ids. Message transformers read and write it.
+type Metadata []MetadataEntry
+
+// Get returns the value of the first entry with key k.
+func (m Metadata) Get(k string) (string, bool) {
+	for _, e := range m {
+		if e.Key == k {
+			return e.Value, true
+		}
+	}
+	return "", false
+}
+
+// Set replaces the value of key k, or adds it.
+func (m *Metadata) Set(k, v string) {
+	for i := range *m {
+		if (*m)[i].Key == k {
+			(*m)[i].Value = v
+			return
+		}
+	}
+	*m = append(*m, MetadataEntry{k, v})
+}
+
+// request is the decoded envelope of a call.
+type request struct {
+	object   uint64        // 0: the node's services; else an exported object
+	method   uint64        // MethodDesc.ID
+	timeout  time.Duration // 0: none
+	metadata Metadata
+	body     []byte // CBOR arguments (aliases the payload)
+}
+
+// appendRequest lays out: flags[1] object[uvarint] method[8] (timeout[varint])
+// (metadata) — the CBOR body follows.
+func appendRequest(b []byte, r *request) []byte {
+	var flags byte
+	if r.timeout != 0 {
+		flags |= flagDeadline
+	}
+	if len(r.metadata) > 0 {
+		flags |= flagMetadata
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, r.object)
+	b = binary.BigEndian.AppendUint64(b, r.method)
+	if r.timeout != 0 {
+		b = binary.AppendVarint(b, int64(r.timeout))
+	}
+	if len(r.metadata) > 0 {
+		b = appendMetadata(b, r.metadata)
+	}
+	return b
+}
+
+var errShort = errors.New("truncated envelope")
+
+// parseRequest decodes a request envelope. body aliases p.
+func parseRequest(p []byte, r *request) error {
+	if len(p) < 1 {
+		return errShort
+	}
+	flags := p[0]
+	if flags&^(flagDeadline|flagMetadata) != 0 {
+		return fmt.Errorf("unknown request flags %#x", flags)
+	}
+	p = p[1:]
+	var n int
+	r.object, n = binary.Uvarint(p)
+	if n <= 0 {
+		return fmt.Errorf("bad object id")
+	}
+	p = p[n:]
+	if len(p) < 8 {
+		return errShort
+	}
+	r.method = binary.BigEndian.Uint64(p)
+	p = p[8:]
+	r.timeout = 0
+	if flags&flagDeadline != 0 {
+		t, n := binary.Varint(p)
+		if n <= 0 || t <= 0 {
+			return fmt.Errorf("bad timeout")
+		}
+		r.timeout = time.Duration(t)
+		p = p[n:]
+	}
+	r.metadata = nil
+	if flags&flagMetadata != 0 {
+		var err error
+		if r.metadata, p, err = parseMetadata(p); err != nil {
+			return err
+		}
+	}
+	r.body = p
+	return nil
+}
+
+// response is the decoded envelope of a reply.
+type response struct {
+	isError  bool
+	metadata Metadata
+	body     []byte // CBOR results, or a wireError when isError
+}
+
+func appendResponse(b []byte, isError bool, md Metadata) []byte {
+	var flags byte
+	if isError {
+		flags |= flagError
+	}
+	if len(md) > 0 {
+		flags |= flagMetadata
+	}
+	b = append(b, flags)
+	if len(md) > 0 {
+		b = appendMetadata(b, md)
+	}
+	return b
+}
+
+func parseResponse(p []byte, r *response) error {
+	if len(p) < 1 {
+		return errShort
+	}
+	flags := p[0]
+	if flags&^(flagError|flagMetadata) != 0 {
+		return fmt.Errorf("unknown response flags %#x", flags)
+	}
+	p = p[1:]
+	r.isError = flags&flagError != 0
+	r.metadata = nil
+	if flags&flagMetadata != 0 {
+		var err error
+		if r.metadata, p, err = parseMetadata(p); err != nil {
+			return err
+		}
+	}
+	r.body = p
+	return nil
+}
+
+func appendMetadata(b []byte, md Metadata) []byte {
+	b = binary.AppendUvarint(b, uint64(len(md)))
+	for _, e := range md {
+		b = binary.AppendUvarint(b, uint64(len(e.Key)))
+		b = append(b, e.Key...)
+		b = binary.AppendUvarint(b, uint64(len(e.Value)))
+		b = append(b, e.Value...)
+	}
+	return b
+}
+
+// parseMetadata decodes metadata, checking counts and sizes against their
+// caps before allocating.
+func parseMetadata(p []byte) (Metadata, []byte, error) {
+	count, n := binary.Uvarint(p)
+	if n <= 0 || count == 0 || count > maxMetadataEntries {
+		return nil, nil, fmt.Errorf("bad metadata count")
+	}
+	p = p[n:]
+	md := make(Metadata, 0, count)
+	total := 0
+	str := func() (string, error) {
+		l, n := binary.Uvarint(p)
+		if n <= 0 || l > uint64(len(p)-n) {
+			return "", errShort
+		}
+		total += int(l)
+		if total > maxMetadataBytes {
+			return "", fmt.Errorf("metadata exceeds %d bytes", maxMetadataBytes)
+		}
+		s := string(p[n : n+int(l)])
+		p = p[n+int(l):]
+		return s, nil
+	}
+	for range count {
+		k, err := str()
+		if err != nil {
+			return nil, nil, err
+		}
+		v, err := str()
+		if err != nil {
+			return nil, nil, err
+		}
+		md = append(md, MetadataEntry{k, v})
+	}
+	return md, p, nil
+}
+
+// validMetadata checks outgoing metadata against the limits a receiver applies.
+func validMetadata(md Metadata) error {
+	if len(md) > maxMetadataEntries {
+		return fmt.Errorf("%d metadata entries, the limit is %d", len(md), maxMetadataEntries)
+	}
+	total := 0
+	for _, e := range md {
+		total += len(e.Key) + len(e.Value)
+	}
+	if total > maxMetadataBytes {
+		return fmt.Errorf("metadata of %d bytes, the limit is %d", total, maxMetadataBytes)
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/transport"
+)
+
+// A Node is one Trellis server: it serves registered services and calls the
+// services of other nodes.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	codec  *codec
+	errors errorRegistry
+	tcfg   transport.Config
+	ln     *transport.Listener
+
+	services atomic.Pointer[serviceTable]
+	regMu    sync.Mutex // serialises Register
+
+	mu      sync.RWMutex
+	peers   map[NodeID]*peer
+	closing bool
+
+	workers  workerPool
+	serving  sync.WaitGroup // server calls in progress; Add only while !closing
+	bg       sync.WaitGroup // accept loop and closers
+	stopOnce sync.Once
+	stopped  chan struct{} // closed when Close starts
+}
+
+// NewNode creates a node and, if cfg.Addr is set, starts listening.
+func NewNode(cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	c, err := newCodec(cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.Name),
+		codec:   c,
+		peers:   make(map[NodeID]*peer),
+		stopped: make(chan struct{}),
+	}
+	n.services.Store(&serviceTable{})
+	n.workers.init()
+	n.tcfg = transport.Config{
+		Self:              cfg.ID,
+		Label:             cfg.Label,
+		TLS:               cfg.TLS,
+		KeepaliveInterval: cfg.KeepaliveInterval,
+		KeepaliveTimeout:  cfg.KeepaliveTimeout,
+		MaxMessageSize:    cfg.MaxMessageSize,
+		Logger:            n.log,
+	}
+	if cfg.Addr != "" {
+		ln, err := transport.Listen(cfg.Addr, n.tcfg)
+		if err != nil {
+			return nil, fmt.Errorf("trellis: node %s: %w", cfg.Name, err)
+		}
+		n.ln = ln
+		n.bg.Add(1)
+		go n.acceptLoop()
+	}
+	return n, nil
+}
+
+// ID returns the node's identity.
+func (n *Node) ID() NodeID { return n.cfg.ID }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Addr returns the address the node listens on, or nil if it does not listen.
+func (n *Node) Addr() net.Addr {
+	if n.ln == nil {
+		return nil
+	}
+	return n.ln.Addr()
+}
+
+// Peers returns the IDs of the nodes this node has a connection to, sorted.
+func (n *Node) Peers() []NodeID {
+	n.mu.RLock()
+	ids := make([]NodeID, 0, len(n.peers))
+	for id := range n.peers {
+		ids = append(ids, id)
+	}
+	n.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+func (n *Node) acceptLoop() {
+	defer n.bg.Done()
+	for {
+		c, err := n.ln.Accept(context.Background())
+		if err != nil {
+			return // the listener is closed
+		}
+		n.adopt(c, false)
+	}
+}
+
+// Connect connects to the node listening at addr, unless a connection to it
+// exists already, and returns its ID. Calls to that node can then be made.
+func (n *Node) Connect(ctx context.Context, addr string) (NodeID, error) {
+	if n.isClosing() {
+		return nodeid.None, ErrClosed
+	}
+	c, err := transport.Dial(ctx, addr, n.tcfg, nodeid.None)
+	if err != nil {
+		return nodeid.None, fmt.Errorf("trellis: node %s: connect: %w", n.cfg.Name, err)
+	}
+	if !n.adopt(c, true) && n.isClosing() {
+		return nodeid.None, ErrClosed
+	}
+	return c.Remote(), nil
+}
+
+// adopt makes c the connection to its peer, unless a connection to that peer
+// exists: then the one dialed by the node with the smaller ID is kept (both
+// ends apply the same rule, so a simultaneous open keeps one connection) and
+// the other is closed. It reports whether c was kept.
+func (n *Node) adopt(c *transport.Conn, dialed bool) bool {
+	p := newPeer(n, c, dialed)
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		c.Abort(ErrClosed)
+		return false
+	}
+	old := n.peers[p.id]
+	keep := old == nil || old.conn.GoneAway() || p.preferred() && !old.preferred()
+	if keep {
+		n.peers[p.id] = p
+	}
+	n.mu.Unlock()
+	if !keep {
+		n.closeConn(c)
+		return false
+	}
+	c.Start(p)
+	if old != nil {
+		n.closeConn(old.conn)
+	}
+	return true
+}
+
+// closeConn closes c gracefully in the background; Close waits for it.
+func (n *Node) closeConn(c *transport.Conn) {
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		c.Abort(ErrClosed)
+		return
+	}
+	n.bg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.bg.Done()
+		c.Close(context.Background())
+	}()
+}
+
+// dropPeer forgets p if it is still the connection to its node.
+func (n *Node) dropPeer(p *peer) {
+	n.mu.Lock()
+	if n.peers[p.id] == p {
+		delete(n.peers, p.id)
+	}
+	n.mu.Unlock()
+}
+
+// peer returns the connection to id, or nil.
+func (n *Node) peer(id NodeID) *peer {
+	n.mu.RLock()
+	p := n.peers[id]
+	n.mu.RUnlock()
+	return p
+}
+
+// Disconnect closes the connection to id gracefully, if there is one.
+func (n *Node) Disconnect(ctx context.Context, id NodeID) error {
+	n.mu.Lock()
+	p := n.peers[id]
+	delete(n.peers, id)
+	n.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.conn.Close(ctx)
+}
+
+func (n *Node) isClosing() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.closing
+}
+
+// Close shuts the node down: it stops accepting connections and calls,
+// waits for the calls it is serving to finish until ctx is done (then
+// cancels them), fails its own calls in progress with ErrClosed, closes its
+// connections and waits for its goroutines to end.
+func (n *Node) Close(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.mu.Lock()
+		n.closing = true
+		n.mu.Unlock()
+		close(n.stopped)
+		if n.ln != nil {
+			n.ln.Close()
+		}
+	})
+	drained := make(chan struct{})
+	go func() { n.serving.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		n.mu.RLock()
+		for _, p := range n.peers {
+			p.cancelServing()
+		}
+		n.mu.RUnlock()
+		<-drained
+	}
+	n.mu.Lock()
+	peers := make([]*peer, 0, len(n.peers))
+	for id, p := range n.peers {
+		peers = append(peers, p)
+		delete(n.peers, id)
+	}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.conn.Close(ctx)
+			p.conn.Wait()
+		}()
+	}
+	wg.Wait()
+	if n.ln != nil {
+		n.ln.Wait()
+	}
+	n.bg.Wait()
+	n.workers.stop()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("trellis: node %s: close: %w", n.cfg.Name, err)
+	}
+	return nil
+}

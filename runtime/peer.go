@@ -1,0 +1,128 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/trellisrpc/trellis/transport"
+)
+
+// A peer is this node's side of one connection: the calls it is waiting
+// for and the calls it is serving. It is the connection's transport.Handler.
+type peer struct {
+	node   *Node
+	conn   *transport.Conn
+	id     NodeID
+	dialed bool // this node dialed the connection
+
+	nextCall atomic.Uint64
+
+	mu      sync.Mutex
+	calls   map[uint64]*call       // our calls awaiting a reply
+	serving map[uint64]*ServerCall // calls from the peer in progress here
+	closed  error                  // set when the connection closed
+}
+
+func newPeer(n *Node, c *transport.Conn, dialed bool) *peer {
+	return &peer{
+		node:    n,
+		conn:    c,
+		id:      c.Remote(),
+		dialed:  dialed,
+		calls:   make(map[uint64]*call),
+		serving: make(map[uint64]*ServerCall),
+	}
+}
+
+// preferred reports whether this connection is the one to keep when two
+// exist between the same nodes: the one dialed by the smaller ID.
+func (p *peer) preferred() bool {
+	return p.dialed == (p.node.cfg.ID < p.id)
+}
+
+// HandleMessage implements transport.Handler.
+func (p *peer) HandleMessage(kind transport.Kind, id uint64, payload []byte) error {
+	switch kind {
+	case kindRequest:
+		return p.node.serveRequest(p, id, payload)
+	case kindResponse:
+		return p.complete(id, payload)
+	case kindCancel:
+		if len(payload) != 0 {
+			return &transport.ProtocolError{Reason: "cancel frame with a payload"}
+		}
+		p.mu.Lock()
+		sc := p.serving[id]
+		p.mu.Unlock()
+		if sc != nil {
+			sc.ctx.cancel(context.Canceled, true)
+		}
+		return nil
+	}
+	return &transport.ProtocolError{Reason: fmt.Sprintf("unknown message kind %d", kind)}
+}
+
+// HandleGoAway implements transport.Handler: the peer is closing, so new
+// calls must not go through this connection.
+func (p *peer) HandleGoAway() { p.node.dropPeer(p) }
+
+// HandleClosed implements transport.Handler: fail the calls awaiting a
+// reply and cancel the calls being served.
+func (p *peer) HandleClosed(err error) {
+	p.node.dropPeer(p)
+	reason := error(ErrClosed)
+	if !p.node.isClosing() {
+		reason = fmt.Errorf("%w: connection lost: %v", ErrUnreachable, err)
+	}
+	p.mu.Lock()
+	p.closed = reason
+	calls := p.calls
+	p.calls = make(map[uint64]*call)
+	p.mu.Unlock()
+	for _, c := range calls {
+		c.err = p.callError(c.svc, c.method, reason)
+		c.done <- struct{}{}
+	}
+	p.cancelServing()
+}
+
+// cancelServing cancels every call being served for this peer.
+func (p *peer) cancelServing() {
+	p.mu.Lock()
+	for _, sc := range p.serving {
+		sc.ctx.cancel(context.Canceled, false)
+	}
+	p.mu.Unlock()
+}
+
+func (p *peer) callError(svc *ServiceDesc, m *MethodDesc, err error) error {
+	return &CallError{Node: p.id, Method: methodName(svc, m), Err: err}
+}
+
+// methodName names a method for errors: "example.com/kv.Store.Get".
+func methodName(svc *ServiceDesc, m *MethodDesc) string {
+	switch {
+	case svc == nil && m == nil:
+		return "?"
+	case svc == nil:
+		return m.Name
+	case m == nil:
+		return svc.Name
+	}
+	return svc.Name + "." + m.Name
+}
+
+// send sends a message, reporting a closed connection as unreachable.
+func (p *peer) send(ctx context.Context, kind transport.Kind, id uint64, buf *transport.Buffer) error {
+	err := p.conn.Send(ctx, kind, id, buf)
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		if p.node.isClosing() {
+			return ErrClosed
+		}
+		return fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	return err
+}

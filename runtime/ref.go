@@ -1,0 +1,111 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// A Ref is the wire form of an object passed by reference: the node that
+// exports it, its ID in that node's export table, and the ID of the service
+// interface it is exported as.
+type Ref struct {
+	_       struct{} `cbor:",toarray"`
+	Node    NodeID
+	Object  uint64
+	Service uint64
+}
+
+// IsZero reports whether r designates nothing (a nil interface value).
+func (r Ref) IsZero() bool { return r.Object == 0 }
+
+// A StreamRef is the wire form of an io.Reader passed as a stream.
+type StreamRef struct {
+	_      struct{} `cbor:",toarray"`
+	Node   NodeID
+	Stream uint64
+}
+
+// An Exporter turns a local object into a reference that a peer can call.
+// *Client (for arguments) and *ServerCall (for results) implement it.
+type Exporter interface {
+	Export(v any, svc *ServiceDesc) (Ref, error)
+}
+
+// An Importer turns a received reference back into an object: the original
+// (local) object when the reference designates one of this node's objects,
+// a client of the remote object otherwise. *Client and *ServerCall
+// implement it.
+type Importer interface {
+	Import(r Ref, svc *ServiceDesc) (local any, remote *Client, err error)
+}
+
+// ErrNotSupported reports a feature that this version of the runtime does
+// not provide yet.
+var ErrNotSupported = errors.New("trellis: not supported by this runtime version")
+
+// RefTypeError reports a reference whose local object does not implement
+// the interface the receiver expects.
+func RefTypeError(r Ref, svc *ServiceDesc, local any) error {
+	return fmt.Errorf("trellis: reference %d of node %s: object of type %T does not implement %s", r.Object, r.Node, local, svc.Name)
+}
+
+// Export implements Exporter for the arguments of a call.
+func (c *Client) Export(v any, svc *ServiceDesc) (Ref, error) {
+	return exportRef(v, svc)
+}
+
+// Import implements Importer for the results of a call.
+func (c *Client) Import(r Ref, svc *ServiceDesc) (any, *Client, error) {
+	return importRef(r)
+}
+
+// Export implements Exporter for the results of a call.
+func (sc *ServerCall) Export(v any, svc *ServiceDesc) (Ref, error) {
+	return exportRef(v, svc)
+}
+
+// Import implements Importer for the arguments of a call.
+func (sc *ServerCall) Import(r Ref, svc *ServiceDesc) (any, *Client, error) {
+	return importRef(r)
+}
+
+// ExportReader replaces an io.Reader argument by a stream handle.
+func (c *Client) ExportReader(r io.Reader) (StreamRef, error) { return exportStream(r) }
+
+// ImportReader returns the reader a stream handle in a call's results designates.
+func (c *Client) ImportReader(s StreamRef) (io.ReadCloser, error) { return importStream(s) }
+
+// ExportReader replaces an io.Reader result by a stream handle.
+func (sc *ServerCall) ExportReader(r io.Reader) (StreamRef, error) { return exportStream(r) }
+
+// ImportReader returns the reader a stream handle in a call's arguments designates.
+func (sc *ServerCall) ImportReader(s StreamRef) (io.ReadCloser, error) { return importStream(s) }
+
+func exportRef(v any, svc *ServiceDesc) (Ref, error) {
+	if v == nil {
+		return Ref{}, nil
+	}
+	return Ref{}, fmt.Errorf("%w: passing %s by reference", ErrNotSupported, svc.Name)
+}
+
+func importRef(r Ref) (any, *Client, error) {
+	if r.IsZero() {
+		return nil, nil, nil
+	}
+	return nil, nil, fmt.Errorf("%w: receiving a reference", ErrNotSupported)
+}
+
+func exportStream(r io.Reader) (StreamRef, error) {
+	if r == nil {
+		return StreamRef{}, nil
+	}
+	return StreamRef{}, fmt.Errorf("%w: passing an io.Reader as a stream", ErrNotSupported)
+}
+
+func importStream(s StreamRef) (io.ReadCloser, error) {
+	if s.Stream == 0 {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%w: receiving a stream", ErrNotSupported)
+}

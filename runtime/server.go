@@ -1,0 +1,305 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime/debug"
+	"time"
+
+	"github.com/trellisrpc/trellis/transport"
+)
+
+// serviceTable is an immutable snapshot of the registered methods, replaced
+// as a whole by Register so that dispatch reads it without locking.
+type serviceTable struct {
+	methods  map[uint64]*methodEntry
+	services map[string]*ServiceDesc
+}
+
+type methodEntry struct {
+	svc    *ServiceDesc
+	method *MethodDesc
+	impl   any
+}
+
+// Register serves impl as service svc on the node. Generated RegisterFoo
+// functions call it with a value of the service's interface type.
+func (n *Node) Register(svc *ServiceDesc, impl any) error {
+	if svc == nil || impl == nil {
+		return errors.New("trellis: Register: nil service description or implementation")
+	}
+	n.regMu.Lock()
+	defer n.regMu.Unlock()
+	old := n.services.Load()
+	if _, dup := old.services[svc.Name]; dup {
+		return fmt.Errorf("trellis: Register: service %s is already registered on node %s", svc.Name, n.cfg.Name)
+	}
+	t := &serviceTable{
+		methods:  maps.Clone(old.methods),
+		services: maps.Clone(old.services),
+	}
+	if t.methods == nil {
+		t.methods = make(map[uint64]*methodEntry)
+		t.services = make(map[string]*ServiceDesc)
+	}
+	for _, m := range svc.Methods {
+		if m == nil || m.Handler == nil {
+			return fmt.Errorf("trellis: Register: service %s has a method without a handler", svc.Name)
+		}
+		if prev, clash := t.methods[m.ID]; clash {
+			return fmt.Errorf("trellis: Register: method %s has the ID of %s", methodName(svc, m), methodName(prev.svc, prev.method))
+		}
+		t.methods[m.ID] = &methodEntry{svc: svc, method: m, impl: impl}
+	}
+	t.services[svc.Name] = svc
+	n.services.Store(t)
+	return nil
+}
+
+// A ServerCall is a call being served. Generated handlers use it to decode
+// the arguments; it is valid until the handler returns.
+type ServerCall struct {
+	ctx      callCtx
+	node     *Node
+	peer     *peer
+	id       uint64
+	entry    *methodEntry
+	metadata Metadata
+	body     *transport.Buffer
+}
+
+// Decode decodes the call's arguments into v, a pointer to the generated
+// arguments struct.
+func (sc *ServerCall) Decode(v any) error {
+	if err := sc.node.codec.dec.Unmarshal(sc.body.Bytes(), v); err != nil {
+		return &decodeError{err}
+	}
+	return nil
+}
+
+// Caller returns the ID of the node that made the call.
+func (sc *ServerCall) Caller() NodeID { return sc.peer.id }
+
+// Metadata returns the metadata that came with the call.
+func (sc *ServerCall) Metadata() Metadata { return sc.metadata }
+
+// decodeError marks arguments that could not be decoded.
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string { return "decoding arguments: " + e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
+
+// serveRequest starts serving a request received from p. It runs on the
+// connection's reader goroutine: it parses the envelope, copies the body and
+// hands the call to a worker.
+func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
+	var req request
+	if err := parseRequest(payload, &req); err != nil {
+		return &transport.ProtocolError{Reason: fmt.Sprintf("call %d: %v", id, err)}
+	}
+	e := n.services.Load().methods[req.method]
+	if e == nil || req.object != 0 {
+		n.replyError(p, id, wireError{Code: codeUnknownMethod, Message: fmt.Sprintf("node %s has no method with ID %#x (is the caller generated from the same interface?)", n.cfg.Name, req.method)})
+		return nil
+	}
+	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata}
+	p.mu.Lock()
+	switch {
+	case p.serving[id] != nil:
+		p.mu.Unlock()
+		return &transport.ProtocolError{Reason: fmt.Sprintf("call id %d is already in progress", id)}
+	case len(p.serving) >= n.cfg.MaxConcurrentCalls:
+		p.mu.Unlock()
+		n.replyError(p, id, wireError{Code: codeOverloaded, Message: fmt.Sprintf("%d calls in progress", len(p.serving))})
+		return nil
+	}
+	if !n.startServing() {
+		p.mu.Unlock()
+		n.replyError(p, id, wireError{Code: codeShuttingDown, Message: "node " + n.cfg.Name + " is shutting down"})
+		return nil
+	}
+	p.serving[id] = sc
+	p.mu.Unlock()
+	sc.body = transport.GetBuffer()
+	sc.body.Write(req.body)
+	if req.timeout > 0 {
+		sc.ctx.setTimeout(req.timeout)
+	}
+	n.workers.run(sc)
+	return nil
+}
+
+// startServing counts one more call in progress, unless the node is closing.
+func (n *Node) startServing() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closing {
+		return false
+	}
+	n.serving.Add(1)
+	return true
+}
+
+// serve runs a call's handler on a worker and sends the reply.
+func (sc *ServerCall) serve() {
+	n, p := sc.node, sc.peer
+	defer n.serving.Done()
+	results, err := sc.invoke()
+	transport.PutBuffer(sc.body)
+	sc.body = nil
+	p.mu.Lock()
+	delete(p.serving, sc.id)
+	p.mu.Unlock()
+	cancelled, byCaller := sc.ctx.stop()
+	if byCaller {
+		return // the caller gave up and is not listening
+	}
+	if err != nil {
+		var w wireError
+		var de *decodeError
+		var pe panicError
+		switch {
+		case errors.As(err, &pe):
+			w = wireError{Code: codePanic, Message: pe.Error()}
+		case errors.As(err, &de):
+			w = wireError{Code: codeBadRequest, Message: de.Error()}
+		case cancelled == context.DeadlineExceeded && errors.Is(err, context.DeadlineExceeded):
+			w = wireError{Code: codeDeadline, Message: err.Error()}
+		case cancelled == context.Canceled && errors.Is(err, context.Canceled):
+			w = wireError{Code: codeShuttingDown, Message: "node " + n.cfg.Name + " is shutting down: " + err.Error()}
+		default:
+			w = n.errors.encode(n.codec, err)
+		}
+		n.replyError(p, sc.id, w)
+		if de != nil {
+			n.log.Info("trellis: closing connection: undecodable arguments", "peer", p.id, "method", methodName(sc.entry.svc, sc.entry.method), "err", de)
+			n.closeConn(p.conn)
+		}
+		return
+	}
+	buf := transport.GetBuffer()
+	buf.Write(appendResponse(buf.AvailableBuffer(), false, nil))
+	if results != nil {
+		if err := n.codec.enc.MarshalToBuffer(results, &buf.Buffer); err != nil {
+			transport.PutBuffer(buf)
+			n.replyError(p, sc.id, wireError{Code: codeInternal, Message: "encoding results: " + err.Error()})
+			return
+		}
+	}
+	p.send(context.Background(), kindResponse, sc.id, buf)
+}
+
+// panicError is a recovered panic.
+type panicError struct {
+	value any
+}
+
+func (e panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// invoke runs the handler, recovering a panic into an error.
+func (sc *ServerCall) invoke() (results any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			sc.node.log.Error("trellis: implementation panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v, "stack", string(debug.Stack()))
+			results, err = nil, panicError{v}
+		}
+	}()
+	return sc.entry.method.Handler(&sc.ctx, sc.entry.impl, sc)
+}
+
+// replyError sends an error reply.
+func (n *Node) replyError(p *peer, id uint64, w wireError) {
+	buf := transport.GetBuffer()
+	buf.Write(appendResponse(buf.AvailableBuffer(), true, nil))
+	if err := n.codec.enc.MarshalToBuffer(&w, &buf.Buffer); err != nil {
+		transport.PutBuffer(buf)
+		n.log.Error("trellis: encoding an error reply", "err", err)
+		return
+	}
+	p.send(context.Background(), kindResponse, id, buf)
+}
+
+// callCtx is the context of a call being served: cancelled by the caller's
+// cancel frame, by its deadline, or by the node closing. It is allocated
+// with its ServerCall, and creates its Done channel only when asked.
+type callCtx struct {
+	mu       mutex
+	deadline time.Time
+	timer    *time.Timer
+	done     chan struct{}
+	err      error
+	byCaller bool // cancelled by the caller's cancel frame
+}
+
+// closedChan is the Done channel of a context cancelled before anyone asked.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *callCtx) setTimeout(d time.Duration) {
+	c.deadline = time.Now().Add(d)
+	c.timer = time.AfterFunc(d, func() { c.cancel(context.DeadlineExceeded, false) })
+}
+
+// Deadline implements context.Context.
+func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+
+// Done implements context.Context.
+func (c *callCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			c.done = closedChan
+		} else {
+			c.done = make(chan struct{})
+		}
+	}
+	return c.done
+}
+
+// Err implements context.Context.
+func (c *callCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Value implements context.Context; a call's context carries no values.
+func (c *callCtx) Value(any) any { return nil }
+
+func (c *callCtx) String() string { return "trellis.callContext" }
+
+func (c *callCtx) cancel(err error, byCaller bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err, c.byCaller = err, byCaller
+	if c.done == nil {
+		c.done = closedChan
+	} else {
+		close(c.done)
+	}
+}
+
+// stop ends the context when its handler returns and reports why it was
+// cancelled before (nil if it was not), and whether by the caller.
+func (c *callCtx) stop() (error, bool) {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err, byCaller := c.err, c.byCaller
+	if err == nil {
+		c.err = context.Canceled // a context whose call has ended is done
+		if c.done != nil {
+			close(c.done)
+		} else {
+			c.done = closedChan
+		}
+	}
+	return err, byCaller
+}

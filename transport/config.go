@@ -1,0 +1,75 @@
+package transport
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/trellisrpc/trellis/nodeid"
+)
+
+// Config configures the connections of one node. The zero value of every
+// field but Self selects its default.
+type Config struct {
+	// Self is this node's ID, sent in the handshake. Required.
+	Self nodeid.ID
+	// Label is the cluster label; both ends of a connection must have the same.
+	Label string
+	// TLS, when set, wraps every connection in TLS. For mutual
+	// authentication set Certificates and RootCAs, and on the listening side
+	// ClientAuth to tls.RequireAndVerifyClientCert with ClientCAs.
+	TLS *tls.Config
+	// HandshakeTimeout bounds the handshake (default 5 s).
+	HandshakeTimeout time.Duration
+	// KeepaliveInterval is how long the connection may be idle before a ping
+	// is sent (default 1 s).
+	KeepaliveInterval time.Duration
+	// KeepaliveTimeout is how long the peer may stay silent before the
+	// connection is closed with ErrPeerTimeout (default 5 s).
+	KeepaliveTimeout time.Duration
+	// MaxMessageSize caps one reassembled message (default 64 MiB).
+	MaxMessageSize int
+	// MaxPartialBytes caps the bytes held in partly received messages on one
+	// connection (default 2 × MaxMessageSize).
+	MaxPartialBytes int
+	// MaxQueuedBytes is how many bytes may wait in the write queue before Send
+	// blocks (default 8 MiB).
+	MaxQueuedBytes int
+	// WriteTimeout bounds each write to the socket, so that a peer that stops
+	// reading cannot block Close forever (default 10 s).
+	WriteTimeout time.Duration
+	// Logger receives the reasons connections close; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() Config {
+	d := *c
+	if d.HandshakeTimeout <= 0 {
+		d.HandshakeTimeout = 5 * time.Second
+	}
+	if d.KeepaliveInterval <= 0 {
+		d.KeepaliveInterval = time.Second
+	}
+	if d.KeepaliveTimeout <= 0 {
+		d.KeepaliveTimeout = 5 * time.Second
+	}
+	if d.KeepaliveTimeout < 2*d.KeepaliveInterval {
+		d.KeepaliveTimeout = 2 * d.KeepaliveInterval
+	}
+	if d.MaxMessageSize <= 0 {
+		d.MaxMessageSize = 64 << 20
+	}
+	if d.MaxPartialBytes <= 0 {
+		d.MaxPartialBytes = 2 * d.MaxMessageSize
+	}
+	if d.MaxQueuedBytes <= 0 {
+		d.MaxQueuedBytes = 8 << 20
+	}
+	if d.WriteTimeout <= 0 {
+		d.WriteTimeout = 10 * time.Second
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return d
+}

@@ -1,0 +1,27 @@
+// Package transport carries messages between two Trellis nodes over one TCP
+// connection (optionally TLS).
+//
+// A connection starts with a handshake that checks the magic, the protocol
+// version, the cluster label and both node identities; a mismatch is a clear
+// error on both sides. After it, the connection carries length-prefixed
+// frames. Each frame has a 16-byte header:
+//
+//	offset size field
+//	0      4    payload length (big endian), at most MaxFramePayload
+//	4      1    type: a message kind (1..KindMax) or a control frame
+//	5      1    flags: FlagMore when more fragments of the message follow
+//	6      2    reserved, zero
+//	8      8    id: the message id (a call id, a stream id...)
+//
+// A message larger than MaxFramePayload is split into fragments, and a single
+// writer goroutine interleaves the fragments of different messages, so one big
+// message never stalls small ones. The writer batches frames and flushes when
+// it has nothing more to write. One reader goroutine decodes frames and hands
+// whole messages to a Handler. Lengths are checked against their caps before
+// anything is allocated; a malformed frame closes the connection with a
+// *ProtocolError that says what was wrong.
+//
+// Keepalive pings detect a dead peer; Close drains what is queued and says
+// goodbye (a GoAway frame) before closing. The package knows nothing of
+// services or encodings: message kinds and payloads belong to its user.
+package transport
