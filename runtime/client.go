@@ -71,7 +71,13 @@ type call struct {
 	results any
 	svc     *ServiceDesc
 	method  *MethodDesc
+	target  NodeID
 	err     error
+
+	// A relayed call has no caller here: its reply goes back to relayFrom
+	// as call relayID.
+	relayFrom *peer
+	relayID   uint64
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -82,12 +88,9 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // proxies call it.
 func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) error {
 	n := c.node
-	p := n.peer(c.target)
-	if p == nil {
-		if n.isClosing() {
-			return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: ErrClosed}
-		}
-		return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: ErrUnreachable}
+	p, routed, err := n.route(c.target)
+	if err != nil {
+		return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err}
 	}
 	if c.opts.timeout > 0 {
 		if d, ok := ctx.Deadline(); !ok || time.Until(d) > c.opts.timeout {
@@ -97,10 +100,13 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		}
 	}
 	req := request{object: c.object, method: m.ID}
+	if routed {
+		req.routed, req.dst, req.src, req.ttl = true, c.target, n.cfg.ID, DefaultMaxHops
+	}
 	if d, ok := ctx.Deadline(); ok {
 		req.timeout = time.Until(d)
 		if req.timeout <= 0 {
-			return p.callError(c.svc, m, ErrDeadlineExceeded)
+			return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: ErrDeadlineExceeded}
 		}
 	}
 	buf := transport.GetBuffer()
@@ -108,12 +114,12 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	if args != nil {
 		if err := n.codec.enc.MarshalToBuffer(args, &buf.Buffer); err != nil {
 			transport.PutBuffer(buf)
-			return p.callError(c.svc, m, fmt.Errorf("encoding arguments: %w", err))
+			return c.callError(m, fmt.Errorf("encoding arguments: %w", err))
 		}
 	}
 
 	cl := callPool.Get().(*call)
-	cl.results, cl.svc, cl.method, cl.err = results, c.svc, m, nil
+	cl.results, cl.svc, cl.method, cl.target, cl.err = results, c.svc, m, c.target, nil
 	id := p.nextCall.Add(1)
 	p.mu.Lock()
 	if p.closed != nil {
@@ -121,7 +127,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		p.mu.Unlock()
 		transport.PutBuffer(buf)
 		callPool.Put(cl)
-		return p.callError(c.svc, m, err)
+		return c.callError(m, err)
 	}
 	p.calls[id] = cl
 	p.mu.Unlock()
@@ -129,7 +135,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	if err := p.send(ctx, kindRequest, id, buf); err != nil {
 		if p.forget(id) {
 			callPool.Put(cl)
-			return p.callError(c.svc, m, ctxErr(err))
+			return c.callError(m, ctxErr(err))
 		}
 		// The connection failed and already completed the call.
 		<-cl.done
@@ -147,8 +153,17 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		callPool.Put(cl)
 		// Tell the server to stop; the connection stays up.
 		p.send(context.Background(), kindCancel, id, nil)
-		return p.callError(c.svc, m, ctxErr(ctx.Err()))
+		return c.callError(m, ctxErr(ctx.Err()))
 	}
+}
+
+func (c *Client) callError(m *MethodDesc, err error) error {
+	return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err}
+}
+
+// fail sets the call's error.
+func (cl *call) fail(err error) {
+	cl.err = &CallError{Node: cl.target, Method: methodName(cl.svc, cl.method), Err: err}
 }
 
 // forget removes a call from the table, reporting whether it was there (and
@@ -194,26 +209,30 @@ func (p *peer) complete(id uint64, payload []byte) error {
 	if cl == nil {
 		return nil // the caller gave up
 	}
+	if cl.relayFrom != nil {
+		p.forwardReply(cl, payload)
+		return nil
+	}
 	var perr error
 	switch {
 	case resp.isError:
 		var w wireError
 		if err := p.node.codec.dec.Unmarshal(resp.body, &w); err != nil {
 			perr = fmt.Errorf("reply %d: decoding error: %w", id, err)
-			cl.err = p.callError(cl.svc, cl.method, fmt.Errorf("%w: %v", ErrProtocol, perr))
+			cl.fail(fmt.Errorf("%w: %v", ErrProtocol, perr))
 		} else if w.Code == codeApp {
-			cl.err = p.callError(cl.svc, cl.method, p.node.errors.decode(p.node.codec, &w))
+			cl.fail(p.node.errors.decode(p.node.codec, &w))
 		} else {
-			cl.err = p.callError(cl.svc, cl.method, machineryError(&w))
+			cl.fail(machineryError(&w))
 		}
 	case cl.results != nil:
 		if err := p.node.codec.dec.Unmarshal(resp.body, cl.results); err != nil {
 			perr = fmt.Errorf("reply %d: decoding results: %w", id, err)
-			cl.err = p.callError(cl.svc, cl.method, fmt.Errorf("%w: %v", ErrProtocol, perr))
+			cl.fail(fmt.Errorf("%w: %v", ErrProtocol, perr))
 		}
 	case len(resp.body) != 0:
 		perr = fmt.Errorf("reply %d: %d bytes of results for a method without results", id, len(resp.body))
-		cl.err = p.callError(cl.svc, cl.method, fmt.Errorf("%w: %v", ErrProtocol, perr))
+		cl.fail(fmt.Errorf("%w: %v", ErrProtocol, perr))
 	}
 	cl.done <- struct{}{}
 	if perr != nil {

@@ -19,6 +19,14 @@ const (
 	flagDeadline = 1 << 0 // request: a timeout follows
 	flagMetadata = 1 << 1 // metadata follows
 	flagError    = 1 << 2 // response: the body is a wireError
+	flagRouted   = 1 << 3 // request: dst[8] src[8] ttl[1] follow the flags
+)
+
+// routeHeaderSize is the size of the routing fields of a routed request;
+// ttlOffset is where a relay finds the hop count to decrement.
+const (
+	routeHeaderSize = 17
+	ttlOffset       = 1 + 16
 )
 
 // Limits on metadata, checked when decoding.
@@ -59,6 +67,9 @@ func (m *Metadata) Set(k, v string) {
 
 // request is the decoded envelope of a call.
 type request struct {
+	routed   bool          // dst, src and ttl are set
+	dst, src NodeID        // final destination and origin of a routed call
+	ttl      uint8         // hops left
 	object   uint64        // 0: the node's services; else an exported object
 	method   uint64        // MethodDesc.ID
 	timeout  time.Duration // 0: none
@@ -66,10 +77,13 @@ type request struct {
 	body     []byte // CBOR arguments (aliases the payload)
 }
 
-// appendRequest lays out: flags[1] object[uvarint] method[8] (timeout[varint])
-// (metadata) — the CBOR body follows.
+// appendRequest lays out: flags[1] (dst[8] src[8] ttl[1]) object[uvarint]
+// method[8] (timeout[varint]) (metadata) — the CBOR body follows.
 func appendRequest(b []byte, r *request) []byte {
 	var flags byte
+	if r.routed {
+		flags |= flagRouted
+	}
 	if r.timeout != 0 {
 		flags |= flagDeadline
 	}
@@ -77,6 +91,11 @@ func appendRequest(b []byte, r *request) []byte {
 		flags |= flagMetadata
 	}
 	b = append(b, flags)
+	if r.routed {
+		b = binary.BigEndian.AppendUint64(b, uint64(r.dst))
+		b = binary.BigEndian.AppendUint64(b, uint64(r.src))
+		b = append(b, r.ttl)
+	}
 	b = binary.AppendUvarint(b, r.object)
 	b = binary.BigEndian.AppendUint64(b, r.method)
 	if r.timeout != 0 {
@@ -96,10 +115,23 @@ func parseRequest(p []byte, r *request) error {
 		return errShort
 	}
 	flags := p[0]
-	if flags&^(flagDeadline|flagMetadata) != 0 {
+	if flags&^(flagDeadline|flagMetadata|flagRouted) != 0 {
 		return fmt.Errorf("unknown request flags %#x", flags)
 	}
 	p = p[1:]
+	r.routed = flags&flagRouted != 0
+	if r.routed {
+		if len(p) < routeHeaderSize {
+			return errShort
+		}
+		r.dst = NodeID(binary.BigEndian.Uint64(p[0:8]))
+		r.src = NodeID(binary.BigEndian.Uint64(p[8:16]))
+		r.ttl = p[16]
+		if r.dst == 0 || r.src == 0 {
+			return fmt.Errorf("routed call with a zero node id")
+		}
+		p = p[routeHeaderSize:]
+	}
 	var n int
 	r.object, n = binary.Uvarint(p)
 	if n <= 0 {

@@ -95,6 +95,8 @@ const (
 	codeUnknownObject
 	codeOverloaded
 	codeInternal
+	codeNoRoute
+	codeUnreachable
 )
 
 // wireError is the CBOR form of an error reply.
@@ -227,6 +229,10 @@ func machineryError(w *wireError) error {
 		return ErrShuttingDown
 	case codeOverloaded:
 		return ErrOverloaded
+	case codeNoRoute:
+		base = ErrNoRoute
+	case codeUnreachable:
+		base = ErrUnreachable
 	default:
 		base = ErrProtocol
 	}

@@ -24,6 +24,7 @@ type Node struct {
 	ln     *transport.Listener
 
 	services atomic.Pointer[serviceTable]
+	router   atomic.Pointer[Router]
 	regMu    sync.Mutex // serialises Register
 
 	mu      sync.RWMutex

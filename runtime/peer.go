@@ -23,6 +23,7 @@ type peer struct {
 	mu      sync.Mutex
 	calls   map[uint64]*call       // our calls awaiting a reply
 	serving map[uint64]*ServerCall // calls from the peer in progress here
+	relayed map[uint64]relayLink   // calls from the peer relayed to another node
 	closed  error                  // set when the connection closed
 }
 
@@ -34,6 +35,7 @@ func newPeer(n *Node, c *transport.Conn, dialed bool) *peer {
 		dialed:  dialed,
 		calls:   make(map[uint64]*call),
 		serving: make(map[uint64]*ServerCall),
+		relayed: make(map[uint64]relayLink),
 	}
 }
 
@@ -59,6 +61,8 @@ func (p *peer) HandleMessage(kind transport.Kind, id uint64, payload []byte) err
 		p.mu.Unlock()
 		if sc != nil {
 			sc.ctx.cancel(context.Canceled, true)
+		} else {
+			p.cancelRelayed(id)
 		}
 		return nil
 	}
@@ -81,10 +85,21 @@ func (p *peer) HandleClosed(err error) {
 	p.closed = reason
 	calls := p.calls
 	p.calls = make(map[uint64]*call)
+	relayed := p.relayed
+	p.relayed = make(map[uint64]relayLink)
 	p.mu.Unlock()
 	for _, c := range calls {
-		c.err = p.callError(c.svc, c.method, reason)
+		if c.relayFrom != nil {
+			p.failRelayed(c, err)
+			continue
+		}
+		c.fail(reason)
 		c.done <- struct{}{}
+	}
+	for _, l := range relayed {
+		if l.to.forget(l.id) {
+			l.to.send(context.Background(), kindCancel, l.id, nil)
+		}
 	}
 	p.cancelServing()
 }
@@ -96,10 +111,6 @@ func (p *peer) cancelServing() {
 		sc.ctx.cancel(context.Canceled, false)
 	}
 	p.mu.Unlock()
-}
-
-func (p *peer) callError(svc *ServiceDesc, m *MethodDesc, err error) error {
-	return &CallError{Node: p.id, Method: methodName(svc, m), Err: err}
 }
 
 // methodName names a method for errors: "example.com/kv.Store.Get".

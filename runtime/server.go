@@ -66,6 +66,7 @@ type ServerCall struct {
 	peer     *peer
 	id       uint64
 	entry    *methodEntry
+	caller   NodeID // the origin of the call (not the last hop)
 	metadata Metadata
 	body     *transport.Buffer
 }
@@ -80,7 +81,7 @@ func (sc *ServerCall) Decode(v any) error {
 }
 
 // Caller returns the ID of the node that made the call.
-func (sc *ServerCall) Caller() NodeID { return sc.peer.id }
+func (sc *ServerCall) Caller() NodeID { return sc.caller }
 
 // Metadata returns the metadata that came with the call.
 func (sc *ServerCall) Metadata() Metadata { return sc.metadata }
@@ -99,15 +100,21 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	if err := parseRequest(payload, &req); err != nil {
 		return &transport.ProtocolError{Reason: fmt.Sprintf("call %d: %v", id, err)}
 	}
+	if req.routed && req.dst != n.cfg.ID {
+		return n.relay(p, id, &req, payload)
+	}
 	e := n.services.Load().methods[req.method]
 	if e == nil || req.object != 0 {
 		n.replyError(p, id, wireError{Code: codeUnknownMethod, Message: fmt.Sprintf("node %s has no method with ID %#x (is the caller generated from the same interface?)", n.cfg.Name, req.method)})
 		return nil
 	}
-	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata}
+	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: p.id}
+	if req.routed {
+		sc.caller = req.src
+	}
 	p.mu.Lock()
 	switch {
-	case p.serving[id] != nil:
+	case p.serving[id] != nil || p.relayed[id].to != nil:
 		p.mu.Unlock()
 		return &transport.ProtocolError{Reason: fmt.Sprintf("call id %d is already in progress", id)}
 	case len(p.serving) >= n.cfg.MaxConcurrentCalls:

@@ -1,0 +1,154 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/trellisrpc/trellis/transport"
+)
+
+// A Router tells a node how to reach nodes it has no connection to: the
+// neighbour to hand a call for dst to. The topology layer installs one with
+// Node.SetRouter; without one, only direct neighbours are reachable.
+type Router interface {
+	NextHop(dst NodeID) (next NodeID, ok bool)
+}
+
+// DefaultMaxHops is the hop budget of a routed call; a call that has used it
+// up fails with ErrNoRoute, so a routing loop cannot circulate a call.
+const DefaultMaxHops = 16
+
+// SetRouter installs r (nil removes the router).
+func (n *Node) SetRouter(r Router) {
+	if r == nil {
+		n.router.Store(nil)
+		return
+	}
+	n.router.Store(&r)
+}
+
+// route returns the connection on which to send a call to dst: dst's own,
+// or the next hop's. routed reports the latter.
+func (n *Node) route(dst NodeID) (p *peer, routed bool, err error) {
+	if p := n.peer(dst); p != nil {
+		return p, false, nil
+	}
+	if n.isClosing() {
+		return nil, false, ErrClosed
+	}
+	rp := n.router.Load()
+	if rp == nil {
+		return nil, false, ErrUnreachable
+	}
+	next, ok := (*rp).NextHop(dst)
+	if !ok || next == n.cfg.ID {
+		return nil, false, fmt.Errorf("%w: %s", ErrNoRoute, dst)
+	}
+	if p := n.peer(next); p != nil {
+		return p, true, nil
+	}
+	return nil, false, fmt.Errorf("%w: next hop %s toward %s is not connected", ErrUnreachable, next, dst)
+}
+
+// relayLink records a call relayed from one connection to another.
+type relayLink struct {
+	to *peer
+	id uint64 // the call's id on to
+}
+
+// relay forwards a routed request from p, whose destination is another
+// node, to the next hop, without decoding its body. The reply comes back
+// through complete, which sees the relay link on the forwarded call.
+func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
+	fail := func(code uint8, msg string) error {
+		n.replyError(p, id, wireError{Code: code, Message: fmt.Sprintf("node %s relaying to %s: %s", n.cfg.Name, req.dst, msg)})
+		return nil
+	}
+	if req.ttl == 0 {
+		return fail(codeNoRoute, "hop budget used up (routing loop?)")
+	}
+	q, _, err := n.route(req.dst)
+	if err != nil {
+		return fail(codeNoRoute, err.Error())
+	}
+	if q == p {
+		return fail(codeNoRoute, "the route leads back to the sender")
+	}
+	buf := transport.GetBuffer()
+	buf.Write(payload)
+	buf.Bytes()[ttlOffset]--
+
+	cl := callPool.Get().(*call)
+	cl.relayFrom, cl.relayID = p, id
+	qid := q.nextCall.Add(1)
+	p.mu.Lock()
+	if p.relayed[id].to != nil || p.serving[id] != nil {
+		p.mu.Unlock()
+		transport.PutBuffer(buf)
+		callPool.Put(cl)
+		return &transport.ProtocolError{Reason: fmt.Sprintf("call id %d is already in progress", id)}
+	}
+	p.relayed[id] = relayLink{to: q, id: qid}
+	p.mu.Unlock()
+	q.mu.Lock()
+	if q.closed != nil {
+		q.mu.Unlock()
+		p.forgetRelay(id)
+		transport.PutBuffer(buf)
+		callPool.Put(cl)
+		return fail(codeUnreachable, "next hop connection closed")
+	}
+	q.calls[qid] = cl
+	q.mu.Unlock()
+	if err := q.send(context.Background(), kindRequest, qid, buf); err != nil && q.forget(qid) {
+		p.forgetRelay(id)
+		callPool.Put(cl)
+		return fail(codeUnreachable, err.Error())
+	}
+	return nil
+}
+
+// forgetRelay removes the relay record of call id from p.
+func (p *peer) forgetRelay(id uint64) relayLink {
+	p.mu.Lock()
+	l := p.relayed[id]
+	delete(p.relayed, id)
+	p.mu.Unlock()
+	return l
+}
+
+// forwardReply hands a reply for a relayed call back toward its origin.
+func (q *peer) forwardReply(cl *call, payload []byte) {
+	from, id := cl.relayFrom, cl.relayID
+	cl.relayFrom, cl.relayID = nil, 0
+	callPool.Put(cl)
+	if from.forgetRelay(id).to == nil {
+		return // the origin side cancelled or closed
+	}
+	buf := transport.GetBuffer()
+	buf.Write(payload)
+	from.send(context.Background(), kindResponse, id, buf)
+}
+
+// failRelayed answers a relayed call whose next hop is gone.
+func (q *peer) failRelayed(cl *call, reason error) {
+	from, id := cl.relayFrom, cl.relayID
+	cl.relayFrom, cl.relayID = nil, 0
+	callPool.Put(cl)
+	if from.forgetRelay(id).to == nil {
+		return
+	}
+	q.node.replyError(from, id, wireError{Code: codeUnreachable, Message: fmt.Sprintf("node %s: hop to %s lost: %v", q.node.cfg.Name, q.id, reason)})
+}
+
+// cancelRelayed forwards a cancel frame for a relayed call.
+func (p *peer) cancelRelayed(id uint64) bool {
+	l := p.forgetRelay(id)
+	if l.to == nil {
+		return false
+	}
+	if l.to.forget(l.id) {
+		l.to.send(context.Background(), kindCancel, l.id, nil)
+	}
+	return true
+}
