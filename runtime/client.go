@@ -173,6 +173,7 @@ func (p *peer) forget(id uint64) bool {
 	_, ok := p.calls[id]
 	delete(p.calls, id)
 	p.mu.Unlock()
+	p.callEnded()
 	return ok
 }
 
@@ -206,6 +207,7 @@ func (p *peer) complete(id uint64, payload []byte) error {
 	cl := p.calls[id]
 	delete(p.calls, id)
 	p.mu.Unlock()
+	p.callEnded()
 	if cl == nil {
 		return nil // the caller gave up
 	}

@@ -19,7 +19,7 @@ type pair struct {
 }
 
 // newPair starts two nodes on loopback; both are closed when the test ends.
-func newPair(t *testing.T) *pair {
+func newPair(t testing.TB) *pair {
 	t.Helper()
 	ctx := context.Background()
 	server := newNode(t, "server", "127.0.0.1:0")
@@ -47,7 +47,7 @@ func newPair(t *testing.T) *pair {
 	}
 }
 
-func newNode(t *testing.T, name, addr string) *trellis.Node {
+func newNode(t testing.TB, name, addr string) *trellis.Node {
 	t.Helper()
 	n, err := trellis.NewNode(trellis.Config{Name: name, Addr: addr})
 	if err != nil {

@@ -141,7 +141,7 @@ func (n *Node) adopt(c *transport.Conn, dialed bool) bool {
 		return false
 	}
 	old := n.peers[p.id]
-	keep := old == nil || old.conn.GoneAway() || p.preferred() && !old.preferred()
+	keep := old == nil || old.closing.Load() || old.conn.GoneAway() || p.preferred() && !old.preferred()
 	if keep {
 		n.peers[p.id] = p
 	}
@@ -152,6 +152,7 @@ func (n *Node) adopt(c *transport.Conn, dialed bool) bool {
 	}
 	c.Start(p)
 	if old != nil {
+		old.closing.Store(true)
 		n.closeConn(old.conn)
 	}
 	return true
@@ -190,7 +191,9 @@ func (n *Node) peer(id NodeID) *peer {
 	return p
 }
 
-// Disconnect closes the connection to id gracefully, if there is one.
+// Disconnect closes the connection to id gracefully, if there is one: new
+// calls no longer use it, and it closes once the calls in progress on it (in
+// either direction, relayed ones included) have ended, or when ctx is done.
 func (n *Node) Disconnect(ctx context.Context, id NodeID) error {
 	n.mu.Lock()
 	p := n.peers[id]
@@ -199,7 +202,7 @@ func (n *Node) Disconnect(ctx context.Context, id NodeID) error {
 	if p == nil {
 		return nil
 	}
-	return p.conn.Close(ctx)
+	return p.drain(ctx)
 }
 
 func (n *Node) isClosing() bool {

@@ -19,6 +19,8 @@ type peer struct {
 	dialed bool // this node dialed the connection
 
 	nextCall atomic.Uint64
+	closing  atomic.Bool   // this node is closing the connection
+	idle     chan struct{} // capacity 1: signalled when a call ends while closing
 
 	mu      sync.Mutex
 	calls   map[uint64]*call       // our calls awaiting a reply
@@ -36,6 +38,7 @@ func newPeer(n *Node, c *transport.Conn, dialed bool) *peer {
 		calls:   make(map[uint64]*call),
 		serving: make(map[uint64]*ServerCall),
 		relayed: make(map[uint64]relayLink),
+		idle:    make(chan struct{}, 1),
 	}
 }
 
@@ -136,4 +139,40 @@ func (p *peer) send(ctx context.Context, kind transport.Kind, id uint64, buf *tr
 		return fmt.Errorf("%w: %v", ErrUnreachable, err)
 	}
 	return err
+}
+
+// callEnded wakes a drain in progress. Call it after removing a call from
+// any of the peer's tables.
+func (p *peer) callEnded() {
+	if p.closing.Load() {
+		select {
+		case p.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// busy reports whether calls are in progress in either direction.
+func (p *peer) busy() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.calls)+len(p.serving)+len(p.relayed) > 0
+}
+
+// drain waits until no call is in progress on the connection (new calls
+// no longer choose it: the caller has removed it from the node's table), at
+// most until ctx is done, then closes it gracefully.
+func (p *peer) drain(ctx context.Context) error {
+	p.closing.Store(true)
+	for p.busy() {
+		select {
+		case <-p.idle:
+		case <-p.conn.Done():
+		case <-ctx.Done():
+			p.conn.Abort(fmt.Errorf("%w: closing with calls in progress: %v", ErrClosed, ctx.Err()))
+			p.conn.Wait()
+			return ctx.Err()
+		}
+	}
+	return p.conn.Close(ctx)
 }

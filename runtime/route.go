@@ -114,6 +114,7 @@ func (p *peer) forgetRelay(id uint64) relayLink {
 	l := p.relayed[id]
 	delete(p.relayed, id)
 	p.mu.Unlock()
+	p.callEnded()
 	return l
 }
 

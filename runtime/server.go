@@ -156,13 +156,12 @@ func (sc *ServerCall) serve() {
 	results, err := sc.invoke()
 	transport.PutBuffer(sc.body)
 	sc.body = nil
-	p.mu.Lock()
-	delete(p.serving, sc.id)
-	p.mu.Unlock()
 	cancelled, byCaller := sc.ctx.stop()
 	if byCaller {
+		p.endServing(sc.id)
 		return // the caller gave up and is not listening
 	}
+	defer p.endServing(sc.id) // after the reply is queued, so a drain waits for it
 	if err != nil {
 		var w wireError
 		var de *decodeError
@@ -182,6 +181,7 @@ func (sc *ServerCall) serve() {
 		n.replyError(p, sc.id, w)
 		if de != nil {
 			n.log.Info("trellis: closing connection: undecodable arguments", "peer", p.id, "method", methodName(sc.entry.svc, sc.entry.method), "err", de)
+			p.closing.Store(true)
 			n.closeConn(p.conn)
 		}
 		return
@@ -196,6 +196,14 @@ func (sc *ServerCall) serve() {
 		}
 	}
 	p.send(context.Background(), kindResponse, sc.id, buf)
+}
+
+// endServing removes a served call from p's table.
+func (p *peer) endServing(id uint64) {
+	p.mu.Lock()
+	delete(p.serving, id)
+	p.mu.Unlock()
+	p.callEnded()
 }
 
 // panicError is a recovered panic.
