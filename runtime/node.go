@@ -128,6 +128,28 @@ func (n *Node) Connect(ctx context.Context, addr string) (NodeID, error) {
 	return c.Remote(), nil
 }
 
+// ConnectTo makes sure there is a connection to node id, dialing addr if
+// there is none; the node found at addr must be id.
+func (n *Node) ConnectTo(ctx context.Context, id NodeID, addr string) error {
+	if p := n.peer(id); p != nil {
+		return nil
+	}
+	if n.isClosing() {
+		return ErrClosed
+	}
+	c, err := transport.Dial(ctx, addr, n.tcfg, id)
+	if err != nil {
+		return fmt.Errorf("trellis: node %s: connect to %s: %w", n.cfg.Name, id, err)
+	}
+	if !n.adopt(c, true) && n.isClosing() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Connected reports whether the node has a connection to id.
+func (n *Node) Connected(id NodeID) bool { return n.peer(id) != nil }
+
 // adopt makes c the connection to its peer, unless a connection to that peer
 // exists: then the one dialed by the node with the smaller ID is kept (both
 // ends apply the same rule, so a simultaneous open keeps one connection) and

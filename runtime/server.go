@@ -67,6 +67,7 @@ type ServerCall struct {
 	id       uint64
 	entry    *methodEntry
 	caller   NodeID // the origin of the call (not the last hop)
+	hops     int    // connections crossed
 	metadata Metadata
 	body     *transport.Buffer
 }
@@ -85,6 +86,28 @@ func (sc *ServerCall) Caller() NodeID { return sc.caller }
 
 // Metadata returns the metadata that came with the call.
 func (sc *ServerCall) Metadata() Metadata { return sc.metadata }
+
+// CallInfo describes the call being served.
+type CallInfo struct {
+	// Caller is the node that made the call (its origin, not the last hop).
+	Caller NodeID
+	// Hops is how many connections the call crossed: 1 for a neighbour.
+	Hops int
+	// Metadata is the metadata that came with the call.
+	Metadata Metadata
+}
+
+type callInfoKey struct{}
+
+// CallInfoFrom returns the description of the call whose context is ctx
+// (the context a generated handler passes to the implementation).
+func CallInfoFrom(ctx context.Context) (CallInfo, bool) {
+	c, ok := ctx.Value(callInfoKey{}).(*callCtx)
+	if !ok || c.call == nil {
+		return CallInfo{}, false
+	}
+	return CallInfo{Caller: c.call.caller, Hops: c.call.hops, Metadata: c.call.metadata}, true
+}
 
 // decodeError marks arguments that could not be decoded.
 type decodeError struct{ err error }
@@ -108,9 +131,11 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 		n.replyError(p, id, wireError{Code: codeUnknownMethod, Message: fmt.Sprintf("node %s has no method with ID %#x (is the caller generated from the same interface?)", n.cfg.Name, req.method)})
 		return nil
 	}
-	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: p.id}
+	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: p.id, hops: 1}
+	sc.ctx.call = sc
 	if req.routed {
 		sc.caller = req.src
+		sc.hops = DefaultMaxHops - int(req.ttl) + 1
 	}
 	p.mu.Lock()
 	switch {
@@ -245,7 +270,8 @@ type callCtx struct {
 	timer    *time.Timer
 	done     chan struct{}
 	err      error
-	byCaller bool // cancelled by the caller's cancel frame
+	byCaller bool        // cancelled by the caller's cancel frame
+	call     *ServerCall // the call this is the context of
 }
 
 // closedChan is the Done channel of a context cancelled before anyone asked.
@@ -280,8 +306,13 @@ func (c *callCtx) Err() error {
 	return c.err
 }
 
-// Value implements context.Context; a call's context carries no values.
-func (c *callCtx) Value(any) any { return nil }
+// Value implements context.Context: a call's context carries its CallInfo.
+func (c *callCtx) Value(key any) any {
+	if key == (callInfoKey{}) {
+		return c
+	}
+	return nil
+}
 
 func (c *callCtx) String() string { return "trellis.callContext" }
 

@@ -1,0 +1,208 @@
+// Package cluster federates Trellis nodes: it ties a runtime.Node to a
+// membership.Discovery and a topology.Strategy. The leader (the oldest live
+// member) computes each new topology when the membership changes and
+// cascades it to the members in two phases (prepare, then commit) through
+// the generated controlplane.Cascade service; every member then keeps
+// exactly the connections of its edges and routes calls to non-neighbours
+// along them.
+//
+// A leader pushes a topology only while its Policy allows it (by default a
+// strict majority of the last committed members must be visible), so the
+// two sides of a partition never commit topologies that share members; the
+// minority keeps serving what it can reach and rejoins when the partition
+// heals.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/trellisrpc/trellis/generated/controlplane"
+	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/topology"
+)
+
+// Config configures a Cluster.
+type Config struct {
+	// Node is the RPC node, already listening. Required.
+	Node *runtime.Node
+	// Discovery finds the members; its members' Addr must be their RPC
+	// addresses. The cluster starts it if it is not started. Required.
+	Discovery membership.Discovery
+	// Strategy computes topologies (default topology.Ring{}).
+	Strategy topology.Strategy
+	// Policy decides when a leader may commit (default topology.Majority{}).
+	Policy topology.Policy
+	// Interval is how often connections are reconciled and a failed cascade
+	// retried (default 100 ms).
+	Interval time.Duration
+	// PhaseTimeout bounds each phase of a cascade (default 2 s).
+	PhaseTimeout time.Duration
+	// DrainTimeout bounds the draining of a removed edge (default 5 s).
+	DrainTimeout time.Duration
+	// Logger receives the cluster's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// A Cluster keeps one node's place in the federation: its committed
+// topology, its connections and its routes.
+type Cluster struct {
+	cfg  Config
+	node *runtime.Node
+	disc membership.Discovery
+	self nodeid.ID
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	committed topology.Topology
+	pending   *controlplane.Proposal
+	maxEpoch  uint64                  // the highest epoch seen in any proposal
+	unwanted  map[nodeid.ID]time.Time // connections outside the topology, since when
+	changed   chan struct{}           // closed and replaced at each commit
+	blocked   string                  // why the leader last declined to push (logged once)
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sub    *membership.Subscription
+}
+
+// New returns a cluster for cfg.Node; Start makes it run.
+func New(cfg Config) (*Cluster, error) {
+	if cfg.Node == nil || cfg.Discovery == nil {
+		return nil, errors.New("cluster: Config.Node and Config.Discovery are required")
+	}
+	if cfg.Strategy == nil {
+		cfg.Strategy = topology.Ring{}
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = topology.Majority{}
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 100 * time.Millisecond
+	}
+	if cfg.PhaseTimeout <= 0 {
+		cfg.PhaseTimeout = 2 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{
+		cfg:      cfg,
+		node:     cfg.Node,
+		disc:     cfg.Discovery,
+		self:     cfg.Node.ID(),
+		log:      cfg.Logger.With("node", cfg.Node.Name()),
+		unwanted: make(map[nodeid.ID]time.Time),
+		changed:  make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+	}
+	if err := controlplane.RegisterCascade(c.node, (*cascadeServer)(c)); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	return c, nil
+}
+
+// Start subscribes to membership events and starts the cluster's loop. The
+// discovery must be started already (membership.Node.Start).
+func (c *Cluster) Start() error {
+	if local := c.disc.Local(); local.ID != c.self {
+		return fmt.Errorf("cluster: discovery's local member is %s, the node is %s: they must share the ID", local.ID, c.self)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.sub = c.disc.Subscribe(membership.DefaultEventBuffer)
+	c.wg.Add(2)
+	go c.watchMembership(ctx)
+	go c.loop(ctx)
+	c.poke()
+	return nil
+}
+
+// Close stops the cluster's goroutines. It neither leaves the membership nor
+// closes the node: the caller owns both.
+func (c *Cluster) Close() {
+	if c.cancel != nil {
+		c.cancel()
+		c.sub.Close()
+	}
+	c.wg.Wait()
+}
+
+// Topology returns the committed topology (the zero Topology before the
+// first commit).
+func (c *Cluster) Topology() topology.Topology {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.committed
+}
+
+// Wait waits until the committed topology satisfies ok, and returns it.
+func (c *Cluster) Wait(ctx context.Context, ok func(topology.Topology) bool) (topology.Topology, error) {
+	for {
+		c.mu.Lock()
+		t, changed := c.committed, c.changed
+		c.mu.Unlock()
+		if ok(t) {
+			return t, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return t, fmt.Errorf("cluster: waiting for a topology (last: epoch %d, %d members): %w", t.Epoch, len(t.Members), ctx.Err())
+		}
+	}
+}
+
+// Route returns the path a call from this node to dst takes under the
+// committed topology (this node first), or nil if there is none.
+func (c *Cluster) Route(dst nodeid.ID) []nodeid.ID {
+	return topology.Path(c.Topology(), c.self, dst)
+}
+
+// poke asks the loop to look at the membership again.
+func (c *Cluster) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Cluster) watchMembership(ctx context.Context) {
+	defer c.wg.Done()
+	for {
+		e, err := c.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		c.log.Debug("cluster: membership event", "event", e.String())
+		c.poke()
+	}
+}
+
+func (c *Cluster) loop(ctx context.Context) {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-t.C:
+		}
+		if leader, ok := c.disc.Leader(); ok && leader.ID == c.self {
+			c.lead(ctx)
+		}
+		c.reconcile(ctx)
+	}
+}

@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/trellisrpc/trellis/generated/controlplane"
+	"github.com/trellisrpc/trellis/nodeid"
+)
+
+// reconcile makes the node's connections match the committed topology: it
+// dials the neighbours it is the dialer for (the smaller ID dials) and
+// drains and closes connections that are no edge of the committed topology
+// nor of a proposal in progress, once they have been so for a grace period
+// (a neighbour-to-be may connect a moment before its proposal arrives).
+func (c *Cluster) reconcile(ctx context.Context) {
+	c.mu.Lock()
+	t := c.committed
+	keep := make(map[nodeid.ID]bool)
+	for _, id := range t.Neighbours(c.self) {
+		keep[id] = true
+	}
+	if p := c.pending; p != nil {
+		for _, es := range [][]controlplane.Edge{p.Edges, p.Previous} {
+			for _, e := range es {
+				if e.A == c.self {
+					keep[e.B] = true
+				} else if e.B == c.self {
+					keep[e.A] = true
+				}
+			}
+		}
+	}
+	c.mu.Unlock()
+
+	for _, id := range t.Neighbours(c.self) {
+		if c.self < id && !c.node.Connected(id) {
+			m, _ := t.Lookup(id)
+			dctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
+			if err := c.node.ConnectTo(dctx, id, m.Addr); err != nil {
+				c.log.Info("cluster: cannot connect to neighbour; will retry", "peer", m.Name, "err", err)
+			}
+			cancel()
+		}
+	}
+
+	grace := 3 * c.cfg.Interval
+	now := time.Now()
+	c.mu.Lock()
+	var drop []nodeid.ID
+	peers := c.node.Peers()
+	seen := make(map[nodeid.ID]bool, len(peers))
+	for _, id := range peers {
+		seen[id] = true
+		if keep[id] {
+			delete(c.unwanted, id)
+			continue
+		}
+		since, ok := c.unwanted[id]
+		if !ok {
+			c.unwanted[id] = now
+			continue
+		}
+		if now.Sub(since) >= grace {
+			drop = append(drop, id)
+			delete(c.unwanted, id)
+		}
+	}
+	for id := range c.unwanted {
+		if !seen[id] {
+			delete(c.unwanted, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range drop {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			dctx, cancel := context.WithTimeout(context.Background(), c.cfg.DrainTimeout)
+			defer cancel()
+			c.node.Disconnect(dctx, id)
+		}()
+	}
+}

@@ -1,0 +1,54 @@
+// Package controlplane holds the services that Trellis nodes use among
+// themselves, and proxygen's output for them: the framework uses its own
+// generator. Package cluster drives them.
+package controlplane
+
+import (
+	"context"
+
+	"github.com/trellisrpc/trellis/nodeid"
+)
+
+//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Cascade
+
+// Cascade is served by every member of a cluster. The leader proposes each
+// new topology in two phases along a spanning tree of the old and new
+// edges: Prepare everywhere, then Commit everywhere, so that no member
+// installs a topology that the others never received. Each member forwards
+// the call to its children in the tree before answering.
+type Cascade interface {
+	// Prepare offers a topology. A member refuses a proposal whose epoch is
+	// not above the topology it has committed, or below one it has prepared.
+	Prepare(ctx context.Context, p Proposal) error
+	// Commit installs the prepared topology of the given epoch.
+	Commit(ctx context.Context, leader nodeid.ID, epoch uint64) error
+}
+
+// A Proposal is a topology offered by a leader.
+type Proposal struct {
+	// Leader is the proposing node.
+	Leader nodeid.ID
+	// Epoch numbers the topology; it only grows.
+	Epoch uint64
+	// Strategy names the strategy that computed the edges.
+	Strategy string
+	// Members are the members, oldest first.
+	Members []Member
+	// Edges are the edges of the proposed topology.
+	Edges []Edge
+	// Previous are the edges of the topology committed before (the tree
+	// along which the proposal travels spans old and new edges).
+	Previous []Edge
+}
+
+// A Member is a member of a proposed topology.
+type Member struct {
+	ID   nodeid.ID
+	Name string
+	Addr string // RPC address
+}
+
+// An Edge joins two members.
+type Edge struct {
+	A, B nodeid.ID
+}
