@@ -151,9 +151,13 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 			return p.finish(cl)
 		}
 		callPool.Put(cl)
-		// Tell the server to stop; the connection stays up.
-		p.send(context.Background(), kindCancel, id, nil)
-		return c.callError(m, ctxErr(ctx.Err()))
+		err := ctx.Err()
+		if err != context.DeadlineExceeded || req.timeout == 0 {
+			// Tell the server to stop; the connection stays up. (A deadline
+			// needs no frame: the server applies the same one.)
+			p.send(context.Background(), kindCancel, id, nil)
+		}
+		return c.callError(m, ctxErr(err))
 	}
 }
 
