@@ -9,6 +9,7 @@ import (
 
 	"github.com/trellisrpc/trellis/generated/controlplane"
 	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
 )
 
@@ -37,7 +38,10 @@ func (c *Cluster) lead(ctx context.Context) {
 	}
 	next := topology.Compute(c.cfg.Strategy, members, prevp)
 	next.Epoch = epoch
-	if prev.Epoch > 0 && slices.Equal(next.Members, prev.Members) && slices.Equal(next.Edges, prev.Edges) {
+	c.mu.Lock()
+	again := c.incomplete
+	c.mu.Unlock()
+	if !again && prev.Epoch > 0 && slices.Equal(next.Members, prev.Members) && slices.Equal(next.Edges, prev.Edges) {
 		return // nothing changed
 	}
 	last := make([]nodeid.ID, 0, len(prev.Members))
@@ -65,8 +69,13 @@ func (c *Cluster) lead(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
 	err = c.commit(cctx, c.self, epoch)
 	cancel()
+	c.mu.Lock()
+	// Some members may not have committed: cascade again (a new epoch,
+	// perhaps the same edges) until every member has.
+	c.incomplete = err != nil
+	c.mu.Unlock()
 	if err != nil {
-		c.log.Info("cluster: commit incomplete; will retry", "epoch", epoch, "err", err)
+		c.log.Info("cluster: commit incomplete; will cascade again", "epoch", epoch, "err", err)
 	}
 }
 
@@ -153,7 +162,7 @@ func (c *Cluster) forward(ctx context.Context, kids []controlplane.Member, f fun
 				errs[i] = fmt.Errorf("%s: %w", m.Name, err)
 				return
 			}
-			if err := f(ctx, controlplane.NewCascadeProxy(c.node, m.ID)); err != nil {
+			if err := f(ctx, controlplane.NewCascadeProxy(c.node, m.ID, runtime.Direct())); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", m.Name, err)
 			}
 		}()

@@ -59,13 +59,14 @@ type Cluster struct {
 	self nodeid.ID
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	committed topology.Topology
-	pending   *controlplane.Proposal
-	maxEpoch  uint64                  // the highest epoch seen in any proposal
-	unwanted  map[nodeid.ID]time.Time // connections outside the topology, since when
-	changed   chan struct{}           // closed and replaced at each commit
-	blocked   string                  // why the leader last declined to push (logged once)
+	mu         sync.Mutex
+	committed  topology.Topology
+	pending    *controlplane.Proposal
+	maxEpoch   uint64                  // the highest epoch seen in any proposal
+	unwanted   map[nodeid.ID]time.Time // connections outside the topology, since when
+	changed    chan struct{}           // closed and replaced at each commit
+	blocked    string                  // why the leader last declined to push (logged once)
+	incomplete bool                    // the last commit did not reach every member
 
 	kick   chan struct{}
 	cancel context.CancelFunc

@@ -25,6 +25,14 @@ type ProxyOption func(*proxyOptions)
 
 type proxyOptions struct {
 	timeout time.Duration
+	direct  bool
+}
+
+// Direct makes the proxy call its target only over a direct connection,
+// never routed through other nodes: the control plane uses it to talk to
+// neighbours while routes are changing.
+func Direct() ProxyOption {
+	return func(o *proxyOptions) { o.direct = true }
 }
 
 // WithTimeout gives every call of the proxy a timeout, applied when the
@@ -88,7 +96,7 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // proxies call it.
 func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) error {
 	n := c.node
-	p, routed, err := n.route(c.target)
+	p, routed, err := n.route(c.target, c.opts.direct)
 	if err != nil {
 		return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err}
 	}

@@ -27,27 +27,43 @@ func (n *Node) SetRouter(r Router) {
 	n.router.Store(&r)
 }
 
-// route returns the connection on which to send a call to dst: dst's own,
-// or the next hop's. routed reports the latter.
-func (n *Node) route(dst NodeID) (p *peer, routed bool, err error) {
+// route returns the connection on which to send a call to dst, and whether
+// the call is routed (sent to a next hop rather than to dst). With a router
+// installed, calls follow it, so a connection that is not (or no longer) an
+// edge carries only calls to its own end; without one, only direct
+// connections are used.
+func (n *Node) route(dst NodeID, direct bool) (p *peer, routed bool, err error) {
+	if direct {
+		if p := n.peer(dst); p != nil {
+			return p, false, nil
+		}
+		if n.isClosing() {
+			return nil, false, ErrClosed
+		}
+		return nil, false, fmt.Errorf("%w: no direct connection", ErrUnreachable)
+	}
+	if rp := n.router.Load(); rp != nil {
+		if next, ok := (*rp).NextHop(dst); ok && next != n.cfg.ID {
+			if p := n.peer(next); p != nil {
+				return p, next != dst, nil
+			}
+		}
+	}
 	if p := n.peer(dst); p != nil {
 		return p, false, nil
 	}
-	if n.isClosing() {
+	switch rp := n.router.Load(); {
+	case n.isClosing():
 		return nil, false, ErrClosed
-	}
-	rp := n.router.Load()
-	if rp == nil {
+	case rp == nil:
 		return nil, false, ErrUnreachable
+	default:
+		next, ok := (*rp).NextHop(dst)
+		if !ok || next == n.cfg.ID {
+			return nil, false, fmt.Errorf("%w: %s", ErrNoRoute, dst)
+		}
+		return nil, false, fmt.Errorf("%w: next hop %s toward %s is not connected", ErrUnreachable, next, dst)
 	}
-	next, ok := (*rp).NextHop(dst)
-	if !ok || next == n.cfg.ID {
-		return nil, false, fmt.Errorf("%w: %s", ErrNoRoute, dst)
-	}
-	if p := n.peer(next); p != nil {
-		return p, true, nil
-	}
-	return nil, false, fmt.Errorf("%w: next hop %s toward %s is not connected", ErrUnreachable, next, dst)
 }
 
 // relayLink records a call relayed from one connection to another.
@@ -67,7 +83,7 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 	if req.ttl == 0 {
 		return fail(codeNoRoute, "hop budget used up (routing loop?)")
 	}
-	q, _, err := n.route(req.dst)
+	q, _, err := n.route(req.dst, false)
 	if err != nil {
 		return fail(codeNoRoute, err.Error())
 	}

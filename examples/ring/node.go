@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/examples/ring/ringsvc"
+	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/topology"
+)
+
+// nodeFlags configure one node.
+type nodeFlags struct {
+	name     string
+	addr     string // RPC listen address
+	gossip   string // membership UDP bind address
+	seed     string // membership seed address
+	strategy string
+	key      string
+	verbose  bool
+}
+
+// where implements ringsvc.Where.
+type where struct{ name string }
+
+func (w where) Where(ctx context.Context, from string) (ringsvc.Answer, error) {
+	info, _ := runtime.CallInfoFrom(ctx)
+	return ringsvc.Answer{Node: w.name, Hops: info.Hops}, nil
+}
+
+// runNode runs one cluster node until it is told to quit (a "quit" line on
+// stdin, stdin closing when -control is set, or SIGINT/SIGTERM). It prints a
+// line per committed topology, and answers "call NAME" lines on stdin with a
+// routed call to that node.
+func runNode(f nodeFlags, control bool) error {
+	strategy, err := topology.StrategyByName(f.strategy)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelError
+	if f.verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	node, err := runtime.NewNode(runtime.Config{Name: f.name, Addr: f.addr, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		node.Close(ctx)
+	}()
+	if err := ringsvc.RegisterWhere(node, where{f.name}); err != nil {
+		return err
+	}
+	disc, err := membership.New(membership.Config{
+		ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
+		Keys: [][]byte{[]byte(f.key)}, ClusterLabel: "ring-example",
+		// Unicast on loopback: multicast must not leave the machine.
+		DisableMulticast: true, BindAddr: f.gossip, Seeds: []string{f.seed},
+		Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err = disc.Start(startCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		disc.Leave(ctx)
+	}()
+	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: strategy, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := cl.Start(); err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	out := bufio.NewWriter(os.Stdout)
+	say := func(format string, args ...any) {
+		fmt.Fprintf(out, format+"\n", args...)
+		out.Flush()
+	}
+	say("READY %s rpc=%s id=%s", f.name, node.Addr(), node.ID())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var epoch uint64
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		t, _ := cl.Wait(wctx, func(t topology.Topology) bool { return t.Epoch > epoch })
+		cancel()
+		if t.Epoch > epoch {
+			epoch = t.Epoch
+			say("TOPOLOGY %s epoch=%d members=%d %s", f.name, t.Epoch, len(t.Members), strings.ReplaceAll(topology.Diagram(t), "\n", "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case line, ok := <-lines:
+			if !ok {
+				if control {
+					return nil // the orchestrator is gone
+				}
+				lines = nil
+				continue
+			}
+			cmd, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+			switch cmd {
+			case "quit":
+				return nil
+			case "call":
+				say("%s", call(ctx, node, cl, f.name, arg))
+			case "":
+			default:
+				say("ERROR unknown command %q (try: call NAME, quit)", cmd)
+			}
+		default:
+		}
+	}
+}
+
+// call makes a routed call to the node named name and describes the route.
+func call(ctx context.Context, node *runtime.Node, cl *cluster.Cluster, self, name string) string {
+	t := cl.Topology()
+	var target topology.Member
+	for _, m := range t.Members {
+		if m.Name == name {
+			target = m
+		}
+	}
+	if target.ID == nodeid.None {
+		return fmt.Sprintf("CALL %s -> %s: no such member in epoch %d", self, name, t.Epoch)
+	}
+	var hops []string
+	for _, id := range cl.Route(target.ID) {
+		m, _ := t.Lookup(id)
+		hops = append(hops, m.Name)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	ans, err := ringsvc.NewWhereProxy(node, target.ID).Where(cctx, self)
+	if err != nil {
+		return fmt.Sprintf("CALL %s -> %s failed: %v", self, name, err)
+	}
+	return fmt.Sprintf("CALL %s -> %s answered by %s after %d hop(s) in %v, route %s",
+		self, name, ans.Node, ans.Hops, time.Since(start).Round(time.Microsecond), strings.Join(hops, " -> "))
+}
