@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(serverEnv) == "1" {
 		os.Exit(serveUntilStdinCloses())
 	}
+	if addr := os.Getenv(holderEnv); addr != "" {
+		os.Exit(runHolder(addr))
+	}
 	os.Exit(m.Run())
 }
 

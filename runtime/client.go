@@ -3,7 +3,9 @@ package runtime
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellisrpc/trellis/transport"
@@ -18,6 +20,12 @@ type Client struct {
 	object uint64 // 0: the node's service
 	svc    *ServiceDesc
 	opts   proxyOptions
+
+	// A client of an object received by reference is counted in the
+	// node's imports until released.
+	imported bool
+	released atomic.Bool
+	cleanup  goruntime.Cleanup
 }
 
 // A ProxyOption configures a proxy at creation.
@@ -96,6 +104,9 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // proxies call it.
 func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) error {
 	n := c.node
+	if c.released.Load() {
+		return c.callError(m, ErrReleased)
+	}
 	p, routed, err := n.route(c.target, c.opts.direct)
 	if err != nil {
 		return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err}

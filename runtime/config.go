@@ -33,6 +33,10 @@ type Config struct {
 	// MaxConcurrentCalls caps the calls one peer may have in progress on
 	// this node; calls beyond it fail with ErrOverloaded (default 4096).
 	MaxConcurrentCalls int
+	// MaxExportsPerPeer caps the objects of this node that one peer may
+	// hold by reference; beyond it, passing one more fails with
+	// ErrTooManyRefs (default 65536).
+	MaxExportsPerPeer int
 	// Limits bound decoded arguments and results.
 	Limits DecodeLimits
 	// Logger receives the node's logs; nil discards them.
@@ -49,6 +53,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.MaxConcurrentCalls <= 0 {
 		d.MaxConcurrentCalls = 4096
+	}
+	if d.MaxExportsPerPeer <= 0 {
+		d.MaxExportsPerPeer = 1 << 16
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

@@ -217,8 +217,10 @@ func machineryError(w *wireError) error {
 	switch w.Code {
 	case codePanic:
 		base = ErrRemotePanic
-	case codeUnknownMethod, codeUnknownObject:
+	case codeUnknownMethod:
 		base = ErrUnknownMethod
+	case codeUnknownObject:
+		base = ErrReleased
 	case codeBadRequest:
 		base = ErrProtocol
 	case codeCanceled:

@@ -23,6 +23,7 @@ type Node struct {
 	tcfg   transport.Config
 	ln     *transport.Listener
 
+	refs     refTable
 	services atomic.Pointer[serviceTable]
 	router   atomic.Pointer[Router]
 	regMu    sync.Mutex // serialises Register
@@ -54,6 +55,12 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	n.services.Store(&serviceTable{})
 	n.workers.init()
+	n.refs.init()
+	if err := n.Register(refsService, n); err != nil {
+		return nil, err
+	}
+	n.bg.Add(1)
+	go n.releaser()
 	n.tcfg = transport.Config{
 		Self:              cfg.ID,
 		Label:             cfg.Label,

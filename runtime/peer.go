@@ -80,6 +80,12 @@ func (p *peer) HandleGoAway() { p.node.dropPeer(p) }
 // reply and cancel the calls being served.
 func (p *peer) HandleClosed(err error) {
 	p.node.dropPeer(p)
+	if p.node.router.Load() == nil && !p.closing.Load() && !p.node.Connected(p.id) {
+		// Without a topology, a lost connection ends the relationship:
+		// what the peer held of ours is released. (In a cluster, the
+		// membership decides: see ForgetNode.)
+		p.node.ForgetNode(p.id)
+	}
 	reason := error(ErrClosed)
 	if !p.node.isClosing() {
 		reason = fmt.Errorf("%w: connection lost: %v", ErrUnreachable, err)

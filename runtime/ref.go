@@ -17,7 +17,8 @@ type Ref struct {
 }
 
 // IsZero reports whether r designates nothing (a nil interface value).
-func (r Ref) IsZero() bool { return r.Object == 0 }
+// A Ref with a Node but Object 0 designates that node's registered service.
+func (r Ref) IsZero() bool { return r.Node == 0 }
 
 // A StreamRef is the wire form of an io.Reader passed as a stream.
 type StreamRef struct {
@@ -50,24 +51,26 @@ func RefTypeError(r Ref, svc *ServiceDesc, local any) error {
 	return fmt.Errorf("trellis: reference %d of node %s: object of type %T does not implement %s", r.Object, r.Node, local, svc.Name)
 }
 
-// Export implements Exporter for the arguments of a call.
+// Export implements Exporter for the arguments of a call: v is exported to
+// the call's target.
 func (c *Client) Export(v any, svc *ServiceDesc) (Ref, error) {
-	return exportRef(v, svc)
+	return c.node.exportRef(v, svc, c.target)
 }
 
 // Import implements Importer for the results of a call.
 func (c *Client) Import(r Ref, svc *ServiceDesc) (any, *Client, error) {
-	return importRef(r)
+	return c.node.importRef(r, svc, c.target)
 }
 
-// Export implements Exporter for the results of a call.
+// Export implements Exporter for the results of a call: v is exported to
+// the caller.
 func (sc *ServerCall) Export(v any, svc *ServiceDesc) (Ref, error) {
-	return exportRef(v, svc)
+	return sc.node.exportRef(v, svc, sc.caller)
 }
 
 // Import implements Importer for the arguments of a call.
 func (sc *ServerCall) Import(r Ref, svc *ServiceDesc) (any, *Client, error) {
-	return importRef(r)
+	return sc.node.importRef(r, svc, sc.caller)
 }
 
 // ExportReader replaces an io.Reader argument by a stream handle.
@@ -81,20 +84,6 @@ func (sc *ServerCall) ExportReader(r io.Reader) (StreamRef, error) { return expo
 
 // ImportReader returns the reader a stream handle in a call's arguments designates.
 func (sc *ServerCall) ImportReader(s StreamRef) (io.ReadCloser, error) { return importStream(s) }
-
-func exportRef(v any, svc *ServiceDesc) (Ref, error) {
-	if v == nil {
-		return Ref{}, nil
-	}
-	return Ref{}, fmt.Errorf("%w: passing %s by reference", ErrNotSupported, svc.Name)
-}
-
-func importRef(r Ref) (any, *Client, error) {
-	if r.IsZero() {
-		return nil, nil, nil
-	}
-	return nil, nil, fmt.Errorf("%w: receiving a reference", ErrNotSupported)
-}
 
 func exportStream(r io.Reader) (StreamRef, error) {
 	if r == nil {

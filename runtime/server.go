@@ -126,15 +126,18 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	if req.routed && req.dst != n.cfg.ID {
 		return n.relay(p, id, &req, payload)
 	}
-	e := n.services.Load().methods[req.method]
-	if e == nil || req.object != 0 {
-		n.replyError(p, id, wireError{Code: codeUnknownMethod, Message: fmt.Sprintf("node %s has no method with ID %#x (is the caller generated from the same interface?)", n.cfg.Name, req.method)})
+	caller := p.id
+	if req.routed {
+		caller = req.src
+	}
+	e, code, msg := n.lookup(&req, caller)
+	if e == nil {
+		n.replyError(p, id, wireError{Code: code, Message: msg})
 		return nil
 	}
-	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: p.id, hops: 1}
+	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: caller, hops: 1}
 	sc.ctx.call = sc
 	if req.routed {
-		sc.caller = req.src
 		sc.hops = DefaultMaxHops - int(req.ttl) + 1
 	}
 	p.mu.Lock()
@@ -161,6 +164,27 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	}
 	n.workers.run(sc)
 	return nil
+}
+
+// lookup finds the method a request calls: on a registered service, or on
+// an exported object that the caller holds.
+func (n *Node) lookup(req *request, caller NodeID) (*methodEntry, uint8, string) {
+	if req.object == 0 {
+		if e := n.services.Load().methods[req.method]; e != nil {
+			return e, 0, ""
+		}
+		return nil, codeUnknownMethod, fmt.Sprintf("node %s has no method with ID %#x (is the caller generated from the same interface?)", n.cfg.Name, req.method)
+	}
+	x := n.exported(req.object, caller)
+	if x == nil {
+		return nil, codeUnknownObject, fmt.Sprintf("node %s exports no object %d to node %s (released, or never sent)", n.cfg.Name, req.object, caller)
+	}
+	for _, m := range x.svc.Methods {
+		if m.ID == req.method {
+			return &methodEntry{svc: x.svc, method: m, impl: x.obj}, 0, ""
+		}
+	}
+	return nil, codeUnknownMethod, fmt.Sprintf("object %d of node %s (a %s) has no method with ID %#x", req.object, n.cfg.Name, x.svc.Name, req.method)
 }
 
 // startServing counts one more call in progress, unless the node is closing.

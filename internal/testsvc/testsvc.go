@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Kitchen,Control
+//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Kitchen,Control,Registry,Callback,Counter
 
 // Level is a named basic type.
 type Level int8

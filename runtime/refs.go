@@ -1,0 +1,387 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	goruntime "runtime"
+	"sync"
+	"time"
+)
+
+// Errors of references.
+var (
+	// ErrReleased: the proxy was released (Release), or the object it
+	// designated is no longer exported to this node.
+	ErrReleased = errors.New("trellis: reference released")
+	// ErrTooManyRefs: a peer holds Config.MaxExportsPerPeer objects of this
+	// node already.
+	ErrTooManyRefs = errors.New("trellis: too many references exported to one node")
+	// ErrBadRef: a reference arrived with the wrong interface, or
+	// designates an object the sender does not own.
+	ErrBadRef = errors.New("trellis: bad reference")
+)
+
+// refTable holds a node's side of references: the objects it exports, with
+// an exact count of the references each holder was sent and has not
+// released, and the references it imports, with the count it received.
+// An exporter frees an object when no holder counts any reference to it; a
+// holder releases what it received (not what it thinks it holds), so a
+// reference in flight while a release travels the other way keeps the
+// object alive (the scheme of Cap'n Proto).
+type refTable struct {
+	mu      sync.Mutex
+	next    uint64 // object IDs are never reused
+	exports map[uint64]*export
+	byObj   map[exportKey]uint64 // comparable objects, for reuse of their ID
+	held    map[NodeID]int       // objects each peer holds
+	imports map[importKey]*importEntry
+	release map[NodeID][]refCount // releases waiting to be sent
+	wake    chan struct{}         // capacity 1: releases are waiting
+}
+
+type export struct {
+	key     exportKey
+	obj     any
+	svc     *ServiceDesc
+	holders map[NodeID]uint64 // references sent and not released, per holder
+}
+
+type exportKey struct {
+	obj any
+	svc *ServiceDesc
+}
+
+type importKey struct {
+	node   NodeID
+	object uint64
+}
+
+type importEntry struct {
+	received uint64 // references to the object received from its exporter
+	proxies  int    // live proxies on this node
+}
+
+// refCount is an entry of a release: how many references to an object the
+// holder gives back.
+type refCount struct {
+	_      struct{} `cbor:",toarray"`
+	Object uint64
+	Count  uint64
+}
+
+func (t *refTable) init() {
+	t.exports = make(map[uint64]*export)
+	t.byObj = make(map[exportKey]uint64)
+	t.held = make(map[NodeID]int)
+	t.imports = make(map[importKey]*importEntry)
+	t.release = make(map[NodeID][]refCount)
+	t.wake = make(chan struct{}, 1)
+}
+
+// exportRef exports v (a value of svc's interface) to node dest.
+func (n *Node) exportRef(v any, svc *ServiceDesc, dest NodeID) (Ref, error) {
+	if v == nil {
+		return Ref{}, nil
+	}
+	if c := ProxyOf(v); c != nil && c.target == dest {
+		if c.svc.ID != svc.ID {
+			return Ref{}, fmt.Errorf("%w: a proxy of %s passed as %s", ErrBadRef, c.svc.Name, svc.Name)
+		}
+		// Back to its owner: the owner will find the original object.
+		return Ref{Node: dest, Object: c.object, Service: svc.ID}, nil
+	}
+	// A local object, or a proxy of another node's object, which is
+	// exported as a forwarder.
+	t := &n.refs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := exportKey{v, svc}
+	comparable := reflect.TypeOf(v).Comparable()
+	var id uint64
+	if comparable {
+		id = t.byObj[key]
+	}
+	e := t.exports[id]
+	if e == nil {
+		t.next++
+		id = t.next
+		e = &export{key: key, obj: v, svc: svc, holders: make(map[NodeID]uint64)}
+		t.exports[id] = e
+		if comparable {
+			t.byObj[key] = id
+		}
+	}
+	if e.holders[dest] == 0 {
+		if t.held[dest] >= n.cfg.MaxExportsPerPeer {
+			if len(e.holders) == 0 {
+				t.drop(id, e)
+			}
+			return Ref{}, fmt.Errorf("%w: node %s holds %d", ErrTooManyRefs, dest, t.held[dest])
+		}
+		t.held[dest]++
+	}
+	e.holders[dest]++
+	return Ref{Node: n.cfg.ID, Object: id, Service: svc.ID}, nil
+}
+
+// drop removes an export that nobody holds. t.mu must be held.
+func (t *refTable) drop(id uint64, e *export) {
+	delete(t.exports, id)
+	if reflect.TypeOf(e.obj).Comparable() && t.byObj[e.key] == id {
+		delete(t.byObj, e.key)
+	}
+}
+
+// importRef turns a reference received from node from into an object.
+func (n *Node) importRef(r Ref, svc *ServiceDesc, from NodeID) (any, *Client, error) {
+	if r.IsZero() {
+		return nil, nil, nil
+	}
+	if r.Service != svc.ID {
+		if r.Node == from && r.Object != 0 {
+			n.queueRelease(from, refCount{Object: r.Object, Count: 1}) // refuse it, but do not leak it
+		}
+		return nil, nil, fmt.Errorf("%w: reference %d of node %s is not a %s", ErrBadRef, r.Object, r.Node, svc.Name)
+	}
+	if r.Node == n.cfg.ID {
+		if r.Object == 0 {
+			return n.serviceImpl(svc)
+		}
+		t := &n.refs
+		t.mu.Lock()
+		e := t.exports[r.Object]
+		t.mu.Unlock()
+		if e == nil {
+			return nil, nil, fmt.Errorf("%w: object %d of this node", ErrReleased, r.Object)
+		}
+		return e.obj, nil, nil
+	}
+	if r.Node != from {
+		return nil, nil, fmt.Errorf("%w: node %s sent a reference owned by node %s", ErrBadRef, from, r.Node)
+	}
+	c := &Client{node: n, target: r.Node, object: r.Object, svc: svc}
+	if r.Object == 0 {
+		return nil, c, nil // a node's service: nothing to count
+	}
+	key := importKey{r.Node, r.Object}
+	t := &n.refs
+	t.mu.Lock()
+	ie := t.imports[key]
+	if ie == nil {
+		ie = &importEntry{}
+		t.imports[key] = ie
+	}
+	ie.received++
+	ie.proxies++
+	t.mu.Unlock()
+	c.imported = true
+	c.cleanup = goruntime.AddCleanup(c, func(k importKey) { n.dropProxy(k) }, key)
+	return nil, c, nil
+}
+
+// serviceImpl returns the implementation registered for svc on this node.
+func (n *Node) serviceImpl(svc *ServiceDesc) (any, *Client, error) {
+	for _, e := range n.services.Load().methods {
+		if e.svc.Name == svc.Name {
+			return e.impl, nil, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: service %s is not registered on this node", ErrBadRef, svc.Name)
+}
+
+// Release releases a proxy received by reference: its object's exporter is
+// told (once no other proxy of this node designates the object), and calls
+// on the proxy fail with ErrReleased from then on. Proxies that become
+// unreachable are released by the garbage collector; Release makes it
+// prompt. It does nothing for a proxy of a node's service.
+func Release(proxy any) error {
+	c := ProxyOf(proxy)
+	if c == nil {
+		return fmt.Errorf("trellis: Release: %T is not a proxy", proxy)
+	}
+	if !c.imported || c.released.Swap(true) {
+		return nil
+	}
+	c.cleanup.Stop()
+	c.node.dropProxy(importKey{c.target, c.object})
+	return nil
+}
+
+// dropProxy forgets one proxy of an imported object and, with the last,
+// queues a release of every reference received.
+func (n *Node) dropProxy(k importKey) {
+	t := &n.refs
+	t.mu.Lock()
+	ie := t.imports[k]
+	if ie == nil {
+		t.mu.Unlock()
+		return // the exporter left or failed
+	}
+	ie.proxies--
+	if ie.proxies > 0 {
+		t.mu.Unlock()
+		return
+	}
+	delete(t.imports, k)
+	t.mu.Unlock()
+	n.queueRelease(k.node, refCount{Object: k.object, Count: ie.received})
+}
+
+func (n *Node) queueRelease(to NodeID, rc refCount) {
+	t := &n.refs
+	t.mu.Lock()
+	t.release[to] = append(t.release[to], rc)
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// releaser sends queued releases to their exporters, batched per node.
+func (n *Node) releaser() {
+	defer n.bg.Done()
+	t := &n.refs
+	for {
+		select {
+		case <-t.wake:
+		case <-n.stopped:
+			return
+		}
+		t.mu.Lock()
+		batch := t.release
+		t.release = make(map[NodeID][]refCount)
+		t.mu.Unlock()
+		for to, refs := range batch {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			args := releaseArgs{Refs: refs}
+			err := NewClient(n, to, refsService).Call(ctx, refsReleaseMethod, &args, nil)
+			cancel()
+			if err != nil {
+				// The exporter forgets this node when it leaves or fails.
+				n.log.Info("trellis: releasing references failed", "node", to, "refs", len(refs), "err", err)
+			}
+		}
+	}
+}
+
+// releaseFrom applies a release sent by holder: it only ever lowers the
+// holder's own counts.
+func (n *Node) releaseFrom(holder NodeID, refs []refCount) {
+	t := &n.refs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, rc := range refs {
+		e := t.exports[rc.Object]
+		if e == nil {
+			continue
+		}
+		held := e.holders[holder]
+		if rc.Count > held {
+			n.log.Warn("trellis: a node released more references than it was sent", "node", holder, "object", rc.Object, "released", rc.Count, "sent", held)
+			rc.Count = held
+		}
+		if held == 0 {
+			continue
+		}
+		if held -= rc.Count; held > 0 {
+			e.holders[holder] = held
+			continue
+		}
+		delete(e.holders, holder)
+		if t.held[holder]--; t.held[holder] <= 0 {
+			delete(t.held, holder)
+		}
+		if len(e.holders) == 0 {
+			t.drop(rc.Object, e)
+		}
+	}
+}
+
+// ForgetNode releases everything node id held of this node's objects, and
+// drops this node's imports of id's objects: the cluster calls it when
+// membership declares id failed or gone, and the node calls it itself when a
+// direct connection to id closes while no router is installed.
+func (n *Node) ForgetNode(id NodeID) {
+	t := &n.refs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for oid, e := range t.exports {
+		if _, ok := e.holders[id]; ok {
+			delete(e.holders, id)
+			if len(e.holders) == 0 {
+				t.drop(oid, e)
+			}
+		}
+	}
+	delete(t.held, id)
+	for k := range t.imports {
+		if k.node == id {
+			delete(t.imports, k)
+		}
+	}
+	delete(t.release, id)
+}
+
+// exported returns the object id designates if caller holds it.
+func (n *Node) exported(id uint64, caller NodeID) *export {
+	t := &n.refs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.exports[id]
+	if e == nil || e.holders[caller] == 0 {
+		return nil
+	}
+	return e
+}
+
+// RefStats counts a node's references.
+type RefStats struct {
+	Exports int // objects exported
+	Holds   int // (object, holder) pairs
+	Imports int // objects of other nodes this node holds proxies of
+	Pending int // releases not yet sent
+}
+
+// RefStats returns the node's reference counts; all are zero when nothing
+// is shared (see runtimetest.AssertNoLeaks).
+func (n *Node) RefStats() RefStats {
+	t := &n.refs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := RefStats{Exports: len(t.exports), Imports: len(t.imports)}
+	for _, e := range t.exports {
+		s.Holds += len(e.holders)
+	}
+	for _, r := range t.release {
+		s.Pending += len(r)
+	}
+	return s
+}
+
+// The built-in service through which holders release references.
+type releaseArgs struct {
+	_    struct{} `cbor:",toarray"`
+	Refs []refCount
+}
+
+var refsReleaseMethod = &MethodDesc{
+	Name:      "Release",
+	Signature: "func(context.Context, []refCount) error",
+	Handler: func(ctx context.Context, impl any, call *ServerCall) (any, error) {
+		var args releaseArgs
+		if err := call.Decode(&args); err != nil {
+			return nil, err
+		}
+		call.node.releaseFrom(call.caller, args.Refs)
+		return nil, nil
+	},
+}
+
+var refsService = func() *ServiceDesc {
+	const name = "github.com/trellisrpc/trellis/runtime.refs"
+	refsReleaseMethod.ID = MethodID(name, refsReleaseMethod.Name, refsReleaseMethod.Signature)
+	return &ServiceDesc{Name: name, ID: ServiceID(name), Methods: []*MethodDesc{refsReleaseMethod}}
+}()
