@@ -186,6 +186,11 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 			return
 		}
 		c.log.Debug("cluster: membership event", "event", e.String())
+		if e.Kind == membership.Failed || e.Kind == membership.Left {
+			// The member is gone: what it held of ours is released, and
+			// its streams are reset.
+			c.node.ForgetNode(e.Member.ID)
+		}
 		c.poke()
 	}
 }

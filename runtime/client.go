@@ -26,14 +26,17 @@ type Client struct {
 	imported bool
 	released atomic.Bool
 	cleanup  goruntime.Cleanup
+
+	transformer atomic.Pointer[Transformer]
 }
 
 // A ProxyOption configures a proxy at creation.
 type ProxyOption func(*proxyOptions)
 
 type proxyOptions struct {
-	timeout time.Duration
-	direct  bool
+	timeout     time.Duration
+	direct      bool
+	transformer Transformer
 }
 
 // Direct makes the proxy call its target only over a direct connection,
@@ -55,6 +58,9 @@ func NewClient(n *Node, target NodeID, svc *ServiceDesc, opts ...ProxyOption) *C
 	c := &Client{node: n, target: target, svc: svc}
 	for _, o := range opts {
 		o(&c.opts)
+	}
+	if c.opts.transformer != nil {
+		c.SetTransformer(c.opts.transformer)
 	}
 	return c
 }
@@ -89,6 +95,8 @@ type call struct {
 	method  *MethodDesc
 	target  NodeID
 	err     error
+
+	transformer Transformer // sees the reply, if set
 
 	// A relayed call has no caller here: its reply goes back to relayFrom
 	// as call relayID.
@@ -128,17 +136,26 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 			return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: ErrDeadlineExceeded}
 		}
 	}
-	buf := transport.GetBuffer()
-	buf.Write(appendRequest(buf.AvailableBuffer(), &req))
-	if args != nil {
-		if err := n.codec.enc.MarshalToBuffer(args, &buf.Buffer); err != nil {
-			transport.PutBuffer(buf)
-			return c.callError(m, fmt.Errorf("encoding arguments: %w", err))
+	var buf *transport.Buffer
+	var tf Transformer
+	if tp := c.transformer.Load(); tp != nil {
+		tf = *tp
+		if buf, err = c.transformOut(tf, &req, m, args); err != nil {
+			return c.callError(m, err)
+		}
+	} else {
+		buf = transport.GetBuffer()
+		buf.Write(appendRequest(buf.AvailableBuffer(), &req))
+		if args != nil {
+			if err := n.codec.enc.MarshalToBuffer(args, &buf.Buffer); err != nil {
+				transport.PutBuffer(buf)
+				return c.callError(m, fmt.Errorf("encoding arguments: %w", err))
+			}
 		}
 	}
 
 	cl := callPool.Get().(*call)
-	cl.results, cl.svc, cl.method, cl.target, cl.err = results, c.svc, m, c.target, nil
+	cl.results, cl.svc, cl.method, cl.target, cl.err, cl.transformer = results, c.svc, m, c.target, nil, tf
 	id := p.nextCall.Add(1)
 	p.mu.Lock()
 	if p.closed != nil {
@@ -203,7 +220,7 @@ func (p *peer) forget(id uint64) bool {
 // finish returns a completed call's error and recycles it.
 func (p *peer) finish(cl *call) error {
 	err := cl.err
-	cl.results, cl.svc, cl.method, cl.err = nil, nil, nil, nil
+	cl.results, cl.svc, cl.method, cl.err, cl.transformer = nil, nil, nil, nil, nil
 	callPool.Put(cl)
 	return err
 }
@@ -239,6 +256,15 @@ func (p *peer) complete(id uint64, payload []byte) error {
 		return nil
 	}
 	var perr error
+	if cl.transformer != nil {
+		msg := Message{Service: cl.svc, Method: cl.method, Peer: cl.target, Reply: true, Error: resp.isError, Metadata: resp.metadata, Body: resp.body}
+		if err := cl.transformer.Incoming(&msg); err != nil {
+			cl.fail(err)
+			cl.done <- struct{}{}
+			return nil
+		}
+		resp.body = msg.Body
+	}
 	switch {
 	case resp.isError:
 		var w wireError

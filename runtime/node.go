@@ -24,9 +24,12 @@ type Node struct {
 	ln     *transport.Listener
 
 	refs     refTable
+	streams  streamTable
 	services atomic.Pointer[serviceTable]
 	router   atomic.Pointer[Router]
-	regMu    sync.Mutex // serialises Register
+
+	interceptor atomic.Pointer[Transformer]
+	regMu       sync.Mutex // serialises Register
 
 	mu      sync.RWMutex
 	peers   map[NodeID]*peer
@@ -56,6 +59,7 @@ func NewNode(cfg Config) (*Node, error) {
 	n.services.Store(&serviceTable{})
 	n.workers.init()
 	n.refs.init()
+	n.streams.init()
 	if err := n.Register(refsService, n); err != nil {
 		return nil, err
 	}

@@ -55,6 +55,8 @@ func (p *peer) HandleMessage(kind transport.Kind, id uint64, payload []byte) err
 		return p.node.serveRequest(p, id, payload)
 	case kindResponse:
 		return p.complete(id, payload)
+	case kindStream:
+		return p.node.handleStream(p, payload)
 	case kindCancel:
 		if len(payload) != 0 {
 			return &transport.ProtocolError{Reason: "cancel frame with a payload"}

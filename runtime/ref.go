@@ -1,7 +1,7 @@
 package runtime
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
 )
@@ -41,10 +41,6 @@ type Importer interface {
 	Import(r Ref, svc *ServiceDesc) (local any, remote *Client, err error)
 }
 
-// ErrNotSupported reports a feature that this version of the runtime does
-// not provide yet.
-var ErrNotSupported = errors.New("trellis: not supported by this runtime version")
-
 // RefTypeError reports a reference whose local object does not implement
 // the interface the receiver expects.
 func RefTypeError(r Ref, svc *ServiceDesc, local any) error {
@@ -73,28 +69,23 @@ func (sc *ServerCall) Import(r Ref, svc *ServiceDesc) (any, *Client, error) {
 	return sc.node.importRef(r, svc, sc.caller)
 }
 
-// ExportReader replaces an io.Reader argument by a stream handle.
-func (c *Client) ExportReader(r io.Reader) (StreamRef, error) { return exportStream(r) }
-
-// ImportReader returns the reader a stream handle in a call's results designates.
-func (c *Client) ImportReader(s StreamRef) (io.ReadCloser, error) { return importStream(s) }
-
-// ExportReader replaces an io.Reader result by a stream handle.
-func (sc *ServerCall) ExportReader(r io.Reader) (StreamRef, error) { return exportStream(r) }
-
-// ImportReader returns the reader a stream handle in a call's arguments designates.
-func (sc *ServerCall) ImportReader(s StreamRef) (io.ReadCloser, error) { return importStream(s) }
-
-func exportStream(r io.Reader) (StreamRef, error) {
-	if r == nil {
-		return StreamRef{}, nil
-	}
-	return StreamRef{}, fmt.Errorf("%w: passing an io.Reader as a stream", ErrNotSupported)
+// ExportReader replaces an io.Reader argument by a stream handle; the
+// stream is reset if ctx (the call's context) ends before it does.
+func (c *Client) ExportReader(ctx context.Context, r io.Reader) (StreamRef, error) {
+	return c.node.exportStream(ctx, r, c.target)
 }
 
-func importStream(s StreamRef) (io.ReadCloser, error) {
-	if s.Stream == 0 {
-		return nil, nil
-	}
-	return nil, fmt.Errorf("%w: receiving a stream", ErrNotSupported)
+// ImportReader returns the reader a stream handle in a call's results designates.
+func (c *Client) ImportReader(s StreamRef) (io.ReadCloser, error) {
+	return c.node.importStream(s, c.target)
+}
+
+// ExportReader replaces an io.Reader result by a stream handle.
+func (sc *ServerCall) ExportReader(r io.Reader) (StreamRef, error) {
+	return sc.node.exportStream(context.Background(), r, sc.caller)
+}
+
+// ImportReader returns the reader a stream handle in a call's arguments designates.
+func (sc *ServerCall) ImportReader(s StreamRef) (io.ReadCloser, error) {
+	return sc.node.importStream(s, sc.caller)
 }

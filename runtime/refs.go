@@ -305,6 +305,7 @@ func (n *Node) releaseFrom(holder NodeID, refs []refCount) {
 // membership declares id failed or gone, and the node calls it itself when a
 // direct connection to id closes while no router is installed.
 func (n *Node) ForgetNode(id NodeID) {
+	n.forgetStreams(id)
 	t := &n.refs
 	t.mu.Lock()
 	defer t.mu.Unlock()

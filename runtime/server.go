@@ -135,6 +135,14 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 		n.replyError(p, id, wireError{Code: code, Message: msg})
 		return nil
 	}
+	if ip := n.interceptor.Load(); ip != nil {
+		msg := Message{Service: e.svc, Method: e.method, Peer: caller, Metadata: req.metadata, Body: req.body}
+		if err := (*ip).Incoming(&msg); err != nil {
+			n.replyError(p, id, n.errors.encode(n.codec, err))
+			return nil
+		}
+		req.metadata, req.body = msg.Metadata, msg.Body
+	}
 	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: caller, hops: 1}
 	sc.ctx.call = sc
 	if req.routed {
@@ -235,6 +243,10 @@ func (sc *ServerCall) serve() {
 		}
 		return
 	}
+	if ip := n.interceptor.Load(); ip != nil {
+		sc.replyTransformed(*ip, results)
+		return
+	}
 	buf := transport.GetBuffer()
 	buf.Write(appendResponse(buf.AvailableBuffer(), false, nil))
 	if results != nil {
@@ -244,6 +256,32 @@ func (sc *ServerCall) serve() {
 			return
 		}
 	}
+	p.send(context.Background(), kindResponse, sc.id, buf)
+}
+
+// replyTransformed sends the results through the node's interceptor.
+func (sc *ServerCall) replyTransformed(t Transformer, results any) {
+	n, p := sc.node, sc.peer
+	body := transport.GetBuffer()
+	defer transport.PutBuffer(body)
+	if results != nil {
+		if err := n.codec.enc.MarshalToBuffer(results, &body.Buffer); err != nil {
+			n.replyError(p, sc.id, wireError{Code: codeInternal, Message: "encoding results: " + err.Error()})
+			return
+		}
+	}
+	msg := Message{Service: sc.entry.svc, Method: sc.entry.method, Peer: sc.caller, Reply: true, Body: body.Bytes()}
+	if err := t.Outgoing(&msg); err != nil {
+		n.replyError(p, sc.id, n.errors.encode(n.codec, err))
+		return
+	}
+	if err := validMetadata(msg.Metadata); err != nil {
+		n.replyError(p, sc.id, wireError{Code: codeInternal, Message: "interceptor: " + err.Error()})
+		return
+	}
+	buf := transport.GetBuffer()
+	buf.Write(appendResponse(buf.AvailableBuffer(), false, msg.Metadata))
+	buf.Write(msg.Body)
 	p.send(context.Background(), kindResponse, sc.id, buf)
 }
 

@@ -4,6 +4,7 @@ package controlplane
 
 import (
 	"context"
+
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 )

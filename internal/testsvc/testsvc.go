@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Kitchen,Control,Registry,Callback,Counter
+//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Kitchen,Control,Registry,Callback,Counter,Files
 
 // Level is a named basic type.
 type Level int8

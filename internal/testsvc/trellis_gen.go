@@ -4,6 +4,7 @@ package testsvc
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/trellisrpc/trellis/nodeid"
@@ -342,6 +343,201 @@ func counterAddHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 		return nil, err
 	}
 	return &counterAddResults{R0: r0}, nil
+}
+
+// FilesService describes the Files interface to the Trellis runtime.
+var FilesService = &runtime.ServiceDesc{
+	Name: "github.com/trellisrpc/trellis/internal/testsvc.Files",
+	ID:   0x3344a4972c1f35f4,
+	Methods: []*runtime.MethodDesc{
+		filesDumpMethod,
+		filesLoadMethod,
+		filesLoadSomeMethod,
+	},
+}
+
+// RegisterFiles serves impl on n as the node's Files service.
+func RegisterFiles(n *runtime.Node, impl Files) error {
+	return n.Register(FilesService, impl)
+}
+
+// FilesProxy is a Files whose methods run on a remote node.
+type FilesProxy struct {
+	c *runtime.Client
+}
+
+// NewFilesProxy returns a Files that calls the Files service of node target;
+// opts configure the proxy.
+func NewFilesProxy(n *runtime.Node, target runtime.NodeID, opts ...runtime.ProxyOption) *FilesProxy {
+	return &FilesProxy{c: runtime.NewClient(n, target, FilesService, opts...)}
+}
+
+// TrellisClient returns the runtime client behind p (see runtime.ProxyOf).
+func (p *FilesProxy) TrellisClient() *runtime.Client {
+	return p.c
+}
+
+// FilesProxy implements Files.
+var _ Files = (*FilesProxy)(nil)
+
+// filesDumpMethod describes Files.Dump.
+var filesDumpMethod = &runtime.MethodDesc{
+	Name:      "Dump",
+	Signature: "func(context.Context, int64, int64, int64) (io.Reader, error)",
+	ID:        0xf5c2ddece44e80e4,
+	Handler:   filesDumpHandler,
+}
+
+// filesDumpArgs holds the arguments of Files.Dump on the wire.
+type filesDumpArgs struct {
+	_      struct{} `cbor:",toarray"`
+	N      int64
+	Seed   int64
+	FailAt int64
+}
+
+// filesDumpResults holds the results of Files.Dump on the wire.
+type filesDumpResults struct {
+	_  struct{} `cbor:",toarray"`
+	R0 runtime.StreamRef
+}
+
+// Dump calls Files.Dump on the remote node.
+func (p *FilesProxy) Dump(ctx context.Context, n int64, seed int64, failAt int64) (io.Reader, error) {
+	args := filesDumpArgs{N: n, Seed: seed, FailAt: failAt}
+	var res filesDumpResults
+	if err := p.c.Call(ctx, filesDumpMethod, &args, &res); err != nil {
+		return nil, err
+	}
+	r0, err := p.c.ImportReader(res.R0)
+	if err != nil {
+		return nil, err
+	}
+	return r0, nil
+}
+
+// filesDumpHandler serves Files.Dump: it decodes the arguments, calls impl and
+// returns the results to encode.
+func filesDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+	var args filesDumpArgs
+	if err := call.Decode(&args); err != nil {
+		return nil, err
+	}
+	r0, err := impl.(Files).Dump(ctx, args.N, args.Seed, args.FailAt)
+	if err != nil {
+		return nil, err
+	}
+	r0Ref, err := call.ExportReader(r0)
+	if err != nil {
+		return nil, err
+	}
+	return &filesDumpResults{R0: r0Ref}, nil
+}
+
+// filesLoadMethod describes Files.Load.
+var filesLoadMethod = &runtime.MethodDesc{
+	Name:      "Load",
+	Signature: "func(context.Context, io.Reader) (int64, []byte, error)",
+	ID:        0xc63ac74db0ea5d82,
+	Handler:   filesLoadHandler,
+}
+
+// filesLoadArgs holds the arguments of Files.Load on the wire.
+type filesLoadArgs struct {
+	_ struct{} `cbor:",toarray"`
+	R runtime.StreamRef
+}
+
+// filesLoadResults holds the results of Files.Load on the wire.
+type filesLoadResults struct {
+	_  struct{} `cbor:",toarray"`
+	R0 int64
+	R1 []byte
+}
+
+// Load calls Files.Load on the remote node.
+func (p *FilesProxy) Load(ctx context.Context, r io.Reader) (int64, []byte, error) {
+	rRef, err := p.c.ExportReader(ctx, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	args := filesLoadArgs{R: rRef}
+	var res filesLoadResults
+	if err := p.c.Call(ctx, filesLoadMethod, &args, &res); err != nil {
+		return 0, nil, err
+	}
+	return res.R0, res.R1, nil
+}
+
+// filesLoadHandler serves Files.Load: it decodes the arguments, calls impl and
+// returns the results to encode.
+func filesLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+	var args filesLoadArgs
+	if err := call.Decode(&args); err != nil {
+		return nil, err
+	}
+	r, err := call.ImportReader(args.R)
+	if err != nil {
+		return nil, err
+	}
+	r0, r1, err := impl.(Files).Load(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &filesLoadResults{R0: r0, R1: r1}, nil
+}
+
+// filesLoadSomeMethod describes Files.LoadSome.
+var filesLoadSomeMethod = &runtime.MethodDesc{
+	Name:      "LoadSome",
+	Signature: "func(context.Context, io.Reader, int64) (int64, error)",
+	ID:        0x480171ca477d1331,
+	Handler:   filesLoadSomeHandler,
+}
+
+// filesLoadSomeArgs holds the arguments of Files.LoadSome on the wire.
+type filesLoadSomeArgs struct {
+	_ struct{} `cbor:",toarray"`
+	R runtime.StreamRef
+	N int64
+}
+
+// filesLoadSomeResults holds the results of Files.LoadSome on the wire.
+type filesLoadSomeResults struct {
+	_  struct{} `cbor:",toarray"`
+	R0 int64
+}
+
+// LoadSome calls Files.LoadSome on the remote node.
+func (p *FilesProxy) LoadSome(ctx context.Context, r io.Reader, n int64) (int64, error) {
+	rRef, err := p.c.ExportReader(ctx, r)
+	if err != nil {
+		return 0, err
+	}
+	args := filesLoadSomeArgs{R: rRef, N: n}
+	var res filesLoadSomeResults
+	if err := p.c.Call(ctx, filesLoadSomeMethod, &args, &res); err != nil {
+		return 0, err
+	}
+	return res.R0, nil
+}
+
+// filesLoadSomeHandler serves Files.LoadSome: it decodes the arguments, calls impl and
+// returns the results to encode.
+func filesLoadSomeHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+	var args filesLoadSomeArgs
+	if err := call.Decode(&args); err != nil {
+		return nil, err
+	}
+	r, err := call.ImportReader(args.R)
+	if err != nil {
+		return nil, err
+	}
+	r0, err := impl.(Files).LoadSome(ctx, r, args.N)
+	if err != nil {
+		return nil, err
+	}
+	return &filesLoadSomeResults{R0: r0}, nil
 }
 
 // KitchenService describes the Kitchen interface to the Trellis runtime.

@@ -4,6 +4,7 @@ package greeter
 
 import (
 	"context"
+
 	"github.com/trellisrpc/trellis/runtime"
 )
 

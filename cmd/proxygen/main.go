@@ -1,0 +1,84 @@
+// Command proxygen generates the Trellis code that serves Go interfaces on a
+// node and calls them from others.
+//
+// It runs in the directory of a package, usually from go generate:
+//
+//	//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Store,Watcher
+//
+// and writes, for each interface Foo, FooService, RegisterFoo, FooProxy and
+// NewFooProxy into one file (trellis_gen.go unless -output says otherwise).
+// An interface that breaks the rules of a Trellis service is refused: every
+// problem is printed on standard error as "file:line:col: message", the exit
+// status is 1 and no file is written.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/trellisrpc/trellis/internal/gen"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], ".", os.Stderr))
+}
+
+// run runs proxygen with the command-line arguments args in the package
+// directory dir, reports to stderr and returns the exit status: 0 on
+// success, 1 when generation fails, 2 for bad usage.
+func run(ctx context.Context, args []string, dir string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("proxygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	typeList := fs.String("type", "", "comma-separated names of the interfaces to serve (required)")
+	output := fs.String("output", "", "output file name (default "+gen.DefaultOutput+" in the package directory)")
+	tags := fs.String("tags", "", "comma-separated build tags to load the package with")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: proxygen -type A,B [-output file] [-tags tags]\n\n")
+		fmt.Fprintf(stderr, "Run in a package directory (as go generate does) to generate Trellis\nproxies and handlers for the named interfaces.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "proxygen: unexpected arguments %q\n", fs.Args())
+		fs.Usage()
+		return 2
+	}
+	var types []string
+	for _, t := range strings.Split(*typeList, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			types = append(types, t)
+		}
+	}
+	if len(types) == 0 {
+		fmt.Fprintln(stderr, "proxygen: -type is required")
+		fs.Usage()
+		return 2
+	}
+	cfg := gen.Config{Dir: dir, Types: types, Output: *output}
+	if *tags != "" {
+		cfg.BuildFlags = []string{"-tags=" + *tags}
+	}
+	if _, err := gen.Run(ctx, cfg); err != nil {
+		var ps gen.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				fmt.Fprintln(stderr, p)
+			}
+			fmt.Fprintf(stderr, "proxygen: %d problem(s), no file written\n", len(ps))
+		} else {
+			fmt.Fprintf(stderr, "proxygen: %v\n", err)
+		}
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,221 @@
+package gen
+
+import (
+	"fmt"
+	"go/token"
+	"go/types"
+	"reflect"
+)
+
+// maxDepth bounds how deep crossing looks into nested unnamed types. Named
+// types are visited once, so only absurd type literals come near it.
+const maxDepth = 100
+
+// crossing checks that the value of one parameter or result, with
+// everything it contains, can be encoded on one node and decoded on another.
+type crossing struct {
+	a      *analyzer
+	at     token.Position  // the parameter's position
+	prefix string          // "method M: parameter p"
+	seen   map[string]bool // named types already checked, by full name
+}
+
+// report records that the part at path, of type t, cannot cross.
+func (c *crossing) report(path string, t types.Type, reason string) {
+	c.a.problems.addf(c.at, "%s: type %s (%s) cannot cross a network: %s", c.prefix, path, c.a.typeString(t), reason)
+}
+
+// walk checks t, the type of the part at path. shown, when not nil, is the
+// type to name in messages instead of t (the named type whose underlying
+// type t is).
+func (c *crossing) walk(t types.Type, path string, shown types.Type, depth int) {
+	if shown == nil {
+		shown = t
+	}
+	if depth > maxDepth {
+		c.report(path, shown, fmt.Sprintf("it nests more than %d levels deep", maxDepth))
+		return
+	}
+	switch u := types.Unalias(t).(type) {
+	case *types.Named:
+		c.named(u, path, shown, depth)
+	case *types.Basic:
+		c.basic(u, path, shown)
+	case *types.Pointer:
+		c.walk(u.Elem(), path, nil, depth+1)
+	case *types.Slice:
+		c.walk(u.Elem(), path+"[0]", nil, depth+1)
+	case *types.Array:
+		c.walk(u.Elem(), path+"[0]", nil, depth+1)
+	case *types.Map:
+		if !isMapKey(u.Key()) {
+			c.report(path+"[key]", u.Key(), "map keys must be booleans, numbers or strings")
+		} else {
+			c.walk(u.Key(), path+"[key]", nil, depth+1)
+		}
+		c.walk(u.Elem(), path+"[value]", nil, depth+1)
+	case *types.Struct:
+		c.fields(u, path, shown, depth)
+	case *types.Interface:
+		c.report(path, shown, interfaceReason(u))
+	case *types.Chan:
+		c.report(path, shown, "a channel only works within one process")
+	case *types.Signature:
+		c.report(path, shown, "a function only runs within one process")
+	case *types.TypeParam:
+		c.report(path, shown, "type parameters cannot be served")
+	default:
+		c.report(path, shown, "proxygen does not know how to send it")
+	}
+}
+
+// named checks a named type: a few are special, the others are checked
+// through their underlying type, once per parameter.
+func (c *crossing) named(n *types.Named, path string, shown types.Type, depth int) {
+	obj := n.Obj()
+	switch {
+	case isError(n):
+		c.report(path, shown, "an error crosses only as the last result")
+		return
+	case isContext(n):
+		c.report(path, shown, "a context crosses only as the first parameter")
+		return
+	case isStream(n):
+		c.report(path, shown, "a stream (io.Reader, io.ReadCloser) crosses only as a parameter or result of its own, not inside another value")
+		return
+	case c.a.services[obj] != nil:
+		c.report(path, shown, "a service crosses by reference only as a parameter or result of its own, not inside another value")
+		return
+	case isNamed(n, "time", "Time"), isNamed(n, "math/big", "Int"):
+		// The codec has native encodings for these.
+		return
+	}
+	if _, ok := n.Underlying().(*types.Interface); !ok && marshalsItself(n) {
+		return
+	}
+	key := types.TypeString(n, func(p *types.Package) string { return p.Path() })
+	if c.seen[key] {
+		return
+	}
+	c.seen[key] = true
+	if _, ok := n.Underlying().(*types.Interface); ok {
+		c.report(path, shown, interfaceReason(nil))
+		return
+	}
+	c.walk(n.Underlying(), path, shown, depth+1)
+}
+
+// basic checks a basic type.
+func (c *crossing) basic(b *types.Basic, path string, shown types.Type) {
+	switch b.Kind() {
+	case types.Invalid:
+		c.a.sawInvalid = true
+		c.report(path, shown, "it does not type-check")
+	case types.Uintptr, types.UnsafePointer:
+		c.report(path, shown, "it is a memory address, which means nothing on another node")
+	case types.Complex64, types.Complex128:
+		c.report(path, shown, "CBOR has no complex numbers")
+	}
+}
+
+// fields checks the fields of a struct: every field must be exported (or
+// explicitly left out with a `cbor:"-"` tag) and able to cross.
+func (c *crossing) fields(s *types.Struct, path string, shown types.Type, depth int) {
+	for i := 0; i < s.NumFields(); i++ {
+		f := s.Field(i)
+		if f.Name() == "_" || skipped(s.Tag(i)) {
+			continue
+		}
+		if !f.Exported() {
+			c.report(path, shown, fmt.Sprintf("unexported field %s is not sent (tag it `cbor:\"-\"` to leave it out on purpose)", f.Name()))
+			continue
+		}
+		c.walk(f.Type(), path+"."+f.Name(), nil, depth+1)
+	}
+}
+
+// skipped reports whether a struct tag leaves its field out of the CBOR
+// encoding: `cbor:"-"`, or `json:"-"` without a cbor key.
+func skipped(tag string) bool {
+	st := reflect.StructTag(tag)
+	if v, ok := st.Lookup("cbor"); ok {
+		return v == "-"
+	}
+	v, ok := st.Lookup("json")
+	return ok && v == "-"
+}
+
+// interfaceReason explains why an interface value cannot cross; iface is
+// nil for a named interface.
+func interfaceReason(iface *types.Interface) string {
+	if iface != nil && iface.Empty() {
+		return "an interface value carries no static type to decode into"
+	}
+	return "an interface crosses only if it is in the -type set (by reference) or is io.Reader or io.ReadCloser (as a stream)"
+}
+
+// isMapKey reports whether t can be the key of a map that crosses: a
+// boolean, a number or a string, or a named type of one.
+func isMapKey(t types.Type) bool {
+	b, ok := t.Underlying().(*types.Basic)
+	return ok && b.Info()&(types.IsBoolean|types.IsInteger|types.IsFloat|types.IsString) != 0
+}
+
+// marshalsItself reports whether *n has the methods of
+// encoding.BinaryMarshaler and encoding.BinaryUnmarshaler, or those of
+// cbor.Marshaler and cbor.Unmarshaler, which the codec then uses instead of
+// looking inside the type.
+func marshalsItself(n *types.Named) bool {
+	return (hasMethod(n, "MarshalBinary", isMarshal) && hasMethod(n, "UnmarshalBinary", isUnmarshal)) ||
+		(hasMethod(n, "MarshalCBOR", isMarshal) && hasMethod(n, "UnmarshalCBOR", isUnmarshal))
+}
+
+// hasMethod reports whether *n has a method name whose signature satisfies
+// ok.
+func hasMethod(n *types.Named, name string, ok func(*types.Signature) bool) bool {
+	obj, _, _ := types.LookupFieldOrMethod(types.NewPointer(n), false, n.Obj().Pkg(), name)
+	fn, isFunc := obj.(*types.Func)
+	if !isFunc {
+		return false
+	}
+	sig, isSig := fn.Type().(*types.Signature)
+	return isSig && ok(sig)
+}
+
+// isMarshal reports whether sig is func() ([]byte, error).
+func isMarshal(sig *types.Signature) bool {
+	return sig.Params().Len() == 0 && sig.Results().Len() == 2 &&
+		isBytes(sig.Results().At(0).Type()) && isError(sig.Results().At(1).Type())
+}
+
+// isUnmarshal reports whether sig is func([]byte) error.
+func isUnmarshal(sig *types.Signature) bool {
+	return sig.Params().Len() == 1 && sig.Results().Len() == 1 && !sig.Variadic() &&
+		isBytes(sig.Params().At(0).Type()) && isError(sig.Results().At(0).Type())
+}
+
+// isBytes reports whether t is []byte.
+func isBytes(t types.Type) bool {
+	s, ok := types.Unalias(t).(*types.Slice)
+	if !ok {
+		return false
+	}
+	b, ok := types.Unalias(s.Elem()).(*types.Basic)
+	return ok && b.Kind() == types.Byte
+}
+
+// spell reports, through report, every part of the type t (as written, not
+// through named types) that generated code in package a.pkg cannot write:
+// unexported types of other packages and internal packages out of reach.
+func (a *analyzer) spell(t types.Type, report func(reason string)) {
+	forEachTypeName(t, func(obj *types.TypeName) {
+		p := obj.Pkg()
+		switch {
+		case p == nil || p == a.pkg:
+		case !obj.Exported():
+			report(fmt.Sprintf("%s is not exported by package %s, so generated code cannot name it", obj.Name(), p.Path()))
+		case !canImport(a.pkg.Path(), p.Path()):
+			report(fmt.Sprintf("package %s is internal, so generated code in %s cannot import it", p.Path(), a.pkg.Path()))
+		}
+	})
+}

@@ -1,0 +1,231 @@
+package gen
+
+import (
+	"fmt"
+	"go/types"
+
+	"github.com/dave/jennifer/jen"
+)
+
+// methodDecls writes the declarations of one method: its desc, its wire
+// types, the proxy method and the handler.
+func (g *generator) methodDecls(f *jen.File, s *service, m *method) {
+	decl(f, jen.Var().Id(m.desc).Op("=").Op("&").Add(rt("MethodDesc")).Values(keyed(
+		jen.Id("Name").Op(":").Lit(m.name),
+		jen.Id("Signature").Op(":").Lit(m.signature),
+		jen.Id("ID").Op(":").Add(hex(m.id)),
+		jen.Id("Handler").Op(":").Id(m.handler),
+	)...),
+		fmt.Sprintf("%s describes %s.%s.", m.desc, s.name, m.name))
+	if len(m.params) > 0 {
+		decl(f, g.wireStruct(m.argsType, m.params),
+			fmt.Sprintf("%s holds the arguments of %s.%s on the wire.", m.argsType, s.name, m.name))
+	}
+	if len(m.results) > 0 {
+		decl(f, g.wireStruct(m.resultsType, m.results),
+			fmt.Sprintf("%s holds the results of %s.%s on the wire.", m.resultsType, s.name, m.name))
+	}
+	g.proxyMethod(f, s, m)
+	g.handler(f, s, m)
+}
+
+// wireStruct declares the struct type name that carries vals, encoded as a
+// CBOR array.
+func (g *generator) wireStruct(name string, vals []*value) jen.Code {
+	fields := []jen.Code{jen.Id("_").Struct().Tag(map[string]string{"cbor": ",toarray"})}
+	for _, v := range vals {
+		fields = append(fields, jen.Id(v.field).Add(g.wireType(v)))
+	}
+	return jen.Type().Id(name).Struct(fields...)
+}
+
+// wireType returns the type of v's field in a wire struct.
+func (g *generator) wireType(v *value) jen.Code {
+	switch v.passing {
+	case byReference:
+		return rt("Ref")
+	case asStream:
+		return rt("StreamRef")
+	}
+	return g.typeCode(v.typ)
+}
+
+// signature returns the parameters and results of the proxy method for m.
+func (g *generator) signature(m *method) (params, results []jen.Code) {
+	params = []jen.Code{jen.Id(g.id.ctx).Qual("context", "Context")}
+	for i, p := range m.params {
+		if m.variadic && i == len(m.params)-1 {
+			slice, ok := types.Unalias(p.typ).(*types.Slice)
+			if !ok {
+				g.fail(fmt.Errorf("internal error: method %s: variadic parameter of type %s", m.name, p.typ))
+				continue
+			}
+			params = append(params, jen.Id(p.local).Op("...").Add(g.typeCode(slice.Elem())))
+			continue
+		}
+		params = append(params, jen.Id(p.local).Add(g.typeCode(p.typ)))
+	}
+	for _, r := range m.results {
+		results = append(results, g.typeCode(r.typ))
+	}
+	return params, append(results, jen.Error())
+}
+
+// failWith returns the statement that returns the zero values of m's
+// results and err.
+func (g *generator) failWith(m *method, err jen.Code) jen.Code {
+	vals := make([]jen.Code, 0, len(m.results)+1)
+	for _, r := range m.results {
+		vals = append(vals, g.zeroCode(r.typ))
+	}
+	return jen.Return(append(vals, err)...)
+}
+
+// proxyMethod writes the method of the proxy that calls m remotely.
+func (g *generator) proxyMethod(f *jen.File, s *service, m *method) {
+	id := g.id
+	c := jen.Id(id.recv).Dot("c")
+	errIsNil := jen.Id(id.err).Op("!=").Nil()
+	var body []jen.Code
+
+	// Arguments: export references and streams, then fill in the struct.
+	argsPtr, resPtr := jen.Nil(), jen.Nil()
+	if len(m.params) > 0 {
+		vals := make([]jen.Code, len(m.params))
+		for i, p := range m.params {
+			switch p.passing {
+			case byReference:
+				body = append(body,
+					jen.List(jen.Id(p.wire), jen.Id(id.err)).Op(":=").Add(c.Clone()).Dot("Export").Call(jen.Id(p.local), jen.Id(p.ref.desc)),
+					jen.If(errIsNil.Clone()).Block(g.failWith(m, jen.Id(id.err))))
+			case asStream:
+				body = append(body,
+					// The call's context bounds the stream's life.
+					jen.List(jen.Id(p.wire), jen.Id(id.err)).Op(":=").Add(c.Clone()).Dot("ExportReader").Call(jen.Id(id.ctx), jen.Id(p.local)),
+					jen.If(errIsNil.Clone()).Block(g.failWith(m, jen.Id(id.err))))
+			}
+			src := p.local
+			if p.wire != "" {
+				src = p.wire
+			}
+			vals[i] = jen.Id(p.field).Op(":").Id(src)
+		}
+		body = append(body, jen.Id(id.args).Op(":=").Id(m.argsType).Values(vals...))
+		argsPtr = jen.Op("&").Id(id.args)
+	}
+	if len(m.results) > 0 {
+		body = append(body, jen.Var().Id(id.res).Id(m.resultsType))
+		resPtr = jen.Op("&").Id(id.res)
+	}
+	call := c.Clone().Dot("Call").Call(jen.Id(id.ctx), jen.Id(m.desc), argsPtr, resPtr)
+
+	if len(m.results) == 0 {
+		body = append(body, jen.Return(call))
+	} else {
+		body = append(body, jen.If(jen.Id(id.err).Op(":=").Add(call), errIsNil.Clone()).Block(g.failWith(m, jen.Id(id.err))))
+		// Results: import references and streams, then return.
+		out := make([]jen.Code, 0, len(m.results)+1)
+		for _, r := range m.results {
+			field := jen.Id(id.res).Dot(r.field)
+			switch r.passing {
+			case byReference:
+				body = append(body,
+					jen.List(jen.Id(r.local), jen.Id(id.err)).Op(":=").Id(r.ref.fromRef).Call(c.Clone(), field),
+					jen.If(errIsNil.Clone()).Block(g.failWith(m, jen.Id(id.err))))
+				out = append(out, jen.Id(r.local))
+			case asStream:
+				body = append(body,
+					jen.List(jen.Id(r.local), jen.Id(id.err)).Op(":=").Add(c.Clone()).Dot("ImportReader").Call(field),
+					jen.If(errIsNil.Clone()).Block(g.failWith(m, jen.Id(id.err))))
+				out = append(out, jen.Id(r.local))
+			default:
+				out = append(out, field)
+			}
+		}
+		body = append(body, jen.Return(append(out, jen.Nil())...))
+	}
+
+	params, results := g.signature(m)
+	fn := jen.Func().Params(jen.Id(id.recv).Op("*").Id(s.proxy)).Id(m.name).Params(params...)
+	if len(results) == 1 {
+		fn.Add(results[0])
+	} else {
+		fn.Params(results...)
+	}
+	decl(f, fn.Block(body...), fmt.Sprintf("%s calls %s.%s on the remote node.", m.name, s.name, m.name))
+}
+
+// handler writes the function that serves m for the runtime.
+func (g *generator) handler(f *jen.File, s *service, m *method) {
+	id := g.id
+	call := jen.Id(id.call)
+	ifErr := func() jen.Code {
+		return jen.If(jen.Id(id.err).Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Id(id.err)))
+	}
+	var body []jen.Code
+
+	// Arguments: decode, then import references and streams.
+	args := []jen.Code{jen.Id(id.ctx)}
+	if len(m.params) > 0 {
+		body = append(body,
+			jen.Var().Id(id.args).Id(m.argsType),
+			jen.If(jen.Id(id.err).Op(":=").Add(call.Clone()).Dot("Decode").Call(jen.Op("&").Id(id.args)), jen.Id(id.err).Op("!=").Nil()).
+				Block(jen.Return(jen.Nil(), jen.Id(id.err))))
+	}
+	for i, p := range m.params {
+		field := jen.Id(id.args).Dot(p.field)
+		arg := field
+		switch p.passing {
+		case byReference:
+			body = append(body,
+				jen.List(jen.Id(p.local), jen.Id(id.err)).Op(":=").Id(p.ref.fromRef).Call(call.Clone(), field),
+				ifErr())
+			arg = jen.Id(p.local)
+		case asStream:
+			body = append(body,
+				jen.List(jen.Id(p.local), jen.Id(id.err)).Op(":=").Add(call.Clone()).Dot("ImportReader").Call(field),
+				ifErr())
+			arg = jen.Id(p.local)
+		}
+		if m.variadic && i == len(m.params)-1 {
+			arg = arg.Op("...")
+		}
+		args = append(args, arg)
+	}
+	invoke := jen.Id(id.impl).Assert(jen.Id(s.name)).Dot(m.name).Call(args...)
+
+	if len(m.results) == 0 {
+		body = append(body, jen.Return(jen.Nil(), invoke))
+	} else {
+		// Results: call, then export references and streams.
+		locals := make([]jen.Code, 0, len(m.results)+1)
+		vals := make([]jen.Code, len(m.results))
+		for i, r := range m.results {
+			locals = append(locals, jen.Id(r.local))
+			vals[i] = jen.Id(r.field).Op(":").Id(r.local)
+		}
+		body = append(body, jen.List(append(locals, jen.Id(id.err))...).Op(":=").Add(invoke), ifErr())
+		for i, r := range m.results {
+			switch r.passing {
+			case byReference:
+				body = append(body,
+					jen.List(jen.Id(r.wire), jen.Id(id.err)).Op(":=").Add(call.Clone()).Dot("Export").Call(jen.Id(r.local), jen.Id(r.ref.desc)),
+					ifErr())
+				vals[i] = jen.Id(r.field).Op(":").Id(r.wire)
+			case asStream:
+				body = append(body,
+					jen.List(jen.Id(r.wire), jen.Id(id.err)).Op(":=").Add(call.Clone()).Dot("ExportReader").Call(jen.Id(r.local)),
+					ifErr())
+				vals[i] = jen.Id(r.field).Op(":").Id(r.wire)
+			}
+		}
+		body = append(body, jen.Return(jen.Op("&").Id(m.resultsType).Values(vals...), jen.Nil()))
+	}
+
+	decl(f, jen.Func().Id(m.handler).
+		Params(jen.Id(id.ctx).Qual("context", "Context"), jen.Id(id.impl).Any(), jen.Id(id.call).Op("*").Add(rt("ServerCall"))).
+		Params(jen.Any(), jen.Error()).
+		Block(body...),
+		fmt.Sprintf("%s serves %s.%s: it decodes the arguments, calls impl and", m.handler, s.name, m.name),
+		"returns the results to encode.")
+}
