@@ -110,12 +110,18 @@ func (g *generator) proxyMethod(f *jen.File, s *service, m *method) {
 			}
 			vals[i] = jen.Id(p.field).Op(":").Id(src)
 		}
-		body = append(body, jen.Id(id.args).Op(":=").Id(m.argsType).Values(vals...))
-		argsPtr = jen.Op("&").Id(id.args)
+		if g.shared(m) {
+			body = append(body, g.sharedVar(m), jen.Id(id.wire).Dot("args").Op("=").Id(m.argsType).Values(vals...))
+		} else {
+			body = append(body, jen.Id(id.args).Op(":=").Id(m.argsType).Values(vals...))
+		}
+		argsPtr = jen.Op("&").Add(g.argsVar(m))
 	}
 	if len(m.results) > 0 {
-		body = append(body, jen.Var().Id(id.res).Id(m.resultsType))
-		resPtr = jen.Op("&").Id(id.res)
+		if !g.shared(m) {
+			body = append(body, jen.Var().Id(id.res).Id(m.resultsType))
+		}
+		resPtr = jen.Op("&").Add(g.resVar(m))
 	}
 	call := c.Clone().Dot("Call").Call(jen.Id(id.ctx), jen.Id(m.desc), argsPtr, resPtr)
 
@@ -126,7 +132,7 @@ func (g *generator) proxyMethod(f *jen.File, s *service, m *method) {
 		// Results: import references and streams, then return.
 		out := make([]jen.Code, 0, len(m.results)+1)
 		for _, r := range m.results {
-			field := jen.Id(id.res).Dot(r.field)
+			field := g.resVar(m).Dot(r.field)
 			switch r.passing {
 			case byReference:
 				body = append(body,
@@ -167,13 +173,17 @@ func (g *generator) handler(f *jen.File, s *service, m *method) {
 	// Arguments: decode, then import references and streams.
 	args := []jen.Code{jen.Id(id.ctx)}
 	if len(m.params) > 0 {
+		if g.shared(m) {
+			body = append(body, g.sharedVar(m))
+		} else {
+			body = append(body, jen.Var().Id(id.args).Id(m.argsType))
+		}
 		body = append(body,
-			jen.Var().Id(id.args).Id(m.argsType),
-			jen.If(jen.Id(id.err).Op(":=").Add(call.Clone()).Dot("Decode").Call(jen.Op("&").Id(id.args)), jen.Id(id.err).Op("!=").Nil()).
+			jen.If(jen.Id(id.err).Op(":=").Add(call.Clone()).Dot("Decode").Call(jen.Op("&").Add(g.argsVar(m))), jen.Id(id.err).Op("!=").Nil()).
 				Block(jen.Return(jen.Nil(), jen.Id(id.err))))
 	}
 	for i, p := range m.params {
-		field := jen.Id(id.args).Dot(p.field)
+		field := g.argsVar(m).Dot(p.field)
 		arg := field
 		switch p.passing {
 		case byReference:
@@ -219,7 +229,13 @@ func (g *generator) handler(f *jen.File, s *service, m *method) {
 				vals[i] = jen.Id(r.field).Op(":").Id(r.wire)
 			}
 		}
-		body = append(body, jen.Return(jen.Op("&").Id(m.resultsType).Values(vals...), jen.Nil()))
+		if g.shared(m) {
+			body = append(body,
+				jen.Id(id.wire).Dot("res").Op("=").Id(m.resultsType).Values(vals...),
+				jen.Return(jen.Op("&").Id(id.wire).Dot("res"), jen.Nil()))
+		} else {
+			body = append(body, jen.Return(jen.Op("&").Id(m.resultsType).Values(vals...), jen.Nil()))
+		}
 	}
 
 	decl(f, jen.Func().Id(m.handler).
@@ -228,4 +244,34 @@ func (g *generator) handler(f *jen.File, s *service, m *method) {
 		Block(body...),
 		fmt.Sprintf("%s serves %s.%s: it decodes the arguments, calls impl and", m.handler, s.name, m.name),
 		"returns the results to encode.")
+}
+
+// shared reports whether m has both arguments and results: generated code
+// then keeps both in one struct, so that a call allocates them at once.
+func (g *generator) shared(m *method) bool {
+	return len(m.params) > 0 && len(m.results) > 0
+}
+
+// sharedVar declares the struct holding m's arguments and results.
+func (g *generator) sharedVar(m *method) jen.Code {
+	return jen.Comment("The arguments and results share one allocation.").Line().Var().Id(g.id.wire).Struct(
+		jen.Id("args").Id(m.argsType),
+		jen.Id("res").Id(m.resultsType),
+	)
+}
+
+// argsVar is the expression of m's arguments struct.
+func (g *generator) argsVar(m *method) *jen.Statement {
+	if g.shared(m) {
+		return jen.Id(g.id.wire).Dot("args")
+	}
+	return jen.Id(g.id.args)
+}
+
+// resVar is the expression of m's results struct.
+func (g *generator) resVar(m *method) *jen.Statement {
+	if g.shared(m) {
+		return jen.Id(g.id.wire).Dot("res")
+	}
+	return jen.Id(g.id.res)
 }

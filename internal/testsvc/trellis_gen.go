@@ -87,26 +87,35 @@ type callbackNotifyResults struct {
 
 // Notify calls Callback.Notify on the remote node.
 func (p *CallbackProxy) Notify(ctx context.Context, msg string) (int, error) {
-	args := callbackNotifyArgs{Msg: msg}
-	var res callbackNotifyResults
-	if err := p.c.Call(ctx, callbackNotifyMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args callbackNotifyArgs
+		res  callbackNotifyResults
+	}
+	wire.args = callbackNotifyArgs{Msg: msg}
+	if err := p.c.Call(ctx, callbackNotifyMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // callbackNotifyHandler serves Callback.Notify: it decodes the arguments, calls impl and
 // returns the results to encode.
 func callbackNotifyHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args callbackNotifyArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args callbackNotifyArgs
+		res  callbackNotifyResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Callback).Notify(ctx, args.Msg)
+	r0, err := impl.(Callback).Notify(ctx, wire.args.Msg)
 	if err != nil {
 		return nil, err
 	}
-	return &callbackNotifyResults{R0: r0}, nil
+	wire.res = callbackNotifyResults{R0: r0}
+	return &wire.res, nil
 }
 
 // ControlService describes the Control interface to the Trellis runtime.
@@ -166,26 +175,35 @@ type controlBlockedResults struct {
 
 // Blocked calls Control.Blocked on the remote node.
 func (p *ControlProxy) Blocked(ctx context.Context, tag string) (string, error) {
-	args := controlBlockedArgs{Tag: tag}
-	var res controlBlockedResults
-	if err := p.c.Call(ctx, controlBlockedMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args controlBlockedArgs
+		res  controlBlockedResults
+	}
+	wire.args = controlBlockedArgs{Tag: tag}
+	if err := p.c.Call(ctx, controlBlockedMethod, &wire.args, &wire.res); err != nil {
 		return "", err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // controlBlockedHandler serves Control.Blocked: it decodes the arguments, calls impl and
 // returns the results to encode.
 func controlBlockedHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args controlBlockedArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args controlBlockedArgs
+		res  controlBlockedResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Control).Blocked(ctx, args.Tag)
+	r0, err := impl.(Control).Blocked(ctx, wire.args.Tag)
 	if err != nil {
 		return nil, err
 	}
-	return &controlBlockedResults{R0: r0}, nil
+	wire.res = controlBlockedResults{R0: r0}
+	return &wire.res, nil
 }
 
 // controlMallocsMethod describes Control.Mallocs.
@@ -323,26 +341,35 @@ type counterAddResults struct {
 
 // Add calls Counter.Add on the remote node.
 func (p *CounterProxy) Add(ctx context.Context, d int) (int, error) {
-	args := counterAddArgs{D: d}
-	var res counterAddResults
-	if err := p.c.Call(ctx, counterAddMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args counterAddArgs
+		res  counterAddResults
+	}
+	wire.args = counterAddArgs{D: d}
+	if err := p.c.Call(ctx, counterAddMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // counterAddHandler serves Counter.Add: it decodes the arguments, calls impl and
 // returns the results to encode.
 func counterAddHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args counterAddArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args counterAddArgs
+		res  counterAddResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Counter).Add(ctx, args.D)
+	r0, err := impl.(Counter).Add(ctx, wire.args.D)
 	if err != nil {
 		return nil, err
 	}
-	return &counterAddResults{R0: r0}, nil
+	wire.res = counterAddResults{R0: r0}
+	return &wire.res, nil
 }
 
 // FilesService describes the Files interface to the Trellis runtime.
@@ -404,12 +431,16 @@ type filesDumpResults struct {
 
 // Dump calls Files.Dump on the remote node.
 func (p *FilesProxy) Dump(ctx context.Context, n int64, seed int64, failAt int64) (io.Reader, error) {
-	args := filesDumpArgs{N: n, Seed: seed, FailAt: failAt}
-	var res filesDumpResults
-	if err := p.c.Call(ctx, filesDumpMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args filesDumpArgs
+		res  filesDumpResults
+	}
+	wire.args = filesDumpArgs{N: n, Seed: seed, FailAt: failAt}
+	if err := p.c.Call(ctx, filesDumpMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
 	}
-	r0, err := p.c.ImportReader(res.R0)
+	r0, err := p.c.ImportReader(wire.res.R0)
 	if err != nil {
 		return nil, err
 	}
@@ -419,11 +450,15 @@ func (p *FilesProxy) Dump(ctx context.Context, n int64, seed int64, failAt int64
 // filesDumpHandler serves Files.Dump: it decodes the arguments, calls impl and
 // returns the results to encode.
 func filesDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args filesDumpArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args filesDumpArgs
+		res  filesDumpResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Files).Dump(ctx, args.N, args.Seed, args.FailAt)
+	r0, err := impl.(Files).Dump(ctx, wire.args.N, wire.args.Seed, wire.args.FailAt)
 	if err != nil {
 		return nil, err
 	}
@@ -431,7 +466,8 @@ func filesDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) (
 	if err != nil {
 		return nil, err
 	}
-	return &filesDumpResults{R0: r0Ref}, nil
+	wire.res = filesDumpResults{R0: r0Ref}
+	return &wire.res, nil
 }
 
 // filesLoadMethod describes Files.Load.
@@ -461,22 +497,30 @@ func (p *FilesProxy) Load(ctx context.Context, r io.Reader) (int64, []byte, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	args := filesLoadArgs{R: rRef}
-	var res filesLoadResults
-	if err := p.c.Call(ctx, filesLoadMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args filesLoadArgs
+		res  filesLoadResults
+	}
+	wire.args = filesLoadArgs{R: rRef}
+	if err := p.c.Call(ctx, filesLoadMethod, &wire.args, &wire.res); err != nil {
 		return 0, nil, err
 	}
-	return res.R0, res.R1, nil
+	return wire.res.R0, wire.res.R1, nil
 }
 
 // filesLoadHandler serves Files.Load: it decodes the arguments, calls impl and
 // returns the results to encode.
 func filesLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args filesLoadArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args filesLoadArgs
+		res  filesLoadResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r, err := call.ImportReader(args.R)
+	r, err := call.ImportReader(wire.args.R)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +528,8 @@ func filesLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) (
 	if err != nil {
 		return nil, err
 	}
-	return &filesLoadResults{R0: r0, R1: r1}, nil
+	wire.res = filesLoadResults{R0: r0, R1: r1}
+	return &wire.res, nil
 }
 
 // filesLoadSomeMethod describes Files.LoadSome.
@@ -514,30 +559,39 @@ func (p *FilesProxy) LoadSome(ctx context.Context, r io.Reader, n int64) (int64,
 	if err != nil {
 		return 0, err
 	}
-	args := filesLoadSomeArgs{R: rRef, N: n}
-	var res filesLoadSomeResults
-	if err := p.c.Call(ctx, filesLoadSomeMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args filesLoadSomeArgs
+		res  filesLoadSomeResults
+	}
+	wire.args = filesLoadSomeArgs{R: rRef, N: n}
+	if err := p.c.Call(ctx, filesLoadSomeMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // filesLoadSomeHandler serves Files.LoadSome: it decodes the arguments, calls impl and
 // returns the results to encode.
 func filesLoadSomeHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args filesLoadSomeArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args filesLoadSomeArgs
+		res  filesLoadSomeResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r, err := call.ImportReader(args.R)
+	r, err := call.ImportReader(wire.args.R)
 	if err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Files).LoadSome(ctx, r, args.N)
+	r0, err := impl.(Files).LoadSome(ctx, r, wire.args.N)
 	if err != nil {
 		return nil, err
 	}
-	return &filesLoadSomeResults{R0: r0}, nil
+	wire.res = filesLoadSomeResults{R0: r0}
+	return &wire.res, nil
 }
 
 // KitchenService describes the Kitchen interface to the Trellis runtime.
@@ -635,26 +689,35 @@ type kitchenEchoResults struct {
 
 // Echo calls Kitchen.Echo on the remote node.
 func (p *KitchenProxy) Echo(ctx context.Context, s string, n int) (string, int, error) {
-	args := kitchenEchoArgs{S: s, N: n}
-	var res kitchenEchoResults
-	if err := p.c.Call(ctx, kitchenEchoMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args kitchenEchoArgs
+		res  kitchenEchoResults
+	}
+	wire.args = kitchenEchoArgs{S: s, N: n}
+	if err := p.c.Call(ctx, kitchenEchoMethod, &wire.args, &wire.res); err != nil {
 		return "", 0, err
 	}
-	return res.R0, res.R1, nil
+	return wire.res.R0, wire.res.R1, nil
 }
 
 // kitchenEchoHandler serves Kitchen.Echo: it decodes the arguments, calls impl and
 // returns the results to encode.
 func kitchenEchoHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args kitchenEchoArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args kitchenEchoArgs
+		res  kitchenEchoResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, r1, err := impl.(Kitchen).Echo(ctx, args.S, args.N)
+	r0, r1, err := impl.(Kitchen).Echo(ctx, wire.args.S, wire.args.N)
 	if err != nil {
 		return nil, err
 	}
-	return &kitchenEchoResults{R0: r0, R1: r1}, nil
+	wire.res = kitchenEchoResults{R0: r0, R1: r1}
+	return &wire.res, nil
 }
 
 // kitchenEchoReqMethod describes Kitchen.EchoReq.
@@ -679,26 +742,35 @@ type kitchenEchoReqResults struct {
 
 // EchoReq calls Kitchen.EchoReq on the remote node.
 func (p *KitchenProxy) EchoReq(ctx context.Context, r Req) (Req, error) {
-	args := kitchenEchoReqArgs{R: r}
-	var res kitchenEchoReqResults
-	if err := p.c.Call(ctx, kitchenEchoReqMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args kitchenEchoReqArgs
+		res  kitchenEchoReqResults
+	}
+	wire.args = kitchenEchoReqArgs{R: r}
+	if err := p.c.Call(ctx, kitchenEchoReqMethod, &wire.args, &wire.res); err != nil {
 		return Req{}, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // kitchenEchoReqHandler serves Kitchen.EchoReq: it decodes the arguments, calls impl and
 // returns the results to encode.
 func kitchenEchoReqHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args kitchenEchoReqArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args kitchenEchoReqArgs
+		res  kitchenEchoReqResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Kitchen).EchoReq(ctx, args.R)
+	r0, err := impl.(Kitchen).EchoReq(ctx, wire.args.R)
 	if err != nil {
 		return nil, err
 	}
-	return &kitchenEchoReqResults{R0: r0}, nil
+	wire.res = kitchenEchoReqResults{R0: r0}
+	return &wire.res, nil
 }
 
 // kitchenFailMethod describes Kitchen.Fail.
@@ -802,26 +874,35 @@ type kitchenRoundTripResults struct {
 
 // RoundTrip calls Kitchen.RoundTrip on the remote node.
 func (p *KitchenProxy) RoundTrip(ctx context.Context, e Everything) (Everything, error) {
-	args := kitchenRoundTripArgs{E: e}
-	var res kitchenRoundTripResults
-	if err := p.c.Call(ctx, kitchenRoundTripMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args kitchenRoundTripArgs
+		res  kitchenRoundTripResults
+	}
+	wire.args = kitchenRoundTripArgs{E: e}
+	if err := p.c.Call(ctx, kitchenRoundTripMethod, &wire.args, &wire.res); err != nil {
 		return Everything{}, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // kitchenRoundTripHandler serves Kitchen.RoundTrip: it decodes the arguments, calls impl and
 // returns the results to encode.
 func kitchenRoundTripHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args kitchenRoundTripArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args kitchenRoundTripArgs
+		res  kitchenRoundTripResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Kitchen).RoundTrip(ctx, args.E)
+	r0, err := impl.(Kitchen).RoundTrip(ctx, wire.args.E)
 	if err != nil {
 		return nil, err
 	}
-	return &kitchenRoundTripResults{R0: r0}, nil
+	wire.res = kitchenRoundTripResults{R0: r0}
+	return &wire.res, nil
 }
 
 // kitchenSleepMethod describes Kitchen.Sleep.
@@ -876,26 +957,35 @@ type kitchenSumResults struct {
 
 // Sum calls Kitchen.Sum on the remote node.
 func (p *KitchenProxy) Sum(ctx context.Context, xs ...int) (int, error) {
-	args := kitchenSumArgs{Xs: xs}
-	var res kitchenSumResults
-	if err := p.c.Call(ctx, kitchenSumMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args kitchenSumArgs
+		res  kitchenSumResults
+	}
+	wire.args = kitchenSumArgs{Xs: xs}
+	if err := p.c.Call(ctx, kitchenSumMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // kitchenSumHandler serves Kitchen.Sum: it decodes the arguments, calls impl and
 // returns the results to encode.
 func kitchenSumHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args kitchenSumArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args kitchenSumArgs
+		res  kitchenSumResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Kitchen).Sum(ctx, args.Xs...)
+	r0, err := impl.(Kitchen).Sum(ctx, wire.args.Xs...)
 	if err != nil {
 		return nil, err
 	}
-	return &kitchenSumResults{R0: r0}, nil
+	wire.res = kitchenSumResults{R0: r0}
+	return &wire.res, nil
 }
 
 // RegistryService describes the Registry interface to the Trellis runtime.
@@ -977,26 +1067,35 @@ type registryFireResults struct {
 
 // Fire calls Registry.Fire on the remote node.
 func (p *RegistryProxy) Fire(ctx context.Context, msg string) (int, error) {
-	args := registryFireArgs{Msg: msg}
-	var res registryFireResults
-	if err := p.c.Call(ctx, registryFireMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registryFireArgs
+		res  registryFireResults
+	}
+	wire.args = registryFireArgs{Msg: msg}
+	if err := p.c.Call(ctx, registryFireMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // registryFireHandler serves Registry.Fire: it decodes the arguments, calls impl and
 // returns the results to encode.
 func registryFireHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args registryFireArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registryFireArgs
+		res  registryFireResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Registry).Fire(ctx, args.Msg)
+	r0, err := impl.(Registry).Fire(ctx, wire.args.Msg)
 	if err != nil {
 		return nil, err
 	}
-	return &registryFireResults{R0: r0}, nil
+	wire.res = registryFireResults{R0: r0}
+	return &wire.res, nil
 }
 
 // registryIsLocalMethod describes Registry.IsLocal.
@@ -1025,22 +1124,30 @@ func (p *RegistryProxy) IsLocal(ctx context.Context, c Counter) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	args := registryIsLocalArgs{C: cRef}
-	var res registryIsLocalResults
-	if err := p.c.Call(ctx, registryIsLocalMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registryIsLocalArgs
+		res  registryIsLocalResults
+	}
+	wire.args = registryIsLocalArgs{C: cRef}
+	if err := p.c.Call(ctx, registryIsLocalMethod, &wire.args, &wire.res); err != nil {
 		return false, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // registryIsLocalHandler serves Registry.IsLocal: it decodes the arguments, calls impl and
 // returns the results to encode.
 func registryIsLocalHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args registryIsLocalArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registryIsLocalArgs
+		res  registryIsLocalResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	c, err := counterFromRef(call, args.C)
+	c, err := counterFromRef(call, wire.args.C)
 	if err != nil {
 		return nil, err
 	}
@@ -1048,7 +1155,8 @@ func registryIsLocalHandler(ctx context.Context, impl any, call *runtime.ServerC
 	if err != nil {
 		return nil, err
 	}
-	return &registryIsLocalResults{R0: r0}, nil
+	wire.res = registryIsLocalResults{R0: r0}
+	return &wire.res, nil
 }
 
 // registryNewCounterMethod describes Registry.NewCounter.
@@ -1073,12 +1181,16 @@ type registryNewCounterResults struct {
 
 // NewCounter calls Registry.NewCounter on the remote node.
 func (p *RegistryProxy) NewCounter(ctx context.Context, start int) (Counter, error) {
-	args := registryNewCounterArgs{Start: start}
-	var res registryNewCounterResults
-	if err := p.c.Call(ctx, registryNewCounterMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registryNewCounterArgs
+		res  registryNewCounterResults
+	}
+	wire.args = registryNewCounterArgs{Start: start}
+	if err := p.c.Call(ctx, registryNewCounterMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
 	}
-	r0, err := counterFromRef(p.c, res.R0)
+	r0, err := counterFromRef(p.c, wire.res.R0)
 	if err != nil {
 		return nil, err
 	}
@@ -1088,11 +1200,15 @@ func (p *RegistryProxy) NewCounter(ctx context.Context, start int) (Counter, err
 // registryNewCounterHandler serves Registry.NewCounter: it decodes the arguments, calls impl and
 // returns the results to encode.
 func registryNewCounterHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args registryNewCounterArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registryNewCounterArgs
+		res  registryNewCounterResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Registry).NewCounter(ctx, args.Start)
+	r0, err := impl.(Registry).NewCounter(ctx, wire.args.Start)
 	if err != nil {
 		return nil, err
 	}
@@ -1100,7 +1216,8 @@ func registryNewCounterHandler(ctx context.Context, impl any, call *runtime.Serv
 	if err != nil {
 		return nil, err
 	}
-	return &registryNewCounterResults{R0: r0Ref}, nil
+	wire.res = registryNewCounterResults{R0: r0Ref}
+	return &wire.res, nil
 }
 
 // registryRelayMethod describes Registry.Relay.
@@ -1131,30 +1248,39 @@ func (p *RegistryProxy) Relay(ctx context.Context, to nodeid.ID, cb Callback, ms
 	if err != nil {
 		return 0, err
 	}
-	args := registryRelayArgs{To: to, Cb: cbRef, Msg: msg}
-	var res registryRelayResults
-	if err := p.c.Call(ctx, registryRelayMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registryRelayArgs
+		res  registryRelayResults
+	}
+	wire.args = registryRelayArgs{To: to, Cb: cbRef, Msg: msg}
+	if err := p.c.Call(ctx, registryRelayMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // registryRelayHandler serves Registry.Relay: it decodes the arguments, calls impl and
 // returns the results to encode.
 func registryRelayHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args registryRelayArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registryRelayArgs
+		res  registryRelayResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	cb, err := callbackFromRef(call, args.Cb)
+	cb, err := callbackFromRef(call, wire.args.Cb)
 	if err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Registry).Relay(ctx, args.To, cb, args.Msg)
+	r0, err := impl.(Registry).Relay(ctx, wire.args.To, cb, wire.args.Msg)
 	if err != nil {
 		return nil, err
 	}
-	return &registryRelayResults{R0: r0}, nil
+	wire.res = registryRelayResults{R0: r0}
+	return &wire.res, nil
 }
 
 // registrySubscribeMethod describes Registry.Subscribe.
@@ -1185,28 +1311,37 @@ func (p *RegistryProxy) Subscribe(ctx context.Context, cb Callback, msg string, 
 	if err != nil {
 		return 0, err
 	}
-	args := registrySubscribeArgs{Cb: cbRef, Msg: msg, Keep: keep}
-	var res registrySubscribeResults
-	if err := p.c.Call(ctx, registrySubscribeMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registrySubscribeArgs
+		res  registrySubscribeResults
+	}
+	wire.args = registrySubscribeArgs{Cb: cbRef, Msg: msg, Keep: keep}
+	if err := p.c.Call(ctx, registrySubscribeMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // registrySubscribeHandler serves Registry.Subscribe: it decodes the arguments, calls impl and
 // returns the results to encode.
 func registrySubscribeHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args registrySubscribeArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args registrySubscribeArgs
+		res  registrySubscribeResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	cb, err := callbackFromRef(call, args.Cb)
+	cb, err := callbackFromRef(call, wire.args.Cb)
 	if err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Registry).Subscribe(ctx, cb, args.Msg, args.Keep)
+	r0, err := impl.(Registry).Subscribe(ctx, cb, wire.args.Msg, wire.args.Keep)
 	if err != nil {
 		return nil, err
 	}
-	return &registrySubscribeResults{R0: r0}, nil
+	wire.res = registrySubscribeResults{R0: r0}
+	return &wire.res, nil
 }

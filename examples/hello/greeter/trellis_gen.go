@@ -101,24 +101,33 @@ type greeterHelloResults struct {
 
 // Hello calls Greeter.Hello on the remote node.
 func (p *GreeterProxy) Hello(ctx context.Context, name string) (Greeting, error) {
-	args := greeterHelloArgs{Name: name}
-	var res greeterHelloResults
-	if err := p.c.Call(ctx, greeterHelloMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args greeterHelloArgs
+		res  greeterHelloResults
+	}
+	wire.args = greeterHelloArgs{Name: name}
+	if err := p.c.Call(ctx, greeterHelloMethod, &wire.args, &wire.res); err != nil {
 		return Greeting{}, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // greeterHelloHandler serves Greeter.Hello: it decodes the arguments, calls impl and
 // returns the results to encode.
 func greeterHelloHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args greeterHelloArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args greeterHelloArgs
+		res  greeterHelloResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Greeter).Hello(ctx, args.Name)
+	r0, err := impl.(Greeter).Hello(ctx, wire.args.Name)
 	if err != nil {
 		return nil, err
 	}
-	return &greeterHelloResults{R0: r0}, nil
+	wire.res = greeterHelloResults{R0: r0}
+	return &wire.res, nil
 }

@@ -67,24 +67,33 @@ type whereWhereResults struct {
 
 // Where calls Where.Where on the remote node.
 func (p *WhereProxy) Where(ctx context.Context, from string) (Answer, error) {
-	args := whereWhereArgs{From: from}
-	var res whereWhereResults
-	if err := p.c.Call(ctx, whereWhereMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args whereWhereArgs
+		res  whereWhereResults
+	}
+	wire.args = whereWhereArgs{From: from}
+	if err := p.c.Call(ctx, whereWhereMethod, &wire.args, &wire.res); err != nil {
 		return Answer{}, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // whereWhereHandler serves Where.Where: it decodes the arguments, calls impl and
 // returns the results to encode.
 func whereWhereHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args whereWhereArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args whereWhereArgs
+		res  whereWhereResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Where).Where(ctx, args.From)
+	r0, err := impl.(Where).Where(ctx, wire.args.From)
 	if err != nil {
 		return nil, err
 	}
-	return &whereWhereResults{R0: r0}, nil
+	wire.res = whereWhereResults{R0: r0}
+	return &wire.res, nil
 }

@@ -120,26 +120,35 @@ type storeGetResults struct {
 
 // Get calls Store.Get on the remote node.
 func (p *StoreProxy) Get(ctx context.Context, key string) (Entry, error) {
-	args := storeGetArgs{Key: key}
-	var res storeGetResults
-	if err := p.c.Call(ctx, storeGetMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storeGetArgs
+		res  storeGetResults
+	}
+	wire.args = storeGetArgs{Key: key}
+	if err := p.c.Call(ctx, storeGetMethod, &wire.args, &wire.res); err != nil {
 		return Entry{}, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // storeGetHandler serves Store.Get: it decodes the arguments, calls impl and
 // returns the results to encode.
 func storeGetHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args storeGetArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storeGetArgs
+		res  storeGetResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Store).Get(ctx, args.Key)
+	r0, err := impl.(Store).Get(ctx, wire.args.Key)
 	if err != nil {
 		return nil, err
 	}
-	return &storeGetResults{R0: r0}, nil
+	wire.res = storeGetResults{R0: r0}
+	return &wire.res, nil
 }
 
 // storeLoadMethod describes Store.Load.
@@ -168,22 +177,30 @@ func (p *StoreProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	args := storeLoadArgs{R: rRef}
-	var res storeLoadResults
-	if err := p.c.Call(ctx, storeLoadMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storeLoadArgs
+		res  storeLoadResults
+	}
+	wire.args = storeLoadArgs{R: rRef}
+	if err := p.c.Call(ctx, storeLoadMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // storeLoadHandler serves Store.Load: it decodes the arguments, calls impl and
 // returns the results to encode.
 func storeLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args storeLoadArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storeLoadArgs
+		res  storeLoadResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r, err := call.ImportReader(args.R)
+	r, err := call.ImportReader(wire.args.R)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +208,8 @@ func storeLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) (
 	if err != nil {
 		return nil, err
 	}
-	return &storeLoadResults{R0: r0}, nil
+	wire.res = storeLoadResults{R0: r0}
+	return &wire.res, nil
 }
 
 // storeOpenMethod describes Store.Open.
@@ -216,12 +234,16 @@ type storeOpenResults struct {
 
 // Open calls Store.Open on the remote node.
 func (p *StoreProxy) Open(ctx context.Context, name string) (Watcher, error) {
-	args := storeOpenArgs{Name: name}
-	var res storeOpenResults
-	if err := p.c.Call(ctx, storeOpenMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storeOpenArgs
+		res  storeOpenResults
+	}
+	wire.args = storeOpenArgs{Name: name}
+	if err := p.c.Call(ctx, storeOpenMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
 	}
-	r0, err := watcherFromRef(p.c, res.R0)
+	r0, err := watcherFromRef(p.c, wire.res.R0)
 	if err != nil {
 		return nil, err
 	}
@@ -231,11 +253,15 @@ func (p *StoreProxy) Open(ctx context.Context, name string) (Watcher, error) {
 // storeOpenHandler serves Store.Open: it decodes the arguments, calls impl and
 // returns the results to encode.
 func storeOpenHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args storeOpenArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storeOpenArgs
+		res  storeOpenResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Store).Open(ctx, args.Name)
+	r0, err := impl.(Store).Open(ctx, wire.args.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +269,8 @@ func storeOpenHandler(ctx context.Context, impl any, call *runtime.ServerCall) (
 	if err != nil {
 		return nil, err
 	}
-	return &storeOpenResults{R0: r0Ref}, nil
+	wire.res = storeOpenResults{R0: r0Ref}
+	return &wire.res, nil
 }
 
 // storePeersMethod describes Store.Peers.
@@ -268,26 +295,35 @@ type storePeersResults struct {
 
 // Peers calls Store.Peers on the remote node.
 func (p *StoreProxy) Peers(ctx context.Context, in []shared.Region) (map[shared.Region][]shared.User, error) {
-	args := storePeersArgs{In: in}
-	var res storePeersResults
-	if err := p.c.Call(ctx, storePeersMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storePeersArgs
+		res  storePeersResults
+	}
+	wire.args = storePeersArgs{In: in}
+	if err := p.c.Call(ctx, storePeersMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
 	}
-	return res.R0, nil
+	return wire.res.R0, nil
 }
 
 // storePeersHandler serves Store.Peers: it decodes the arguments, calls impl and
 // returns the results to encode.
 func storePeersHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args storePeersArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storePeersArgs
+		res  storePeersResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, err := impl.(Store).Peers(ctx, args.In)
+	r0, err := impl.(Store).Peers(ctx, wire.args.In)
 	if err != nil {
 		return nil, err
 	}
-	return &storePeersResults{R0: r0}, nil
+	wire.res = storePeersResults{R0: r0}
+	return &wire.res, nil
 }
 
 // storePingMethod describes Store.Ping.
@@ -364,26 +400,35 @@ type storeStatResults struct {
 
 // Stat calls Store.Stat on the remote node.
 func (p *StoreProxy) Stat(ctx context.Context, a1 string, a2 bool) (int64, time.Duration, error) {
-	args := storeStatArgs{A1: a1, A2: a2}
-	var res storeStatResults
-	if err := p.c.Call(ctx, storeStatMethod, &args, &res); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storeStatArgs
+		res  storeStatResults
+	}
+	wire.args = storeStatArgs{A1: a1, A2: a2}
+	if err := p.c.Call(ctx, storeStatMethod, &wire.args, &wire.res); err != nil {
 		return 0, 0, err
 	}
-	return res.R0, res.R1, nil
+	return wire.res.R0, wire.res.R1, nil
 }
 
 // storeStatHandler serves Store.Stat: it decodes the arguments, calls impl and
 // returns the results to encode.
 func storeStatHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	var args storeStatArgs
-	if err := call.Decode(&args); err != nil {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args storeStatArgs
+		res  storeStatResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
 		return nil, err
 	}
-	r0, r1, err := impl.(Store).Stat(ctx, args.A1, args.A2)
+	r0, r1, err := impl.(Store).Stat(ctx, wire.args.A1, wire.args.A2)
 	if err != nil {
 		return nil, err
 	}
-	return &storeStatResults{R0: r0, R1: r1}, nil
+	wire.res = storeStatResults{R0: r0, R1: r1}
+	return &wire.res, nil
 }
 
 // storeTagMethod describes Store.Tag.
