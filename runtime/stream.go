@@ -20,7 +20,8 @@ var ErrStreamReset = errors.New("trellis: stream reset")
 // more bytes in flight than granted. The window starts at initialWindow and
 // doubles each time the reader finds its buffer empty, up to maxWindow.
 const (
-	streamChunk   = 64 << 10
+	// streamChunk keeps a data message (envelope included) in one frame.
+	streamChunk   = transport.MaxFramePayload - 64
 	initialWindow = 256 << 10
 	maxWindow     = 8 << 20
 )
@@ -250,9 +251,13 @@ type inStream struct {
 	err    error  // io.EOF, or why the stream ended
 	closed bool
 
-	window   int // bytes the sender may have in flight
-	consumed int // bytes read since the last grant
+	window   int       // bytes the sender may have in flight
+	consumed int       // bytes read since the last grant
+	chunks   []*[]byte // pooled buffers behind queue, in the same order
 }
+
+// chunkPool recycles the buffers of received stream data.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, streamChunk); return &b }}
 
 // streamReader is the io.ReadCloser handed to users; when it becomes
 // unreachable, the stream is cancelled.
@@ -310,6 +315,9 @@ func (s *inStream) read(p []byte) (int, error) {
 				if c == len(s.queue[0]) {
 					s.queue[0] = nil
 					s.queue = s.queue[1:]
+					chunkPool.Put(s.chunks[0])
+					s.chunks[0] = nil
+					s.chunks = s.chunks[1:]
 				} else {
 					s.queue[0] = s.queue[0][c:]
 				}
@@ -331,9 +339,11 @@ func (s *inStream) read(p []byte) (int, error) {
 			s.mu.Unlock()
 			return 0, err
 		}
-		// Starved: the window is too small for the bandwidth × delay.
+		// Starved after data had flowed: the window is too small for the
+		// bandwidth × delay, so it doubles (a reader that is merely slow
+		// never starves, and keeps the initial window).
 		extra := 0
-		if s.window < maxWindow {
+		if s.next > 0 && s.window < maxWindow {
 			extra = s.window
 			s.window *= 2
 		}
@@ -369,7 +379,10 @@ func (s *inStream) deliver(seq uint64, flags byte, data []byte) error {
 		if s.queued+len(data) > s.window+streamChunk {
 			return fmt.Errorf("stream %d of node %s: %d bytes beyond the granted window", s.key.id, s.key.node, s.queued+len(data)-s.window)
 		}
-		s.queue = append(s.queue, append([]byte(nil), data...))
+		chunk := chunkPool.Get().(*[]byte)
+		*chunk = append((*chunk)[:0], data...)
+		s.queue = append(s.queue, *chunk)
+		s.chunks = append(s.chunks, chunk)
 		s.queued += len(data)
 		s.next++
 	}
@@ -409,7 +422,10 @@ func (s *inStream) close() {
 	s.mu.Lock()
 	ended := s.err != nil
 	s.setErr(fmt.Errorf("%w: reader closed", ErrStreamReset))
-	s.queue, s.queued = nil, 0
+	for _, c := range s.chunks {
+		chunkPool.Put(c)
+	}
+	s.queue, s.queued, s.chunks = nil, 0, nil
 	s.mu.Unlock()
 	if !ended {
 		s.node.sendStream(s.key.node, opCancel, s.key.id, nil)

@@ -24,11 +24,15 @@ type Files interface {
 type FilesImpl struct {
 	// SourcesClosed counts the Dump sources that were closed.
 	SourcesClosed atomic.Int64
+	// Last is the source of the last Dump.
+	Last atomic.Pointer[Source]
 }
 
 // Dump implements Files.
 func (f *FilesImpl) Dump(ctx context.Context, n, seed, failAt int64) (io.Reader, error) {
-	return &Source{N: n, FailAt: failAt, rng: rand.NewChaCha8(seedBytes(seed)), closed: &f.SourcesClosed}, nil
+	s := &Source{N: n, FailAt: failAt, rng: rand.NewChaCha8(seedBytes(seed)), closed: &f.SourcesClosed}
+	f.Last.Store(s)
+	return s, nil
 }
 
 // Load implements Files.

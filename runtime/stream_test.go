@@ -1,0 +1,236 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trellisrpc/trellis/internal/testsvc"
+	trellis "github.com/trellisrpc/trellis/runtime"
+)
+
+type filesPair struct {
+	server, client *trellis.Node
+	impl           *testsvc.FilesImpl
+	files          *testsvc.FilesProxy
+}
+
+func newFilesPair(t testing.TB) *filesPair {
+	t.Helper()
+	server := newNode(t, "server", "127.0.0.1:0")
+	client := newNode(t, "client", "")
+	impl := &testsvc.FilesImpl{}
+	if err := testsvc.RegisterFiles(server, impl); err != nil {
+		t.Fatal(err)
+	}
+	id, err := client.Connect(context.Background(), server.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &filesPair{server: server, client: client, impl: impl, files: testsvc.NewFilesProxy(client, id)}
+}
+
+// bigStream is the size of the byte-exact transfer: 1 GiB, less under the
+// race detector or -short.
+func bigStream() int64 {
+	if raceEnabled || testing.Short() {
+		return 64 << 20
+	}
+	return 1 << 30
+}
+
+func sum(r io.Reader) (int64, []byte, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	return n, h.Sum(nil), err
+}
+
+func TestStreamResultByteExact(t *testing.T) {
+	p := newFilesPair(t)
+	ctx := testCtx(t)
+	size := bigStream()
+	r, err := p.files.Dump(ctx, size, 7, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	n, got, err := sum(r)
+	if err != nil || n != size {
+		t.Fatalf("read %d bytes, %v; want %d", n, err, size)
+	}
+	_, want, _ := sum(testsvc.NewSource(size, 7, nil))
+	if !bytes.Equal(got, want) {
+		t.Fatal("checksum mismatch")
+	}
+	t.Logf("%d MiB in %v (%.0f MiB/s)", size>>20, time.Since(start).Round(time.Millisecond), float64(size>>20)/time.Since(start).Seconds())
+	waitFor(t, "the source to be closed", func() bool { return p.impl.SourcesClosed.Load() == 1 })
+	waitFor(t, "the stream tables to empty", func() bool {
+		a, b := p.server.StreamStats()
+		c, d := p.client.StreamStats()
+		return a+b+c+d == 0
+	})
+}
+
+func TestStreamArgument(t *testing.T) {
+	p := newFilesPair(t)
+	ctx := testCtx(t)
+	const size = 10<<20 + 123
+	var closed atomic.Int64
+	n, got, err := p.files.Load(ctx, testsvc.NewSource(size, 3, &closed))
+	if err != nil || n != size {
+		t.Fatalf("Load = %d, %v; want %d", n, err, size)
+	}
+	_, want, _ := sum(testsvc.NewSource(size, 3, nil))
+	if !bytes.Equal(got, want) {
+		t.Fatal("checksum mismatch")
+	}
+	waitFor(t, "the source to be closed", func() bool { return closed.Load() == 1 })
+	// An empty stream.
+	if n, _, err := p.files.Load(ctx, strings.NewReader("")); err != nil || n != 0 {
+		t.Fatalf("empty stream: %d, %v", n, err)
+	}
+}
+
+func TestStreamRemoteErrorArrivesAsReadError(t *testing.T) {
+	p := newFilesPair(t)
+	r, err := p.files.Dump(testCtx(t), 1<<20, 1, 100<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, r)
+	if n != 100<<10 || err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("read %d bytes then %v; want 102400 then the source's error", n, err)
+	}
+}
+
+func TestStreamCancelStopsTheSender(t *testing.T) {
+	p := newFilesPair(t)
+	r, err := p.files.Dump(testCtx(t), 1<<30, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 32<<10)
+	read := 0
+	for read < 1<<20 {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += n
+	}
+	r.(io.Closer).Close()
+	waitFor(t, "the sender to close its source", func() bool { return p.impl.SourcesClosed.Load() == 1 })
+	src := p.impl.Last.Load()
+	// The sender may have read at most what the window allowed beyond what
+	// was consumed, plus one chunk.
+	if over := src.Reads.Load() - int64(read); over > 8<<20+64<<10 {
+		t.Errorf("the sender read %d bytes beyond what the reader consumed", over)
+	}
+	if _, err := r.Read(buf); !errors.Is(err, trellis.ErrStreamReset) {
+		t.Errorf("Read after Close: %v, want ErrStreamReset", err)
+	}
+}
+
+func TestSlowReaderBoundsMemory(t *testing.T) {
+	p := newFilesPair(t)
+	r, err := p.files.Dump(testCtx(t), 1<<30, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.(io.Closer).Close()
+	buf := make([]byte, 4<<10)
+	read := int64(0)
+	maxAhead := int64(0)
+	for i := 0; i < 200; i++ {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += int64(n)
+		time.Sleep(time.Millisecond) // a slow consumer (not synchronisation)
+		maxAhead = max(maxAhead, p.impl.Last.Load().Reads.Load()-read)
+	}
+	t.Logf("slow reader: sender at most %d KiB ahead of the reader", maxAhead>>10)
+	if maxAhead > 256<<10+64<<10 {
+		t.Errorf("the sender ran %d bytes ahead of a slow reader, beyond the initial window", maxAhead)
+	}
+}
+
+// waitFor polls cond for at most 5 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter: no event to await
+	}
+}
+
+// zeros is an endless reader of zero bytes, cheaper than any real source.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// BenchmarkStreamThroughput pulls a remote io.Reader over loopback.
+func BenchmarkStreamThroughput(b *testing.B) {
+	p := newFilesPair(b)
+	const size = 256 << 20
+	b.SetBytes(size)
+	buf := make([]byte, 256<<10)
+	for b.Loop() {
+		r, err := p.files.Dump(context.Background(), size, 1, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := io.CopyBuffer(io.Discard, r, buf); err != nil || n != size {
+			b.Fatalf("%d, %v", n, err)
+		}
+	}
+}
+
+// BenchmarkTCPCopy is the floor for BenchmarkStreamThroughput: the same
+// bytes copied over a plain loopback TCP connection.
+func BenchmarkTCPCopy(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	const size = 256 << 20
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.CopyBuffer(c, io.LimitReader(testsvc.NewSource(size, 1, nil), size), make([]byte, 64<<10))
+			}()
+		}
+	}()
+	b.SetBytes(size)
+	buf := make([]byte, 256<<10)
+	for b.Loop() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := io.CopyBuffer(io.Discard, c, buf); err != nil || n != size {
+			b.Fatalf("%d, %v", n, err)
+		}
+		c.Close()
+	}
+}
