@@ -147,7 +147,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		buf = transport.GetBuffer()
 		buf.Write(appendRequest(buf.AvailableBuffer(), &req))
 		if args != nil {
-			if err := n.codec.enc.MarshalToBuffer(args, &buf.Buffer); err != nil {
+			if err := n.encode(args, &buf.Buffer); err != nil {
 				transport.PutBuffer(buf)
 				return c.callError(m, fmt.Errorf("encoding arguments: %w", err))
 			}
@@ -277,7 +277,7 @@ func (p *peer) complete(id uint64, payload []byte) error {
 			cl.fail(machineryError(&w))
 		}
 	case cl.results != nil:
-		if err := p.node.codec.dec.Unmarshal(resp.body, cl.results); err != nil {
+		if err := p.node.decode(resp.body, cl.results); err != nil {
 			perr = fmt.Errorf("reply %d: decoding results: %w", id, err)
 			cl.fail(fmt.Errorf("%w: %v", ErrProtocol, perr))
 		}

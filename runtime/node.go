@@ -29,6 +29,7 @@ type Node struct {
 	router   atomic.Pointer[Router]
 
 	interceptor atomic.Pointer[Transformer]
+	marshal     atomic.Pointer[transformerSet]
 	regMu       sync.Mutex // serialises Register
 
 	mu      sync.RWMutex

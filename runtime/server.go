@@ -75,7 +75,7 @@ type ServerCall struct {
 // Decode decodes the call's arguments into v, a pointer to the generated
 // arguments struct.
 func (sc *ServerCall) Decode(v any) error {
-	if err := sc.node.codec.dec.Unmarshal(sc.body.Bytes(), v); err != nil {
+	if err := sc.node.decode(sc.body.Bytes(), v); err != nil {
 		return &decodeError{err}
 	}
 	return nil
@@ -250,7 +250,7 @@ func (sc *ServerCall) serve() {
 	buf := transport.GetBuffer()
 	buf.Write(appendResponse(buf.AvailableBuffer(), false, nil))
 	if results != nil {
-		if err := n.codec.enc.MarshalToBuffer(results, &buf.Buffer); err != nil {
+		if err := n.encode(results, &buf.Buffer); err != nil {
 			transport.PutBuffer(buf)
 			n.replyError(p, sc.id, wireError{Code: codeInternal, Message: "encoding results: " + err.Error()})
 			return
@@ -265,7 +265,7 @@ func (sc *ServerCall) replyTransformed(t Transformer, results any) {
 	body := transport.GetBuffer()
 	defer transport.PutBuffer(body)
 	if results != nil {
-		if err := n.codec.enc.MarshalToBuffer(results, &body.Buffer); err != nil {
+		if err := n.encode(results, &body.Buffer); err != nil {
 			n.replyError(p, sc.id, wireError{Code: codeInternal, Message: "encoding results: " + err.Error()})
 			return
 		}

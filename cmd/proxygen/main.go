@@ -37,8 +37,9 @@ func run(ctx context.Context, args []string, dir string, stderr io.Writer) int {
 	typeList := fs.String("type", "", "comma-separated names of the interfaces to serve (required)")
 	output := fs.String("output", "", "output file name (default "+gen.DefaultOutput+" in the package directory)")
 	tags := fs.String("tags", "", "comma-separated build tags to load the package with")
+	transformed := fs.String("transformed", "", "comma-separated types that cross through a marshal transformer (Name, or import/path.Name)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: proxygen -type A,B [-output file] [-tags tags]\n\n")
+		fmt.Fprintf(stderr, "usage: proxygen -type A,B [-output file] [-tags tags] [-transformed T,U]\n\n")
 		fmt.Fprintf(stderr, "Run in a package directory (as go generate does) to generate Trellis\nproxies and handlers for the named interfaces.\n\n")
 		fs.PrintDefaults()
 	}
@@ -65,6 +66,11 @@ func run(ctx context.Context, args []string, dir string, stderr io.Writer) int {
 		return 2
 	}
 	cfg := gen.Config{Dir: dir, Types: types, Output: *output}
+	for _, t := range strings.Split(*transformed, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			cfg.Transformed = append(cfg.Transformed, t)
+		}
+	}
 	if *tags != "" {
 		cfg.BuildFlags = []string{"-tags=" + *tags}
 	}

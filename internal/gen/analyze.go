@@ -6,6 +6,7 @@ import (
 	"go/types"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/trellisrpc/trellis/runtime"
 )
@@ -27,16 +28,27 @@ type analyzer struct {
 	// sawInvalid is set when a served signature uses a type that does not
 	// type-check: the package's type errors are then reported too.
 	sawInvalid bool
+	// transformed holds the types (as "path.Name", or "Name" for the
+	// package's own) that cross through a marshal transformer registered at
+	// run time (runtime.RegisterTransformer): they are not looked into.
+	transformed map[string]bool
 }
 
 // analyze validates the interfaces named in typeNames and returns their
 // model, sorted by name, or a Problems error that lists every problem found.
-func analyze(l *loaded, dir string, typeNames []string) ([]*service, error) {
+func analyze(l *loaded, dir string, typeNames, transformed []string) ([]*service, error) {
 	a := &analyzer{
-		pkg:      l.pkg.Types,
-		fset:     l.pkg.Fset,
-		problems: &problemList{dir: dir},
-		services: map[*types.TypeName]*service{},
+		pkg:         l.pkg.Types,
+		fset:        l.pkg.Fset,
+		problems:    &problemList{dir: dir},
+		services:    map[*types.TypeName]*service{},
+		transformed: map[string]bool{},
+	}
+	for _, t := range transformed {
+		if !strings.Contains(t, ".") {
+			t = a.pkg.Path() + "." + t
+		}
+		a.transformed[t] = true
 	}
 	names := slices.Clone(typeNames)
 	slices.Sort(names)

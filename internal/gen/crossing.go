@@ -89,6 +89,9 @@ func (c *crossing) named(n *types.Named, path string, shown types.Type, depth in
 	case isNamed(n, "time", "Time"), isNamed(n, "math/big", "Int"):
 		// The codec has native encodings for these.
 		return
+	case obj.Pkg() != nil && c.a.transformed[obj.Pkg().Path()+"."+obj.Name()]:
+		// A marshal transformer replaces it on the wire.
+		return
 	}
 	if _, ok := n.Underlying().(*types.Interface); !ok && marshalsItself(n) {
 		return

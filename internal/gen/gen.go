@@ -34,6 +34,10 @@ type Config struct {
 	// Output is the file to write, relative to Dir unless absolute; empty
 	// means DefaultOutput.
 	Output string
+	// Transformed names types that cross through a marshal transformer
+	// (runtime.RegisterTransformer), as "Name" for the package's own or
+	// "import/path.Name": they are accepted without being looked into.
+	Transformed []string
 	// BuildFlags are passed to the go command that lists the package (for
 	// instance "-tags=foo").
 	BuildFlags []string
@@ -75,7 +79,7 @@ func Generate(ctx context.Context, cfg Config) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	services, err := analyze(l, dir, cfg.Types)
+	services, err := analyze(l, dir, cfg.Types, cfg.Transformed)
 	if err != nil {
 		return nil, err
 	}

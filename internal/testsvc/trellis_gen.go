@@ -594,6 +594,93 @@ func filesLoadSomeHandler(ctx context.Context, impl any, call *runtime.ServerCal
 	return &wire.res, nil
 }
 
+// HandlesService describes the Handles interface to the Trellis runtime.
+var HandlesService = &runtime.ServiceDesc{
+	Name: "github.com/trellisrpc/trellis/internal/testsvc.Handles",
+	ID:   0x187154fe38da639c,
+	Methods: []*runtime.MethodDesc{
+		handlesRenameMethod,
+	},
+}
+
+// RegisterHandles serves impl on n as the node's Handles service.
+func RegisterHandles(n *runtime.Node, impl Handles) error {
+	return n.Register(HandlesService, impl)
+}
+
+// HandlesProxy is a Handles whose methods run on a remote node.
+type HandlesProxy struct {
+	c *runtime.Client
+}
+
+// NewHandlesProxy returns a Handles that calls the Handles service of node target;
+// opts configure the proxy.
+func NewHandlesProxy(n *runtime.Node, target runtime.NodeID, opts ...runtime.ProxyOption) *HandlesProxy {
+	return &HandlesProxy{c: runtime.NewClient(n, target, HandlesService, opts...)}
+}
+
+// TrellisClient returns the runtime client behind p (see runtime.ProxyOf).
+func (p *HandlesProxy) TrellisClient() *runtime.Client {
+	return p.c
+}
+
+// HandlesProxy implements Handles.
+var _ Handles = (*HandlesProxy)(nil)
+
+// handlesRenameMethod describes Handles.Rename.
+var handlesRenameMethod = &runtime.MethodDesc{
+	Name:      "Rename",
+	Signature: "func(context.Context, github.com/trellisrpc/trellis/internal/testsvc.Holder, string) (github.com/trellisrpc/trellis/internal/testsvc.Holder, error)",
+	ID:        0xc93bf54f9e5b2d99,
+	Handler:   handlesRenameHandler,
+}
+
+// handlesRenameArgs holds the arguments of Handles.Rename on the wire.
+type handlesRenameArgs struct {
+	_      struct{} `cbor:",toarray"`
+	H      Holder
+	Prefix string
+}
+
+// handlesRenameResults holds the results of Handles.Rename on the wire.
+type handlesRenameResults struct {
+	_  struct{} `cbor:",toarray"`
+	R0 Holder
+}
+
+// Rename calls Handles.Rename on the remote node.
+func (p *HandlesProxy) Rename(ctx context.Context, h Holder, prefix string) (Holder, error) {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args handlesRenameArgs
+		res  handlesRenameResults
+	}
+	wire.args = handlesRenameArgs{H: h, Prefix: prefix}
+	if err := p.c.Call(ctx, handlesRenameMethod, &wire.args, &wire.res); err != nil {
+		return Holder{}, err
+	}
+	return wire.res.R0, nil
+}
+
+// handlesRenameHandler serves Handles.Rename: it decodes the arguments, calls impl and
+// returns the results to encode.
+func handlesRenameHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+	// The arguments and results share one allocation.
+	var wire struct {
+		args handlesRenameArgs
+		res  handlesRenameResults
+	}
+	if err := call.Decode(&wire.args); err != nil {
+		return nil, err
+	}
+	r0, err := impl.(Handles).Rename(ctx, wire.args.H, wire.args.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	wire.res = handlesRenameResults{R0: r0}
+	return &wire.res, nil
+}
+
 // KitchenService describes the Kitchen interface to the Trellis runtime.
 var KitchenService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Kitchen",
