@@ -38,10 +38,16 @@ func RegisterTransformer[T, W any](n *Node, out func(T) (W, error), in func(W) (
 	if t == w {
 		return fmt.Errorf("trellis: RegisterTransformer[%v, %v]: the wire type must differ", t, w)
 	}
+	// A panicking transformer fails the call instead of the node: the
+	// decoding side runs on a connection's reader goroutine.
 	mt := &marshalTransformer{
 		t: t, w: w,
-		out: func(v reflect.Value) (any, error) { return out(v.Interface().(T)) },
-		in: func(wv reflect.Value) (reflect.Value, error) {
+		out: func(v reflect.Value) (_ any, err error) {
+			defer recoverInto(&err)
+			return out(v.Interface().(T))
+		},
+		in: func(wv reflect.Value) (_ reflect.Value, err error) {
+			defer recoverInto(&err)
 			v, err := in(wv.Interface().(W))
 			return reflect.ValueOf(&v).Elem(), err
 		},
@@ -61,6 +67,12 @@ func RegisterTransformer[T, W any](n *Node, out func(T) (W, error), in func(W) (
 	set.byType[t] = mt
 	n.marshal.Store(set)
 	return nil
+}
+
+func recoverInto(err *error) {
+	if v := recover(); v != nil {
+		*err = fmt.Errorf("transformer panicked: %v", v)
+	}
 }
 
 type marshalTransformer struct {
