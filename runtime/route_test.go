@@ -1,0 +1,164 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/trellisrpc/trellis/internal/testsvc"
+	trellis "github.com/trellisrpc/trellis/runtime"
+)
+
+// routes is a fixed routing table.
+type routes map[trellis.NodeID]trellis.NodeID
+
+func (r routes) NextHop(dst trellis.NodeID) (trellis.NodeID, bool) {
+	next, ok := r[dst]
+	return next, ok
+}
+
+// chain starts nodes connected in a line, each serving Kitchen and Control,
+// with routes along the line.
+func chain(t testing.TB, names ...string) []*trellis.Node {
+	t.Helper()
+	ns := make([]*trellis.Node, len(names))
+	for i, name := range names {
+		ns[i] = newNode(t, name, "127.0.0.1:0")
+		impl := testsvc.NewImpl()
+		testsvc.RegisterKitchen(ns[i], impl)
+		testsvc.RegisterControl(ns[i], impl)
+	}
+	for i := 0; i+1 < len(ns); i++ {
+		if _, err := ns[i].Connect(context.Background(), ns[i+1].Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range ns {
+		r := routes{}
+		for j, m := range ns {
+			switch {
+			case j < i:
+				r[m.ID()] = ns[i-1].ID()
+			case j > i:
+				r[m.ID()] = ns[i+1].ID()
+			}
+		}
+		n.SetRouter(r)
+	}
+	return ns
+}
+
+func TestRoutedCallsAcrossHops(t *testing.T) {
+	ns := chain(t, "A", "B", "C", "D")
+	ctx := testCtx(t)
+	k := testsvc.NewKitchenProxy(ns[0], ns[3].ID())
+	s, n, err := k.Echo(ctx, "far", 3)
+	if err != nil || s != "far" || n != 3 {
+		t.Fatalf("Echo over 3 hops = %q, %d, %v", s, n, err)
+	}
+	// Deadlines, cancellation and errors work through relays as well.
+	if err := k.Panic(ctx, "relayed"); !errors.Is(err, trellis.ErrRemotePanic) {
+		t.Fatalf("panic through relays: %v", err)
+	}
+	callCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- k.Block(callCtx, "relayed-cancel") }()
+	ctl := testsvc.NewControlProxy(ns[0], ns[3].ID())
+	if err := ctl.Started(ctx, "relayed-cancel"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, trellis.ErrCanceled) {
+		t.Fatalf("cancelled relayed call: %v", err)
+	}
+	why, err := ctl.Blocked(ctx, "relayed-cancel")
+	if err != nil || why != "context canceled (deadline set: false)" {
+		t.Fatalf("the cancel did not reach the server through the relays: %q, %v", why, err)
+	}
+	// References cross relays too.
+	for _, n := range ns {
+		testsvc.RegisterRegistry(n, &testsvc.RegistryImpl{Node: n})
+	}
+	cb := testsvc.CallbackFunc(func(ctx context.Context, msg string) (int, error) { return 11, nil })
+	if got, err := testsvc.NewRegistryProxy(ns[0], ns[3].ID()).Subscribe(ctx, cb, "m", false); err != nil || got != 11 {
+		t.Fatalf("callback through relays: %d, %v", got, err)
+	}
+}
+
+func TestNoRouteAndTTL(t *testing.T) {
+	ns := chain(t, "A", "B")
+	ctx := testCtx(t)
+	if err := testsvc.NewKitchenProxy(ns[0], 999).Nothing(ctx); !errors.Is(err, trellis.ErrNoRoute) {
+		t.Fatalf("call to a node without a route: %v, want ErrNoRoute", err)
+	}
+	// A loop: A sends 777 to B, B sends it back to A... the hop budget ends it.
+	ns[0].SetRouter(routes{777: ns[1].ID(), ns[1].ID(): ns[1].ID()})
+	ns[1].SetRouter(routes{777: ns[0].ID(), ns[0].ID(): ns[0].ID()})
+	if err := testsvc.NewKitchenProxy(ns[0], 777).Nothing(ctx); !errors.Is(err, trellis.ErrNoRoute) {
+		t.Fatalf("call caught in a routing loop: %v, want ErrNoRoute", err)
+	}
+}
+
+func TestRelayCrashFailsInflightCalls(t *testing.T) {
+	ns := chain(t, "A", "B", "C")
+	ctx := testCtx(t)
+	done := make(chan error, 1)
+	go func() { done <- testsvc.NewKitchenProxy(ns[0], ns[2].ID()).Block(ctx, "hop") }()
+	if err := testsvc.NewControlProxy(ns[0], ns[2].ID()).Started(ctx, "hop"); err != nil {
+		t.Fatal(err)
+	}
+	// The relay B crashes: the call through it fails, typed, at once.
+	crash, cancel := context.WithCancel(context.Background())
+	cancel()
+	ns[1].Close(crash)
+	err := <-done
+	if !errors.Is(err, trellis.ErrUnreachable) && !errors.Is(err, trellis.ErrShuttingDown) {
+		t.Fatalf("call through a crashed relay: %v, want ErrUnreachable", err)
+	}
+}
+
+func TestHopCutFailsRelayedCalls(t *testing.T) {
+	ns := chain(t, "A", "B", "C")
+	ctx := testCtx(t)
+	done := make(chan error, 1)
+	go func() { done <- testsvc.NewKitchenProxy(ns[0], ns[2].ID()).Block(ctx, "cut") }()
+	if err := testsvc.NewControlProxy(ns[0], ns[2].ID()).Started(ctx, "cut"); err != nil {
+		t.Fatal(err)
+	}
+	// C crashes: B's connection to it closes and B answers A's relayed call.
+	crash, cancel := context.WithCancel(context.Background())
+	cancel()
+	ns[2].Close(crash)
+	err := <-done
+	if !errors.Is(err, trellis.ErrUnreachable) && !errors.Is(err, trellis.ErrShuttingDown) {
+		t.Fatalf("relayed call whose next hop vanished: %v, want ErrUnreachable", err)
+	}
+	var ce *trellis.CallError
+	if errors.As(err, &ce); ce == nil || ce.Node != ns[2].ID() {
+		t.Errorf("error %v does not name the target", err)
+	}
+}
+
+// BenchmarkDirectCall and BenchmarkRoutedCall2Hops compare a call to a
+// neighbour with a call relayed by one node.
+func BenchmarkDirectCall(b *testing.B) {
+	ns := chain(b, "A", "B")
+	k := testsvc.NewKitchenProxy(ns[0], ns[1].ID())
+	req := smallReq()
+	for b.Loop() {
+		if _, err := k.EchoReq(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRoutedCall2Hops(b *testing.B) {
+	ns := chain(b, "A", "B", "C")
+	k := testsvc.NewKitchenProxy(ns[0], ns[2].ID())
+	req := smallReq()
+	for b.Loop() {
+		if _, err := k.EchoReq(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
