@@ -46,6 +46,11 @@ type Config struct {
 	PhaseTimeout time.Duration
 	// DrainTimeout bounds the draining of a removed edge (default 5 s).
 	DrainTimeout time.Duration
+	// JoinGrace is how long a node that has committed no topology yet waits
+	// before leading, so that a node joining a running cluster hears from
+	// its members before it would take itself for a cluster of one
+	// (default 600 ms, three heartbeats).
+	JoinGrace time.Duration
 	// Logger receives the cluster's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -68,10 +73,11 @@ type Cluster struct {
 	blocked    string                  // why the leader last declined to push (logged once)
 	incomplete bool                    // the last commit did not reach every member
 
-	kick   chan struct{}
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	sub    *membership.Subscription
+	kick    chan struct{}
+	started time.Time
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	sub     *membership.Subscription
 }
 
 // New returns a cluster for cfg.Node; Start makes it run.
@@ -93,6 +99,9 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 5 * time.Second
+	}
+	if cfg.JoinGrace <= 0 {
+		cfg.JoinGrace = 600 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -121,6 +130,7 @@ func (c *Cluster) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	c.started = time.Now()
 	c.sub = c.disc.Subscribe(membership.DefaultEventBuffer)
 	c.wg.Add(2)
 	go c.watchMembership(ctx)
@@ -170,6 +180,14 @@ func (c *Cluster) Route(dst nodeid.ID) []nodeid.ID {
 	return topology.Path(c.Topology(), c.self, dst)
 }
 
+// mayLead reports whether the node is past its join grace, or already part
+// of a committed topology.
+func (c *Cluster) mayLead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.committed.Epoch > 0 || time.Since(c.started) >= c.cfg.JoinGrace
+}
+
 // poke asks the loop to look at the membership again.
 func (c *Cluster) poke() {
 	select {
@@ -206,7 +224,7 @@ func (c *Cluster) loop(ctx context.Context) {
 		case <-c.kick:
 		case <-t.C:
 		}
-		if leader, ok := c.disc.Leader(); ok && leader.ID == c.self {
+		if leader, ok := c.disc.Leader(); ok && leader.ID == c.self && c.mayLead() {
 			c.lead(ctx)
 		}
 		c.reconcile(ctx)

@@ -30,7 +30,7 @@ func main() {
 	flag.StringVar(&f.name, "node", "", "run one node with this name (default: run the whole scenario)")
 	flag.StringVar(&f.addr, "addr", "127.0.0.1:0", "RPC listen address of the node")
 	flag.StringVar(&f.gossip, "gossip", "127.0.0.1:0", "membership UDP address of the node (the first node: the seed address)")
-	flag.StringVar(&f.seed, "seed", defaultSeed, "membership seed address")
+	flag.StringVar(&f.seed, "seed", defaultSeed, "membership seed addresses, comma-separated")
 	flag.StringVar(&f.strategy, "topology", "ring", "topology strategy: "+strings.Join(topology.StrategyNames(), ", "))
 	flag.StringVar(&f.key, "key", "ring-example-cluster-key-0123456789", "cluster key (at least 32 bytes)")
 	flag.BoolVar(&f.verbose, "v", false, "log what the node does")

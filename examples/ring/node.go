@@ -69,7 +69,7 @@ func runNode(f nodeFlags, control bool) error {
 		ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
 		Keys: [][]byte{[]byte(f.key)}, ClusterLabel: "ring-example",
 		// Unicast on loopback: multicast must not leave the machine.
-		DisableMulticast: true, BindAddr: f.gossip, Seeds: []string{f.seed},
+		DisableMulticast: true, BindAddr: f.gossip, Seeds: strings.Split(f.seed, ","),
 		Logger: logger,
 	})
 	if err != nil {
@@ -119,7 +119,7 @@ func runNode(f nodeFlags, control bool) error {
 		cancel()
 		if t.Epoch > epoch {
 			epoch = t.Epoch
-			say("TOPOLOGY %s epoch=%d members=%d %s", f.name, t.Epoch, len(t.Members), strings.ReplaceAll(topology.Diagram(t), "\n", "; "))
+			say("TOPOLOGY %s epoch=%d members=%d leader=%s %s", f.name, t.Epoch, len(t.Members), t.Members[0].Name, strings.ReplaceAll(topology.Diagram(t), "\n", "; "))
 		}
 		select {
 		case <-ctx.Done():

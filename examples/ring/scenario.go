@@ -196,11 +196,13 @@ func (s *scenario) agreed() (string, bool) {
 	return "", false
 }
 
-// splitTopology splits "epoch=E members=N diagram" into E and diagram.
+// splitTopology splits "epoch=E members=N leader=L diagram" into E and diagram.
 func splitTopology(line string) (epoch, diagram string) {
-	e, rest, _ := strings.Cut(line, " ")
-	_, diagram, _ = strings.Cut(rest, " ")
-	return strings.TrimPrefix(e, "epoch="), diagram
+	f := strings.SplitN(line, " ", 4)
+	if len(f) < 4 {
+		return "?", line
+	}
+	return strings.TrimPrefix(f[0], "epoch="), f[3]
 }
 
 func (s *scenario) find(name string) *proc {

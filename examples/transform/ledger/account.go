@@ -1,0 +1,90 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/trellisrpc/trellis/runtime"
+)
+
+// An Account is a bank account that lives on one node. It cannot be
+// serialized as it is: its fields are unexported, it holds a lock, and it
+// writes every change to a journal, an open file of its node.
+type Account struct {
+	mu      sync.Mutex
+	id      string
+	owner   string
+	balance int64
+	journal *os.File
+}
+
+// NewAccount returns an account that journals its changes to journal.
+func NewAccount(id, owner string, balance int64, journal *os.File) *Account {
+	return &Account{id: id, owner: owner, balance: balance, journal: journal}
+}
+
+// ID returns the account's identifier.
+func (a *Account) ID() string { return a.id }
+
+// Balance returns the account's balance.
+func (a *Account) Balance() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.balance
+}
+
+// String describes the account.
+func (a *Account) String() string {
+	return fmt.Sprintf("%s (%s) %d", a.id, a.owner, a.Balance())
+}
+
+// Credit implements Wallet: it adds amount to the balance and writes the
+// change to the journal.
+func (a *Account) Credit(ctx context.Context, amount int64, memo string) (int64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.balance+amount < 0 {
+		return a.balance, fmt.Errorf("ledger: %s: %d would overdraw %d", a.id, amount, a.balance)
+	}
+	a.balance += amount
+	if _, err := fmt.Fprintf(a.journal, "%s %+d %q -> %d\n", a.id, amount, memo, a.balance); err != nil {
+		return a.balance, err
+	}
+	return a.balance, nil
+}
+
+// A Snapshot is the state of an Account: its wire form.
+type Snapshot struct {
+	ID      string
+	Owner   string
+	Balance int64
+}
+
+// Snapshot returns the account's state.
+func (a *Account) Snapshot() Snapshot {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return Snapshot{ID: a.id, Owner: a.owner, Balance: a.balance}
+}
+
+// Restore returns a new account with the state s, journaling to journal.
+func Restore(s Snapshot, journal *os.File) *Account {
+	return NewAccount(s.ID, s.Owner, s.Balance, journal)
+}
+
+// RegisterTransformer registers on n the marshal transformer of *Account:
+// wherever an *Account appears in the arguments or results of a call (here
+// inside a slice of Postings and a map), it crosses as its Snapshot and
+// arrives as a new Account journaling to journal, the receiving node's
+// file. Every node that sends or receives accounts must register it.
+//
+// Each *Account in a message becomes its own Snapshot: an account that
+// appears twice arrives as two distinct objects. An object that must stay
+// one live object is passed by reference instead, as a Wallet.
+func RegisterTransformer(n *runtime.Node, journal *os.File) error {
+	return runtime.RegisterTransformer(n,
+		func(a *Account) (Snapshot, error) { return a.Snapshot(), nil },
+		func(s Snapshot) (*Account, error) { return Restore(s, journal), nil })
+}
