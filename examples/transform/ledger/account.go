@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-
-	"github.com/trellisrpc/trellis/runtime"
 )
 
 // An Account is a bank account that lives on one node. It cannot be
@@ -55,7 +53,8 @@ func (a *Account) Credit(ctx context.Context, amount int64, memo string) (int64,
 	return a.balance, nil
 }
 
-// A Snapshot is the state of an Account: its wire form.
+// A Snapshot is the state of an Account: its wire form when a marshal
+// transformer replaces it (see the package documentation).
 type Snapshot struct {
 	ID      string
 	Owner   string
@@ -70,21 +69,10 @@ func (a *Account) Snapshot() Snapshot {
 }
 
 // Restore returns a new account with the state s, journaling to journal.
+// A marshal transformer that restores the accounts of a message makes one
+// Account per Snapshot: an account that appeared twice in the message
+// arrives as two distinct objects. An object that must remain one live
+// object is passed by reference instead, as a Wallet.
 func Restore(s Snapshot, journal *os.File) *Account {
 	return NewAccount(s.ID, s.Owner, s.Balance, journal)
-}
-
-// RegisterTransformer registers on n the marshal transformer of *Account:
-// wherever an *Account appears in the arguments or results of a call (here
-// inside a slice of Postings and a map), it crosses as its Snapshot and
-// arrives as a new Account journaling to journal, the receiving node's
-// file. Every node that sends or receives accounts must register it.
-//
-// Each *Account in a message becomes its own Snapshot: an account that
-// appears twice arrives as two distinct objects. An object that must stay
-// one live object is passed by reference instead, as a Wallet.
-func RegisterTransformer(n *runtime.Node, journal *os.File) error {
-	return runtime.RegisterTransformer(n,
-		func(a *Account) (Snapshot, error) { return a.Snapshot(), nil },
-		func(s Snapshot) (*Account, error) { return Restore(s, journal), nil })
 }

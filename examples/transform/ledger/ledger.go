@@ -5,11 +5,12 @@
 // An Account holds a lock and an open journal file. Two ways let it cross
 // the network:
 //
-//   - By value, through a marshal transformer (RegisterTransformer): on the
-//     way out an *Account is replaced by its Snapshot, and on the way in a
-//     new Account is built from the snapshot, journaling to the receiving
-//     node's own file. proxygen is told with -transformed Account that it
-//     need not (and could not) look into the type.
+//   - By value, through a marshal transformer registered on both nodes with
+//     runtime.RegisterTransformer: on the way out an *Account is replaced by
+//     its Snapshot, and on the way in a new Account is built from the
+//     snapshot (Restore), journaling to the receiving node's own file.
+//     proxygen is told with -transformed Account that it need not look into
+//     the type (without it, it refuses a type it cannot serialize).
 //   - By reference, as a Wallet: Wallet is a service interface that *Account
 //     implements, so an account passed as a Wallet stays live on its node and
 //     the receiver gets a proxy whose calls act on the original.
