@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	goruntime "runtime"
 	"sync"
@@ -113,11 +114,14 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) error {
 	n := c.node
 	if c.released.Load() {
-		return c.callError(m, ErrReleased)
+		return c.notSent(m, ErrReleased)
+	}
+	if err := ctx.Err(); err != nil {
+		return c.notSent(m, ctxErr(err))
 	}
 	p, routed, err := n.route(c.target, c.opts.direct)
 	if err != nil {
-		return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err}
+		return c.notSent(m, err)
 	}
 	if c.opts.timeout > 0 {
 		if d, ok := ctx.Deadline(); !ok || time.Until(d) > c.opts.timeout {
@@ -133,7 +137,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	if d, ok := ctx.Deadline(); ok {
 		req.timeout = time.Until(d)
 		if req.timeout <= 0 {
-			return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: ErrDeadlineExceeded}
+			return c.notSent(m, ErrDeadlineExceeded)
 		}
 	}
 	var buf *transport.Buffer
@@ -141,7 +145,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	if tp := c.transformer.Load(); tp != nil {
 		tf = *tp
 		if buf, err = c.transformOut(tf, &req, m, args); err != nil {
-			return c.callError(m, err)
+			return c.notSent(m, err)
 		}
 	} else {
 		buf = transport.GetBuffer()
@@ -149,7 +153,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		if args != nil {
 			if err := n.encode(args, &buf.Buffer); err != nil {
 				transport.PutBuffer(buf)
-				return c.callError(m, fmt.Errorf("encoding arguments: %w", err))
+				return c.notSent(m, fmt.Errorf("encoding arguments: %w", err))
 			}
 		}
 	}
@@ -163,7 +167,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		p.mu.Unlock()
 		transport.PutBuffer(buf)
 		callPool.Put(cl)
-		return c.callError(m, err)
+		return c.notSent(m, err)
 	}
 	p.calls[id] = cl
 	p.mu.Unlock()
@@ -171,7 +175,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	if err := p.send(ctx, kindRequest, id, buf); err != nil {
 		if p.forget(id) {
 			callPool.Put(cl)
-			return c.callError(m, ctxErr(err))
+			return c.notSent(m, ctxErr(err))
 		}
 		// The connection failed and already completed the call.
 		<-cl.done
@@ -199,6 +203,40 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 
 func (c *Client) callError(m *MethodDesc, err error) error {
 	return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err}
+}
+
+// notSent returns the error of a call that never reached the implementation.
+func (c *Client) notSent(m *MethodDesc, err error) error {
+	return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err, notSent: true}
+}
+
+// NotSent reports whether err is the error of a call that certainly did not
+// reach the remote implementation (it failed before it was sent, or the
+// remote node refused it without running it), so nothing it carried was
+// received. Generated proxies use it to take back the references and
+// streams a failed call exported.
+func NotSent(err error) bool {
+	var ce *CallError
+	return errors.As(err, &ce) && ce.notSent
+}
+
+// Unexport takes back references and streams (Ref and StreamRef values,
+// zero ones ignored) that this client exported for a call that was not
+// sent: the exporter's counts drop as if the holder had released them, and
+// the streams' sources are closed. Generated proxies call it.
+func (c *Client) Unexport(handles ...any) {
+	for _, h := range handles {
+		switch h := h.(type) {
+		case Ref:
+			if !h.IsZero() && h.Node == c.node.cfg.ID && h.Object != 0 {
+				c.node.releaseFrom(c.target, []refCount{{Object: h.Object, Count: 1}})
+			}
+		case StreamRef:
+			if h.Stream != 0 && h.Node == c.node.cfg.ID {
+				c.node.cancelStream(h.Stream)
+			}
+		}
+	}
 }
 
 // fail sets the call's error.
@@ -275,6 +313,9 @@ func (p *peer) complete(id uint64, payload []byte) error {
 			cl.fail(p.node.errors.decode(p.node.codec, &w))
 		} else {
 			cl.fail(machineryError(&w))
+			if notRun(w.Code) {
+				cl.err.(*CallError).notSent = true
+			}
 		}
 	case cl.results != nil:
 		if err := p.node.decode(resp.body, cl.results); err != nil {

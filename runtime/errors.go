@@ -59,6 +59,8 @@ type CallError struct {
 	Node   nodeid.ID
 	Method string // "example.com/kv.Store.Get"
 	Err    error
+
+	notSent bool // see NotSent
 }
 
 func (e *CallError) Error() string {
@@ -97,6 +99,7 @@ const (
 	codeInternal
 	codeNoRoute
 	codeUnreachable
+	codeRefused // shutting down: the call was not started
 )
 
 // wireError is the CBOR form of an error reply.
@@ -231,6 +234,8 @@ func machineryError(w *wireError) error {
 		return ErrShuttingDown
 	case codeOverloaded:
 		return ErrOverloaded
+	case codeRefused:
+		return ErrShuttingDown
 	case codeNoRoute:
 		base = ErrNoRoute
 	case codeUnreachable:
@@ -239,4 +244,14 @@ func machineryError(w *wireError) error {
 		base = ErrProtocol
 	}
 	return fmt.Errorf("%w: %s", base, w.Message)
+}
+
+// notRun reports whether an error reply says that the call was refused
+// before its handler ran.
+func notRun(code uint8) bool {
+	switch code {
+	case codeUnknownMethod, codeUnknownObject, codeOverloaded, codeRefused, codeNoRoute:
+		return true
+	}
+	return false
 }

@@ -276,3 +276,39 @@ func TestKilledHolderReleasesItsReferences(t *testing.T) {
 	runtimetest.AssertNoLeaks(t, time.Second, exporter)
 	t.Logf("exporter's table empty %v after kill -9", time.Since(killed))
 }
+
+func TestCallsNotSentTakeBackTheirReferences(t *testing.T) {
+	p := newRefPair(t)
+	ctx := testCtx(t)
+	cb := testsvc.CallbackFunc(func(ctx context.Context, msg string) (int, error) { return 1, nil })
+	errStop := errors.New("rejected")
+	rejecting := testsvc.NewRegistryProxy(p.client, p.server.ID(), trellis.WithTransformer(trellis.TransformerFuncs{
+		Out: func(*trellis.Message) error { return errStop },
+	}))
+	if _, err := rejecting.Subscribe(ctx, cb, "x", true); !errors.Is(err, errStop) || !trellis.NotSent(err) {
+		t.Fatalf("rejected call: %v (not sent: %v)", err, trellis.NotSent(err))
+	}
+	if _, err := testsvc.NewRegistryProxy(p.client, 4242).Subscribe(ctx, cb, "x", true); !errors.Is(err, trellis.ErrUnreachable) {
+		t.Fatalf("call to an unknown node: %v", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.registry.Subscribe(cancelled, cb, "x", true); !errors.Is(err, trellis.ErrCanceled) {
+		t.Fatalf("call with a cancelled context: %v", err)
+	}
+	if n, err := p.registry.Fire(ctx, "y"); err != nil || n != 0 {
+		t.Fatalf("a call that was not sent reached the server (Fire = %d, %v)", n, err)
+	}
+	// Streams, too: the source is closed and nothing stays exported.
+	files := testsvc.NewFilesProxy(p.client, p.server.ID(), trellis.WithTransformer(trellis.TransformerFuncs{
+		Out: func(*trellis.Message) error { return errStop },
+	}))
+	var closed atomic.Int64
+	if _, _, err := files.Load(ctx, testsvc.NewSource(10, 1, &closed)); !errors.Is(err, errStop) {
+		t.Fatalf("rejected stream call: %v", err)
+	}
+	if s, _ := p.client.StreamStats(); s != 0 || closed.Load() != 1 {
+		t.Errorf("after a rejected call: %d streams exported, source closed %d times", s, closed.Load())
+	}
+	runtimetest.AssertNoLeaks(t, 2*time.Second, p.client, p.server)
+}

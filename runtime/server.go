@@ -160,7 +160,7 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	}
 	if !n.startServing() {
 		p.mu.Unlock()
-		n.replyError(p, id, wireError{Code: codeShuttingDown, Message: "node " + n.cfg.Name + " is shutting down"})
+		n.replyError(p, id, wireError{Code: codeRefused, Message: "node " + n.cfg.Name + " is shutting down"})
 		return nil
 	}
 	p.serving[id] = sc

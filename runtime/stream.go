@@ -527,3 +527,13 @@ func (n *Node) StreamStats() (sending, receiving int) {
 	defer t.mu.Unlock()
 	return len(t.out), len(t.in)
 }
+
+// cancelStream cancels a stream this node exports, closing its source.
+func (n *Node) cancelStream(id uint64) {
+	n.streams.mu.Lock()
+	s := n.streams.out[id]
+	n.streams.mu.Unlock()
+	if s != nil {
+		s.cancel(nil)
+	}
+}

@@ -90,6 +90,15 @@ func (g *generator) proxyMethod(f *jen.File, s *service, m *method) {
 
 	// Arguments: export references and streams, then fill in the struct.
 	argsPtr, resPtr := jen.Nil(), jen.Nil()
+	// exported are the references and streams exported so far: a failure
+	// takes them back (see runtime.NotSent).
+	var exported []jen.Code
+	undo := func() []jen.Code {
+		if len(exported) == 0 {
+			return nil
+		}
+		return []jen.Code{c.Clone().Dot("Unexport").Call(exported...)}
+	}
 	if len(m.params) > 0 {
 		vals := make([]jen.Code, len(m.params))
 		for i, p := range m.params {
@@ -97,12 +106,14 @@ func (g *generator) proxyMethod(f *jen.File, s *service, m *method) {
 			case byReference:
 				body = append(body,
 					jen.List(jen.Id(p.wire), jen.Id(id.err)).Op(":=").Add(c.Clone()).Dot("Export").Call(jen.Id(p.local), jen.Id(p.ref.desc)),
-					jen.If(errIsNil.Clone()).Block(g.failWith(m, jen.Id(id.err))))
+					jen.If(errIsNil.Clone()).Block(append(undo(), g.failWith(m, jen.Id(id.err)))...))
+				exported = append(exported, jen.Id(p.wire))
 			case asStream:
 				body = append(body,
 					// The call's context bounds the stream's life.
 					jen.List(jen.Id(p.wire), jen.Id(id.err)).Op(":=").Add(c.Clone()).Dot("ExportReader").Call(jen.Id(id.ctx), jen.Id(p.local)),
-					jen.If(errIsNil.Clone()).Block(g.failWith(m, jen.Id(id.err))))
+					jen.If(errIsNil.Clone()).Block(append(undo(), g.failWith(m, jen.Id(id.err)))...))
+				exported = append(exported, jen.Id(p.wire))
 			}
 			src := p.local
 			if p.wire != "" {
@@ -125,10 +136,18 @@ func (g *generator) proxyMethod(f *jen.File, s *service, m *method) {
 	}
 	call := c.Clone().Dot("Call").Call(jen.Id(id.ctx), jen.Id(m.desc), argsPtr, resPtr)
 
-	if len(m.results) == 0 {
+	// onError takes back what was exported when the call was not sent.
+	onError := []jen.Code{g.failWith(m, jen.Id(id.err))}
+	if len(exported) > 0 {
+		onError = append([]jen.Code{jen.If(rt("NotSent").Call(jen.Id(id.err))).Block(undo()...)}, onError...)
+	}
+	switch {
+	case len(m.results) == 0 && len(exported) == 0:
 		body = append(body, jen.Return(call))
-	} else {
-		body = append(body, jen.If(jen.Id(id.err).Op(":=").Add(call), errIsNil.Clone()).Block(g.failWith(m, jen.Id(id.err))))
+	case len(m.results) == 0:
+		body = append(body, jen.If(jen.Id(id.err).Op(":=").Add(call), errIsNil.Clone()).Block(onError...), jen.Return(jen.Nil()))
+	default:
+		body = append(body, jen.If(jen.Id(id.err).Op(":=").Add(call), errIsNil.Clone()).Block(onError...))
 		// Results: import references and streams, then return.
 		out := make([]jen.Code, 0, len(m.results)+1)
 		for _, r := range m.results {

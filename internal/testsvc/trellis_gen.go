@@ -504,6 +504,9 @@ func (p *FilesProxy) Load(ctx context.Context, r io.Reader) (int64, []byte, erro
 	}
 	wire.args = filesLoadArgs{R: rRef}
 	if err := p.c.Call(ctx, filesLoadMethod, &wire.args, &wire.res); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(rRef)
+		}
 		return 0, nil, err
 	}
 	return wire.res.R0, wire.res.R1, nil
@@ -566,6 +569,9 @@ func (p *FilesProxy) LoadSome(ctx context.Context, r io.Reader, n int64) (int64,
 	}
 	wire.args = filesLoadSomeArgs{R: rRef, N: n}
 	if err := p.c.Call(ctx, filesLoadSomeMethod, &wire.args, &wire.res); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(rRef)
+		}
 		return 0, err
 	}
 	return wire.res.R0, nil
@@ -1218,6 +1224,9 @@ func (p *RegistryProxy) IsLocal(ctx context.Context, c Counter) (bool, error) {
 	}
 	wire.args = registryIsLocalArgs{C: cRef}
 	if err := p.c.Call(ctx, registryIsLocalMethod, &wire.args, &wire.res); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(cRef)
+		}
 		return false, err
 	}
 	return wire.res.R0, nil
@@ -1342,6 +1351,9 @@ func (p *RegistryProxy) Relay(ctx context.Context, to nodeid.ID, cb Callback, ms
 	}
 	wire.args = registryRelayArgs{To: to, Cb: cbRef, Msg: msg}
 	if err := p.c.Call(ctx, registryRelayMethod, &wire.args, &wire.res); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(cbRef)
+		}
 		return 0, err
 	}
 	return wire.res.R0, nil
@@ -1405,6 +1417,9 @@ func (p *RegistryProxy) Subscribe(ctx context.Context, cb Callback, msg string, 
 	}
 	wire.args = registrySubscribeArgs{Cb: cbRef, Msg: msg, Keep: keep}
 	if err := p.c.Call(ctx, registrySubscribeMethod, &wire.args, &wire.res); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(cbRef)
+		}
 		return 0, err
 	}
 	return wire.res.R0, nil

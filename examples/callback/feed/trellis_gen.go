@@ -68,7 +68,13 @@ func (p *FeedProxy) Subscribe(ctx context.Context, topic string, s Subscriber) e
 		return err
 	}
 	args := feedSubscribeArgs{Topic: topic, S: sRef}
-	return p.c.Call(ctx, feedSubscribeMethod, &args, nil)
+	if err := p.c.Call(ctx, feedSubscribeMethod, &args, nil); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(sRef)
+		}
+		return err
+	}
+	return nil
 }
 
 // feedSubscribeHandler serves Feed.Subscribe: it decodes the arguments, calls impl and

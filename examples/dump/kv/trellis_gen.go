@@ -122,6 +122,9 @@ func (p *StoreProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 	}
 	wire.args = storeLoadArgs{R: rRef}
 	if err := p.c.Call(ctx, storeLoadMethod, &wire.args, &wire.res); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(rRef)
+		}
 		return 0, err
 	}
 	return wire.res.R0, nil

@@ -81,6 +81,9 @@ func (p *LedgerProxy) Pay(ctx context.Context, w Wallet, amount int64, memo stri
 	}
 	wire.args = ledgerPayArgs{W: wRef, Amount: amount, Memo: memo}
 	if err := p.c.Call(ctx, ledgerPayMethod, &wire.args, &wire.res); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(wRef)
+		}
 		return 0, err
 	}
 	return wire.res.R0, nil

@@ -184,6 +184,9 @@ func (p *StoreProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 	}
 	wire.args = storeLoadArgs{R: rRef}
 	if err := p.c.Call(ctx, storeLoadMethod, &wire.args, &wire.res); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(rRef)
+		}
 		return 0, err
 	}
 	return wire.res.R0, nil
@@ -484,7 +487,13 @@ func (p *StoreProxy) Watch(ctx context.Context, prefix string, w Watcher) error 
 		return err
 	}
 	args := storeWatchArgs{Prefix: prefix, W: wRef}
-	return p.c.Call(ctx, storeWatchMethod, &args, nil)
+	if err := p.c.Call(ctx, storeWatchMethod, &args, nil); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(wRef)
+		}
+		return err
+	}
+	return nil
 }
 
 // storeWatchHandler serves Store.Watch: it decodes the arguments, calls impl and
