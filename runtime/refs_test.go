@@ -312,3 +312,42 @@ func TestCallsNotSentTakeBackTheirReferences(t *testing.T) {
 	}
 	runtimetest.AssertNoLeaks(t, 2*time.Second, p.client, p.server)
 }
+
+// BenchmarkCallWithReference passes a new local object by reference on each
+// call (the callee drops it at once); BenchmarkCallPlain is the same call
+// shape without the reference.
+func BenchmarkCallWithReference(b *testing.B) {
+	p := newRefPairB(b)
+	ctx := context.Background()
+	for b.Loop() {
+		cb := testsvc.CallbackFunc(func(ctx context.Context, msg string) (int, error) { return 0, nil })
+		if err := p.registry.Ignore(ctx, cb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if err := runtimetest.WaitNoLeaks(5*time.Second, p.client, p.server); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkCallPlain(b *testing.B) {
+	p := newRefPairB(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if err := p.registry.Drop(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func newRefPairB(b *testing.B) *refPair {
+	server := newNode(b, "server", "127.0.0.1:0")
+	client := newNode(b, "client", "")
+	testsvc.RegisterRegistry(server, &testsvc.RegistryImpl{Node: server})
+	id, err := client.Connect(context.Background(), server.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &refPair{server: server, client: client, registry: testsvc.NewRegistryProxy(client, id)}
+}

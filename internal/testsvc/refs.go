@@ -35,6 +35,8 @@ type Registry interface {
 	IsLocal(ctx context.Context, c Counter) (bool, error)
 	// Relay passes cb to the Registry of node to, which notifies it.
 	Relay(ctx context.Context, to nodeid.ID, cb Callback, msg string) (int, error)
+	// Ignore receives cb and drops it (the cost of passing a reference).
+	Ignore(ctx context.Context, cb Callback) error
 }
 
 // RegistryImpl implements Registry on a node.
@@ -103,6 +105,9 @@ func (r *RegistryImpl) IsLocal(ctx context.Context, c Counter) (bool, error) {
 func (r *RegistryImpl) Relay(ctx context.Context, to nodeid.ID, cb Callback, msg string) (int, error) {
 	return NewRegistryProxy(r.Node, to).Subscribe(ctx, cb, msg, false)
 }
+
+// Ignore implements Registry.
+func (r *RegistryImpl) Ignore(ctx context.Context, cb Callback) error { return nil }
 
 // CounterImpl implements Counter.
 type CounterImpl struct {

@@ -1088,6 +1088,7 @@ var RegistryService = &runtime.ServiceDesc{
 	Methods: []*runtime.MethodDesc{
 		registryDropMethod,
 		registryFireMethod,
+		registryIgnoreMethod,
 		registryIsLocalMethod,
 		registryNewCounterMethod,
 		registryRelayMethod,
@@ -1189,6 +1190,50 @@ func registryFireHandler(ctx context.Context, impl any, call *runtime.ServerCall
 	}
 	wire.res = registryFireResults{R0: r0}
 	return &wire.res, nil
+}
+
+// registryIgnoreMethod describes Registry.Ignore.
+var registryIgnoreMethod = &runtime.MethodDesc{
+	Name:      "Ignore",
+	Signature: "func(context.Context, github.com/trellisrpc/trellis/internal/testsvc.Callback) error",
+	ID:        0x67e063fb976e40e8,
+	Handler:   registryIgnoreHandler,
+}
+
+// registryIgnoreArgs holds the arguments of Registry.Ignore on the wire.
+type registryIgnoreArgs struct {
+	_  struct{} `cbor:",toarray"`
+	Cb runtime.Ref
+}
+
+// Ignore calls Registry.Ignore on the remote node.
+func (p *RegistryProxy) Ignore(ctx context.Context, cb Callback) error {
+	cbRef, err := p.c.Export(cb, CallbackService)
+	if err != nil {
+		return err
+	}
+	args := registryIgnoreArgs{Cb: cbRef}
+	if err := p.c.Call(ctx, registryIgnoreMethod, &args, nil); err != nil {
+		if runtime.NotSent(err) {
+			p.c.Unexport(cbRef)
+		}
+		return err
+	}
+	return nil
+}
+
+// registryIgnoreHandler serves Registry.Ignore: it decodes the arguments, calls impl and
+// returns the results to encode.
+func registryIgnoreHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+	var args registryIgnoreArgs
+	if err := call.Decode(&args); err != nil {
+		return nil, err
+	}
+	cb, err := callbackFromRef(call, args.Cb)
+	if err != nil {
+		return nil, err
+	}
+	return nil, impl.(Registry).Ignore(ctx, cb)
 }
 
 // registryIsLocalMethod describes Registry.IsLocal.
