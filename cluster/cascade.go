@@ -220,7 +220,7 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
-	c.node.SetRouter(topology.Routes(t, c.self))
+	c.node.SetRouter(newRouter(t, c.self, c.node.Connected))
 	c.log.Info("cluster: topology committed", "epoch", t.Epoch, "topology", topology.Diagram(t))
 
 	err = c.forward(ctx, children(p, c.self), func(ctx context.Context, k controlplane.Cascade) error {

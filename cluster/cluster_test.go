@@ -46,8 +46,8 @@ func freeUDPAddr(t *testing.T) string {
 }
 
 // startMember starts a member whose membership binds bind (empty: any port)
-// and heartbeats seed.
-func startMember(t *testing.T, name, bind, seed string) *member {
+// and heartbeats seeds.
+func startMember(t *testing.T, name, bind string, seeds ...string) *member {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -57,7 +57,7 @@ func startMember(t *testing.T, name, bind, seed string) *member {
 	}
 	mcfg := membership.Config{
 		ID: node.ID(), Name: name, Addr: node.Addr().String(),
-		Keys: [][]byte{testKey}, DisableMulticast: true, BindAddr: "127.0.0.1:0", Seeds: []string{seed},
+		Keys: [][]byte{testKey}, DisableMulticast: true, BindAddr: "127.0.0.1:0", Seeds: seeds,
 	}
 	if bind != "" {
 		mcfg.BindAddr = bind
@@ -190,6 +190,7 @@ func establishedTo(ports map[int]bool) (int, error) {
 type caller struct {
 	ok, failed atomic.Int64
 	mu         sync.Mutex
+	kinds      map[string]int // failures by message
 	untyped    []error
 	stop       chan struct{}
 	done       chan struct{}
@@ -215,6 +216,16 @@ func startCaller(from, to *member) *caller {
 			case errors.Is(err, runtime.ErrUnreachable), errors.Is(err, runtime.ErrNoRoute),
 				errors.Is(err, runtime.ErrDeadlineExceeded), errors.Is(err, runtime.ErrShuttingDown):
 				c.failed.Add(1)
+				c.mu.Lock()
+				if c.kinds == nil {
+					c.kinds = map[string]int{}
+				}
+				msg := err.Error()
+				if i := strings.LastIndex(msg, ": "); i > 0 && len(msg) > 60 {
+					msg = msg[strings.Index(msg, "trellis:"):]
+				}
+				c.kinds[msg]++
+				c.mu.Unlock()
 			default:
 				c.mu.Lock()
 				c.untyped = append(c.untyped, fmt.Errorf("call %d: %q %d %w", i, s, n, err))
@@ -257,10 +268,11 @@ func TestEightNodesAgreeAndSurviveKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 8 nodes and waits for failure detection")
 	}
-	seed := freeUDPAddr(t)
-	ms := []*member{startMember(t, "LeaderNode", seed, seed)}
+	seeds := []string{freeUDPAddr(t)}
+	ms := []*member{startMember(t, "LeaderNode", seeds[0], seeds...)}
 	for i := 1; i < 8; i++ {
-		ms = append(ms, startMember(t, fmt.Sprintf("Node%d", i), "", seed))
+		ms = append(ms, startMember(t, fmt.Sprintf("Node%d", i), "", seeds...))
+		seeds = append(seeds, ms[i].disc.Local().PacketAddr.String())
 		agree(t, ms, 5*time.Second) // members join one by one, in order
 	}
 	top := agree(t, ms, 5*time.Second)
@@ -289,4 +301,9 @@ func TestEightNodesAgreeAndSurviveKills(t *testing.T) {
 		t.Logf("route %s", strings.Join(hops, " -> "))
 	}
 	t.Logf("routed calls: %d ok, %d failed with typed errors", calls.ok.Load(), calls.failed.Load())
+	calls.mu.Lock()
+	for k, n := range calls.kinds {
+		t.Logf("  %6d × %s", n, k)
+	}
+	calls.mu.Unlock()
 }

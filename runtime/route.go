@@ -14,6 +14,16 @@ type Router interface {
 	NextHop(dst NodeID) (next NodeID, ok bool)
 }
 
+// An AvoidingRouter is a Router that can also route around one neighbour:
+// a relay asks it for a next hop other than the neighbour a call came from,
+// so that a call bounced back (because that neighbour's own link onward is
+// down) takes another way. A relay with no other way sends the call back,
+// and the hop budget bounds the detour.
+type AvoidingRouter interface {
+	Router
+	NextHopAvoiding(dst, avoid NodeID) (next NodeID, ok bool)
+}
+
 // DefaultMaxHops is the hop budget of a routed call; a call that has used it
 // up fails with ErrNoRoute, so a routing loop cannot circulate a call.
 const DefaultMaxHops = 16
@@ -88,7 +98,16 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		return fail(codeNoRoute, err.Error())
 	}
 	if q == p {
-		return fail(codeNoRoute, "the route leads back to the sender")
+		// Back where it came from: another way, if there is one.
+		if rp := n.router.Load(); rp != nil {
+			if ar, ok := (*rp).(AvoidingRouter); ok {
+				if next, ok := ar.NextHopAvoiding(req.dst, p.id); ok {
+					if alt := n.peer(next); alt != nil {
+						q = alt
+					}
+				}
+			}
+		}
 	}
 	buf := transport.GetBuffer()
 	buf.Write(payload)
