@@ -19,27 +19,35 @@ type Config struct {
 	// authentication set Certificates and RootCAs, and on the listening side
 	// ClientAuth to tls.RequireAndVerifyClientCert with ClientCAs.
 	TLS *tls.Config
-	// HandshakeTimeout bounds the handshake (default 5 s).
+	// HandshakeTimeout bounds the whole handshake, TLS included (default 5 s).
 	HandshakeTimeout time.Duration
 	// KeepaliveInterval is how long the connection may be idle before a ping
 	// is sent (default 1 s).
 	KeepaliveInterval time.Duration
 	// KeepaliveTimeout is how long the peer may stay silent before the
-	// connection is closed with ErrPeerTimeout (default 5 s).
+	// connection is closed with ErrPeerTimeout (default 5 s, and at least
+	// twice KeepaliveInterval).
 	KeepaliveTimeout time.Duration
 	// MaxMessageSize caps one reassembled message (default 64 MiB).
 	MaxMessageSize int
-	// MaxPartialBytes caps the bytes held in partly received messages on one
-	// connection (default 2 × MaxMessageSize).
+	// MaxPartialBytes caps the memory held in partly received messages on
+	// one connection: their buffers, plus a small overhead for each, so that
+	// many empty fragments count too (default 2 × MaxMessageSize).
 	MaxPartialBytes int
 	// MaxQueuedBytes is how many bytes may wait in the write queue before Send
-	// blocks (default 8 MiB).
+	// blocks (default 8 MiB). A message larger than half of it counts as
+	// half, so that one big message leaves room for small ones.
 	MaxQueuedBytes int
 	// WriteTimeout bounds each write to the socket, so that a peer that stops
 	// reading cannot block Close forever (default 10 s).
 	WriteTimeout time.Duration
-	// Logger receives the reasons connections close; nil discards them.
+	// Logger receives the reasons connections close and handshakes fail;
+	// nil discards them.
 	Logger *slog.Logger
+
+	// version is the protocol version sent in the handshake: ProtocolVersion,
+	// except in tests of the version check.
+	version uint8
 }
 
 func (c *Config) withDefaults() Config {
@@ -67,6 +75,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.WriteTimeout <= 0 {
 		d.WriteTimeout = 10 * time.Second
+	}
+	if d.version == 0 {
+		d.version = ProtocolVersion
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

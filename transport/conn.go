@@ -17,17 +17,23 @@ import (
 
 // A Handler receives what arrives on a connection. Its methods are called
 // from the connection's single reader goroutine, one at a time, so they must
-// not block for long.
+// not block for long: while a method runs nothing is read, not even
+// keepalive pongs. A Handler may call Send, Abort and the accessors; it must
+// not call Close or Wait, which wait for the reader. A Send from a Handler
+// blocks while the write queue is full, so give it a context that bounds
+// the wait: two peers whose handlers both wait for queue space read
+// nothing, and their connection ends in a keepalive timeout.
 type Handler interface {
 	// HandleMessage receives one whole message. payload is valid only until
 	// HandleMessage returns. A non-nil error is a protocol violation by the
 	// peer: the connection is closed with it.
 	HandleMessage(kind Kind, id uint64, payload []byte) error
-	// HandleGoAway reports that the peer is closing: it will start no new
-	// work and the user should not send it any.
+	// HandleGoAway reports, once, that the peer is closing: it will start no
+	// new work and the user should not send it any. Messages it queued
+	// before may still arrive.
 	HandleGoAway()
-	// HandleClosed is called once, when the connection is closed, with the
-	// reason (ErrClosed after a local Close).
+	// HandleClosed is called once, last, when the connection is closed, with
+	// the reason (ErrClosed after a local Close).
 	HandleClosed(err error)
 }
 
@@ -44,47 +50,65 @@ type Conn struct {
 	lastRecv atomic.Int64
 
 	// Write side: Send appends to queue; the writer goroutine drains it.
-	mu        sync.Mutex
-	queue     []outFrame
-	queued    int           // bytes in queue
-	wake      chan struct{} // capacity 1: the writer has work
-	space     chan struct{} // closed and replaced when the writer frees queue space
-	closing   bool          // Close called: no more Sends
-	err       error         // why the connection closed; set once
-	done      chan struct{} // closed when the connection is closed
-	goneAway  atomic.Bool
-	started   atomic.Bool
-	startOnce sync.Once
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+	mu      sync.Mutex
+	queue   []outFrame
+	queued  int           // bytes charged for the messages in queue or being written
+	waiting int           // Sends blocked for queue space
+	space   chan struct{} // closed and replaced when queue space is freed and someone waits
+	ctl     control       // control frames for the writer to send
+	wake    chan struct{} // capacity 1: the writer has work
+	handler Handler       // set by the first Start
+	started bool          // the goroutines run
+	closing bool          // Close called: no more Sends
+	err     error         // why the connection closed; set once
+
+	done     chan struct{} // closed when the connection is closed
+	stopped  chan struct{} // closed when the goroutines have ended
+	running  atomic.Int32  // goroutines still running
+	goneAway atomic.Bool
 }
+
+// control holds the control frames waiting for the writer. They are flags
+// rather than queue entries, so a peer flooding us with pings while not
+// reading cannot grow our memory: pongs coalesce into one.
+type control struct {
+	goAway bool
+	ping   bool
+	pong   bool
+	pingID uint64
+	pongID uint64
+}
+
+func (c control) any() bool { return c.goAway || c.ping || c.pong }
 
 // outFrame is a queued message, or the unsent rest of one.
 type outFrame struct {
-	kind Kind
-	id   uint64
-	buf  *Buffer // nil for an empty payload
-	off  int     // bytes of buf already written
+	kind   Kind
+	id     uint64
+	buf    *Buffer // nil for an empty payload
+	off    int     // bytes of buf already written
+	charge int     // bytes counted in Conn.queued
 }
 
 func newConn(nc net.Conn, cfg *Config, remote nodeid.ID) *Conn {
-	c := &Conn{
-		nc:     nc,
-		cfg:    *cfg,
-		local:  cfg.Self,
-		remote: remote,
-		log:    cfg.Logger.With("peer", remote.String(), "addr", nc.RemoteAddr().String()),
-		start:  time.Now(),
-		wake:   make(chan struct{}, 1),
-		space:  make(chan struct{}),
-		done:   make(chan struct{}),
+	return &Conn{
+		nc:      nc,
+		cfg:     *cfg,
+		local:   cfg.Self,
+		remote:  remote,
+		log:     cfg.Logger.With("peer", remote.String(), "addr", nc.RemoteAddr().String()),
+		start:   time.Now(),
+		wake:    make(chan struct{}, 1),
+		space:   make(chan struct{}),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
-	return c
 }
 
 // Dial connects to the node listening at addr and runs the handshake. If want
-// is not nodeid.None, the peer must be that node. The returned connection
-// does not read until Start is called.
+// is not nodeid.None, the peer must be that node. The handshake is bounded
+// by Config.HandshakeTimeout and by ctx; its failures are *HandshakeError.
+// The returned connection does not read until Start is called.
 func Dial(ctx context.Context, addr string, cfg Config, want nodeid.ID) (*Conn, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -96,21 +120,25 @@ func Dial(ctx context.Context, addr string, cfg Config, want nodeid.ID) (*Conn, 
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
 	}
 	setNoDelay(nc)
+	nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	var remote nodeid.ID
 	if cfg.TLS != nil {
 		tc := tlsClient(nc, cfg.TLS, addr)
-		hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("transport: TLS handshake with %s: %w", addr, err)
+		if err = tc.Handshake(); err != nil {
+			err = &HandshakeError{Addr: addr, Reason: "TLS", Err: err}
 		}
 		nc = tc
 	}
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	remote, err := clientHandshake(nc, &cfg, want)
-	if !stop() && err == nil {
-		err = fmt.Errorf("transport: handshake with %s: %w", addr, ctx.Err())
+	if err == nil {
+		remote, err = clientHandshake(nc, &cfg, want)
+	}
+	if !stop() {
+		// ctx ended: whatever the handshake reports, that is why it failed.
+		err = &HandshakeError{Addr: addr, Reason: "dial abandoned", Err: ctx.Err()}
+	}
+	if err == nil {
+		err = nc.SetDeadline(time.Time{})
 	}
 	if err != nil {
 		nc.Close()
@@ -161,21 +189,44 @@ func (c *Conn) Err() error {
 func (c *Conn) GoneAway() bool { return c.goneAway.Load() }
 
 // Start starts the reader, writer and keepalive goroutines, delivering what
-// arrives to h. It must be called once; later calls do nothing.
+// arrives to h. Only the first call counts. If the connection is already
+// closed, Start starts nothing and calls h.HandleClosed with the reason, so
+// that h always hears of the end.
 func (c *Conn) Start(h Handler) {
-	c.startOnce.Do(func() {
-		c.started.Store(true)
-		c.lastRecv.Store(int64(time.Since(c.start)))
-		c.wg.Add(3)
-		go c.readLoop(h)
-		go c.writeLoop()
-		go c.keepalive()
-	})
+	c.mu.Lock()
+	if c.handler != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.handler = h
+	if err := c.err; err != nil {
+		c.mu.Unlock()
+		h.HandleClosed(err)
+		return
+	}
+	c.started = true
+	c.running.Store(3)
+	c.mu.Unlock()
+	c.lastRecv.Store(int64(time.Since(c.start)))
+	go c.readLoop(h)
+	go c.writeLoop()
+	go c.keepalive()
+}
+
+// exit is deferred by each of the connection's goroutines.
+func (c *Conn) exit() {
+	if c.running.Add(-1) == 0 {
+		close(c.stopped)
+	}
 }
 
 // Send queues a message for the peer. It takes ownership of buf (which may
-// be nil for an empty payload), even when it fails. It blocks while more than
-// Config.MaxQueuedBytes are queued, until ctx is done.
+// be nil for an empty payload), even when it fails. It blocks while more
+// than Config.MaxQueuedBytes are queued, until ctx is done; a message larger
+// than half of MaxQueuedBytes counts as half, so one big message leaves room
+// for small ones behind it. Messages with the same kind and id arrive in
+// the order they were sent; a message with a different kind or id sent
+// after a big one may overtake it.
 func (c *Conn) Send(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
 	if kind == 0 || kind > KindMax {
 		PutBuffer(buf)
@@ -189,21 +240,32 @@ func (c *Conn) Send(ctx context.Context, kind Kind, id uint64, buf *Buffer) erro
 		PutBuffer(buf)
 		return fmt.Errorf("transport: send: message of %d bytes exceeds the cap of %d", n, c.cfg.MaxMessageSize)
 	}
-	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf}, n)
+	charge := n
+	if half := c.cfg.MaxQueuedBytes / 2; half > 0 && charge > half {
+		charge = half
+	}
+	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf, charge: charge})
 }
 
-func (c *Conn) enqueue(ctx context.Context, f outFrame, n int) error {
+func (c *Conn) enqueue(ctx context.Context, f outFrame) error {
 	c.mu.Lock()
-	for c.queued > 0 && c.queued+n > c.cfg.MaxQueuedBytes && c.err == nil && !c.closing {
+	for c.queued > 0 && c.queued+f.charge > c.cfg.MaxQueuedBytes && c.err == nil && !c.closing {
 		space := c.space
+		c.waiting++
 		c.mu.Unlock()
+		var err error
 		select {
 		case <-space:
 		case <-ctx.Done():
-			PutBuffer(f.buf)
-			return ctx.Err()
+			err = ctx.Err()
 		}
 		c.mu.Lock()
+		c.waiting--
+		if err != nil {
+			c.mu.Unlock()
+			PutBuffer(f.buf)
+			return err
+		}
 	}
 	if c.err != nil || c.closing {
 		err := c.err
@@ -215,306 +277,203 @@ func (c *Conn) enqueue(ctx context.Context, f outFrame, n int) error {
 		return err
 	}
 	c.queue = append(c.queue, f)
-	c.queued += n
+	c.queued += f.charge
 	c.mu.Unlock()
+	c.signal()
+	return nil
+}
+
+// signal wakes the writer.
+func (c *Conn) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
-// sendControl queues a control frame, bypassing the queue limit and the
-// closing flag (a GoAway is sent while closing).
+// freeSpace wakes the Sends waiting for queue space. c.mu must be held.
+func (c *Conn) freeSpace() {
+	if c.waiting > 0 && c.err == nil {
+		close(c.space)
+		c.space = make(chan struct{})
+	}
+}
+
+// sendControl asks the writer for a control frame. It bypasses the queue
+// limit and the closing flag (pongs are still due while closing).
 func (c *Conn) sendControl(kind Kind, id uint64) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
 		return
 	}
-	c.queue = append(c.queue, outFrame{kind: kind, id: id})
+	switch kind {
+	case framePing:
+		c.ctl.ping, c.ctl.pingID = true, id
+	case framePong:
+		c.ctl.pong, c.ctl.pongID = true, id
+	case frameGoAway:
+		c.ctl.goAway = true
+	}
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-// writeLoop is the connection's only writer. It takes everything queued,
-// writes one fragment of each message in turn (so a big message does not
-// stall small ones), and flushes when the queue is empty.
-func (c *Conn) writeLoop() {
-	defer c.wg.Done()
-	bw := bufio.NewWriterSize(deadlineWriter{c}, 64<<10)
-	var pending, spare []outFrame
-	var hdr [HeaderSize]byte
-	for {
-		c.mu.Lock()
-		for len(c.queue) == 0 && len(pending) == 0 {
-			closing, err := c.closing, c.err
-			c.mu.Unlock()
-			if err != nil {
-				return
-			}
-			if bw.Buffered() > 0 {
-				if ferr := bw.Flush(); ferr != nil {
-					c.fail(fmt.Errorf("transport: write: %w", ferr))
-					return
-				}
-				c.mu.Lock()
-				continue
-			}
-			if closing {
-				c.finishClose()
-				return
-			}
-			select {
-			case <-c.wake:
-			case <-c.done:
-				return
-			}
-			c.mu.Lock()
-		}
-		// Take the new arrivals behind the unfinished messages.
-		freed := 0
-		pending = append(pending, c.queue...)
-		clear(c.queue)
-		c.queue = c.queue[:0]
-		c.mu.Unlock()
-
-		next := spare[:0]
-		for i := range pending {
-			f := &pending[i]
-			size := 0
-			if f.buf != nil {
-				size = f.buf.Len()
-			}
-			chunk := size - f.off
-			flags := uint8(0)
-			if chunk > MaxFramePayload {
-				chunk, flags = MaxFramePayload, FlagMore
-			}
-			putHeader(hdr[:], Header{Length: uint32(chunk), Kind: f.kind, Flags: flags, ID: f.id})
-			_, err := bw.Write(hdr[:])
-			if err == nil && chunk > 0 {
-				_, err = bw.Write(f.buf.Bytes()[f.off : f.off+chunk])
-			}
-			if err != nil {
-				c.fail(fmt.Errorf("transport: write: %w", err))
-				for j := i; j < len(pending); j++ {
-					PutBuffer(pending[j].buf)
-				}
-				return
-			}
-			f.off += chunk
-			if flags&FlagMore != 0 {
-				next = append(next, *f)
-				continue
-			}
-			freed += size
-			PutBuffer(f.buf)
-		}
-		clear(pending)
-		pending, spare = next, pending[:0]
-		if freed > 0 {
-			c.mu.Lock()
-			c.queued -= freed
-			close(c.space)
-			c.space = make(chan struct{})
-			c.mu.Unlock()
-		}
-	}
-}
-
-// deadlineWriter bounds each socket write by Config.WriteTimeout.
-type deadlineWriter struct{ c *Conn }
-
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	w.c.nc.SetWriteDeadline(time.Now().Add(w.c.cfg.WriteTimeout))
-	return w.c.nc.Write(p)
+	c.signal()
 }
 
 // readLoop is the connection's only reader: it parses frames, reassembles
 // fragmented messages and delivers them to h.
 func (c *Conn) readLoop(h Handler) {
-	defer c.wg.Done()
-	br := bufio.NewReaderSize(c.nc, 64<<10)
-	err := c.read(br, h)
+	defer c.exit()
+	err := c.read(c.nc, h)
 	c.fail(err)
 	h.HandleClosed(c.Err())
 }
 
-func (c *Conn) read(br *bufio.Reader, h Handler) error {
-	var hdr [HeaderSize]byte
-	buf := make([]byte, 0, 4096)
-	partial := make(map[uint64][]byte)
-	partialBytes := 0
+// read delivers what arrives on r to h until an error, which it returns.
+func (c *Conn) read(r io.Reader, h Handler) error {
+	fr := newFrameReader(bufio.NewReaderSize(r, 64<<10), c.cfg.MaxMessageSize, c.cfg.MaxPartialBytes)
+	fr.onFrame = func() { c.lastRecv.Store(int64(time.Since(c.start))) }
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return c.readErr(err, "frame header")
-		}
-		fh, err := ParseHeader(hdr[:])
+		fh, payload, err := fr.next()
 		if err != nil {
-			return err
+			return c.readErr(err)
 		}
-		c.lastRecv.Store(int64(time.Since(c.start)))
 		switch fh.Kind {
 		case framePing:
 			c.sendControl(framePong, fh.ID)
-			continue
 		case framePong:
-			continue
 		case frameGoAway:
-			c.goneAway.Store(true)
-			h.HandleGoAway()
-			continue
-		}
-		n := int(fh.Length)
-		prev, fragmented := partial[fh.ID]
-		if fragmented || fh.Flags&FlagMore != 0 {
-			if len(prev)+n > c.cfg.MaxMessageSize {
-				return &ProtocolError{Reason: fmt.Sprintf("message %d of kind %d exceeds the cap of %d bytes", fh.ID, fh.Kind, c.cfg.MaxMessageSize)}
+			if c.goneAway.CompareAndSwap(false, true) {
+				h.HandleGoAway()
 			}
-			if partialBytes+n > c.cfg.MaxPartialBytes {
-				return &ProtocolError{Reason: fmt.Sprintf("partly received messages exceed the cap of %d bytes", c.cfg.MaxPartialBytes)}
-			}
-			start := len(prev)
-			prev = append(prev, make([]byte, n)...)
-			if _, err := io.ReadFull(br, prev[start:]); err != nil {
-				return c.readErr(err, "frame payload")
-			}
-			partialBytes += n
-			if fh.Flags&FlagMore != 0 {
-				partial[fh.ID] = prev
-				continue
-			}
-			delete(partial, fh.ID)
-			partialBytes -= len(prev)
-			if err := h.HandleMessage(fh.Kind, fh.ID, prev); err != nil {
+		default:
+			if err := h.HandleMessage(fh.Kind, fh.ID, payload); err != nil {
 				return err
 			}
-			continue
-		}
-		if cap(buf) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return c.readErr(err, "frame payload")
-		}
-		if err := h.HandleMessage(fh.Kind, fh.ID, buf); err != nil {
-			return err
 		}
 	}
 }
 
-func (c *Conn) readErr(err error, what string) error {
+// readErr turns a frameReader error into the reason the connection closes.
+func (c *Conn) readErr(err error) error {
 	c.mu.Lock()
 	closing, cerr := c.closing, c.err
 	c.mu.Unlock()
+	if cerr != nil {
+		return cerr // the connection was closed from our side: say why
+	}
+	var re *readError
+	if !errors.As(err, &re) {
+		return err // a protocol error
+	}
 	switch {
-	case cerr != nil:
-		return cerr
 	case closing:
 		return ErrClosed
-	}
-	if errors.Is(err, io.EOF) {
+	case errors.Is(re.err, io.EOF):
 		return ErrPeerGone
+	case errors.Is(re.err, io.ErrUnexpectedEOF):
+		return &ProtocolError{Reason: "connection closed inside a " + re.what}
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return &ProtocolError{Reason: "connection closed inside a " + what}
-	}
-	return fmt.Errorf("transport: read %s: %w", what, err)
+	return err
 }
 
-// keepalive pings an idle peer and closes the connection when the peer has
-// been silent for KeepaliveTimeout.
+// keepalive pings the peer when it has been silent for KeepaliveInterval,
+// again every interval while it stays silent, and closes the connection
+// with ErrPeerTimeout when it has been silent for KeepaliveTimeout.
 func (c *Conn) keepalive() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.KeepaliveInterval / 2)
+	defer c.exit()
+	interval, timeout := c.cfg.KeepaliveInterval, c.cfg.KeepaliveTimeout
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	var nonce uint64
+	lastPing := -interval
 	for {
 		select {
 		case <-c.done:
 			return
 		case <-t.C:
 		}
-		idle := time.Since(c.start) - time.Duration(c.lastRecv.Load())
-		switch {
-		case idle >= c.cfg.KeepaliveTimeout:
+		now := time.Since(c.start)
+		idle := now - time.Duration(c.lastRecv.Load())
+		if idle >= timeout {
 			c.fail(ErrPeerTimeout)
 			return
-		case idle >= c.cfg.KeepaliveInterval:
+		}
+		if idle >= interval && now-lastPing >= interval {
 			nonce++
 			c.sendControl(framePing, nonce)
+			lastPing = now
 		}
+		next := timeout - idle
+		if d := interval - idle; d > 0 {
+			next = min(next, d)
+		} else {
+			next = min(next, lastPing+interval-now)
+		}
+		t.Reset(max(next, time.Millisecond))
 	}
 }
 
 // fail closes the connection at once with err as the reason. The first
 // reason wins.
 func (c *Conn) fail(err error) {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.err = err
-		queue := c.queue
-		c.queue = nil
-		close(c.space)
+	c.mu.Lock()
+	if c.err != nil {
 		c.mu.Unlock()
-		for _, f := range queue {
-			PutBuffer(f.buf)
-		}
-		if !errors.Is(err, ErrClosed) {
-			c.log.Info("transport: connection closed", "reason", err)
-		}
-		close(c.done)
-		c.nc.Close()
-	})
+		return
+	}
+	c.err = err
+	queue := c.queue
+	c.queue = nil
+	close(c.space) // wakes every waiting Send, which then sees c.err
+	c.mu.Unlock()
+	for _, f := range queue {
+		PutBuffer(f.buf)
+	}
+	switch {
+	case errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrPeerGone) && c.goneAway.Load():
+		c.log.Debug("transport: connection closed by peer after goodbye")
+	default:
+		c.log.Info("transport: connection closed", "reason", err)
+	}
+	close(c.done)
+	c.nc.Close()
 }
 
-// finishClose is run by the writer once a graceful Close has flushed
-// everything queued.
-func (c *Conn) finishClose() {
-	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		tc.CloseWrite()
-	}
-	// Give the peer a moment to read the GoAway and close its side, which
-	// ends our reader; fail below closes the socket in any case.
-	timer := time.NewTimer(c.cfg.KeepaliveInterval)
-	defer timer.Stop()
-	select {
-	case <-c.done:
-	case <-timer.C:
-	}
-	c.fail(ErrClosed)
-}
-
-// Close closes the connection gracefully: it stops accepting Sends, writes
-// what is queued, tells the peer with a GoAway frame, and closes. It waits for
-// the connection's goroutines to end, at most until ctx is done, then closes
-// at once.
+// Close closes the connection gracefully: it stops accepting Sends, tells
+// the peer with a GoAway frame, writes everything queued, and closes. It
+// waits for the connection's goroutines to end (so the Handler has seen
+// HandleClosed), at most until ctx is done: then it closes at once, waits
+// for the goroutines, which end promptly, and returns ctx.Err(). It returns
+// nil otherwise, also when the connection was already closed. A Handler
+// must not call it (use Abort).
 func (c *Conn) Close(ctx context.Context) error {
 	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
-	c.startOnce.Do(func() { c.fail(ErrClosed) }) // never started: nothing to drain
-	if c.started.Load() {
-		c.sendControl(frameGoAway, 0)
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+	started := c.started
+	if started && !c.closing && c.err == nil {
+		c.closing = true
+		c.ctl.goAway = true
+		c.freeSpace() // blocked Sends now fail with ErrClosed
 	}
-	waited := make(chan struct{})
-	go func() { c.wg.Wait(); close(waited) }()
+	c.mu.Unlock()
+	if !started {
+		c.fail(ErrClosed) // nothing runs: nothing to drain
+		return nil
+	}
+	c.signal()
 	select {
-	case <-waited:
+	case <-c.stopped:
+		return nil
+	default:
+	}
+	select {
+	case <-c.stopped:
+		return nil
 	case <-ctx.Done():
 		c.fail(ErrClosed)
-		<-waited
+		<-c.stopped
+		return ctx.Err()
 	}
-	return nil
 }
 
 // Abort closes the connection at once, dropping what is queued; err is the
@@ -528,5 +487,13 @@ func (c *Conn) Abort(err error) {
 }
 
 // Wait waits until the connection's goroutines have ended (after a Close,
-// Abort or failure). A Handler must not call it.
-func (c *Conn) Wait() { c.wg.Wait() }
+// Abort or failure). It returns at once if Start was never called. A Handler
+// must not call it.
+func (c *Conn) Wait() {
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if started {
+		<-c.stopped
+	}
+}

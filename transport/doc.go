@@ -15,11 +15,17 @@
 //
 // A message larger than MaxFramePayload is split into fragments, and a single
 // writer goroutine interleaves the fragments of different messages, so one big
-// message never stalls small ones. The writer batches frames and flushes when
-// it has nothing more to write. One reader goroutine decodes frames and hands
-// whole messages to a Handler. Lengths are checked against their caps before
+// message never stalls small ones. Fragments belong to the message with the
+// same kind and id; messages with the same kind and id are never interleaved,
+// so they arrive in the order sent. The writer batches frames and flushes
+// when it has nothing more to write. One reader goroutine decodes frames and
+// hands whole messages to a Handler. Lengths are checked against their caps
+// (MaxFramePayload, Config.MaxMessageSize, Config.MaxPartialBytes) before
 // anything is allocated; a malformed frame closes the connection with a
 // *ProtocolError that says what was wrong.
+//
+// Control frames (kinds above KindMax) carry no payload: ping and pong,
+// whose id is a nonce, and GoAway.
 //
 // Keepalive pings detect a dead peer; Close drains what is queued and says
 // goodbye (a GoAway frame) before closing. The package knows nothing of

@@ -23,21 +23,32 @@ type ProtocolError struct {
 	Reason string
 }
 
+// Error returns the reason with the package's prefix.
 func (e *ProtocolError) Error() string { return "transport: protocol error: " + e.Reason }
 
 // A HandshakeError reports a failed handshake: a wrong magic, an unsupported
-// protocol version, a different cluster label or an unexpected node. Both
-// sides see one: the side that refuses tells the other why.
+// protocol version, a different cluster label or an unexpected node, or the
+// connection failing or timing out before the handshake completed. When one
+// side refuses the other, both sides get one: the refusing side sends its
+// reason, which the other reports with Remote set.
 type HandshakeError struct {
 	Addr   string // the remote address
-	Reason string // what did not match
+	Reason string // what did not match, or what failed
 	Remote bool   // the peer refused (its reason), rather than this side
+	Err    error  // the underlying error (I/O, timeout, cancellation), if any
 }
 
+// Error says with whom the handshake failed, which side refused, and why.
 func (e *HandshakeError) Error() string {
-	who := "refused"
-	if e.Remote {
-		who = "refused by peer"
+	switch {
+	case e.Remote:
+		return fmt.Sprintf("transport: handshake with %s refused by peer: %s", e.Addr, e.Reason)
+	case e.Err != nil:
+		return fmt.Sprintf("transport: handshake with %s failed: %s: %v", e.Addr, e.Reason, e.Err)
 	}
-	return fmt.Sprintf("transport: handshake with %s %s: %s", e.Addr, who, e.Reason)
+	return fmt.Sprintf("transport: handshake with %s refused: %s", e.Addr, e.Reason)
 }
+
+// Unwrap returns the underlying error, so that errors.Is recognises a
+// timeout (os.ErrDeadlineExceeded) or a cancellation (context.Canceled).
+func (e *HandshakeError) Unwrap() error { return e.Err }

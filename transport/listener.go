@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/trellisrpc/trellis/nodeid"
 )
 
 // A Listener accepts connections from other nodes and runs their handshakes
@@ -44,8 +46,13 @@ func Listen(addr string, cfg Config) (*Listener, error) {
 // Addr returns the address the listener listens on.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
+// acceptLoop accepts connections until Close. An accept error other than
+// the listener being closed (running out of file descriptors, say) is
+// logged and retried after a pause that grows up to a second, rather than
+// ending the listener.
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
+	var pause time.Duration
 	for {
 		nc, err := l.ln.Accept()
 		if err != nil {
@@ -54,42 +61,55 @@ func (l *Listener) acceptLoop() {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			l.cfg.Logger.Error("transport: accept failed; listener stopped", "err", err)
-			l.Close()
-			return
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			l.cfg.Logger.Warn("transport: accept failed; retrying", "err", err, "pause", pause)
+			t := time.NewTimer(pause)
+			select {
+			case <-l.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
 		}
+		pause = 0
 		l.wg.Add(1)
 		go l.handshake(nc)
 	}
 }
 
+// handshake runs the acceptor's side of one handshake, TLS included, bounded
+// by HandshakeTimeout and abandoned when the listener closes, and hands the
+// connection to Accept.
 func (l *Listener) handshake(nc net.Conn) {
 	defer l.wg.Done()
+	addr := nc.RemoteAddr().String()
 	setNoDelay(nc)
+	nc.SetDeadline(time.Now().Add(l.cfg.HandshakeTimeout))
 	stop := context.AfterFunc(l.ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	var err error
 	if l.cfg.TLS != nil {
 		tc := tls.Server(nc, l.cfg.TLS)
-		ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			l.cfg.Logger.Info("transport: TLS handshake failed", "addr", nc.RemoteAddr().String(), "err", err)
-			stop()
-			nc.Close()
-			return
+		if err = tc.Handshake(); err != nil {
+			err = &HandshakeError{Addr: addr, Reason: "TLS", Err: err}
 		}
 		nc = tc
 	}
-	remote, err := serverHandshake(nc, &l.cfg)
-	if !stop() && err == nil {
-		err = ErrClosed // the listener closed during the handshake
+	var remote nodeid.ID
+	if err == nil {
+		remote, err = serverHandshake(nc, &l.cfg)
+	}
+	if !stop() {
+		err = &HandshakeError{Addr: addr, Reason: "listener closed", Err: ErrClosed}
+	}
+	if err == nil {
+		err = nc.SetDeadline(time.Time{})
 	}
 	if err != nil {
-		l.cfg.Logger.Info("transport: handshake failed", "addr", nc.RemoteAddr().String(), "err", err)
+		l.cfg.Logger.Info("transport: handshake failed", "addr", addr, "err", err)
 		nc.Close()
 		return
 	}
@@ -114,8 +134,10 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	}
 }
 
-// Close stops listening, abandons handshakes in progress and waits for the
-// listener's goroutines to end. Connections already accepted stay open.
+// Close stops listening, abandons handshakes in progress and closes the
+// connections that completed their handshake but were not accepted.
+// Connections already accepted stay open. Wait waits for the listener's
+// goroutines to end.
 func (l *Listener) Close() error {
 	l.once.Do(func() {
 		close(l.done)

@@ -1,0 +1,440 @@
+package membership
+
+import (
+	"bytes"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/trellisrpc/trellis/nodeid"
+)
+
+// engine is the failure detector and member table: a state machine driven by
+// handle (a packet arrived) and tick (time passed). It starts no goroutine, which
+// lets tests run many engines deterministically in one simulated timeline; Node
+// wraps it with the goroutines and sockets of a real node.
+type engine struct {
+	cfg       Config
+	clock     Clock
+	tr        Transport
+	keys      *keyring
+	hub       *EventHub
+	log       *slog.Logger
+	stats     counters
+	multicast bool // heartbeats are broadcast
+	unicast   bool // heartbeats go to seeds and learned members too
+
+	probeEvery   time.Duration // period of probe rounds for a suspect
+	minSuspicion time.Duration // a suspicion lasts at least this long before failing
+	peersEvery   time.Duration // period of peers messages in unicast mode
+	learnedTTL   time.Duration // a learned address is dropped when not mentioned this long
+	tickEvery    time.Duration // the period at which tick is expected to run
+	stallAfter   time.Duration // a longer gap between ticks is a local stall
+
+	mu          sync.Mutex
+	rng         *rand.Rand
+	running     bool
+	self        *peer
+	nameB       []byte
+	addrB       []byte
+	seq         uint64
+	members     map[nodeid.ID]*peer // live members but self
+	order       []*peer             // live members, self included, oldest first
+	tombs       map[nodeid.ID]*tomb
+	leader      nodeid.ID
+	nextBeat    time.Time
+	nextPeers   time.Time
+	lastTick    time.Time
+	peersCursor int
+	seeds       []netip.AddrPort
+	learned     map[netip.AddrPort]learnedAddr
+	buf         []byte
+}
+
+// peer is the state of one live member.
+type peer struct {
+	m           Member
+	lastHeard   time.Time // freshest evidence of life, from anyone
+	suspectedAt time.Time
+	nonce       uint64 // of the current suspicion's probes
+	nextProbe   time.Time
+	win         replayWindow
+}
+
+// tomb remembers a failed or departed member's last life so that its old packets
+// are refused as replays.
+type tomb struct {
+	inc     uint64
+	win     replayWindow
+	expires time.Time
+}
+
+type learnedAddr struct {
+	id      nodeid.ID
+	expires time.Time
+}
+
+func newEngine(cfg Config, tr Transport, keys *keyring, hub *EventHub, seed uint64) *engine {
+	e := &engine{
+		cfg:       cfg,
+		clock:     cfg.Clock,
+		tr:        tr,
+		keys:      keys,
+		hub:       hub,
+		log:       cfg.Logger,
+		multicast: !cfg.DisableMulticast,
+		unicast:   len(cfg.Seeds) > 0,
+		members:   make(map[nodeid.ID]*peer),
+		tombs:     make(map[nodeid.ID]*tomb),
+		learned:   make(map[netip.AddrPort]learnedAddr),
+		rng:       rand.New(rand.NewPCG(seed, uint64(cfg.ID))),
+		nameB:     []byte(cfg.Name),
+		addrB:     []byte(cfg.Addr),
+		buf:       make([]byte, 0, MaxPacketSize),
+	}
+	e.probeEvery = cfg.Interval / 2
+	e.minSuspicion = min(2*cfg.Interval, cfg.FailAfter-cfg.SuspectAfter)
+	e.peersEvery = 5 * cfg.Interval
+	e.learnedTTL = max(50*cfg.Interval, 3*e.peersEvery)
+	e.tickEvery = tickPeriod(cfg.Interval)
+	e.stallAfter = 4 * e.tickEvery
+	return e
+}
+
+// start makes the engine live at now: the local member exists, leads alone, and
+// the first heartbeat goes out at the first tick.
+func (e *engine) start(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	join := time.Unix(0, now.UnixNano())
+	inc := e.cfg.Incarnation
+	if inc == 0 {
+		inc = uint64(max(now.UnixNano(), 1))
+	}
+	e.self = &peer{m: Member{
+		ID: e.cfg.ID, Name: e.cfg.Name, Addr: e.cfg.Addr, JoinTime: join,
+		Incarnation: inc, Meta: e.cfg.Meta, State: StateAlive, Local: true,
+		PacketAddr: e.tr.LocalAddr(),
+	}}
+	e.running = true
+	e.nextBeat = now
+	e.nextPeers = now
+	e.rebuildOrder()
+	e.checkLeader(now)
+}
+
+// --- queries ---------------------------------------------------------------
+
+func (e *engine) memberList() []Member {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Member, len(e.order))
+	for i, p := range e.order {
+		out[i] = p.m.clone()
+	}
+	return out
+}
+
+func (e *engine) leaderMember() (Member, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.order) == 0 {
+		return Member{}, false
+	}
+	return e.order[0].m.clone(), true
+}
+
+func (e *engine) local() Member {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.self == nil {
+		return Member{ID: e.cfg.ID, Name: e.cfg.Name, Addr: e.cfg.Addr, Meta: e.cfg.Meta, Local: true}
+	}
+	return e.self.m.clone()
+}
+
+// --- receiving -------------------------------------------------------------
+
+// handle processes one received packet. It never panics on any input.
+func (e *engine) handle(now time.Time, b []byte, from netip.AddrPort) {
+	e.stats.packetsReceived.Add(1)
+	e.stats.bytesReceived.Add(uint64(len(b)))
+	var p packet
+	if err := decodePacket(b, &p); err != nil {
+		e.stats.malformed.Add(1)
+		return
+	}
+	if p.tag != e.keys.tag {
+		e.stats.foreign.Add(1)
+		return
+	}
+	if !e.keys.verify(b) {
+		e.stats.forged.Add(1)
+		e.log.Debug("membership: forged packet dropped", "from", from, "type", p.typ)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.running || p.from == e.self.m.ID || p.from == nodeid.None {
+		e.stats.ignored.Add(1)
+		return
+	}
+
+	// Replay check and classification of the sender.
+	pe := e.members[p.from]
+	tb := e.tombs[p.from]
+	newLife := false
+	switch {
+	case pe != nil && p.inc < pe.m.Incarnation, tb != nil && p.inc < tb.inc:
+		e.stats.replayed.Add(1)
+		return
+	case pe != nil && p.inc == pe.m.Incarnation:
+		if !pe.win.accept(p.seq) {
+			e.stats.replayed.Add(1)
+			return
+		}
+		e.refresh(pe, now, from)
+	case tb != nil && p.inc == tb.inc:
+		if !tb.win.accept(p.seq) {
+			e.stats.replayed.Add(1)
+			return
+		}
+	default:
+		newLife = pe != nil || tb != nil
+	}
+
+	switch p.typ {
+	case msgHeartbeat:
+		e.onHeartbeat(now, &p, from, pe, tb, newLife)
+	case msgProbe:
+		e.onProbe(now, &p, from)
+	case msgAck:
+		e.onAck(now, &p)
+	case msgPeers:
+		e.onPeers(now, &p)
+	}
+}
+
+// refresh records direct evidence that pe lives: one of its own packets arrived.
+func (e *engine) refresh(pe *peer, now time.Time, from netip.AddrPort) {
+	pe.lastHeard = now
+	pe.m.PacketAddr = from
+	if pe.m.State == StateSuspected {
+		pe.m.State = StateAlive
+		e.stats.refutations.Add(1)
+		e.publish(Updated, pe.m, now)
+	}
+}
+
+func (e *engine) onHeartbeat(now time.Time, p *packet, from netip.AddrPort, pe *peer, tb *tomb, newLife bool) {
+	leaving := p.flags&flagLeaving != 0
+	switch {
+	case pe != nil && !newLife: // the current life of a live member
+		if leaving {
+			e.remove(pe, StateLeft, now)
+			return
+		}
+		e.update(pe, p, now)
+	case pe != nil: // a live member restarted: its previous life is over
+		e.remove(pe, StateFailed, now)
+		if !leaving {
+			e.join(p, from, now)
+		}
+	case leaving: // tombstoned or unknown, and leaving: remember, no event
+		if tb == nil {
+			tb = e.bury(p.from, now)
+		}
+		if tb.inc != p.inc {
+			tb.inc, tb.win = p.inc, replayWindow{}
+			tb.win.accept(p.seq)
+		}
+	default: // unknown, or back from the dead (a healed partition, a new life)
+		e.join(p, from, now)
+	}
+}
+
+func (e *engine) join(p *packet, from netip.AddrPort, now time.Time) {
+	if len(e.members) >= e.cfg.MaxMembers {
+		e.stats.ignored.Add(1)
+		return
+	}
+	pe := &peer{
+		m: Member{
+			ID: p.from, Name: string(p.name), Addr: string(p.addr),
+			JoinTime: time.Unix(0, p.start), Incarnation: p.inc,
+			Meta: bytes.Clone(p.meta), State: StateAlive, PacketAddr: from,
+		},
+		lastHeard: now,
+	}
+	if pe.m.Meta == nil {
+		pe.m.Meta = []byte{}
+	}
+	pe.win.accept(p.seq)
+	delete(e.tombs, p.from)
+	e.members[p.from] = pe
+	delete(e.learned, from)
+	e.rebuildOrder()
+	e.log.Info("membership: member joined", "member", pe.m.Name, "id", pe.m.ID, "incarnation", pe.m.Incarnation)
+	e.publish(Joined, pe.m, now)
+	e.checkLeader(now)
+}
+
+// update applies a heartbeat's fields to a live member, publishing Updated if any
+// changed.
+func (e *engine) update(pe *peer, p *packet, now time.Time) {
+	start := time.Unix(0, p.start)
+	if string(p.name) == pe.m.Name && string(p.addr) == pe.m.Addr &&
+		bytes.Equal(p.meta, pe.m.Meta) && start.Equal(pe.m.JoinTime) {
+		return
+	}
+	reorder := !start.Equal(pe.m.JoinTime)
+	pe.m.Name, pe.m.Addr, pe.m.JoinTime = string(p.name), string(p.addr), start
+	pe.m.Meta = bytes.Clone(p.meta)
+	if pe.m.Meta == nil {
+		pe.m.Meta = []byte{}
+	}
+	e.publish(Updated, pe.m, now)
+	if reorder {
+		e.rebuildOrder()
+		e.checkLeader(now)
+	}
+}
+
+// remove ends a live member's current life with state (StateFailed or StateLeft).
+func (e *engine) remove(pe *peer, state State, now time.Time) {
+	delete(e.members, pe.m.ID)
+	tb := e.bury(pe.m.ID, now)
+	tb.inc, tb.win = pe.m.Incarnation, pe.win
+	pe.m.State = state
+	e.rebuildOrder()
+	kind := Failed
+	if state == StateLeft {
+		kind = Left
+	} else {
+		e.stats.failures.Add(1)
+	}
+	e.log.Info("membership: member "+state.String(), "member", pe.m.Name, "id", pe.m.ID,
+		"silent", now.Sub(pe.lastHeard).Round(time.Millisecond))
+	e.publish(kind, pe.m, now)
+	e.checkLeader(now)
+}
+
+// bury returns the tomb of id, creating it; the number of tombs is capped by
+// evicting the one closest to expiry.
+func (e *engine) bury(id nodeid.ID, now time.Time) *tomb {
+	tb := e.tombs[id]
+	if tb == nil {
+		if len(e.tombs) >= e.cfg.MaxMembers {
+			var victim nodeid.ID
+			var soonest time.Time
+			for vid, v := range e.tombs {
+				if victim == nodeid.None || v.expires.Before(soonest) || (v.expires.Equal(soonest) && vid < victim) {
+					victim, soonest = vid, v.expires
+				}
+			}
+			delete(e.tombs, victim)
+		}
+		tb = &tomb{}
+		e.tombs[id] = tb
+	}
+	tb.expires = now.Add(e.cfg.TombstoneTTL)
+	return tb
+}
+
+func (e *engine) onProbe(now time.Time, p *packet, from netip.AddrPort) {
+	if p.target == e.self.m.ID {
+		e.send(&packet{typ: msgAck, target: p.target, targetInc: e.self.m.Incarnation, nonce: p.nonce}, from)
+		return
+	}
+	pe := e.members[p.target]
+	if pe == nil {
+		e.stats.ignored.Add(1)
+		return
+	}
+	e.send(&packet{typ: msgAck, target: p.target, targetInc: pe.m.Incarnation, nonce: p.nonce,
+		ageMs: ageMillis(now.Sub(pe.lastHeard))}, from)
+}
+
+// ageMillis rounds d up to whole milliseconds, so that evidence is never taken
+// for fresher than it is.
+func ageMillis(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if ms > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(ms)
+}
+
+func (e *engine) onAck(now time.Time, p *packet) {
+	if p.from == p.target {
+		return // a direct answer: refresh has already cleared any suspicion
+	}
+	pe := e.members[p.target]
+	if pe == nil || pe.m.State != StateSuspected || p.nonce != pe.nonce || p.targetInc != pe.m.Incarnation {
+		e.stats.ignored.Add(1)
+		return
+	}
+	// A witness heard the target ageMs ago: the target is not silent for that long.
+	heard := now.Add(-time.Duration(p.ageMs) * time.Millisecond)
+	if heard.After(pe.lastHeard) {
+		pe.lastHeard = heard
+	}
+}
+
+func (e *engine) onPeers(now time.Time, p *packet) {
+	if !e.unicast {
+		e.stats.ignored.Add(1)
+		return
+	}
+	local := e.tr.LocalAddr()
+	p.forEachPeer(func(id nodeid.ID, ap netip.AddrPort) {
+		if id == e.self.m.ID || ap == local {
+			return
+		}
+		if pe := e.members[id]; pe != nil && pe.m.PacketAddr == ap {
+			return
+		}
+		if _, ok := e.learned[ap]; !ok && len(e.learned) >= e.cfg.MaxMembers {
+			return
+		}
+		e.learned[ap] = learnedAddr{id: id, expires: now.Add(e.learnedTTL)}
+	})
+}
+
+// --- order, leader, events -----------------------------------------------------
+
+func (e *engine) rebuildOrder() {
+	e.order = e.order[:0]
+	if e.self != nil && e.running {
+		e.order = append(e.order, e.self)
+	}
+	for _, pe := range e.members {
+		e.order = append(e.order, pe)
+	}
+	slices.SortFunc(e.order, func(a, b *peer) int { return compareMembers(a.m, b.m) })
+}
+
+func (e *engine) checkLeader(now time.Time) {
+	var lead Member
+	if len(e.order) > 0 {
+		lead = e.order[0].m
+	}
+	if lead.ID == e.leader {
+		return
+	}
+	prev := e.leader
+	e.leader = lead.ID
+	e.hub.Publish(Event{Kind: LeaderChanged, Member: lead.clone(), Previous: prev, Time: now})
+}
+
+// publish sends an event about m; subscribers share one copy of its metadata.
+func (e *engine) publish(kind EventKind, m Member, now time.Time) {
+	e.hub.Publish(Event{Kind: kind, Member: m.clone(), Time: now})
+}

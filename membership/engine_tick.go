@@ -1,0 +1,326 @@
+package membership
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/trellisrpc/trellis/nodeid"
+)
+
+// tickPeriod is how often a Node calls engine.tick: a quarter of the interval, so
+// a deadline is noticed at most that late.
+func tickPeriod(interval time.Duration) time.Duration { return max(interval/4, time.Millisecond) }
+
+// tick advances the detector to now: heartbeats, suspicions, probe rounds,
+// failures, peers messages and expiry of old state.
+func (e *engine) tick(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.running {
+		return
+	}
+	e.compensateStall(now)
+	if !now.Before(e.nextBeat) {
+		e.sendHeartbeat(0)
+		e.nextBeat = e.nextBeat.Add(e.cfg.Interval)
+		if !e.nextBeat.After(now) {
+			e.nextBeat = now.Add(e.cfg.Interval)
+		}
+	}
+	if e.unicast && !now.Before(e.nextPeers) {
+		e.sendPeers()
+		e.nextPeers = now.Add(e.peersEvery)
+	}
+	// e.order changes when a member fails: walk a copy.
+	for _, pe := range slices.Clone(e.order) {
+		if pe == e.self {
+			continue
+		}
+		e.watch(pe, now)
+	}
+	for id, tb := range e.tombs {
+		if now.After(tb.expires) {
+			delete(e.tombs, id)
+		}
+	}
+	for ap, l := range e.learned {
+		if now.After(l.expires) {
+			delete(e.learned, ap)
+		}
+	}
+}
+
+// compensateStall keeps a local stall from looking like everyone else's silence.
+// When this node has not run for a while (CPU starvation, a long GC pause, a
+// suspended VM), the packets that arrived meanwhile are still queued in the
+// socket and the first tick after the stall would run before they are read. So
+// the time the node was not running is not counted as the members' silence: their
+// evidence and suspicion times move forward by the length of the stall. Detection
+// of a member that really died during the stall is delayed by as much.
+func (e *engine) compensateStall(now time.Time) {
+	last := e.lastTick
+	e.lastTick = now
+	if last.IsZero() {
+		return
+	}
+	gap := now.Sub(last)
+	if gap <= e.stallAfter {
+		return
+	}
+	lost := gap - e.tickEvery
+	e.stats.stalls.Add(1)
+	e.log.Warn("membership: local stall, not counted as silence of the members", "stall", gap.Round(time.Millisecond))
+	for _, pe := range e.members {
+		pe.lastHeard = minTime(pe.lastHeard.Add(lost), now)
+		if pe.m.State == StateSuspected {
+			pe.suspectedAt = minTime(pe.suspectedAt.Add(lost), now)
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// watch moves one member through Alive → Suspected → Failed. A member silent for
+// SuspectAfter is suspected and probed every probeEvery, directly and through
+// ProbeFanout other members (who answer with the age of their own freshest
+// evidence). It fails when nobody has had evidence of it for FailAfter and the
+// suspicion has lasted minSuspicion, so that a local stall (GC, CPU starvation)
+// that makes everyone look silent at once leads to probing, not to mass failure.
+func (e *engine) watch(pe *peer, now time.Time) {
+	silent := now.Sub(pe.lastHeard)
+	switch pe.m.State {
+	case StateAlive:
+		if silent < e.cfg.SuspectAfter {
+			return
+		}
+		pe.m.State = StateSuspected
+		pe.suspectedAt = now
+		pe.nonce = e.rng.Uint64()
+		pe.nextProbe = now
+		e.stats.suspicions.Add(1)
+		e.log.Debug("membership: member suspected", "member", pe.m.Name, "id", pe.m.ID, "silent", silent)
+		e.publish(Suspected, pe.m, now)
+	case StateSuspected:
+		if silent >= e.cfg.FailAfter && now.Sub(pe.suspectedAt) >= e.minSuspicion {
+			e.remove(pe, StateFailed, now)
+			return
+		}
+	default:
+		return
+	}
+	if now.Before(pe.nextProbe) {
+		return
+	}
+	pe.nextProbe = now.Add(e.probeEvery)
+	probe := packet{typ: msgProbe, target: pe.m.ID, nonce: pe.nonce}
+	if pe.m.PacketAddr.IsValid() {
+		e.send(&probe, pe.m.PacketAddr)
+	}
+	for _, w := range e.witnesses(pe) {
+		e.send(&probe, w)
+	}
+}
+
+// witnesses picks up to ProbeFanout other live members to ask about pe, alive
+// ones first, at random among equals.
+func (e *engine) witnesses(pe *peer) []netip.AddrPort {
+	if e.cfg.ProbeFanout == 0 {
+		return nil
+	}
+	var alive, suspected []netip.AddrPort
+	for _, o := range e.order {
+		if o == pe || o == e.self || !o.m.PacketAddr.IsValid() {
+			continue
+		}
+		if o.m.State == StateAlive {
+			alive = append(alive, o.m.PacketAddr)
+		} else {
+			suspected = append(suspected, o.m.PacketAddr)
+		}
+	}
+	e.rng.Shuffle(len(alive), func(i, j int) { alive[i], alive[j] = alive[j], alive[i] })
+	e.rng.Shuffle(len(suspected), func(i, j int) { suspected[i], suspected[j] = suspected[j], suspected[i] })
+	all := append(alive, suspected...)
+	return all[:min(len(all), e.cfg.ProbeFanout)]
+}
+
+// --- sending -------------------------------------------------------------------
+
+func (e *engine) nextSeq() uint64 {
+	e.seq++
+	return e.seq
+}
+
+// encode builds and signs p from the local node into e.buf.
+func (e *engine) encode(p *packet, peers []peerEntry) ([]byte, bool) {
+	p.tag = e.keys.tag
+	p.from = e.self.m.ID
+	p.inc = e.self.m.Incarnation
+	p.seq = e.nextSeq()
+	b, err := appendPacket(e.buf[:0], p, peers)
+	if err != nil {
+		e.log.Error("membership: encoding packet", "type", p.typ, "err", err)
+		return nil, false
+	}
+	b = e.keys.sign(b)
+	e.buf = b[:0]
+	return b, true
+}
+
+func (e *engine) send(p *packet, to netip.AddrPort) {
+	b, ok := e.encode(p, nil)
+	if ok {
+		e.write(b, to)
+	}
+}
+
+func (e *engine) write(b []byte, to netip.AddrPort) {
+	if err := e.tr.WriteTo(b, to); err != nil {
+		e.stats.sendErrors.Add(1)
+		e.log.Debug("membership: send failed", "to", to, "err", err)
+		return
+	}
+	e.stats.packetsSent.Add(1)
+	e.stats.bytesSent.Add(uint64(len(b)))
+}
+
+func (e *engine) broadcast(b []byte) {
+	if err := e.tr.Broadcast(b); err != nil {
+		e.stats.sendErrors.Add(1)
+		e.log.Debug("membership: multicast send failed", "err", err)
+		return
+	}
+	e.stats.packetsSent.Add(1)
+	e.stats.bytesSent.Add(uint64(len(b)))
+}
+
+// sendHeartbeat sends one heartbeat by multicast and to every unicast target.
+func (e *engine) sendHeartbeat(flags uint8) {
+	s := &e.self.m
+	b, ok := e.encode(&packet{typ: msgHeartbeat, flags: flags, start: s.JoinTime.UnixNano(),
+		name: e.nameB, addr: e.addrB, meta: s.Meta}, nil)
+	if !ok {
+		return
+	}
+	if e.multicast {
+		e.broadcast(b)
+	}
+	if e.unicast {
+		for _, t := range e.targets() {
+			e.write(b, t)
+		}
+	}
+}
+
+// targets returns the unicast heartbeat targets: seeds, live members and learned
+// addresses, without duplicates or the local address, in a stable order.
+func (e *engine) targets() []netip.AddrPort {
+	local := e.tr.LocalAddr()
+	out := make([]netip.AddrPort, 0, len(e.seeds)+len(e.order)+len(e.learned))
+	out = append(out, e.seeds...)
+	for _, pe := range e.order {
+		if pe != e.self && pe.m.PacketAddr.IsValid() {
+			out = append(out, pe.m.PacketAddr)
+		}
+	}
+	for ap := range e.learned {
+		out = append(out, ap)
+	}
+	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	out = slices.Compact(out)
+	return slices.DeleteFunc(out, func(a netip.AddrPort) bool { return a == local })
+}
+
+// Peers gossip: every peersEvery a node sends peersChunk entries of its member
+// list, taken in turn, to peersFanout random unicast targets. Each address reaches
+// everyone in a few periods (epidemic spread), at a cost per node that does not
+// grow with the cluster: at most peersFanout × (49 + 27 × peersChunk) bytes a
+// period.
+const (
+	peersChunk  = 16
+	peersFanout = 3
+)
+
+// sendPeers tells a few unicast targets about some of the members this node
+// hears, so that members learned through a seed end up heartbeating each other.
+func (e *engine) sendPeers() {
+	var entries []peerEntry
+	for _, pe := range e.order {
+		if pe != e.self && pe.m.PacketAddr.IsValid() {
+			entries = append(entries, peerEntry{id: pe.m.ID, addr: pe.m.PacketAddr})
+		}
+	}
+	if len(entries) == 0 {
+		return
+	}
+	chunk := make([]peerEntry, 0, peersChunk)
+	for i := 0; i < min(peersChunk, len(entries)); i++ {
+		chunk = append(chunk, entries[(e.peersCursor+i)%len(entries)])
+	}
+	e.peersCursor = (e.peersCursor + len(chunk)) % len(entries)
+	targets := e.targets()
+	e.rng.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
+	b, ok := e.encode(&packet{typ: msgPeers}, chunk)
+	if !ok {
+		return
+	}
+	for _, t := range targets[:min(len(targets), peersFanout)] {
+		e.write(b, t)
+	}
+}
+
+// leave announces a graceful departure (three times, against loss) and stops the
+// engine: no more heartbeats, and incoming packets are ignored.
+func (e *engine) leave(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.running {
+		return
+	}
+	for range 3 {
+		e.sendHeartbeat(flagLeaving)
+	}
+	e.stopLocked(now)
+}
+
+// stop makes the engine inert without announcing anything.
+func (e *engine) stop(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopLocked(now)
+}
+
+func (e *engine) stopLocked(now time.Time) {
+	if !e.running {
+		return
+	}
+	e.running = false
+	e.members = make(map[nodeid.ID]*peer)
+	e.rebuildOrder()
+	e.leader = nodeid.None
+	e.log.Debug("membership: stopped", "at", now)
+}
+
+// setMeta changes the local metadata; the next heartbeats carry it.
+func (e *engine) setMeta(meta []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m := append([]byte{}, meta...)
+	e.cfg.Meta = m
+	if e.self != nil {
+		e.self.m.Meta = m
+	}
+}
+
+// setSeeds replaces the resolved seed addresses.
+func (e *engine) setSeeds(seeds []netip.AddrPort) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seeds = seeds
+}

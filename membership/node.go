@@ -1,0 +1,284 @@
+package membership
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/trellisrpc/trellis/nodeid"
+)
+
+// Node is a member of a cluster: it heartbeats, detects failures, keeps the member
+// list and publishes events. It implements Discovery. Its methods are safe for
+// concurrent use.
+type Node struct {
+	cfg  Config
+	keys *keyring
+	hub  *EventHub
+	e    *engine
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	done    chan struct{}
+	ctx     context.Context // cancelled by Close: bounds background look-ups
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	tr      Transport
+}
+
+// New checks cfg and returns a node that is not yet started.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := newKeyring(cfg.ClusterLabel, cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("membership: keyring: %w", err)
+	}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	n := &Node{cfg: cfg, keys: keys, hub: NewEventHub(), done: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.e = newEngine(cfg, cfg.Transport, keys, n.hub, binary.LittleEndian.Uint64(seed[:]))
+	return n, nil
+}
+
+// ID returns the local node's ID.
+func (n *Node) ID() nodeid.ID { return n.cfg.ID }
+
+// Start opens the transport (UDP unless Config.Transport is set), resolves the
+// seeds and starts heartbeating and detecting. ctx bounds this start-up only; the
+// node then runs until Leave or Close. A node starts at most once.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	if n.started {
+		return errors.New("membership: node already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("membership: start: %w", err)
+	}
+	tr := n.cfg.Transport
+	if tr == nil {
+		ucfg := UDPConfig{Bind: n.cfg.BindAddr, Interface: n.cfg.Interface, TTL: n.cfg.MulticastTTL}
+		if !n.cfg.DisableMulticast {
+			ucfg.Group = n.cfg.Group
+		}
+		udp, err := ListenUDP(ucfg)
+		if err != nil {
+			return fmt.Errorf("membership: start: %w", err)
+		}
+		tr = udp
+	}
+	seeds, unresolved := resolveSeeds(ctx, n.cfg.Seeds)
+	if err := ctx.Err(); err != nil {
+		tr.Close()
+		return fmt.Errorf("membership: start: resolving seeds: %w", err)
+	}
+	n.tr = tr
+	n.e.tr = tr
+	n.e.setSeeds(seeds)
+	n.e.start(n.cfg.Clock.Now())
+	n.started = true
+	n.cfg.Logger.Info("membership: started", "id", n.cfg.ID, "name", n.cfg.Name,
+		"local", tr.LocalAddr(), "multicast", !n.cfg.DisableMulticast, "seeds", len(seeds))
+	n.wg.Add(2)
+	go n.readLoop()
+	go n.tickLoop()
+	if unresolved {
+		n.wg.Add(1)
+		go n.seedLoop()
+	}
+	return nil
+}
+
+func (n *Node) readLoop() {
+	defer n.wg.Done()
+	buf := make([]byte, MaxPacketSize+1)
+	for {
+		k, from, err := n.tr.ReadFrom(buf)
+		if err != nil {
+			select {
+			case <-n.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			n.cfg.Logger.Warn("membership: read failed", "err", err)
+			select {
+			case <-n.done:
+				return
+			case <-time.After(10 * time.Millisecond): // back off a failing transport
+			}
+			continue
+		}
+		n.e.handle(n.cfg.Clock.Now(), buf[:k], from)
+	}
+}
+
+func (n *Node) tickLoop() {
+	defer n.wg.Done()
+	t := n.cfg.Clock.NewTicker(tickPeriod(n.cfg.Interval))
+	defer t.Stop()
+	n.e.tick(n.cfg.Clock.Now())
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C():
+			n.e.tick(n.cfg.Clock.Now())
+		}
+	}
+}
+
+// seedLoop re-resolves the seeds every SeedRefresh while some do not resolve.
+func (n *Node) seedLoop() {
+	defer n.wg.Done()
+	t := n.cfg.Clock.NewTicker(n.cfg.SeedRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C():
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SeedRefresh)
+		seeds, unresolved := resolveSeeds(ctx, n.cfg.Seeds)
+		cancel()
+		n.e.setSeeds(seeds)
+		if !unresolved {
+			return
+		}
+	}
+}
+
+// resolveSeeds resolves "host[:port]" seeds to IPv4 addresses; unresolved reports
+// whether any failed (they are logged by the caller's retries).
+func resolveSeeds(ctx context.Context, seeds []string) (out []netip.AddrPort, unresolved bool) {
+	for _, s := range seeds {
+		host, portStr, err := net.SplitHostPort(s)
+		if err != nil {
+			host, portStr = s, strconv.Itoa(DefaultUnicastPort)
+		}
+		port, err := strconv.ParseUint(portStr, 10, 16)
+		if err != nil || port == 0 {
+			unresolved = true
+			continue
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		if err != nil || len(ips) == 0 {
+			unresolved = true
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
+		}
+	}
+	return out, unresolved
+}
+
+// Local returns the local node's own entry.
+func (n *Node) Local() Member { return n.e.local() }
+
+// Members returns the live members (alive or suspected, the local node included),
+// ordered by join time then ID: the first is the leader. It is empty before Start
+// and after Close.
+func (n *Node) Members() []Member { return n.e.memberList() }
+
+// Leader returns the oldest live member, and false before Start or after Close. In
+// a partition each side sees the oldest member of its own side: membership alone
+// does not prevent two leaders (see the package documentation).
+func (n *Node) Leader() (Member, bool) { return n.e.leaderMember() }
+
+// Subscribe returns a subscription to this node's events with a queue of buffer
+// events (DefaultEventBuffer if buffer <= 0); see EventHub for the overflow policy.
+// Subscribe before Start to see every event, the first LeaderChanged included.
+func (n *Node) Subscribe(buffer int) *Subscription { return n.hub.Subscribe(buffer) }
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats { return n.e.stats.snapshot() }
+
+// SetMeta changes the metadata advertised by the next heartbeats; others publish
+// Updated when they see it.
+func (n *Node) SetMeta(meta []byte) error {
+	if len(meta) > MaxMetaLen {
+		return fmt.Errorf("membership: meta is %d bytes, limit %d", len(meta), MaxMetaLen)
+	}
+	n.e.setMeta(meta)
+	return nil
+}
+
+// SetKeys replaces the keyring (the first key signs, all verify), for key rotation
+// without downtime.
+func (n *Node) SetKeys(keys [][]byte) error {
+	if err := n.keys.setKeys(keys); err != nil {
+		return fmt.Errorf("membership: set keys: %w", err)
+	}
+	return nil
+}
+
+// Leave announces a graceful departure, so that the others publish Left at once
+// instead of Failed after FailAfter, then stops like Close. If ctx is already done
+// the departure is not announced and ctx.Err() is returned after stopping.
+func (n *Node) Leave(ctx context.Context) error {
+	n.mu.Lock()
+	started := n.started && !n.closed
+	n.mu.Unlock()
+	if started && ctx.Err() == nil {
+		n.e.leave(n.cfg.Clock.Now())
+	}
+	err := n.Close()
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("membership: leave: %w", cerr)
+	}
+	return err
+}
+
+// Close stops the node without announcing anything (the others will declare it
+// failed), closes the transport, waits for every goroutine of the node to end and
+// closes all subscriptions. Closing twice is harmless.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	started := n.started
+	n.mu.Unlock()
+
+	close(n.done)
+	n.cancel()
+	n.e.stop(n.cfg.Clock.Now())
+	var err error
+	tr := n.tr
+	if tr == nil {
+		tr = n.cfg.Transport
+	}
+	if tr != nil {
+		if cerr := tr.Close(); cerr != nil && started {
+			err = fmt.Errorf("membership: closing transport: %w", cerr)
+		}
+	}
+	n.wg.Wait()
+	n.hub.Close()
+	return err
+}

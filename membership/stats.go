@@ -1,0 +1,54 @@
+package membership
+
+import "sync/atomic"
+
+// Stats counts what a Node sent, received and refused. Every dropped packet is
+// counted in exactly one of Malformed, ForeignCluster, Forged, Replayed and
+// Ignored.
+type Stats struct {
+	// PacketsSent and BytesSent count packets handed to the transport (a
+	// multicast packet counts once), BytesSent their UDP payload bytes.
+	PacketsSent, BytesSent uint64
+	// PacketsReceived and BytesReceived count every packet read, accepted or not.
+	PacketsReceived, BytesReceived uint64
+	// SendErrors counts packets the transport refused to send.
+	SendErrors uint64
+	// Malformed counts packets that did not decode (bad magic, version, lengths).
+	Malformed uint64
+	// ForeignCluster counts well-formed packets carrying another cluster's tag.
+	ForeignCluster uint64
+	// Forged counts packets whose authentication tag no key of the ring verifies.
+	Forged uint64
+	// Replayed counts authentic packets refused as old: a sequence number already
+	// seen or too old, or a previous incarnation. Network duplicates and reordering
+	// beyond the replay window land here too.
+	Replayed uint64
+	// Ignored counts authentic packets not acted upon: the node's own multicast
+	// echo, packets from a member over the MaxMembers cap, and probes or acks that
+	// concern no current suspicion.
+	Ignored uint64
+	// Suspicions, Failures and Refutations count members this node suspected,
+	// declared failed, and found alive again while suspected.
+	Suspicions, Failures, Refutations uint64
+	// Stalls counts the times this node found it had not run for more than four
+	// check periods; that time is not counted as the members' silence.
+	Stalls uint64
+}
+
+type counters struct {
+	packetsSent, bytesSent, packetsReceived, bytesReceived    atomic.Uint64
+	sendErrors, malformed, foreign, forged, replayed, ignored atomic.Uint64
+	suspicions, failures, refutations, stalls                 atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		PacketsSent: c.packetsSent.Load(), BytesSent: c.bytesSent.Load(),
+		PacketsReceived: c.packetsReceived.Load(), BytesReceived: c.bytesReceived.Load(),
+		SendErrors: c.sendErrors.Load(), Malformed: c.malformed.Load(),
+		ForeignCluster: c.foreign.Load(), Forged: c.forged.Load(),
+		Replayed: c.replayed.Load(), Ignored: c.ignored.Load(),
+		Suspicions: c.suspicions.Load(), Failures: c.failures.Load(),
+		Refutations: c.refutations.Load(), Stalls: c.stalls.Load(),
+	}
+}

@@ -1,0 +1,143 @@
+package transport
+
+import (
+	"fmt"
+	"io"
+)
+
+// msgKey identifies a message being reassembled. Fragments are matched by
+// kind and id together, so that two messages with the same id but different
+// kinds (a request and a response, say) never mix.
+type msgKey struct {
+	id   uint64
+	kind Kind
+}
+
+// partialOverhead is what each partly received message counts against
+// Config.MaxPartialBytes on top of its bytes, so that a peer cannot hold
+// unbounded memory by opening many messages with empty fragments.
+const partialOverhead = 64
+
+// A frameReader decodes the frame stream that follows the handshake. It
+// validates each header before allocating anything for its payload,
+// reassembles fragmented messages within the caps, and returns whole
+// messages and control frames one at a time. It has no goroutine and no
+// socket of its own, so tests and fuzz targets drive it from any io.Reader.
+type frameReader struct {
+	r            io.Reader
+	maxMessage   int    // cap on one reassembled message
+	maxPartial   int    // cap on the memory held by partial messages
+	partialBytes int    // capacity of the partial messages, plus overheads
+	onFrame      func() // called after each valid header, if set
+	hdr          [HeaderSize]byte
+	buf          []byte // payload of the last unfragmented message
+	partial      map[msgKey][]byte
+}
+
+func newFrameReader(r io.Reader, maxMessage, maxPartial int) *frameReader {
+	return &frameReader{r: r, maxMessage: maxMessage, maxPartial: maxPartial}
+}
+
+// A readError reports the underlying reader failing inside what: io.EOF at a
+// frame boundary, io.ErrUnexpectedEOF inside a frame, or a network error.
+type readError struct {
+	what string
+	err  error
+}
+
+func (e *readError) Error() string { return "transport: read " + e.what + ": " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// next returns the next whole message, or a control frame (Kind above
+// KindMax, nil payload). The payload is valid until the next call. Errors
+// are a *ProtocolError for malformed input or a *readError.
+func (fr *frameReader) next() (Header, []byte, error) {
+	for {
+		if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+			return Header{}, nil, &readError{what: "frame header", err: err}
+		}
+		h, err := ParseHeader(fr.hdr[:])
+		if err != nil {
+			return h, nil, err
+		}
+		if fr.onFrame != nil {
+			fr.onFrame()
+		}
+		if h.Kind > KindMax {
+			return h, nil, nil
+		}
+		n := int(h.Length) // at most MaxFramePayload: ParseHeader checked
+		key := msgKey{id: h.ID, kind: h.Kind}
+		prev, fragmented := fr.partial[key]
+		if !fragmented && h.Flags&FlagMore == 0 {
+			if n > fr.maxMessage {
+				return h, nil, fr.tooBig(h)
+			}
+			if cap(fr.buf) < n {
+				fr.buf = make([]byte, n)
+			}
+			fr.buf = fr.buf[:n]
+			if _, err := io.ReadFull(fr.r, fr.buf); err != nil {
+				return h, nil, payloadError(err)
+			}
+			return h, fr.buf, nil
+		}
+		if len(prev)+n > fr.maxMessage {
+			return h, nil, fr.tooBig(h)
+		}
+		if !fragmented {
+			if fr.partialBytes+partialOverhead > fr.maxPartial {
+				return h, nil, fr.tooMuchPartial()
+			}
+			fr.partialBytes += partialOverhead
+		}
+		start := len(prev)
+		if cap(prev)-start < n {
+			// Grow by doubling, within the caps: the memory held is what
+			// is charged, and reallocations stay logarithmic.
+			// Near the cap it takes what is left at once, so that a peer
+			// hovering there cannot force a copy per fragment.
+			need := start + n
+			newCap := min(max(2*cap(prev), need, 4096), fr.maxMessage, cap(prev)+fr.maxPartial-fr.partialBytes)
+			if newCap < need {
+				return h, nil, fr.tooMuchPartial()
+			}
+			grown := make([]byte, start, newCap)
+			copy(grown, prev)
+			fr.partialBytes += newCap - cap(prev)
+			prev = grown
+		}
+		prev = prev[:start+n]
+		if fr.partial == nil {
+			fr.partial = make(map[msgKey][]byte)
+		}
+		fr.partial[key] = prev // charged: kept until completed or the end
+		if _, err := io.ReadFull(fr.r, prev[start:]); err != nil {
+			return h, nil, payloadError(err)
+		}
+		if h.Flags&FlagMore != 0 {
+			continue
+		}
+		delete(fr.partial, key)
+		fr.partialBytes -= cap(prev) + partialOverhead
+		return h, prev, nil
+	}
+}
+
+// payloadError reports a failure to read a payload whose header has been
+// read: the end of the stream there is always unexpected (io.ReadFull
+// says io.EOF when the payload is missing entirely).
+func payloadError(err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return &readError{what: "frame payload", err: err}
+}
+
+func (fr *frameReader) tooMuchPartial() error {
+	return &ProtocolError{Reason: fmt.Sprintf("partly received messages exceed the cap of %d bytes", fr.maxPartial)}
+}
+
+func (fr *frameReader) tooBig(h Header) error {
+	return &ProtocolError{Reason: fmt.Sprintf("message %d of kind %d exceeds the cap of %d bytes", h.ID, h.Kind, fr.maxMessage)}
+}

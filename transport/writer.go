@@ -1,0 +1,179 @@
+package transport
+
+import (
+	"bufio"
+	"fmt"
+	"time"
+)
+
+// writeBufferSize is the size of the writer's buffer: frames are batched in
+// it and reach the socket when it is full or when the writer runs out of
+// work.
+const writeBufferSize = 64 << 10
+
+// writeLoop is the connection's only writer. Each round it takes the control
+// frames and the messages queued since the last round, writes the control
+// frames, then one fragment of each unfinished message in turn (so a big
+// message does not stall small ones), and flushes only when it has nothing
+// left to write.
+func (c *Conn) writeLoop() {
+	defer c.exit()
+	bw := bufio.NewWriterSize(deadlineWriter{c}, writeBufferSize)
+	var (
+		pending, spare []outFrame
+		busy           map[msgKey]struct{} // keys of messages with fragments left this round
+		hdr            [HeaderSize]byte
+	)
+	fail := func(err error, rest ...[]outFrame) {
+		c.fail(fmt.Errorf("transport: write: %w", err))
+		for _, r := range rest {
+			for i := range r {
+				PutBuffer(r[i].buf)
+			}
+		}
+	}
+	for {
+		c.mu.Lock()
+		for len(c.queue) == 0 && len(pending) == 0 && !c.ctl.any() {
+			closing, err := c.closing, c.err
+			c.mu.Unlock()
+			if err != nil {
+				return
+			}
+			if bw.Buffered() > 0 {
+				if err := bw.Flush(); err != nil {
+					fail(err)
+					return
+				}
+			} else if closing {
+				c.finishClose()
+				return
+			} else {
+				select {
+				case <-c.wake:
+				case <-c.done:
+					return
+				}
+			}
+			c.mu.Lock()
+		}
+		if c.err != nil { // closed while the last round was being written
+			c.mu.Unlock()
+			for i := range pending {
+				PutBuffer(pending[i].buf)
+			}
+			return
+		}
+		ctl := c.ctl
+		c.ctl = control{}
+		pending = append(pending, c.queue...)
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		c.mu.Unlock()
+
+		if err := writeControl(bw, hdr[:], ctl); err != nil {
+			fail(err, pending)
+			return
+		}
+		next := spare[:0]
+		freed := 0
+		clear(busy)
+		for i := range pending {
+			f := &pending[i]
+			key := msgKey{id: f.id, kind: f.kind}
+			if len(busy) > 0 {
+				if _, ok := busy[key]; ok {
+					// An earlier message with the same key is unfinished:
+					// this one waits, so the two never interleave.
+					next = append(next, *f)
+					continue
+				}
+			}
+			size := 0
+			if f.buf != nil {
+				size = f.buf.Len()
+			}
+			chunk, flags := size-f.off, uint8(0)
+			if chunk > MaxFramePayload {
+				chunk, flags = MaxFramePayload, FlagMore
+			}
+			putHeader(hdr[:], Header{Length: uint32(chunk), Kind: f.kind, Flags: flags, ID: f.id})
+			_, err := bw.Write(hdr[:])
+			if err == nil && chunk > 0 {
+				_, err = bw.Write(f.buf.Bytes()[f.off : f.off+chunk])
+			}
+			if err != nil {
+				fail(err, next, pending[i:])
+				return
+			}
+			f.off += chunk
+			if flags&FlagMore != 0 {
+				if busy == nil {
+					busy = make(map[msgKey]struct{})
+				}
+				busy[key] = struct{}{}
+				next = append(next, *f)
+				continue
+			}
+			freed += f.charge
+			PutBuffer(f.buf)
+		}
+		clear(pending)
+		pending, spare = next, pending[:0]
+		if freed > 0 {
+			c.mu.Lock()
+			c.queued -= freed
+			c.freeSpace()
+			c.mu.Unlock()
+		}
+	}
+}
+
+// writeControl writes the control frames in ctl.
+func writeControl(bw *bufio.Writer, hdr []byte, ctl control) error {
+	frames := [...]struct {
+		due  bool
+		kind Kind
+		id   uint64
+	}{
+		{ctl.goAway, frameGoAway, 0},
+		{ctl.ping, framePing, ctl.pingID},
+		{ctl.pong, framePong, ctl.pongID},
+	}
+	for _, f := range frames {
+		if !f.due {
+			continue
+		}
+		putHeader(hdr, Header{Kind: f.kind, ID: f.id})
+		if _, err := bw.Write(hdr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deadlineWriter bounds each socket write by Config.WriteTimeout.
+type deadlineWriter struct{ c *Conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	w.c.nc.SetWriteDeadline(time.Now().Add(w.c.cfg.WriteTimeout))
+	return w.c.nc.Write(p)
+}
+
+// finishClose is run by the writer once a graceful Close has written and
+// flushed everything queued (the GoAway included). It half-closes the
+// connection, so the peer's reader sees the end of the stream, and gives
+// the peer up to KeepaliveInterval to close its side, which ends our reader
+// and lets the last frames it sent reach our Handler; then it closes.
+func (c *Conn) finishClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	timer := time.NewTimer(c.cfg.KeepaliveInterval)
+	defer timer.Stop()
+	select {
+	case <-c.done:
+	case <-timer.C:
+	}
+	c.fail(ErrClosed)
+}
