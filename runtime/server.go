@@ -207,10 +207,18 @@ func (n *Node) startServing() bool {
 }
 
 // serve runs a call's handler on a worker and sends the reply.
-func (sc *ServerCall) serve() {
+//
+// A worker (w not nil) makes itself available for the next call as soon as
+// the handler has returned, before the reply is sent, so that a caller
+// making calls one after the other finds it waiting; serve reports whether
+// the worker stays in the pool.
+func (sc *ServerCall) serve(w *workerPool) (stay bool) {
 	n, p := sc.node, sc.peer
 	defer n.serving.Done()
 	results, err := sc.invoke()
+	if w != nil {
+		stay = w.ready()
+	}
 	transport.PutBuffer(sc.body)
 	sc.body = nil
 	cancelled, byCaller := sc.ctx.stop()
@@ -257,6 +265,7 @@ func (sc *ServerCall) serve() {
 		}
 	}
 	p.send(context.Background(), kindResponse, sc.id, buf)
+	return
 }
 
 // replyTransformed sends the results through the node's interceptor.

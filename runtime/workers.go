@@ -12,11 +12,14 @@ type mutex = sync.Mutex
 const maxIdleWorkers = 64
 
 // workerPool runs calls on goroutines that outlive a call, so a node under
-// load does not start a goroutine per call: a call goes to an idle worker if
-// one is waiting, else to a new one. Workers beyond maxIdleWorkers exit when
-// they run out of work.
+// load does not start a goroutine per call. idle counts the workers that are
+// free (or about to be: a worker counts itself free as soon as its handler
+// returns, while it sends the reply); run reserves one by decrementing it
+// and hands it the call, or starts a new worker if none is free, so a slow
+// handler never delays another call. Workers beyond maxIdleWorkers exit
+// when they run out of work.
 type workerPool struct {
-	work chan *ServerCall // unbuffered: a send succeeds only into an idle worker
+	work chan *ServerCall // unbuffered: received only by reserved workers
 	quit chan struct{}
 	idle atomic.Int32
 	wg   sync.WaitGroup
@@ -29,17 +32,26 @@ func (w *workerPool) init() {
 	w.quit = make(chan struct{})
 }
 
-// run serves sc on an idle worker or a new one.
+// run serves sc on a free worker or a new one.
 func (w *workerPool) run(sc *ServerCall) {
-	select {
-	case w.work <- sc:
-		return
-	default:
+	for {
+		n := w.idle.Load()
+		if n <= 0 {
+			break
+		}
+		if w.idle.CompareAndSwap(n, n-1) {
+			select {
+			case w.work <- sc: // the reserved worker is about to receive
+			case <-w.quit:
+				go sc.serve(nil)
+			}
+			return
+		}
 	}
 	w.mu.Lock()
 	if w.done {
 		w.mu.Unlock()
-		go sc.serve() // the node is stopping; this call is still counted in Node.serving
+		go sc.serve(nil) // the node is stopping; this call is still counted in Node.serving
 		return
 	}
 	w.wg.Add(1)
@@ -47,25 +59,35 @@ func (w *workerPool) run(sc *ServerCall) {
 	go w.loop(sc)
 }
 
+// ready counts the calling worker free, unless enough are; it reports
+// whether the worker stays.
+func (w *workerPool) ready() bool {
+	for {
+		n := w.idle.Load()
+		if n >= maxIdleWorkers {
+			return false
+		}
+		if w.idle.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 func (w *workerPool) loop(sc *ServerCall) {
 	defer w.wg.Done()
 	for {
-		sc.serve()
-		if w.idle.Add(1) > maxIdleWorkers {
-			w.idle.Add(-1)
+		if !sc.serve(w) {
 			return
 		}
 		select {
 		case sc = <-w.work:
-			w.idle.Add(-1)
 		case <-w.quit:
-			w.idle.Add(-1)
 			return
 		}
 	}
 }
 
-// stop ends the idle workers and waits for all workers to end.
+// stop ends the free workers and waits for all workers to end.
 func (w *workerPool) stop() {
 	w.mu.Lock()
 	if !w.done {
