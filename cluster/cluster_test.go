@@ -48,6 +48,11 @@ func freeUDPAddr(t *testing.T) string {
 // startMember starts a member whose membership binds bind (empty: any port)
 // and heartbeats seeds.
 func startMember(t *testing.T, name, bind string, seeds ...string) *member {
+	return startMemberWith(t, topology.Ring{}, name, bind, seeds...)
+}
+
+// startMemberWith starts a member using strategy s.
+func startMemberWith(t *testing.T, s topology.Strategy, name, bind string, seeds ...string) *member {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -73,7 +78,7 @@ func startMember(t *testing.T, name, bind string, seeds ...string) *member {
 	if err := testsvc.RegisterKitchen(node, impl); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc})
+	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: s})
 	if err != nil {
 		t.Fatal(err)
 	}
