@@ -38,14 +38,15 @@ type MethodDesc struct {
 	// call fails with ErrUnknownMethod instead of decoding into the wrong types.
 	ID uint64
 	// Handler decodes the arguments of a call, invokes impl (a value of the
-	// service's interface type) and returns the results to encode, or an error.
+	// service's interface type) and replies with the results, or an error.
 	Handler Handler
 }
 
 // A Handler serves one method: it decodes the arguments with call.Decode,
-// calls the implementation and returns a pointer to the results (nil for a
-// method whose only result is an error). Proxygen writes handlers.
-type Handler func(ctx context.Context, impl any, call *ServerCall) (results any, err error)
+// calls the implementation and encodes the results with call.Reply (a
+// method whose only result is an error does not reply), or returns the
+// error. Proxygen writes handlers.
+type Handler func(ctx context.Context, impl any, call *ServerCall) error
 
 // ServiceID returns the identifier of the service named name (package path
 // and interface name): the 64-bit FNV-1a hash of the name.

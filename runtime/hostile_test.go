@@ -65,15 +65,15 @@ func (l *logRecorder) contains(s string) bool {
 
 var echoDesc = &ServiceDesc{Name: "test.Echo", Methods: []*MethodDesc{{
 	Name: "Echo", ID: 42,
-	Handler: func(ctx context.Context, impl any, call *ServerCall) (any, error) {
+	Handler: func(ctx context.Context, impl any, call *ServerCall) error {
 		var s struct {
 			_ struct{} `cbor:",toarray"`
 			S string
 		}
 		if err := call.Decode(&s); err != nil {
-			return nil, err
+			return err
 		}
-		return &s, nil
+		return call.Reply(&s)
 	},
 }}}
 

@@ -371,13 +371,13 @@ type releaseArgs struct {
 var refsReleaseMethod = &MethodDesc{
 	Name:      "Release",
 	Signature: "func(context.Context, []refCount) error",
-	Handler: func(ctx context.Context, impl any, call *ServerCall) (any, error) {
+	Handler: func(ctx context.Context, impl any, call *ServerCall) error {
 		var args releaseArgs
 		if err := call.Decode(&args); err != nil {
-			return nil, err
+			return err
 		}
 		call.node.releaseFrom(call.caller, args.Refs)
-		return nil, nil
+		return nil
 	},
 }
 

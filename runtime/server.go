@@ -70,6 +70,7 @@ type ServerCall struct {
 	hops     int    // connections crossed
 	metadata Metadata
 	body     *transport.Buffer
+	reply    *transport.Buffer // the encoded results, once Reply is called
 }
 
 // Decode decodes the call's arguments into v, a pointer to the generated
@@ -215,14 +216,21 @@ func (n *Node) startServing() bool {
 func (sc *ServerCall) serve(w *workerPool) (stay bool) {
 	n, p := sc.node, sc.peer
 	defer n.serving.Done()
-	results, err := sc.invoke()
+	err := sc.invoke()
 	if w != nil {
 		stay = w.ready()
 	}
 	transport.PutBuffer(sc.body)
 	sc.body = nil
+	reply := sc.reply
+	sc.reply = nil
+	if err != nil && reply != nil {
+		transport.PutBuffer(reply)
+		reply = nil
+	}
 	cancelled, byCaller := sc.ctx.stop()
 	if byCaller {
+		transport.PutBuffer(reply)
 		p.endServing(sc.id)
 		return // the caller gave up and is not listening
 	}
@@ -231,9 +239,12 @@ func (sc *ServerCall) serve(w *workerPool) (stay bool) {
 		var w wireError
 		var de *decodeError
 		var pe panicError
+		var ee *encodeError
 		switch {
 		case errors.As(err, &pe):
 			w = wireError{Code: codePanic, Message: pe.Error()}
+		case errors.As(err, &ee):
+			w = wireError{Code: codeInternal, Message: ee.Error()}
 		case errors.As(err, &de):
 			w = wireError{Code: codeBadRequest, Message: de.Error()}
 		case cancelled == context.DeadlineExceeded && errors.Is(err, context.DeadlineExceeded):
@@ -251,35 +262,46 @@ func (sc *ServerCall) serve(w *workerPool) (stay bool) {
 		}
 		return
 	}
+	if reply == nil { // a method without results
+		reply = transport.GetBuffer()
+		reply.Write(appendResponse(reply.AvailableBuffer(), false, nil))
+	}
 	if ip := n.interceptor.Load(); ip != nil {
-		sc.replyTransformed(*ip, results)
+		sc.replyTransformed(*ip, reply)
 		return
 	}
-	buf := transport.GetBuffer()
-	buf.Write(appendResponse(buf.AvailableBuffer(), false, nil))
-	if results != nil {
-		if err := n.encode(results, &buf.Buffer); err != nil {
-			transport.PutBuffer(buf)
-			n.replyError(p, sc.id, wireError{Code: codeInternal, Message: "encoding results: " + err.Error()})
-			return
-		}
-	}
-	p.send(context.Background(), kindResponse, sc.id, buf)
+	p.send(context.Background(), kindResponse, sc.id, reply)
 	return
 }
 
-// replyTransformed sends the results through the node's interceptor.
-func (sc *ServerCall) replyTransformed(t Transformer, results any) {
-	n, p := sc.node, sc.peer
-	body := transport.GetBuffer()
-	defer transport.PutBuffer(body)
-	if results != nil {
-		if err := n.encode(results, &body.Buffer); err != nil {
-			n.replyError(p, sc.id, wireError{Code: codeInternal, Message: "encoding results: " + err.Error()})
-			return
-		}
+// Reply encodes the results of the call (a pointer to the generated results
+// struct); generated handlers call it once, last.
+func (sc *ServerCall) Reply(v any) error {
+	if sc.reply != nil {
+		return &encodeError{errors.New("replied twice")}
 	}
-	msg := Message{Service: sc.entry.svc, Method: sc.entry.method, Peer: sc.caller, Reply: true, Body: body.Bytes()}
+	buf := transport.GetBuffer()
+	buf.Write(appendResponse(buf.AvailableBuffer(), false, nil))
+	if err := sc.node.encode(v, &buf.Buffer); err != nil {
+		transport.PutBuffer(buf)
+		return &encodeError{err}
+	}
+	sc.reply = buf
+	return nil
+}
+
+// encodeError marks results that could not be encoded.
+type encodeError struct{ err error }
+
+func (e *encodeError) Error() string { return "encoding results: " + e.err.Error() }
+func (e *encodeError) Unwrap() error { return e.err }
+
+// replyTransformed sends a reply (envelope without metadata, then the
+// encoded results) through the node's interceptor.
+func (sc *ServerCall) replyTransformed(t Transformer, reply *transport.Buffer) {
+	n, p := sc.node, sc.peer
+	defer transport.PutBuffer(reply)
+	msg := Message{Service: sc.entry.svc, Method: sc.entry.method, Peer: sc.caller, Reply: true, Body: reply.Bytes()[1:]}
 	if err := t.Outgoing(&msg); err != nil {
 		n.replyError(p, sc.id, n.errors.encode(n.codec, err))
 		return
@@ -310,11 +332,11 @@ type panicError struct {
 func (e panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
 
 // invoke runs the handler, recovering a panic into an error.
-func (sc *ServerCall) invoke() (results any, err error) {
+func (sc *ServerCall) invoke() (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			sc.node.log.Error("trellis: implementation panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v, "stack", string(debug.Stack()))
-			results, err = nil, panicError{v}
+			err = panicError{v}
 		}
 	}()
 	return sc.entry.method.Handler(&sc.ctx, sc.entry.impl, sc)

@@ -69,13 +69,13 @@ func (p *CascadeProxy) Commit(ctx context.Context, leader nodeid.ID, epoch uint6
 }
 
 // cascadeCommitHandler serves Cascade.Commit: it decodes the arguments, calls impl and
-// returns the results to encode.
-func cascadeCommitHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func cascadeCommitHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args cascadeCommitArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Cascade).Commit(ctx, args.Leader, args.Epoch)
+	return impl.(Cascade).Commit(ctx, args.Leader, args.Epoch)
 }
 
 // cascadePrepareMethod describes Cascade.Prepare.
@@ -99,11 +99,11 @@ func (p *CascadeProxy) Prepare(ctx context.Context, a1 Proposal) error {
 }
 
 // cascadePrepareHandler serves Cascade.Prepare: it decodes the arguments, calls impl and
-// returns the results to encode.
-func cascadePrepareHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func cascadePrepareHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args cascadePrepareArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Cascade).Prepare(ctx, args.P)
+	return impl.(Cascade).Prepare(ctx, args.P)
 }

@@ -132,6 +132,9 @@ func (g *generator) planImports(services []*service, avoid nameSet) {
 	real := map[string]string{"context": "context", runtimePath: "runtime"}
 	for _, s := range services {
 		for _, m := range s.methods {
+			if len(m.params) > 0 && len(m.results) > 0 {
+				real["sync"] = "sync" // the pool of recycled call structs
+			}
 			for _, v := range slices.Concat(m.params, m.results) {
 				forEachTypeName(v.typ, func(obj *types.TypeName) {
 					if p := obj.Pkg(); p != nil && p != g.pkg {

@@ -25,6 +25,9 @@ func (g *generator) methodDecls(f *jen.File, s *service, m *method) {
 		decl(f, g.wireStruct(m.resultsType, m.results),
 			fmt.Sprintf("%s holds the results of %s.%s on the wire.", m.resultsType, s.name, m.name))
 	}
+	if g.shared(m) {
+		g.callDecls(f, s, m)
+	}
 	g.proxyMethod(f, s, m)
 	g.handler(f, s, m)
 }
@@ -185,7 +188,7 @@ func (g *generator) handler(f *jen.File, s *service, m *method) {
 	id := g.id
 	call := jen.Id(id.call)
 	ifErr := func() jen.Code {
-		return jen.If(jen.Id(id.err).Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Id(id.err)))
+		return jen.If(jen.Id(id.err).Op("!=").Nil()).Block(jen.Return(jen.Id(id.err)))
 	}
 	var body []jen.Code
 
@@ -199,7 +202,7 @@ func (g *generator) handler(f *jen.File, s *service, m *method) {
 		}
 		body = append(body,
 			jen.If(jen.Id(id.err).Op(":=").Add(call.Clone()).Dot("Decode").Call(jen.Op("&").Add(g.argsVar(m))), jen.Id(id.err).Op("!=").Nil()).
-				Block(jen.Return(jen.Nil(), jen.Id(id.err))))
+				Block(jen.Return(jen.Id(id.err))))
 	}
 	for i, p := range m.params {
 		field := g.argsVar(m).Dot(p.field)
@@ -224,7 +227,7 @@ func (g *generator) handler(f *jen.File, s *service, m *method) {
 	invoke := jen.Id(id.impl).Assert(jen.Id(s.name)).Dot(m.name).Call(args...)
 
 	if len(m.results) == 0 {
-		body = append(body, jen.Return(jen.Nil(), invoke))
+		body = append(body, jen.Return(invoke))
 	} else {
 		// Results: call, then export references and streams.
 		locals := make([]jen.Code, 0, len(m.results)+1)
@@ -251,18 +254,18 @@ func (g *generator) handler(f *jen.File, s *service, m *method) {
 		if g.shared(m) {
 			body = append(body,
 				jen.Id(id.wire).Dot("res").Op("=").Id(m.resultsType).Values(vals...),
-				jen.Return(jen.Op("&").Id(id.wire).Dot("res"), jen.Nil()))
+				jen.Return(call.Clone().Dot("Reply").Call(jen.Op("&").Id(id.wire).Dot("res"))))
 		} else {
-			body = append(body, jen.Return(jen.Op("&").Id(m.resultsType).Values(vals...), jen.Nil()))
+			body = append(body, jen.Return(call.Clone().Dot("Reply").Call(jen.Op("&").Id(m.resultsType).Values(vals...))))
 		}
 	}
 
 	decl(f, jen.Func().Id(m.handler).
 		Params(jen.Id(id.ctx).Qual("context", "Context"), jen.Id(id.impl).Any(), jen.Id(id.call).Op("*").Add(rt("ServerCall"))).
-		Params(jen.Any(), jen.Error()).
+		Error().
 		Block(body...),
 		fmt.Sprintf("%s serves %s.%s: it decodes the arguments, calls impl and", m.handler, s.name, m.name),
-		"returns the results to encode.")
+		"replies with the results.")
 }
 
 // shared reports whether m has both arguments and results: generated code
@@ -271,12 +274,28 @@ func (g *generator) shared(m *method) bool {
 	return len(m.params) > 0 && len(m.results) > 0
 }
 
-// sharedVar declares the struct holding m's arguments and results.
+// sharedVar takes a recycled struct for m's arguments and results from its
+// pool, and gives it back when the function returns.
 func (g *generator) sharedVar(m *method) jen.Code {
-	return jen.Comment("The arguments and results share one allocation.").Line().Var().Id(g.id.wire).Struct(
+	return jen.Id(g.id.wire).Op(":=").Id(m.callPool).Dot("Get").Call().Assert(jen.Op("*").Id(m.callType)).
+		Line().Defer().Id(g.id.wire).Dot("recycle").Call()
+}
+
+// callDecls declares the recycled struct of m's arguments and results, its
+// pool and its recycle method.
+func (g *generator) callDecls(f *jen.File, s *service, m *method) {
+	decl(f, jen.Type().Id(m.callType).Struct(
 		jen.Id("args").Id(m.argsType),
 		jen.Id("res").Id(m.resultsType),
-	)
+	), fmt.Sprintf("%s holds the arguments and results of one call of %s.%s. It is", m.callType, s.name, m.name),
+		"recycled, so that a call allocates neither.")
+	decl(f, jen.Var().Id(m.callPool).Op("=").Qual("sync", "Pool").Values(jen.Id("New").Op(":").Func().Params().Any().Block(
+		jen.Return(jen.New(jen.Id(m.callType))))),
+		fmt.Sprintf("%s recycles %s values.", m.callPool, m.callType))
+	decl(f, jen.Func().Params(jen.Id("c").Op("*").Id(m.callType)).Id("recycle").Params().Block(
+		jen.Op("*").Id("c").Op("=").Id(m.callType).Values(),
+		jen.Id(m.callPool).Dot("Put").Call(jen.Id("c")),
+	), "recycle clears c, which no longer holds anything of the call, and returns it to its pool.")
 }
 
 // argsVar is the expression of m's arguments struct.

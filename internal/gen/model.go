@@ -65,6 +65,8 @@ type method struct {
 	handler     string // storeGetHandler
 	argsType    string // storeGetArgs; unused when params is empty
 	resultsType string // storeGetResults; unused when results is empty
+	callType    string // storeGetCall: arguments and results, recycled (when the method has both)
+	callPool    string // storeGetCalls: the pool of callType
 }
 
 // A value is a parameter (other than the context) or a result (other than
@@ -94,6 +96,9 @@ func (s *service) generated() []string {
 		if len(m.results) > 0 {
 			names = append(names, m.resultsType)
 		}
+		if len(m.params) > 0 && len(m.results) > 0 {
+			names = append(names, m.callType, m.callPool)
+		}
 	}
 	return names
 }
@@ -120,6 +125,8 @@ func nameService(s *service) {
 		m.handler = base + "Handler"
 		m.argsType = base + "Args"
 		m.resultsType = base + "Results"
+		m.callType = base + "Call"
+		m.callPool = base + "Calls"
 	}
 }
 

@@ -5,6 +5,7 @@ package testsvc
 import (
 	"context"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/trellisrpc/trellis/nodeid"
@@ -85,13 +86,28 @@ type callbackNotifyResults struct {
 	R0 int
 }
 
+// callbackNotifyCall holds the arguments and results of one call of Callback.Notify. It is
+// recycled, so that a call allocates neither.
+type callbackNotifyCall struct {
+	args callbackNotifyArgs
+	res  callbackNotifyResults
+}
+
+// callbackNotifyCalls recycles callbackNotifyCall values.
+var callbackNotifyCalls = sync.Pool{New: func() any {
+	return new(callbackNotifyCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *callbackNotifyCall) recycle() {
+	*c = callbackNotifyCall{}
+	callbackNotifyCalls.Put(c)
+}
+
 // Notify calls Callback.Notify on the remote node.
 func (p *CallbackProxy) Notify(ctx context.Context, msg string) (int, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args callbackNotifyArgs
-		res  callbackNotifyResults
-	}
+	wire := callbackNotifyCalls.Get().(*callbackNotifyCall)
+	defer wire.recycle()
 	wire.args = callbackNotifyArgs{Msg: msg}
 	if err := p.c.Call(ctx, callbackNotifyMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
@@ -100,22 +116,19 @@ func (p *CallbackProxy) Notify(ctx context.Context, msg string) (int, error) {
 }
 
 // callbackNotifyHandler serves Callback.Notify: it decodes the arguments, calls impl and
-// returns the results to encode.
-func callbackNotifyHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args callbackNotifyArgs
-		res  callbackNotifyResults
-	}
+// replies with the results.
+func callbackNotifyHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := callbackNotifyCalls.Get().(*callbackNotifyCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Callback).Notify(ctx, wire.args.Msg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = callbackNotifyResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // ControlService describes the Control interface to the Trellis runtime.
@@ -173,13 +186,28 @@ type controlBlockedResults struct {
 	R0 string
 }
 
+// controlBlockedCall holds the arguments and results of one call of Control.Blocked. It is
+// recycled, so that a call allocates neither.
+type controlBlockedCall struct {
+	args controlBlockedArgs
+	res  controlBlockedResults
+}
+
+// controlBlockedCalls recycles controlBlockedCall values.
+var controlBlockedCalls = sync.Pool{New: func() any {
+	return new(controlBlockedCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *controlBlockedCall) recycle() {
+	*c = controlBlockedCall{}
+	controlBlockedCalls.Put(c)
+}
+
 // Blocked calls Control.Blocked on the remote node.
 func (p *ControlProxy) Blocked(ctx context.Context, tag string) (string, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args controlBlockedArgs
-		res  controlBlockedResults
-	}
+	wire := controlBlockedCalls.Get().(*controlBlockedCall)
+	defer wire.recycle()
 	wire.args = controlBlockedArgs{Tag: tag}
 	if err := p.c.Call(ctx, controlBlockedMethod, &wire.args, &wire.res); err != nil {
 		return "", err
@@ -188,22 +216,19 @@ func (p *ControlProxy) Blocked(ctx context.Context, tag string) (string, error) 
 }
 
 // controlBlockedHandler serves Control.Blocked: it decodes the arguments, calls impl and
-// returns the results to encode.
-func controlBlockedHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args controlBlockedArgs
-		res  controlBlockedResults
-	}
+// replies with the results.
+func controlBlockedHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := controlBlockedCalls.Get().(*controlBlockedCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Control).Blocked(ctx, wire.args.Tag)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = controlBlockedResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // controlMallocsMethod describes Control.Mallocs.
@@ -230,13 +255,13 @@ func (p *ControlProxy) Mallocs(ctx context.Context) (uint64, error) {
 }
 
 // controlMallocsHandler serves Control.Mallocs: it decodes the arguments, calls impl and
-// returns the results to encode.
-func controlMallocsHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func controlMallocsHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	r0, err := impl.(Control).Mallocs(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &controlMallocsResults{R0: r0}, nil
+	return call.Reply(&controlMallocsResults{R0: r0})
 }
 
 // controlStartedMethod describes Control.Started.
@@ -260,13 +285,13 @@ func (p *ControlProxy) Started(ctx context.Context, tag string) error {
 }
 
 // controlStartedHandler serves Control.Started: it decodes the arguments, calls impl and
-// returns the results to encode.
-func controlStartedHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func controlStartedHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args controlStartedArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Control).Started(ctx, args.Tag)
+	return impl.(Control).Started(ctx, args.Tag)
 }
 
 // CounterService describes the Counter interface to the Trellis runtime.
@@ -339,13 +364,28 @@ type counterAddResults struct {
 	R0 int
 }
 
+// counterAddCall holds the arguments and results of one call of Counter.Add. It is
+// recycled, so that a call allocates neither.
+type counterAddCall struct {
+	args counterAddArgs
+	res  counterAddResults
+}
+
+// counterAddCalls recycles counterAddCall values.
+var counterAddCalls = sync.Pool{New: func() any {
+	return new(counterAddCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *counterAddCall) recycle() {
+	*c = counterAddCall{}
+	counterAddCalls.Put(c)
+}
+
 // Add calls Counter.Add on the remote node.
 func (p *CounterProxy) Add(ctx context.Context, d int) (int, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args counterAddArgs
-		res  counterAddResults
-	}
+	wire := counterAddCalls.Get().(*counterAddCall)
+	defer wire.recycle()
 	wire.args = counterAddArgs{D: d}
 	if err := p.c.Call(ctx, counterAddMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
@@ -354,22 +394,19 @@ func (p *CounterProxy) Add(ctx context.Context, d int) (int, error) {
 }
 
 // counterAddHandler serves Counter.Add: it decodes the arguments, calls impl and
-// returns the results to encode.
-func counterAddHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args counterAddArgs
-		res  counterAddResults
-	}
+// replies with the results.
+func counterAddHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := counterAddCalls.Get().(*counterAddCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Counter).Add(ctx, wire.args.D)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = counterAddResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // FilesService describes the Files interface to the Trellis runtime.
@@ -429,13 +466,28 @@ type filesDumpResults struct {
 	R0 runtime.StreamRef
 }
 
+// filesDumpCall holds the arguments and results of one call of Files.Dump. It is
+// recycled, so that a call allocates neither.
+type filesDumpCall struct {
+	args filesDumpArgs
+	res  filesDumpResults
+}
+
+// filesDumpCalls recycles filesDumpCall values.
+var filesDumpCalls = sync.Pool{New: func() any {
+	return new(filesDumpCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *filesDumpCall) recycle() {
+	*c = filesDumpCall{}
+	filesDumpCalls.Put(c)
+}
+
 // Dump calls Files.Dump on the remote node.
 func (p *FilesProxy) Dump(ctx context.Context, n int64, seed int64, failAt int64) (io.Reader, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args filesDumpArgs
-		res  filesDumpResults
-	}
+	wire := filesDumpCalls.Get().(*filesDumpCall)
+	defer wire.recycle()
 	wire.args = filesDumpArgs{N: n, Seed: seed, FailAt: failAt}
 	if err := p.c.Call(ctx, filesDumpMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
@@ -448,26 +500,23 @@ func (p *FilesProxy) Dump(ctx context.Context, n int64, seed int64, failAt int64
 }
 
 // filesDumpHandler serves Files.Dump: it decodes the arguments, calls impl and
-// returns the results to encode.
-func filesDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args filesDumpArgs
-		res  filesDumpResults
-	}
+// replies with the results.
+func filesDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := filesDumpCalls.Get().(*filesDumpCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Files).Dump(ctx, wire.args.N, wire.args.Seed, wire.args.FailAt)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0Ref, err := call.ExportReader(r0)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = filesDumpResults{R0: r0Ref}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // filesLoadMethod describes Files.Load.
@@ -491,17 +540,32 @@ type filesLoadResults struct {
 	R1 []byte
 }
 
+// filesLoadCall holds the arguments and results of one call of Files.Load. It is
+// recycled, so that a call allocates neither.
+type filesLoadCall struct {
+	args filesLoadArgs
+	res  filesLoadResults
+}
+
+// filesLoadCalls recycles filesLoadCall values.
+var filesLoadCalls = sync.Pool{New: func() any {
+	return new(filesLoadCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *filesLoadCall) recycle() {
+	*c = filesLoadCall{}
+	filesLoadCalls.Put(c)
+}
+
 // Load calls Files.Load on the remote node.
 func (p *FilesProxy) Load(ctx context.Context, r io.Reader) (int64, []byte, error) {
 	rRef, err := p.c.ExportReader(ctx, r)
 	if err != nil {
 		return 0, nil, err
 	}
-	// The arguments and results share one allocation.
-	var wire struct {
-		args filesLoadArgs
-		res  filesLoadResults
-	}
+	wire := filesLoadCalls.Get().(*filesLoadCall)
+	defer wire.recycle()
 	wire.args = filesLoadArgs{R: rRef}
 	if err := p.c.Call(ctx, filesLoadMethod, &wire.args, &wire.res); err != nil {
 		if runtime.NotSent(err) {
@@ -513,26 +577,23 @@ func (p *FilesProxy) Load(ctx context.Context, r io.Reader) (int64, []byte, erro
 }
 
 // filesLoadHandler serves Files.Load: it decodes the arguments, calls impl and
-// returns the results to encode.
-func filesLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args filesLoadArgs
-		res  filesLoadResults
-	}
+// replies with the results.
+func filesLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := filesLoadCalls.Get().(*filesLoadCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r, err := call.ImportReader(wire.args.R)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0, r1, err := impl.(Files).Load(ctx, r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = filesLoadResults{R0: r0, R1: r1}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // filesLoadSomeMethod describes Files.LoadSome.
@@ -556,17 +617,32 @@ type filesLoadSomeResults struct {
 	R0 int64
 }
 
+// filesLoadSomeCall holds the arguments and results of one call of Files.LoadSome. It is
+// recycled, so that a call allocates neither.
+type filesLoadSomeCall struct {
+	args filesLoadSomeArgs
+	res  filesLoadSomeResults
+}
+
+// filesLoadSomeCalls recycles filesLoadSomeCall values.
+var filesLoadSomeCalls = sync.Pool{New: func() any {
+	return new(filesLoadSomeCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *filesLoadSomeCall) recycle() {
+	*c = filesLoadSomeCall{}
+	filesLoadSomeCalls.Put(c)
+}
+
 // LoadSome calls Files.LoadSome on the remote node.
 func (p *FilesProxy) LoadSome(ctx context.Context, r io.Reader, n int64) (int64, error) {
 	rRef, err := p.c.ExportReader(ctx, r)
 	if err != nil {
 		return 0, err
 	}
-	// The arguments and results share one allocation.
-	var wire struct {
-		args filesLoadSomeArgs
-		res  filesLoadSomeResults
-	}
+	wire := filesLoadSomeCalls.Get().(*filesLoadSomeCall)
+	defer wire.recycle()
 	wire.args = filesLoadSomeArgs{R: rRef, N: n}
 	if err := p.c.Call(ctx, filesLoadSomeMethod, &wire.args, &wire.res); err != nil {
 		if runtime.NotSent(err) {
@@ -578,26 +654,23 @@ func (p *FilesProxy) LoadSome(ctx context.Context, r io.Reader, n int64) (int64,
 }
 
 // filesLoadSomeHandler serves Files.LoadSome: it decodes the arguments, calls impl and
-// returns the results to encode.
-func filesLoadSomeHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args filesLoadSomeArgs
-		res  filesLoadSomeResults
-	}
+// replies with the results.
+func filesLoadSomeHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := filesLoadSomeCalls.Get().(*filesLoadSomeCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r, err := call.ImportReader(wire.args.R)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Files).LoadSome(ctx, r, wire.args.N)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = filesLoadSomeResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // HandlesService describes the Handles interface to the Trellis runtime.
@@ -654,13 +727,28 @@ type handlesRenameResults struct {
 	R0 Holder
 }
 
+// handlesRenameCall holds the arguments and results of one call of Handles.Rename. It is
+// recycled, so that a call allocates neither.
+type handlesRenameCall struct {
+	args handlesRenameArgs
+	res  handlesRenameResults
+}
+
+// handlesRenameCalls recycles handlesRenameCall values.
+var handlesRenameCalls = sync.Pool{New: func() any {
+	return new(handlesRenameCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *handlesRenameCall) recycle() {
+	*c = handlesRenameCall{}
+	handlesRenameCalls.Put(c)
+}
+
 // Rename calls Handles.Rename on the remote node.
 func (p *HandlesProxy) Rename(ctx context.Context, h Holder, prefix string) (Holder, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args handlesRenameArgs
-		res  handlesRenameResults
-	}
+	wire := handlesRenameCalls.Get().(*handlesRenameCall)
+	defer wire.recycle()
 	wire.args = handlesRenameArgs{H: h, Prefix: prefix}
 	if err := p.c.Call(ctx, handlesRenameMethod, &wire.args, &wire.res); err != nil {
 		return Holder{}, err
@@ -669,22 +757,19 @@ func (p *HandlesProxy) Rename(ctx context.Context, h Holder, prefix string) (Hol
 }
 
 // handlesRenameHandler serves Handles.Rename: it decodes the arguments, calls impl and
-// returns the results to encode.
-func handlesRenameHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args handlesRenameArgs
-		res  handlesRenameResults
-	}
+// replies with the results.
+func handlesRenameHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := handlesRenameCalls.Get().(*handlesRenameCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Handles).Rename(ctx, wire.args.H, wire.args.Prefix)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = handlesRenameResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // KitchenService describes the Kitchen interface to the Trellis runtime.
@@ -749,13 +834,13 @@ func (p *KitchenProxy) Block(ctx context.Context, tag string) error {
 }
 
 // kitchenBlockHandler serves Kitchen.Block: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenBlockHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func kitchenBlockHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args kitchenBlockArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Kitchen).Block(ctx, args.Tag)
+	return impl.(Kitchen).Block(ctx, args.Tag)
 }
 
 // kitchenEchoMethod describes Kitchen.Echo.
@@ -780,13 +865,28 @@ type kitchenEchoResults struct {
 	R1 int
 }
 
+// kitchenEchoCall holds the arguments and results of one call of Kitchen.Echo. It is
+// recycled, so that a call allocates neither.
+type kitchenEchoCall struct {
+	args kitchenEchoArgs
+	res  kitchenEchoResults
+}
+
+// kitchenEchoCalls recycles kitchenEchoCall values.
+var kitchenEchoCalls = sync.Pool{New: func() any {
+	return new(kitchenEchoCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *kitchenEchoCall) recycle() {
+	*c = kitchenEchoCall{}
+	kitchenEchoCalls.Put(c)
+}
+
 // Echo calls Kitchen.Echo on the remote node.
 func (p *KitchenProxy) Echo(ctx context.Context, s string, n int) (string, int, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args kitchenEchoArgs
-		res  kitchenEchoResults
-	}
+	wire := kitchenEchoCalls.Get().(*kitchenEchoCall)
+	defer wire.recycle()
 	wire.args = kitchenEchoArgs{S: s, N: n}
 	if err := p.c.Call(ctx, kitchenEchoMethod, &wire.args, &wire.res); err != nil {
 		return "", 0, err
@@ -795,22 +895,19 @@ func (p *KitchenProxy) Echo(ctx context.Context, s string, n int) (string, int, 
 }
 
 // kitchenEchoHandler serves Kitchen.Echo: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenEchoHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args kitchenEchoArgs
-		res  kitchenEchoResults
-	}
+// replies with the results.
+func kitchenEchoHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := kitchenEchoCalls.Get().(*kitchenEchoCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, r1, err := impl.(Kitchen).Echo(ctx, wire.args.S, wire.args.N)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = kitchenEchoResults{R0: r0, R1: r1}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // kitchenEchoReqMethod describes Kitchen.EchoReq.
@@ -833,13 +930,28 @@ type kitchenEchoReqResults struct {
 	R0 Req
 }
 
+// kitchenEchoReqCall holds the arguments and results of one call of Kitchen.EchoReq. It is
+// recycled, so that a call allocates neither.
+type kitchenEchoReqCall struct {
+	args kitchenEchoReqArgs
+	res  kitchenEchoReqResults
+}
+
+// kitchenEchoReqCalls recycles kitchenEchoReqCall values.
+var kitchenEchoReqCalls = sync.Pool{New: func() any {
+	return new(kitchenEchoReqCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *kitchenEchoReqCall) recycle() {
+	*c = kitchenEchoReqCall{}
+	kitchenEchoReqCalls.Put(c)
+}
+
 // EchoReq calls Kitchen.EchoReq on the remote node.
 func (p *KitchenProxy) EchoReq(ctx context.Context, r Req) (Req, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args kitchenEchoReqArgs
-		res  kitchenEchoReqResults
-	}
+	wire := kitchenEchoReqCalls.Get().(*kitchenEchoReqCall)
+	defer wire.recycle()
 	wire.args = kitchenEchoReqArgs{R: r}
 	if err := p.c.Call(ctx, kitchenEchoReqMethod, &wire.args, &wire.res); err != nil {
 		return Req{}, err
@@ -848,22 +960,19 @@ func (p *KitchenProxy) EchoReq(ctx context.Context, r Req) (Req, error) {
 }
 
 // kitchenEchoReqHandler serves Kitchen.EchoReq: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenEchoReqHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args kitchenEchoReqArgs
-		res  kitchenEchoReqResults
-	}
+// replies with the results.
+func kitchenEchoReqHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := kitchenEchoReqCalls.Get().(*kitchenEchoReqCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Kitchen).EchoReq(ctx, wire.args.R)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = kitchenEchoReqResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // kitchenFailMethod describes Kitchen.Fail.
@@ -887,13 +996,13 @@ func (p *KitchenProxy) Fail(ctx context.Context, kind string) error {
 }
 
 // kitchenFailHandler serves Kitchen.Fail: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenFailHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func kitchenFailHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args kitchenFailArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Kitchen).Fail(ctx, args.Kind)
+	return impl.(Kitchen).Fail(ctx, args.Kind)
 }
 
 // kitchenNothingMethod describes Kitchen.Nothing.
@@ -910,9 +1019,9 @@ func (p *KitchenProxy) Nothing(ctx context.Context) error {
 }
 
 // kitchenNothingHandler serves Kitchen.Nothing: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenNothingHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	return nil, impl.(Kitchen).Nothing(ctx)
+// replies with the results.
+func kitchenNothingHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	return impl.(Kitchen).Nothing(ctx)
 }
 
 // kitchenPanicMethod describes Kitchen.Panic.
@@ -936,13 +1045,13 @@ func (p *KitchenProxy) Panic(ctx context.Context, msg string) error {
 }
 
 // kitchenPanicHandler serves Kitchen.Panic: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenPanicHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func kitchenPanicHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args kitchenPanicArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Kitchen).Panic(ctx, args.Msg)
+	return impl.(Kitchen).Panic(ctx, args.Msg)
 }
 
 // kitchenRoundTripMethod describes Kitchen.RoundTrip.
@@ -965,13 +1074,28 @@ type kitchenRoundTripResults struct {
 	R0 Everything
 }
 
+// kitchenRoundTripCall holds the arguments and results of one call of Kitchen.RoundTrip. It is
+// recycled, so that a call allocates neither.
+type kitchenRoundTripCall struct {
+	args kitchenRoundTripArgs
+	res  kitchenRoundTripResults
+}
+
+// kitchenRoundTripCalls recycles kitchenRoundTripCall values.
+var kitchenRoundTripCalls = sync.Pool{New: func() any {
+	return new(kitchenRoundTripCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *kitchenRoundTripCall) recycle() {
+	*c = kitchenRoundTripCall{}
+	kitchenRoundTripCalls.Put(c)
+}
+
 // RoundTrip calls Kitchen.RoundTrip on the remote node.
 func (p *KitchenProxy) RoundTrip(ctx context.Context, e Everything) (Everything, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args kitchenRoundTripArgs
-		res  kitchenRoundTripResults
-	}
+	wire := kitchenRoundTripCalls.Get().(*kitchenRoundTripCall)
+	defer wire.recycle()
 	wire.args = kitchenRoundTripArgs{E: e}
 	if err := p.c.Call(ctx, kitchenRoundTripMethod, &wire.args, &wire.res); err != nil {
 		return Everything{}, err
@@ -980,22 +1104,19 @@ func (p *KitchenProxy) RoundTrip(ctx context.Context, e Everything) (Everything,
 }
 
 // kitchenRoundTripHandler serves Kitchen.RoundTrip: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenRoundTripHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args kitchenRoundTripArgs
-		res  kitchenRoundTripResults
-	}
+// replies with the results.
+func kitchenRoundTripHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := kitchenRoundTripCalls.Get().(*kitchenRoundTripCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Kitchen).RoundTrip(ctx, wire.args.E)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = kitchenRoundTripResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // kitchenSleepMethod describes Kitchen.Sleep.
@@ -1019,13 +1140,13 @@ func (p *KitchenProxy) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 // kitchenSleepHandler serves Kitchen.Sleep: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenSleepHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func kitchenSleepHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args kitchenSleepArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Kitchen).Sleep(ctx, args.D)
+	return impl.(Kitchen).Sleep(ctx, args.D)
 }
 
 // kitchenSumMethod describes Kitchen.Sum.
@@ -1048,13 +1169,28 @@ type kitchenSumResults struct {
 	R0 int
 }
 
+// kitchenSumCall holds the arguments and results of one call of Kitchen.Sum. It is
+// recycled, so that a call allocates neither.
+type kitchenSumCall struct {
+	args kitchenSumArgs
+	res  kitchenSumResults
+}
+
+// kitchenSumCalls recycles kitchenSumCall values.
+var kitchenSumCalls = sync.Pool{New: func() any {
+	return new(kitchenSumCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *kitchenSumCall) recycle() {
+	*c = kitchenSumCall{}
+	kitchenSumCalls.Put(c)
+}
+
 // Sum calls Kitchen.Sum on the remote node.
 func (p *KitchenProxy) Sum(ctx context.Context, xs ...int) (int, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args kitchenSumArgs
-		res  kitchenSumResults
-	}
+	wire := kitchenSumCalls.Get().(*kitchenSumCall)
+	defer wire.recycle()
 	wire.args = kitchenSumArgs{Xs: xs}
 	if err := p.c.Call(ctx, kitchenSumMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
@@ -1063,22 +1199,19 @@ func (p *KitchenProxy) Sum(ctx context.Context, xs ...int) (int, error) {
 }
 
 // kitchenSumHandler serves Kitchen.Sum: it decodes the arguments, calls impl and
-// returns the results to encode.
-func kitchenSumHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args kitchenSumArgs
-		res  kitchenSumResults
-	}
+// replies with the results.
+func kitchenSumHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := kitchenSumCalls.Get().(*kitchenSumCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Kitchen).Sum(ctx, wire.args.Xs...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = kitchenSumResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // RegistryService describes the Registry interface to the Trellis runtime.
@@ -1134,9 +1267,9 @@ func (p *RegistryProxy) Drop(ctx context.Context) error {
 }
 
 // registryDropHandler serves Registry.Drop: it decodes the arguments, calls impl and
-// returns the results to encode.
-func registryDropHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	return nil, impl.(Registry).Drop(ctx)
+// replies with the results.
+func registryDropHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	return impl.(Registry).Drop(ctx)
 }
 
 // registryFireMethod describes Registry.Fire.
@@ -1159,13 +1292,28 @@ type registryFireResults struct {
 	R0 int
 }
 
+// registryFireCall holds the arguments and results of one call of Registry.Fire. It is
+// recycled, so that a call allocates neither.
+type registryFireCall struct {
+	args registryFireArgs
+	res  registryFireResults
+}
+
+// registryFireCalls recycles registryFireCall values.
+var registryFireCalls = sync.Pool{New: func() any {
+	return new(registryFireCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *registryFireCall) recycle() {
+	*c = registryFireCall{}
+	registryFireCalls.Put(c)
+}
+
 // Fire calls Registry.Fire on the remote node.
 func (p *RegistryProxy) Fire(ctx context.Context, msg string) (int, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registryFireArgs
-		res  registryFireResults
-	}
+	wire := registryFireCalls.Get().(*registryFireCall)
+	defer wire.recycle()
 	wire.args = registryFireArgs{Msg: msg}
 	if err := p.c.Call(ctx, registryFireMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
@@ -1174,22 +1322,19 @@ func (p *RegistryProxy) Fire(ctx context.Context, msg string) (int, error) {
 }
 
 // registryFireHandler serves Registry.Fire: it decodes the arguments, calls impl and
-// returns the results to encode.
-func registryFireHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registryFireArgs
-		res  registryFireResults
-	}
+// replies with the results.
+func registryFireHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := registryFireCalls.Get().(*registryFireCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Registry).Fire(ctx, wire.args.Msg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = registryFireResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // registryIgnoreMethod describes Registry.Ignore.
@@ -1223,17 +1368,17 @@ func (p *RegistryProxy) Ignore(ctx context.Context, cb Callback) error {
 }
 
 // registryIgnoreHandler serves Registry.Ignore: it decodes the arguments, calls impl and
-// returns the results to encode.
-func registryIgnoreHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func registryIgnoreHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args registryIgnoreArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
 	cb, err := callbackFromRef(call, args.Cb)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Registry).Ignore(ctx, cb)
+	return impl.(Registry).Ignore(ctx, cb)
 }
 
 // registryIsLocalMethod describes Registry.IsLocal.
@@ -1256,17 +1401,32 @@ type registryIsLocalResults struct {
 	R0 bool
 }
 
+// registryIsLocalCall holds the arguments and results of one call of Registry.IsLocal. It is
+// recycled, so that a call allocates neither.
+type registryIsLocalCall struct {
+	args registryIsLocalArgs
+	res  registryIsLocalResults
+}
+
+// registryIsLocalCalls recycles registryIsLocalCall values.
+var registryIsLocalCalls = sync.Pool{New: func() any {
+	return new(registryIsLocalCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *registryIsLocalCall) recycle() {
+	*c = registryIsLocalCall{}
+	registryIsLocalCalls.Put(c)
+}
+
 // IsLocal calls Registry.IsLocal on the remote node.
 func (p *RegistryProxy) IsLocal(ctx context.Context, c Counter) (bool, error) {
 	cRef, err := p.c.Export(c, CounterService)
 	if err != nil {
 		return false, err
 	}
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registryIsLocalArgs
-		res  registryIsLocalResults
-	}
+	wire := registryIsLocalCalls.Get().(*registryIsLocalCall)
+	defer wire.recycle()
 	wire.args = registryIsLocalArgs{C: cRef}
 	if err := p.c.Call(ctx, registryIsLocalMethod, &wire.args, &wire.res); err != nil {
 		if runtime.NotSent(err) {
@@ -1278,26 +1438,23 @@ func (p *RegistryProxy) IsLocal(ctx context.Context, c Counter) (bool, error) {
 }
 
 // registryIsLocalHandler serves Registry.IsLocal: it decodes the arguments, calls impl and
-// returns the results to encode.
-func registryIsLocalHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registryIsLocalArgs
-		res  registryIsLocalResults
-	}
+// replies with the results.
+func registryIsLocalHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := registryIsLocalCalls.Get().(*registryIsLocalCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	c, err := counterFromRef(call, wire.args.C)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Registry).IsLocal(ctx, c)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = registryIsLocalResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // registryNewCounterMethod describes Registry.NewCounter.
@@ -1320,13 +1477,28 @@ type registryNewCounterResults struct {
 	R0 runtime.Ref
 }
 
+// registryNewCounterCall holds the arguments and results of one call of Registry.NewCounter. It is
+// recycled, so that a call allocates neither.
+type registryNewCounterCall struct {
+	args registryNewCounterArgs
+	res  registryNewCounterResults
+}
+
+// registryNewCounterCalls recycles registryNewCounterCall values.
+var registryNewCounterCalls = sync.Pool{New: func() any {
+	return new(registryNewCounterCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *registryNewCounterCall) recycle() {
+	*c = registryNewCounterCall{}
+	registryNewCounterCalls.Put(c)
+}
+
 // NewCounter calls Registry.NewCounter on the remote node.
 func (p *RegistryProxy) NewCounter(ctx context.Context, start int) (Counter, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registryNewCounterArgs
-		res  registryNewCounterResults
-	}
+	wire := registryNewCounterCalls.Get().(*registryNewCounterCall)
+	defer wire.recycle()
 	wire.args = registryNewCounterArgs{Start: start}
 	if err := p.c.Call(ctx, registryNewCounterMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
@@ -1339,26 +1511,23 @@ func (p *RegistryProxy) NewCounter(ctx context.Context, start int) (Counter, err
 }
 
 // registryNewCounterHandler serves Registry.NewCounter: it decodes the arguments, calls impl and
-// returns the results to encode.
-func registryNewCounterHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registryNewCounterArgs
-		res  registryNewCounterResults
-	}
+// replies with the results.
+func registryNewCounterHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := registryNewCounterCalls.Get().(*registryNewCounterCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Registry).NewCounter(ctx, wire.args.Start)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0Ref, err := call.Export(r0, CounterService)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = registryNewCounterResults{R0: r0Ref}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // registryRelayMethod describes Registry.Relay.
@@ -1383,17 +1552,32 @@ type registryRelayResults struct {
 	R0 int
 }
 
+// registryRelayCall holds the arguments and results of one call of Registry.Relay. It is
+// recycled, so that a call allocates neither.
+type registryRelayCall struct {
+	args registryRelayArgs
+	res  registryRelayResults
+}
+
+// registryRelayCalls recycles registryRelayCall values.
+var registryRelayCalls = sync.Pool{New: func() any {
+	return new(registryRelayCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *registryRelayCall) recycle() {
+	*c = registryRelayCall{}
+	registryRelayCalls.Put(c)
+}
+
 // Relay calls Registry.Relay on the remote node.
 func (p *RegistryProxy) Relay(ctx context.Context, to nodeid.ID, cb Callback, msg string) (int, error) {
 	cbRef, err := p.c.Export(cb, CallbackService)
 	if err != nil {
 		return 0, err
 	}
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registryRelayArgs
-		res  registryRelayResults
-	}
+	wire := registryRelayCalls.Get().(*registryRelayCall)
+	defer wire.recycle()
 	wire.args = registryRelayArgs{To: to, Cb: cbRef, Msg: msg}
 	if err := p.c.Call(ctx, registryRelayMethod, &wire.args, &wire.res); err != nil {
 		if runtime.NotSent(err) {
@@ -1405,26 +1589,23 @@ func (p *RegistryProxy) Relay(ctx context.Context, to nodeid.ID, cb Callback, ms
 }
 
 // registryRelayHandler serves Registry.Relay: it decodes the arguments, calls impl and
-// returns the results to encode.
-func registryRelayHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registryRelayArgs
-		res  registryRelayResults
-	}
+// replies with the results.
+func registryRelayHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := registryRelayCalls.Get().(*registryRelayCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	cb, err := callbackFromRef(call, wire.args.Cb)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Registry).Relay(ctx, wire.args.To, cb, wire.args.Msg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = registryRelayResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // registrySubscribeMethod describes Registry.Subscribe.
@@ -1449,17 +1630,32 @@ type registrySubscribeResults struct {
 	R0 int
 }
 
+// registrySubscribeCall holds the arguments and results of one call of Registry.Subscribe. It is
+// recycled, so that a call allocates neither.
+type registrySubscribeCall struct {
+	args registrySubscribeArgs
+	res  registrySubscribeResults
+}
+
+// registrySubscribeCalls recycles registrySubscribeCall values.
+var registrySubscribeCalls = sync.Pool{New: func() any {
+	return new(registrySubscribeCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *registrySubscribeCall) recycle() {
+	*c = registrySubscribeCall{}
+	registrySubscribeCalls.Put(c)
+}
+
 // Subscribe calls Registry.Subscribe on the remote node.
 func (p *RegistryProxy) Subscribe(ctx context.Context, cb Callback, msg string, keep bool) (int, error) {
 	cbRef, err := p.c.Export(cb, CallbackService)
 	if err != nil {
 		return 0, err
 	}
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registrySubscribeArgs
-		res  registrySubscribeResults
-	}
+	wire := registrySubscribeCalls.Get().(*registrySubscribeCall)
+	defer wire.recycle()
 	wire.args = registrySubscribeArgs{Cb: cbRef, Msg: msg, Keep: keep}
 	if err := p.c.Call(ctx, registrySubscribeMethod, &wire.args, &wire.res); err != nil {
 		if runtime.NotSent(err) {
@@ -1471,24 +1667,21 @@ func (p *RegistryProxy) Subscribe(ctx context.Context, cb Callback, msg string, 
 }
 
 // registrySubscribeHandler serves Registry.Subscribe: it decodes the arguments, calls impl and
-// returns the results to encode.
-func registrySubscribeHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args registrySubscribeArgs
-		res  registrySubscribeResults
-	}
+// replies with the results.
+func registrySubscribeHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := registrySubscribeCalls.Get().(*registrySubscribeCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	cb, err := callbackFromRef(call, wire.args.Cb)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Registry).Subscribe(ctx, cb, wire.args.Msg, wire.args.Keep)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = registrySubscribeResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }

@@ -78,17 +78,17 @@ func (p *FeedProxy) Subscribe(ctx context.Context, topic string, s Subscriber) e
 }
 
 // feedSubscribeHandler serves Feed.Subscribe: it decodes the arguments, calls impl and
-// returns the results to encode.
-func feedSubscribeHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func feedSubscribeHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args feedSubscribeArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
 	s, err := subscriberFromRef(call, args.S)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Feed).Subscribe(ctx, args.Topic, s)
+	return impl.(Feed).Subscribe(ctx, args.Topic, s)
 }
 
 // feedUnsubscribeMethod describes Feed.Unsubscribe.
@@ -112,13 +112,13 @@ func (p *FeedProxy) Unsubscribe(ctx context.Context, topic string) error {
 }
 
 // feedUnsubscribeHandler serves Feed.Unsubscribe: it decodes the arguments, calls impl and
-// returns the results to encode.
-func feedUnsubscribeHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func feedUnsubscribeHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args feedUnsubscribeArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Feed).Unsubscribe(ctx, args.Topic)
+	return impl.(Feed).Unsubscribe(ctx, args.Topic)
 }
 
 // SubscriberService describes the Subscriber interface to the Trellis runtime.
@@ -192,11 +192,11 @@ func (p *SubscriberProxy) Event(ctx context.Context, e Event) error {
 }
 
 // subscriberEventHandler serves Subscriber.Event: it decodes the arguments, calls impl and
-// returns the results to encode.
-func subscriberEventHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func subscriberEventHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args subscriberEventArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Subscriber).Event(ctx, args.E)
+	return impl.(Subscriber).Event(ctx, args.E)
 }

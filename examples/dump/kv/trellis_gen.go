@@ -5,6 +5,7 @@ package kv
 import (
 	"context"
 	"io"
+	"sync"
 
 	"github.com/trellisrpc/trellis/runtime"
 )
@@ -76,17 +77,17 @@ func (p *StoreProxy) Dump(ctx context.Context) (io.Reader, error) {
 }
 
 // storeDumpHandler serves Store.Dump: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func storeDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	r0, err := impl.(Store).Dump(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0Ref, err := call.ExportReader(r0)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &storeDumpResults{R0: r0Ref}, nil
+	return call.Reply(&storeDumpResults{R0: r0Ref})
 }
 
 // storeLoadMethod describes Store.Load.
@@ -109,17 +110,32 @@ type storeLoadResults struct {
 	R0 int64
 }
 
+// storeLoadCall holds the arguments and results of one call of Store.Load. It is
+// recycled, so that a call allocates neither.
+type storeLoadCall struct {
+	args storeLoadArgs
+	res  storeLoadResults
+}
+
+// storeLoadCalls recycles storeLoadCall values.
+var storeLoadCalls = sync.Pool{New: func() any {
+	return new(storeLoadCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *storeLoadCall) recycle() {
+	*c = storeLoadCall{}
+	storeLoadCalls.Put(c)
+}
+
 // Load calls Store.Load on the remote node.
 func (p *StoreProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 	rRef, err := p.c.ExportReader(ctx, r)
 	if err != nil {
 		return 0, err
 	}
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeLoadArgs
-		res  storeLoadResults
-	}
+	wire := storeLoadCalls.Get().(*storeLoadCall)
+	defer wire.recycle()
 	wire.args = storeLoadArgs{R: rRef}
 	if err := p.c.Call(ctx, storeLoadMethod, &wire.args, &wire.res); err != nil {
 		if runtime.NotSent(err) {
@@ -131,26 +147,23 @@ func (p *StoreProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 }
 
 // storeLoadHandler serves Store.Load: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeLoadArgs
-		res  storeLoadResults
-	}
+// replies with the results.
+func storeLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := storeLoadCalls.Get().(*storeLoadCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r, err := call.ImportReader(wire.args.R)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Store).Load(ctx, r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = storeLoadResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // storeSumMethod describes Store.Sum.
@@ -177,11 +190,11 @@ func (p *StoreProxy) Sum(ctx context.Context) (Summary, error) {
 }
 
 // storeSumHandler serves Store.Sum: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeSumHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func storeSumHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	r0, err := impl.(Store).Sum(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &storeSumResults{R0: r0}, nil
+	return call.Reply(&storeSumResults{R0: r0})
 }

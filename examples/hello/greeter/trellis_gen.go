@@ -4,6 +4,7 @@ package greeter
 
 import (
 	"context"
+	"sync"
 
 	"github.com/trellisrpc/trellis/runtime"
 )
@@ -70,13 +71,13 @@ func (p *GreeterProxy) Count(ctx context.Context) (int, error) {
 }
 
 // greeterCountHandler serves Greeter.Count: it decodes the arguments, calls impl and
-// returns the results to encode.
-func greeterCountHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func greeterCountHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	r0, err := impl.(Greeter).Count(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &greeterCountResults{R0: r0}, nil
+	return call.Reply(&greeterCountResults{R0: r0})
 }
 
 // greeterHelloMethod describes Greeter.Hello.
@@ -99,13 +100,28 @@ type greeterHelloResults struct {
 	R0 Greeting
 }
 
+// greeterHelloCall holds the arguments and results of one call of Greeter.Hello. It is
+// recycled, so that a call allocates neither.
+type greeterHelloCall struct {
+	args greeterHelloArgs
+	res  greeterHelloResults
+}
+
+// greeterHelloCalls recycles greeterHelloCall values.
+var greeterHelloCalls = sync.Pool{New: func() any {
+	return new(greeterHelloCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *greeterHelloCall) recycle() {
+	*c = greeterHelloCall{}
+	greeterHelloCalls.Put(c)
+}
+
 // Hello calls Greeter.Hello on the remote node.
 func (p *GreeterProxy) Hello(ctx context.Context, name string) (Greeting, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args greeterHelloArgs
-		res  greeterHelloResults
-	}
+	wire := greeterHelloCalls.Get().(*greeterHelloCall)
+	defer wire.recycle()
 	wire.args = greeterHelloArgs{Name: name}
 	if err := p.c.Call(ctx, greeterHelloMethod, &wire.args, &wire.res); err != nil {
 		return Greeting{}, err
@@ -114,20 +130,17 @@ func (p *GreeterProxy) Hello(ctx context.Context, name string) (Greeting, error)
 }
 
 // greeterHelloHandler serves Greeter.Hello: it decodes the arguments, calls impl and
-// returns the results to encode.
-func greeterHelloHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args greeterHelloArgs
-		res  greeterHelloResults
-	}
+// replies with the results.
+func greeterHelloHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := greeterHelloCalls.Get().(*greeterHelloCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Greeter).Hello(ctx, wire.args.Name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = greeterHelloResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }

@@ -4,6 +4,7 @@ package ringsvc
 
 import (
 	"context"
+	"sync"
 
 	"github.com/trellisrpc/trellis/runtime"
 )
@@ -65,13 +66,28 @@ type whereWhereResults struct {
 	R0 Answer
 }
 
+// whereWhereCall holds the arguments and results of one call of Where.Where. It is
+// recycled, so that a call allocates neither.
+type whereWhereCall struct {
+	args whereWhereArgs
+	res  whereWhereResults
+}
+
+// whereWhereCalls recycles whereWhereCall values.
+var whereWhereCalls = sync.Pool{New: func() any {
+	return new(whereWhereCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *whereWhereCall) recycle() {
+	*c = whereWhereCall{}
+	whereWhereCalls.Put(c)
+}
+
 // Where calls Where.Where on the remote node.
 func (p *WhereProxy) Where(ctx context.Context, from string) (Answer, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args whereWhereArgs
-		res  whereWhereResults
-	}
+	wire := whereWhereCalls.Get().(*whereWhereCall)
+	defer wire.recycle()
 	wire.args = whereWhereArgs{From: from}
 	if err := p.c.Call(ctx, whereWhereMethod, &wire.args, &wire.res); err != nil {
 		return Answer{}, err
@@ -80,20 +96,17 @@ func (p *WhereProxy) Where(ctx context.Context, from string) (Answer, error) {
 }
 
 // whereWhereHandler serves Where.Where: it decodes the arguments, calls impl and
-// returns the results to encode.
-func whereWhereHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args whereWhereArgs
-		res  whereWhereResults
-	}
+// replies with the results.
+func whereWhereHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := whereWhereCalls.Get().(*whereWhereCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Where).Where(ctx, wire.args.From)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = whereWhereResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }

@@ -4,6 +4,7 @@ package ledger
 
 import (
 	"context"
+	"sync"
 
 	"github.com/trellisrpc/trellis/runtime"
 )
@@ -68,17 +69,32 @@ type ledgerPayResults struct {
 	R0 int64
 }
 
+// ledgerPayCall holds the arguments and results of one call of Ledger.Pay. It is
+// recycled, so that a call allocates neither.
+type ledgerPayCall struct {
+	args ledgerPayArgs
+	res  ledgerPayResults
+}
+
+// ledgerPayCalls recycles ledgerPayCall values.
+var ledgerPayCalls = sync.Pool{New: func() any {
+	return new(ledgerPayCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *ledgerPayCall) recycle() {
+	*c = ledgerPayCall{}
+	ledgerPayCalls.Put(c)
+}
+
 // Pay calls Ledger.Pay on the remote node.
 func (p *LedgerProxy) Pay(ctx context.Context, w Wallet, amount int64, memo string) (int64, error) {
 	wRef, err := p.c.Export(w, WalletService)
 	if err != nil {
 		return 0, err
 	}
-	// The arguments and results share one allocation.
-	var wire struct {
-		args ledgerPayArgs
-		res  ledgerPayResults
-	}
+	wire := ledgerPayCalls.Get().(*ledgerPayCall)
+	defer wire.recycle()
 	wire.args = ledgerPayArgs{W: wRef, Amount: amount, Memo: memo}
 	if err := p.c.Call(ctx, ledgerPayMethod, &wire.args, &wire.res); err != nil {
 		if runtime.NotSent(err) {
@@ -90,26 +106,23 @@ func (p *LedgerProxy) Pay(ctx context.Context, w Wallet, amount int64, memo stri
 }
 
 // ledgerPayHandler serves Ledger.Pay: it decodes the arguments, calls impl and
-// returns the results to encode.
-func ledgerPayHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args ledgerPayArgs
-		res  ledgerPayResults
-	}
+// replies with the results.
+func ledgerPayHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := ledgerPayCalls.Get().(*ledgerPayCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	w, err := walletFromRef(call, wire.args.W)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Ledger).Pay(ctx, w, wire.args.Amount, wire.args.Memo)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = ledgerPayResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // ledgerSettleMethod describes Ledger.Settle.
@@ -132,13 +145,28 @@ type ledgerSettleResults struct {
 	R0 map[string]*Account
 }
 
+// ledgerSettleCall holds the arguments and results of one call of Ledger.Settle. It is
+// recycled, so that a call allocates neither.
+type ledgerSettleCall struct {
+	args ledgerSettleArgs
+	res  ledgerSettleResults
+}
+
+// ledgerSettleCalls recycles ledgerSettleCall values.
+var ledgerSettleCalls = sync.Pool{New: func() any {
+	return new(ledgerSettleCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *ledgerSettleCall) recycle() {
+	*c = ledgerSettleCall{}
+	ledgerSettleCalls.Put(c)
+}
+
 // Settle calls Ledger.Settle on the remote node.
 func (p *LedgerProxy) Settle(ctx context.Context, postings []Posting) (map[string]*Account, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args ledgerSettleArgs
-		res  ledgerSettleResults
-	}
+	wire := ledgerSettleCalls.Get().(*ledgerSettleCall)
+	defer wire.recycle()
 	wire.args = ledgerSettleArgs{Postings: postings}
 	if err := p.c.Call(ctx, ledgerSettleMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
@@ -147,22 +175,19 @@ func (p *LedgerProxy) Settle(ctx context.Context, postings []Posting) (map[strin
 }
 
 // ledgerSettleHandler serves Ledger.Settle: it decodes the arguments, calls impl and
-// returns the results to encode.
-func ledgerSettleHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args ledgerSettleArgs
-		res  ledgerSettleResults
-	}
+// replies with the results.
+func ledgerSettleHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := ledgerSettleCalls.Get().(*ledgerSettleCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Ledger).Settle(ctx, wire.args.Postings)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = ledgerSettleResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // WalletService describes the Wallet interface to the Trellis runtime.
@@ -236,13 +261,28 @@ type walletCreditResults struct {
 	R0 int64
 }
 
+// walletCreditCall holds the arguments and results of one call of Wallet.Credit. It is
+// recycled, so that a call allocates neither.
+type walletCreditCall struct {
+	args walletCreditArgs
+	res  walletCreditResults
+}
+
+// walletCreditCalls recycles walletCreditCall values.
+var walletCreditCalls = sync.Pool{New: func() any {
+	return new(walletCreditCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *walletCreditCall) recycle() {
+	*c = walletCreditCall{}
+	walletCreditCalls.Put(c)
+}
+
 // Credit calls Wallet.Credit on the remote node.
 func (p *WalletProxy) Credit(ctx context.Context, amount int64, memo string) (int64, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args walletCreditArgs
-		res  walletCreditResults
-	}
+	wire := walletCreditCalls.Get().(*walletCreditCall)
+	defer wire.recycle()
 	wire.args = walletCreditArgs{Amount: amount, Memo: memo}
 	if err := p.c.Call(ctx, walletCreditMethod, &wire.args, &wire.res); err != nil {
 		return 0, err
@@ -251,20 +291,17 @@ func (p *WalletProxy) Credit(ctx context.Context, amount int64, memo string) (in
 }
 
 // walletCreditHandler serves Wallet.Credit: it decodes the arguments, calls impl and
-// returns the results to encode.
-func walletCreditHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args walletCreditArgs
-		res  walletCreditResults
-	}
+// replies with the results.
+func walletCreditHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := walletCreditCalls.Get().(*walletCreditCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Wallet).Credit(ctx, wire.args.Amount, wire.args.Memo)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = walletCreditResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }

@@ -5,6 +5,7 @@ package kv
 import (
 	"context"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/trellisrpc/trellis/internal/gen/testdata/kv/shared"
@@ -85,17 +86,17 @@ func (p *StoreProxy) Dump(ctx context.Context) (io.Reader, error) {
 }
 
 // storeDumpHandler serves Store.Dump: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func storeDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	r0, err := impl.(Store).Dump(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0Ref, err := call.ExportReader(r0)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &storeDumpResults{R0: r0Ref}, nil
+	return call.Reply(&storeDumpResults{R0: r0Ref})
 }
 
 // storeGetMethod describes Store.Get.
@@ -118,13 +119,28 @@ type storeGetResults struct {
 	R0 Entry
 }
 
+// storeGetCall holds the arguments and results of one call of Store.Get. It is
+// recycled, so that a call allocates neither.
+type storeGetCall struct {
+	args storeGetArgs
+	res  storeGetResults
+}
+
+// storeGetCalls recycles storeGetCall values.
+var storeGetCalls = sync.Pool{New: func() any {
+	return new(storeGetCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *storeGetCall) recycle() {
+	*c = storeGetCall{}
+	storeGetCalls.Put(c)
+}
+
 // Get calls Store.Get on the remote node.
 func (p *StoreProxy) Get(ctx context.Context, key string) (Entry, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeGetArgs
-		res  storeGetResults
-	}
+	wire := storeGetCalls.Get().(*storeGetCall)
+	defer wire.recycle()
 	wire.args = storeGetArgs{Key: key}
 	if err := p.c.Call(ctx, storeGetMethod, &wire.args, &wire.res); err != nil {
 		return Entry{}, err
@@ -133,22 +149,19 @@ func (p *StoreProxy) Get(ctx context.Context, key string) (Entry, error) {
 }
 
 // storeGetHandler serves Store.Get: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeGetHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeGetArgs
-		res  storeGetResults
-	}
+// replies with the results.
+func storeGetHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := storeGetCalls.Get().(*storeGetCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Store).Get(ctx, wire.args.Key)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = storeGetResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // storeLoadMethod describes Store.Load.
@@ -171,17 +184,32 @@ type storeLoadResults struct {
 	R0 int64
 }
 
+// storeLoadCall holds the arguments and results of one call of Store.Load. It is
+// recycled, so that a call allocates neither.
+type storeLoadCall struct {
+	args storeLoadArgs
+	res  storeLoadResults
+}
+
+// storeLoadCalls recycles storeLoadCall values.
+var storeLoadCalls = sync.Pool{New: func() any {
+	return new(storeLoadCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *storeLoadCall) recycle() {
+	*c = storeLoadCall{}
+	storeLoadCalls.Put(c)
+}
+
 // Load calls Store.Load on the remote node.
 func (p *StoreProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 	rRef, err := p.c.ExportReader(ctx, r)
 	if err != nil {
 		return 0, err
 	}
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeLoadArgs
-		res  storeLoadResults
-	}
+	wire := storeLoadCalls.Get().(*storeLoadCall)
+	defer wire.recycle()
 	wire.args = storeLoadArgs{R: rRef}
 	if err := p.c.Call(ctx, storeLoadMethod, &wire.args, &wire.res); err != nil {
 		if runtime.NotSent(err) {
@@ -193,26 +221,23 @@ func (p *StoreProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 }
 
 // storeLoadHandler serves Store.Load: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeLoadArgs
-		res  storeLoadResults
-	}
+// replies with the results.
+func storeLoadHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := storeLoadCalls.Get().(*storeLoadCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r, err := call.ImportReader(wire.args.R)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Store).Load(ctx, r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = storeLoadResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // storeOpenMethod describes Store.Open.
@@ -235,13 +260,28 @@ type storeOpenResults struct {
 	R0 runtime.Ref
 }
 
+// storeOpenCall holds the arguments and results of one call of Store.Open. It is
+// recycled, so that a call allocates neither.
+type storeOpenCall struct {
+	args storeOpenArgs
+	res  storeOpenResults
+}
+
+// storeOpenCalls recycles storeOpenCall values.
+var storeOpenCalls = sync.Pool{New: func() any {
+	return new(storeOpenCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *storeOpenCall) recycle() {
+	*c = storeOpenCall{}
+	storeOpenCalls.Put(c)
+}
+
 // Open calls Store.Open on the remote node.
 func (p *StoreProxy) Open(ctx context.Context, name string) (Watcher, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeOpenArgs
-		res  storeOpenResults
-	}
+	wire := storeOpenCalls.Get().(*storeOpenCall)
+	defer wire.recycle()
 	wire.args = storeOpenArgs{Name: name}
 	if err := p.c.Call(ctx, storeOpenMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
@@ -254,26 +294,23 @@ func (p *StoreProxy) Open(ctx context.Context, name string) (Watcher, error) {
 }
 
 // storeOpenHandler serves Store.Open: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeOpenHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeOpenArgs
-		res  storeOpenResults
-	}
+// replies with the results.
+func storeOpenHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := storeOpenCalls.Get().(*storeOpenCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Store).Open(ctx, wire.args.Name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r0Ref, err := call.Export(r0, WatcherService)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = storeOpenResults{R0: r0Ref}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // storePeersMethod describes Store.Peers.
@@ -296,13 +333,28 @@ type storePeersResults struct {
 	R0 map[shared.Region][]shared.User
 }
 
+// storePeersCall holds the arguments and results of one call of Store.Peers. It is
+// recycled, so that a call allocates neither.
+type storePeersCall struct {
+	args storePeersArgs
+	res  storePeersResults
+}
+
+// storePeersCalls recycles storePeersCall values.
+var storePeersCalls = sync.Pool{New: func() any {
+	return new(storePeersCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *storePeersCall) recycle() {
+	*c = storePeersCall{}
+	storePeersCalls.Put(c)
+}
+
 // Peers calls Store.Peers on the remote node.
 func (p *StoreProxy) Peers(ctx context.Context, in []shared.Region) (map[shared.Region][]shared.User, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storePeersArgs
-		res  storePeersResults
-	}
+	wire := storePeersCalls.Get().(*storePeersCall)
+	defer wire.recycle()
 	wire.args = storePeersArgs{In: in}
 	if err := p.c.Call(ctx, storePeersMethod, &wire.args, &wire.res); err != nil {
 		return nil, err
@@ -311,22 +363,19 @@ func (p *StoreProxy) Peers(ctx context.Context, in []shared.Region) (map[shared.
 }
 
 // storePeersHandler serves Store.Peers: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storePeersHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storePeersArgs
-		res  storePeersResults
-	}
+// replies with the results.
+func storePeersHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := storePeersCalls.Get().(*storePeersCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, err := impl.(Store).Peers(ctx, wire.args.In)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = storePeersResults{R0: r0}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // storePingMethod describes Store.Ping.
@@ -343,9 +392,9 @@ func (p *StoreProxy) Ping(ctx context.Context) error {
 }
 
 // storePingHandler serves Store.Ping: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storePingHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	return nil, impl.(Store).Ping(ctx)
+// replies with the results.
+func storePingHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	return impl.(Store).Ping(ctx)
 }
 
 // storePutMethod describes Store.Put.
@@ -370,13 +419,13 @@ func (p *StoreProxy) Put(ctx context.Context, key string, e Entry) error {
 }
 
 // storePutHandler serves Store.Put: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storePutHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func storePutHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args storePutArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Store).Put(ctx, args.Key, args.E)
+	return impl.(Store).Put(ctx, args.Key, args.E)
 }
 
 // storeStatMethod describes Store.Stat.
@@ -401,13 +450,28 @@ type storeStatResults struct {
 	R1 time.Duration
 }
 
+// storeStatCall holds the arguments and results of one call of Store.Stat. It is
+// recycled, so that a call allocates neither.
+type storeStatCall struct {
+	args storeStatArgs
+	res  storeStatResults
+}
+
+// storeStatCalls recycles storeStatCall values.
+var storeStatCalls = sync.Pool{New: func() any {
+	return new(storeStatCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *storeStatCall) recycle() {
+	*c = storeStatCall{}
+	storeStatCalls.Put(c)
+}
+
 // Stat calls Store.Stat on the remote node.
 func (p *StoreProxy) Stat(ctx context.Context, a1 string, a2 bool) (int64, time.Duration, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeStatArgs
-		res  storeStatResults
-	}
+	wire := storeStatCalls.Get().(*storeStatCall)
+	defer wire.recycle()
 	wire.args = storeStatArgs{A1: a1, A2: a2}
 	if err := p.c.Call(ctx, storeStatMethod, &wire.args, &wire.res); err != nil {
 		return 0, 0, err
@@ -416,22 +480,19 @@ func (p *StoreProxy) Stat(ctx context.Context, a1 string, a2 bool) (int64, time.
 }
 
 // storeStatHandler serves Store.Stat: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeStatHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
-	// The arguments and results share one allocation.
-	var wire struct {
-		args storeStatArgs
-		res  storeStatResults
-	}
+// replies with the results.
+func storeStatHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := storeStatCalls.Get().(*storeStatCall)
+	defer wire.recycle()
 	if err := call.Decode(&wire.args); err != nil {
-		return nil, err
+		return err
 	}
 	r0, r1, err := impl.(Store).Stat(ctx, wire.args.A1, wire.args.A2)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wire.res = storeStatResults{R0: r0, R1: r1}
-	return &wire.res, nil
+	return call.Reply(&wire.res)
 }
 
 // storeTagMethod describes Store.Tag.
@@ -456,13 +517,13 @@ func (p *StoreProxy) Tag(ctx context.Context, key string, tags ...shared.Tag) er
 }
 
 // storeTagHandler serves Store.Tag: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeTagHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func storeTagHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args storeTagArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Store).Tag(ctx, args.Key, args.Tags...)
+	return impl.(Store).Tag(ctx, args.Key, args.Tags...)
 }
 
 // storeWatchMethod describes Store.Watch.
@@ -497,17 +558,17 @@ func (p *StoreProxy) Watch(ctx context.Context, prefix string, w Watcher) error 
 }
 
 // storeWatchHandler serves Store.Watch: it decodes the arguments, calls impl and
-// returns the results to encode.
-func storeWatchHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func storeWatchHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args storeWatchArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
 	w, err := watcherFromRef(call, args.W)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Store).Watch(ctx, args.Prefix, w)
+	return impl.(Store).Watch(ctx, args.Prefix, w)
 }
 
 // WatcherService describes the Watcher interface to the Trellis runtime.
@@ -582,11 +643,11 @@ func (p *WatcherProxy) Changed(ctx context.Context, key string, e Entry) error {
 }
 
 // watcherChangedHandler serves Watcher.Changed: it decodes the arguments, calls impl and
-// returns the results to encode.
-func watcherChangedHandler(ctx context.Context, impl any, call *runtime.ServerCall) (any, error) {
+// replies with the results.
+func watcherChangedHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
 	var args watcherChangedArgs
 	if err := call.Decode(&args); err != nil {
-		return nil, err
+		return err
 	}
-	return nil, impl.(Watcher).Changed(ctx, args.Key, args.E)
+	return impl.(Watcher).Changed(ctx, args.Key, args.E)
 }
