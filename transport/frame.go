@@ -10,7 +10,7 @@ const HeaderSize = 16
 
 // MaxFramePayload is the largest payload a single frame may carry. Larger
 // messages are split into fragments of at most this size.
-const MaxFramePayload = 64 << 10
+const MaxFramePayload = 256 << 10
 
 // A Kind is the type of a message, chosen by the user of the package.
 // Valid kinds are 1 to KindMax; the values above are control frames.

@@ -29,7 +29,7 @@ func TestParseHeader(t *testing.T) {
 		{"ping", hdr(0, framePing, 0, zero, 9), Header{Kind: framePing, ID: 9}, ""},
 		{"pong", hdr(0, framePong, 0, zero, 9), Header{Kind: framePong, ID: 9}, ""},
 		{"goaway", hdr(0, frameGoAway, 0, zero, 0), Header{Kind: frameGoAway}, ""},
-		{"length over the cap", hdr(MaxFramePayload+1, 1, 0, zero, 1), Header{}, "frame length 65537 exceeds the cap of 65536 bytes"},
+		{"length over the cap", hdr(MaxFramePayload+1, 1, 0, zero, 1), Header{}, "frame length 262145 exceeds the cap of 262144 bytes"},
 		{"length 4 GiB", hdr(0xFFFFFFFF, 1, 0, zero, 1), Header{}, "frame length 4294967295 exceeds the cap"},
 		{"kind zero", hdr(1, 0, 0, zero, 1), Header{}, "unknown frame type 0x0"},
 		{"kind after goaway", hdr(0, frameGoAway+1, 0, zero, 1), Header{}, "unknown frame type 0xf3"},

@@ -53,8 +53,8 @@ func TestHostileInput(t *testing.T) {
 		delivered int    // good messages sent before the bad part
 		reason    string // in the *ProtocolError
 	}{
-		{name: "4 GiB length prefix", send: huge, reason: "frame length 4294967295 exceeds the cap of 65536 bytes"},
-		{name: "length one over the cap", send: frameBytes(1, 0, 1, make([]byte, MaxFramePayload+1)), reason: "frame length 65537 exceeds the cap"},
+		{name: "4 GiB length prefix", send: huge, reason: "frame length 4294967295 exceeds the cap of 262144 bytes"},
+		{name: "length one over the cap", send: frameBytes(1, 0, 1, make([]byte, MaxFramePayload+1)), reason: "frame length 262145 exceeds the cap"},
 		{name: "unknown type", send: frameBytes(0xF9, 0, 1, nil), reason: "unknown frame type 0xf9"},
 		{name: "kind zero", send: frameBytes(0, 0, 1, []byte("x")), reason: "unknown frame type 0x0"},
 		{name: "bad flags", send: frameBytes(1, 0x04, 1, []byte("x")), reason: "unknown frame flags 0x4"},

@@ -32,7 +32,12 @@ type frameReader struct {
 	hdr          [HeaderSize]byte
 	buf          []byte // payload of the last unfragmented message
 	partial      map[msgKey][]byte
+	done         []byte // the last reassembled message, returned by next
+	spare        []byte // its buffer, reused for the next fragmented message
 }
+
+// maxSpare bounds the reassembly buffer kept for reuse.
+const maxSpare = 4 << 20
 
 func newFrameReader(r io.Reader, maxMessage, maxPartial int) *frameReader {
 	return &frameReader{r: r, maxMessage: maxMessage, maxPartial: maxPartial}
@@ -52,6 +57,12 @@ func (e *readError) Unwrap() error { return e.err }
 // KindMax, nil payload). The payload is valid until the next call. Errors
 // are a *ProtocolError for malformed input or a *readError.
 func (fr *frameReader) next() (Header, []byte, error) {
+	if fr.done != nil { // the caller is done with it
+		if cap(fr.done) <= maxSpare {
+			fr.spare = fr.done[:0]
+		}
+		fr.done = nil
+	}
 	for {
 		if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 			return Header{}, nil, &readError{what: "frame header", err: err}
@@ -90,6 +101,10 @@ func (fr *frameReader) next() (Header, []byte, error) {
 				return h, nil, fr.tooMuchPartial()
 			}
 			fr.partialBytes += partialOverhead
+			if fr.spare != nil && fr.partialBytes+cap(fr.spare) <= fr.maxPartial {
+				prev, fr.spare = fr.spare, nil
+				fr.partialBytes += cap(prev)
+			}
 		}
 		start := len(prev)
 		if cap(prev)-start < n {
@@ -120,6 +135,7 @@ func (fr *frameReader) next() (Header, []byte, error) {
 		}
 		delete(fr.partial, key)
 		fr.partialBytes -= cap(prev) + partialOverhead
+		fr.done = prev
 		return h, prev, nil
 	}
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -23,6 +24,7 @@ func (c *Conn) writeLoop() {
 		pending, spare []outFrame
 		busy           map[msgKey]struct{} // keys of messages with fragments left this round
 		hdr            [HeaderSize]byte
+		yielded        bool // yielded once since the last frames were written
 	)
 	fail := func(err error, rest ...[]outFrame) {
 		c.fail(fmt.Errorf("transport: write: %w", err))
@@ -40,7 +42,12 @@ func (c *Conn) writeLoop() {
 			if err != nil {
 				return
 			}
-			if bw.Buffered() > 0 {
+			if bw.Buffered() > 0 && !yielded {
+				// Before flushing, let the goroutines that are about to
+				// send run once: their frames join this write.
+				yielded = true
+				runtime.Gosched()
+			} else if bw.Buffered() > 0 {
 				if err := bw.Flush(); err != nil {
 					fail(err)
 					return
@@ -66,6 +73,7 @@ func (c *Conn) writeLoop() {
 		}
 		ctl := c.ctl
 		c.ctl = control{}
+		yielded = false
 		pending = append(pending, c.queue...)
 		clear(c.queue)
 		c.queue = c.queue[:0]

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/rpc"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/trellisrpc/trellis/bench/echo"
+	"github.com/trellisrpc/trellis/bench/pb"
+	trellis "github.com/trellisrpc/trellis/runtime"
+)
+
+// ---- Trellis: the generated proxy over one connection ----
+
+func serveTrellis(addr string) (string, func(), error) {
+	n, err := trellis.NewNode(trellis.Config{Name: "bench-server", Addr: addr})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := echo.RegisterEchoer(n, echo.Impl{}); err != nil {
+		n.Close(context.Background())
+		return "", nil, err
+	}
+	return n.Addr().String(), func() { n.Close(context.Background()) }, nil
+}
+
+type trellisClient struct {
+	n *trellis.Node
+	p *echo.EchoerProxy
+}
+
+func dialTrellis(ctx context.Context, addr string) (caller, error) {
+	n, err := trellis.NewNode(trellis.Config{Name: "bench-client"})
+	if err != nil {
+		return nil, err
+	}
+	id, err := n.Connect(ctx, addr)
+	if err != nil {
+		n.Close(ctx)
+		return nil, err
+	}
+	return &trellisClient{n: n, p: echo.NewEchoerProxy(n, id)}, nil
+}
+
+func (c *trellisClient) Echo(ctx context.Context, req *echo.Req) (echo.Resp, error) {
+	return c.p.Echo(ctx, *req)
+}
+
+func (c *trellisClient) Close() error { return c.n.Close(context.Background()) }
+
+// ---- gRPC-Go: unary calls, protobuf, default options ----
+
+type grpcServer struct {
+	pb.UnimplementedEchoServer
+}
+
+func (grpcServer) Echo(ctx context.Context, in *pb.EchoMsg) (*pb.EchoMsg, error) {
+	r, err := echo.Impl{}.Echo(ctx, echo.Req{ID: in.Id, Name: in.Name, Tags: in.Tags, Payload: in.Payload})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.EchoMsg{Id: r.ID, Name: r.Name, Tags: r.Tags, Payload: r.Payload}, nil
+}
+
+func serveGRPC(addr string) (string, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	s := grpc.NewServer()
+	pb.RegisterEchoServer(s, grpcServer{})
+	go s.Serve(ln)
+	return ln.Addr().String(), s.Stop, nil
+}
+
+type grpcClient struct {
+	cc *grpc.ClientConn
+	c  pb.EchoClient
+}
+
+func dialGRPC(ctx context.Context, addr string) (caller, error) {
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	return &grpcClient{cc: cc, c: pb.NewEchoClient(cc)}, nil
+}
+
+func (c *grpcClient) Echo(ctx context.Context, req *echo.Req) (echo.Resp, error) {
+	r, err := c.c.Echo(ctx, &pb.EchoMsg{Id: req.ID, Name: req.Name, Tags: req.Tags, Payload: req.Payload})
+	if err != nil {
+		return echo.Resp{}, err
+	}
+	return echo.Resp{ID: r.Id, Name: r.Name, Tags: r.Tags, Payload: r.Payload}, nil
+}
+
+func (c *grpcClient) Close() error { return c.cc.Close() }
+
+// ---- net/rpc with gob ----
+
+// NetRPCEcho is the net/rpc receiver.
+type NetRPCEcho struct{}
+
+// Echo serves echo.Impl.
+func (NetRPCEcho) Echo(req *echo.Req, resp *echo.Resp) error {
+	r, err := echo.Impl{}.Echo(context.Background(), *req)
+	*resp = r
+	return err
+}
+
+func serveNetRPC(addr string) (string, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	s := rpc.NewServer()
+	if err := s.RegisterName("Echo", NetRPCEcho{}); err != nil {
+		ln.Close()
+		return "", nil, err
+	}
+	go s.Accept(ln)
+	return ln.Addr().String(), func() { ln.Close() }, nil
+}
+
+type netrpcClient struct{ c *rpc.Client }
+
+func dialNetRPC(ctx context.Context, addr string) (caller, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return netrpcClient{rpc.NewClient(conn)}, nil
+}
+
+func (c netrpcClient) Echo(ctx context.Context, req *echo.Req) (echo.Resp, error) {
+	var resp echo.Resp
+	err := c.c.Call("Echo.Echo", req, &resp)
+	return resp, err
+}
+
+func (c netrpcClient) Close() error { return c.c.Close() }
