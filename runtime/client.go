@@ -170,9 +170,14 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		return c.notSent(m, err)
 	}
 	p.calls[id] = cl
+	alone := len(p.calls) == 1 // no other call in flight: write it at once
 	p.mu.Unlock()
 
-	if err := p.send(ctx, kindRequest, id, buf); err != nil {
+	send := p.send
+	if alone {
+		send = p.sendInline
+	}
+	if err := send(ctx, kindRequest, id, buf); err != nil {
 		if p.forget(id) {
 			callPool.Put(cl)
 			return c.notSent(m, ctxErr(err))

@@ -137,9 +137,19 @@ func methodName(svc *ServiceDesc, m *MethodDesc) string {
 	return svc.Name + "." + m.Name
 }
 
-// send sends a message, reporting a closed connection as unreachable.
+// send sends a message, reporting a closed connection as unreachable. It
+// is safe on the connection's reader goroutine.
 func (p *peer) send(ctx context.Context, kind transport.Kind, id uint64, buf *transport.Buffer) error {
-	err := p.conn.Send(ctx, kind, id, buf)
+	return p.sendErr(p.conn.Send(ctx, kind, id, buf))
+}
+
+// sendInline is send for goroutines other than the connection's reader:
+// on an idle connection it writes the message itself.
+func (p *peer) sendInline(ctx context.Context, kind transport.Kind, id uint64, buf *transport.Buffer) error {
+	return p.sendErr(p.conn.SendInline(ctx, kind, id, buf))
+}
+
+func (p *peer) sendErr(err error) error {
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		if p.node.isClosing() {
 			return ErrClosed

@@ -270,7 +270,14 @@ func (sc *ServerCall) serve(w *workerPool) (stay bool) {
 		sc.replyTransformed(*ip, reply)
 		return
 	}
-	p.send(context.Background(), kindResponse, sc.id, reply)
+	p.mu.Lock()
+	alone := len(p.serving) == 1 // no other call being served: reply at once
+	p.mu.Unlock()
+	if alone {
+		p.sendInline(context.Background(), kindResponse, sc.id, reply)
+	} else {
+		p.send(context.Background(), kindResponse, sc.id, reply)
+	}
 	return
 }
 

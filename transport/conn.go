@@ -57,10 +57,12 @@ type Conn struct {
 	space   chan struct{} // closed and replaced when queue space is freed and someone waits
 	ctl     control       // control frames for the writer to send
 	wake    chan struct{} // capacity 1: the writer has work
-	handler Handler       // set by the first Start
-	started bool          // the goroutines run
-	closing bool          // Close called: no more Sends
-	err     error         // why the connection closed; set once
+	wmu     sync.Mutex    // held by whoever writes to bw: the writer, or sendDirect
+	bw      *bufio.Writer
+	handler Handler // set by the first Start
+	started bool    // the goroutines run
+	closing bool    // Close called: no more Sends
+	err     error   // why the connection closed; set once
 
 	done     chan struct{} // closed when the connection is closed
 	stopped  chan struct{} // closed when the goroutines have ended
@@ -204,6 +206,7 @@ func (c *Conn) Start(h Handler) {
 		h.HandleClosed(err)
 		return
 	}
+	c.bw = bufio.NewWriterSize(deadlineWriter{c}, writeBufferSize)
 	c.started = true
 	c.running.Store(3)
 	c.mu.Unlock()
@@ -245,6 +248,24 @@ func (c *Conn) Send(ctx context.Context, kind Kind, id uint64, buf *Buffer) erro
 		charge = half
 	}
 	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf, charge: charge})
+}
+
+// directMax is the largest message SendInline may write itself.
+const directMax = 4 << 10
+
+// SendInline is Send, except that when the connection is idle (the writer
+// has nothing queued or buffered) a small message is written and flushed on
+// the calling goroutine, which saves a hand-off to the writer: a lone call
+// then crosses fewer goroutines, while busy connections still batch. Since
+// it may block on the socket, a Handler must not call it (use Send).
+func (c *Conn) SendInline(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
+	if buf != nil && buf.Len() <= directMax && kind != 0 && kind <= KindMax {
+		charge := buf.Len()
+		if took, err := c.sendDirect(outFrame{kind: kind, id: id, buf: buf, charge: charge}); took {
+			return err
+		}
+	}
+	return c.Send(ctx, kind, id, buf)
 }
 
 func (c *Conn) enqueue(ctx context.Context, f outFrame) error {

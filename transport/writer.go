@@ -19,7 +19,9 @@ const writeBufferSize = 64 << 10
 // left to write.
 func (c *Conn) writeLoop() {
 	defer c.exit()
-	bw := bufio.NewWriterSize(deadlineWriter{c}, writeBufferSize)
+	bw := c.bw
+	c.wmu.Lock() // held while the writer is active: see sendDirect
+	defer c.wmu.Unlock()
 	var (
 		pending, spare []outFrame
 		busy           map[msgKey]struct{} // keys of messages with fragments left this round
@@ -56,11 +58,15 @@ func (c *Conn) writeLoop() {
 				c.finishClose()
 				return
 			} else {
+				// Idle: a Send may write its frame itself meanwhile.
+				c.wmu.Unlock()
 				select {
 				case <-c.wake:
 				case <-c.done:
+					c.wmu.Lock()
 					return
 				}
+				c.wmu.Lock()
 			}
 			c.mu.Lock()
 		}
@@ -135,6 +141,44 @@ func (c *Conn) writeLoop() {
 			c.mu.Unlock()
 		}
 	}
+}
+
+// sendDirect writes a small message on the caller's goroutine when the
+// writer is idle and nothing is queued, saving the hand-off to the writer
+// (a one-caller call then crosses fewer goroutines); when the writer is
+// busy, the message is queued and batched instead. It reports whether it
+// took the message.
+func (c *Conn) sendDirect(f outFrame) (bool, error) {
+	if !c.wmu.TryLock() {
+		return false, nil
+	}
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	idle := c.started && c.err == nil && !c.closing && len(c.queue) == 0 && !c.ctl.any() && c.bw.Buffered() == 0
+	c.mu.Unlock()
+	if !idle {
+		return false, nil
+	}
+	var hdr [HeaderSize]byte
+	size := 0
+	if f.buf != nil {
+		size = f.buf.Len()
+	}
+	putHeader(hdr[:], Header{Length: uint32(size), Kind: f.kind, ID: f.id})
+	_, err := c.bw.Write(hdr[:])
+	if err == nil && size > 0 {
+		_, err = c.bw.Write(f.buf.Bytes())
+	}
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	PutBuffer(f.buf)
+	if err != nil {
+		err = fmt.Errorf("transport: write: %w", err)
+		c.fail(err)
+		return true, err
+	}
+	return true, nil
 }
 
 // writeControl writes the control frames in ctl.
