@@ -21,7 +21,7 @@ var ErrStreamReset = errors.New("trellis: stream reset")
 // doubles each time the reader finds its buffer empty, up to maxWindow.
 const (
 	// streamChunk keeps a data message (envelope included) in one frame.
-	streamChunk   = 64<<10 - 64
+	streamChunk   = transport.MaxFramePayload - 64
 	initialWindow = 256 << 10
 	maxWindow     = 8 << 20
 )

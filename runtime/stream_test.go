@@ -190,7 +190,7 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	b.SetBytes(size)
 	buf := make([]byte, 256<<10)
 	for b.Loop() {
-		r, err := p.files.Dump(context.Background(), size, 1, 0)
+		r, err := p.files.Dump(context.Background(), size, -1, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func BenchmarkTCPCopy(b *testing.B) {
 			}
 			go func() {
 				defer c.Close()
-				io.CopyBuffer(c, io.LimitReader(testsvc.NewSource(size, 1, nil), size), make([]byte, 64<<10))
+				io.CopyBuffer(c, io.LimitReader(testsvc.NewSource(size, -1, nil), size), make([]byte, 64<<10))
 			}()
 		}
 	}()

@@ -11,8 +11,9 @@ import (
 
 // Files passes streams both ways.
 type Files interface {
-	// Dump returns n pseudo-random bytes from seed; if failAt > 0 the
-	// stream fails with "disk on fire" after failAt bytes.
+	// Dump returns n pseudo-random bytes from seed (a cheap repeating
+	// pattern when seed is negative); if failAt > 0 the stream fails with
+	// "disk on fire" after failAt bytes.
 	Dump(ctx context.Context, n, seed, failAt int64) (io.Reader, error)
 	// Load reads r to its end and returns its length and SHA-256.
 	Load(ctx context.Context, r io.Reader) (int64, []byte, error)
@@ -30,7 +31,7 @@ type FilesImpl struct {
 
 // Dump implements Files.
 func (f *FilesImpl) Dump(ctx context.Context, n, seed, failAt int64) (io.Reader, error) {
-	s := &Source{N: n, FailAt: failAt, rng: rand.NewChaCha8(seedBytes(seed)), closed: &f.SourcesClosed}
+	s := &Source{N: n, FailAt: failAt, rng: rand.NewChaCha8(seedBytes(seed)), pattern: seed < 0, closed: &f.SourcesClosed}
 	f.Last.Store(s)
 	return s, nil
 }
@@ -63,15 +64,24 @@ type Source struct {
 	N, FailAt int64
 	read      int64
 	rng       *rand.ChaCha8
+	pattern   bool // a repeating pattern instead of random bytes
 	closed    *atomic.Int64
 	// Read counts the bytes read so far (for tests of flow control).
 	Reads atomic.Int64
 }
 
-// NewSource returns a Source of n bytes from seed.
+// NewSource returns a Source of n bytes from seed (a cheap repeating
+// pattern when seed is negative).
 func NewSource(n, seed int64, closed *atomic.Int64) *Source {
-	return &Source{N: n, rng: rand.NewChaCha8(seedBytes(seed)), closed: closed}
+	return &Source{N: n, rng: rand.NewChaCha8(seedBytes(seed)), pattern: seed < 0, closed: closed}
 }
+
+var patternBytes = func() (b [4096]byte) {
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b
+}()
 
 // ErrOnFire is the error of a failing Source.
 var ErrOnFire = errors.New("disk on fire")
@@ -91,7 +101,13 @@ func (s *Source) Read(p []byte) (int, error) {
 	if s.FailAt > 0 && int64(len(p)) > s.FailAt-s.read {
 		p = p[:s.FailAt-s.read]
 	}
-	s.rng.Read(p)
+	if s.pattern {
+		for i := 0; i < len(p); i += len(patternBytes) {
+			copy(p[i:], patternBytes[:])
+		}
+	} else {
+		s.rng.Read(p)
+	}
 	s.read += int64(len(p))
 	s.Reads.Add(int64(len(p)))
 	return len(p), nil
