@@ -23,7 +23,7 @@ const (
 	// streamChunk keeps a data message (envelope included) in one frame.
 	streamChunk   = transport.MaxFramePayload - 64
 	initialWindow = 256 << 10
-	maxWindow     = 8 << 20
+	maxWindow     = 512 << 10
 )
 
 // One-way stream messages (kindStream), addressed like requests: the
@@ -214,6 +214,12 @@ func (s *outStream) finish() {
 
 // sendStream sends a one-way stream message to node dst.
 func (n *Node) sendStream(dst NodeID, op uint64, id uint64, body func(b []byte) []byte) error {
+	return n.sendStreamMsg(dst, op, id, false, body)
+}
+
+// sendStreamMsg sends a stream message, as bulk data (see
+// transport.Conn.SendBulk) when bulk is set.
+func (n *Node) sendStreamMsg(dst NodeID, op uint64, id uint64, bulk bool, body func(b []byte) []byte) error {
 	p, routed, err := n.route(dst, false)
 	if err != nil {
 		return err
@@ -228,11 +234,15 @@ func (n *Node) sendStream(dst NodeID, op uint64, id uint64, body func(b []byte) 
 		b = body(b)
 	}
 	buf.Write(b)
+	if bulk {
+		return p.sendErr(p.conn.SendBulk(context.Background(), kindStream, id, buf))
+	}
 	return p.send(context.Background(), kindStream, id, buf)
 }
 
+// sendData sends stream data (and its end) as bulk data, behind calls.
 func (n *Node) sendData(dst NodeID, id, seq uint64, flags byte, data []byte) error {
-	return n.sendStream(dst, opData, id, func(b []byte) []byte {
+	return n.sendStreamMsg(dst, opData, id, true, func(b []byte) []byte {
 		b = binary.AppendUvarint(b, seq)
 		b = append(b, flags)
 		return append(b, data...)
@@ -427,6 +437,10 @@ func (s *inStream) close() {
 	}
 	s.queue, s.queued, s.chunks = nil, 0, nil
 	s.mu.Unlock()
+	select { // wake a Read blocked in another goroutine
+	case s.ready <- struct{}{}:
+	default:
+	}
 	if !ended {
 		s.node.sendStream(s.key.node, opCancel, s.key.id, nil)
 	}
@@ -449,7 +463,11 @@ func (n *Node) handleStream(p *peer, payload []byte) error {
 		buf := transport.GetBuffer()
 		buf.Write(payload)
 		buf.Bytes()[ttlOffset]--
-		q.send(context.Background(), kindStream, 0, buf)
+		if req.method == opData {
+			q.sendErr(q.conn.SendBulk(context.Background(), kindStream, req.object, buf))
+		} else {
+			q.send(context.Background(), kindStream, req.object, buf)
+		}
 		return nil
 	}
 	from := p.id

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,4 +235,96 @@ func BenchmarkTCPCopy(b *testing.B) {
 		}
 		c.Close()
 	}
+}
+
+// p99 of small calls made by 64 goroutines for d, on p's connection.
+func smallCallP99(b *testing.B, p *filesPair, k *testsvc.KitchenProxy, d time.Duration) time.Duration {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	stop := time.Now().Add(d)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(stop) {
+				start := time.Now()
+				if _, _, err := k.Echo(context.Background(), "x", 1); err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, time.Since(start))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return lat[len(lat)*99/100]
+}
+
+// BenchmarkSmallCallsDuringStream compares the p99 latency of small calls
+// from 64 goroutines with and without a large stream on the same
+// connection (reported as p99-idle-µs, p99-stream-µs and p99-ratio).
+func BenchmarkSmallCallsDuringStream(b *testing.B) {
+	p := newFilesPair(b)
+	server := p.server
+	impl := testsvc.NewImpl()
+	testsvc.RegisterKitchen(server, impl)
+	k := testsvc.NewKitchenProxy(p.client, server.ID())
+	for b.Loop() {
+		idle := smallCallP99(b, p, k, time.Second)
+		r, err := p.files.Dump(context.Background(), 1<<40, -1, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			io.Copy(io.Discard, r)
+		}()
+		busy := smallCallP99(b, p, k, time.Second)
+		r.(io.Closer).Close()
+		<-done
+		b.ReportMetric(float64(idle.Microseconds()), "p99-idle-µs")
+		b.ReportMetric(float64(busy.Microseconds()), "p99-stream-µs")
+		b.ReportMetric(float64(busy)/float64(idle), "p99-ratio")
+	}
+}
+
+func TestStreamCloseUnblocksConcurrentRead(t *testing.T) {
+	p := newFilesPair(t)
+	// A stream that fails after 1 MiB would end by itself; this one is
+	// endless, and the reader blocks once it is starved by a closed window.
+	r, err := p.files.Dump(testCtx(t), 1<<40, -1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		var err error
+		for i := 0; err == nil; i++ {
+			_, err = r.Read(buf)
+			if i == 0 {
+				close(started)
+			}
+		}
+		done <- err
+	}()
+	<-started
+	r.(io.Closer).Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, trellis.ErrStreamReset) {
+			t.Fatalf("Read after a concurrent Close: %v, want ErrStreamReset", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Read blocked in another goroutine did not return after Close")
+	}
+	waitFor(t, "the sender to close its source", func() bool { return p.impl.SourcesClosed.Load() == 1 })
 }

@@ -90,6 +90,7 @@ type outFrame struct {
 	buf    *Buffer // nil for an empty payload
 	off    int     // bytes of buf already written
 	charge int     // bytes counted in Conn.queued
+	bulk   bool    // see SendBulk
 }
 
 func newConn(nc net.Conn, cfg *Config, remote nodeid.ID) *Conn {
@@ -248,6 +249,30 @@ func (c *Conn) Send(ctx context.Context, kind Kind, id uint64, buf *Buffer) erro
 		charge = half
 	}
 	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf, charge: charge})
+}
+
+// SendBulk is Send for bulk data (a stream's chunks): such messages are
+// written after the other messages queued, at most one frame of bulk data
+// per write round, so that small messages sent meanwhile overtake them and
+// keep their latency. Bulk messages keep their order among themselves.
+func (c *Conn) SendBulk(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
+	if kind == 0 || kind > KindMax {
+		PutBuffer(buf)
+		return fmt.Errorf("transport: send: invalid message kind %d", kind)
+	}
+	n := 0
+	if buf != nil {
+		n = buf.Len()
+	}
+	if n > c.cfg.MaxMessageSize {
+		PutBuffer(buf)
+		return fmt.Errorf("transport: send: message of %d bytes exceeds the cap of %d", n, c.cfg.MaxMessageSize)
+	}
+	charge := n
+	if half := c.cfg.MaxQueuedBytes / 2; half > 0 && charge > half {
+		charge = half
+	}
+	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf, charge: charge, bulk: true})
 }
 
 // directMax is the largest message SendInline may write itself.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -92,9 +93,20 @@ func (c *Conn) writeLoop() {
 		next := spare[:0]
 		freed := 0
 		clear(busy)
+		// Small messages first; then at most one frame of bulk data, the
+		// rest waiting for the next round, which new small messages join.
+		bulkWritten := false
+		sortBulkLast(pending)
 		for i := range pending {
 			f := &pending[i]
 			key := msgKey{id: f.id, kind: f.kind}
+			if f.bulk {
+				if bulkWritten {
+					next = append(next, *f)
+					continue
+				}
+				bulkWritten = true
+			}
 			if len(busy) > 0 {
 				if _, ok := busy[key]; ok {
 					// An earlier message with the same key is unfinished:
@@ -179,6 +191,20 @@ func (c *Conn) sendDirect(f outFrame) (bool, error) {
 		return true, err
 	}
 	return true, nil
+}
+
+// sortBulkLast moves the bulk messages after the others, keeping the order
+// within each group.
+func sortBulkLast(fs []outFrame) {
+	slices.SortStableFunc(fs, func(a, b outFrame) int {
+		switch {
+		case a.bulk == b.bulk:
+			return 0
+		case a.bulk:
+			return 1
+		}
+		return -1
+	})
 }
 
 // writeControl writes the control frames in ctl.
