@@ -435,3 +435,38 @@ func TestBufferPool(t *testing.T) {
 }
 
 var _ net.Conn = fakeConn{}
+
+// TestBulkGoesLast checks that bulk messages queued first are written after
+// small ones queued later, in their own order, and that SendInline delivers
+// a message on an idle connection.
+func TestBulkGoesLast(t *testing.T) {
+	checkLeaks(t)
+	d, a := pair(t, testConfig(1, nil), testConfig(2, nil))
+	ar := newRecorder(10)
+	chunk := bytes.Repeat([]byte{'x'}, MaxFramePayload-16)
+	for i := range 3 {
+		if err := d.SendBulk(ctxT(t), 1, uint64(10+i), bufferOf(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		if err := d.Send(ctxT(t), 2, uint64(20+i), bufferOf([]byte("small"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Start(newRecorder(1))
+	a.Start(ar)
+	var order []uint64
+	for range 5 {
+		order = append(order, ar.next(t).id)
+	}
+	if want := []uint64{20, 21, 10, 11, 12}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("delivery order %v, want %v (small first, bulk in order)", order, want)
+	}
+	if err := d.SendInline(ctxT(t), 3, 30, bufferOf([]byte("inline"))); err != nil {
+		t.Fatal(err)
+	}
+	if m := ar.next(t); m.id != 30 || string(m.payload) != "inline" {
+		t.Fatalf("inline message: %d %q", m.id, m.payload)
+	}
+}
