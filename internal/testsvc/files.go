@@ -1,5 +1,7 @@
 package testsvc
 
+//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Files -output files_trellis.go
+
 import (
 	"context"
 	"crypto/sha256"

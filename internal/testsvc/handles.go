@@ -1,5 +1,7 @@
 package testsvc
 
+//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Handles -transformed Handle -output handles_trellis.go
+
 import (
 	"context"
 	"sync"

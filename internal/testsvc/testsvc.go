@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Kitchen,Control,Registry,Callback,Counter,Files,Handles -transformed Handle
+//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Kitchen,Control -output kitchen_trellis.go
 
 // Level is a named basic type.
 type Level int8
