@@ -90,6 +90,7 @@ type clientOpts struct {
 	callers                int
 	cpuprofile, memprofile string
 	srvCPU, srvMem         string
+	fig                    figureOpts // the stream and p99 figures
 }
 
 // runClient serves the orchestrator: it starts the server, dials it, then

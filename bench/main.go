@@ -1,9 +1,18 @@
 // Command bench measures Trellis side by side with gRPC-Go, net/rpc and a
 // hand-written TCP echo, in one run on one machine, and prints one table and
-// the ratios against gRPC-Go and against the raw floor.
+// the ratios against gRPC-Go and against the raw floor, then Trellis's
+// stream and routing figures: a remote io.Reader against a plain TCP copy,
+// a call routed over 2 hops against a direct one, and small-call p99 with
+// and without a large stream on the connection.
 //
-//	cd bench && go run .                      # everything, about a minute
-//	go run . -systems trellis,raw -payloads small -rounds 1
+// bench/ is a Go module of its own, so `go run ./bench` from the repository
+// root cannot build it; run it from bench/, or with -C:
+//
+//	cd bench && go run .                      # everything, about 85 s
+//	go run -C bench .                         # the same, from the repository root
+//	bench/run.sh                              # the same, from anywhere
+//	go run . -systems trellis,raw -payloads small -rounds 1 -phases seq,conc
+//	go run . -phases stream,route,p99         # only the stream and routing figures
 //	go run . -profile /tmp/prof -systems trellis   # pprof CPU and alloc profiles
 //
 // Every system serves the same call, Echo(ctx, Req) (Resp, error), from a
@@ -38,7 +47,7 @@ func main() {
 		addr    = flag.String("addr", "127.0.0.1:0", "with -serve: the address to listen on")
 		sysList = flag.String("systems", "trellis,grpc,netrpc,raw,raw-go", "comma-separated `systems` to measure")
 		pl      = flag.String("payloads", "small,large", "comma-separated `payloads`: small (16 B name, 3 tags, 64 B payload), large (64 KiB payload)")
-		phases  = flag.String("phases", "seq,conc", "comma-separated `phases`: seq (one caller, p50/p99), conc (concurrent callers: calls/s, allocs and CPU per call)")
+		phases  = flag.String("phases", "seq,conc,stream,route,p99", "comma-separated `phases`: seq (one caller, p50/p99), conc (concurrent callers: calls/s, allocs and CPU per call); Trellis figures after the table: stream (remote io.Reader vs plain TCP copy, MB/s), route (one caller, routed A→C via B vs direct A→B), p99 (small-call p99 of the concurrent callers during a stream vs without)")
 		rounds  = flag.Int("rounds", 3, "measure each phase in `n` rounds, interleaved across the systems; report the median (rates, latencies) or the total (per-call costs)")
 		warmup  = flag.Duration("warmup", 300*time.Millisecond, "warm-up before each phase of each round")
 		seqDur  = flag.Duration("seq", 500*time.Millisecond, "length of the sequential phase, per round")
@@ -48,30 +57,53 @@ func main() {
 		profile = flag.String("profile", "", "write pprof CPU and allocation profiles of every client and server process into `dir`")
 		jsonOut = flag.Bool("json", false, "print the results as JSON lines instead of a table")
 
+		streamMiB = flag.Int64("stream-mib", 256, "stream phase: `MiB` per stream")
+		busyMiB   = flag.Int64("busy-stream-mib", 1024, "p99 phase: `MiB` of the stream that runs under the calls")
+		p99Window = flag.Duration("p99-window", 2*time.Second, "p99 phase: measured window without a stream; with one, the window runs from its first bytes to its end, or is cut (with the stream) at this length")
+		peerID    = flag.String("peer-id", "", "internal: with -serve trellis -connect: the caller's node ID")
+		connect   = flag.String("connect", "", "internal: with -serve trellis: connect onward to `addr` (the relay of the route phase)")
+
 		cpuprofile    = flag.String("cpuprofile", "", "with -serve or -client: write a CPU profile to `file`")
 		memprofile    = flag.String("memprofile", "", "with -serve or -client: write an allocation profile to `file`")
 		srvCPUProfile = flag.String("server-cpuprofile", "", "with -client: the server's -cpuprofile")
 		srvMemProfile = flag.String("server-memprofile", "", "with -client: the server's -memprofile")
 	)
+	flag.Usage = usage
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
+		usage()
+		os.Exit(2)
+	}
+	fig := figureOpts{streamBytes: *streamMiB << 20, busyBytes: *busyMiB << 20, p99Window: *p99Window}
 	var err error
 	switch {
 	case *serve != "":
-		err = runServer(*serve, *addr, *cpuprofile, *memprofile)
+		err = runServer(serverOpts{name: *serve, addr: *addr, cpuprofile: *cpuprofile, memprofile: *memprofile,
+			connect: *connect, peerID: *peerID})
 	case *client != "":
-		err = runClient(clientOpts{
+		co := clientOpts{
 			system: *client, warmup: *warmup, seqDur: *seqDur, window: *window, callers: *callers,
 			cpuprofile: *cpuprofile, memprofile: *memprofile,
-			srvCPU: *srvCPUProfile, srvMem: *srvMemProfile,
-		})
+			srvCPU: *srvCPUProfile, srvMem: *srvMemProfile, fig: fig,
+		}
+		switch *client {
+		case "stream":
+			err = runStreamClient(co)
+		case "route":
+			err = runRouteClient(co)
+		default:
+			err = runClient(co)
+		}
 	default:
-		seq, conc := hasPhase(*phases)
+		seq, conc, figs := hasPhase(*phases)
 		err = orchestrate(orchOpts{
-			systems: split(*sysList), payloads: split(*pl), seq: seq, conc: conc,
-			rounds: max(*rounds, 1), runs: max(*runs, 1), profile: *profile, json: *jsonOut,
+			systems: split(*sysList), payloads: split(*pl), seq: seq, conc: conc, figs: figs, fig: fig,
+			rounds: max(*rounds, 1), runs: max(*runs, 1), callers: *callers, profile: *profile, json: *jsonOut,
 			passArgs: []string{
 				"-warmup", warmup.String(), "-seq", seqDur.String(), "-window", window.String(),
-				"-callers", fmt.Sprint(*callers),
+				"-callers", fmt.Sprint(*callers), "-stream-mib", fmt.Sprint(*streamMiB),
+				"-busy-stream-mib", fmt.Sprint(*busyMiB), "-p99-window", p99Window.String(),
 			},
 		})
 	}
@@ -91,28 +123,62 @@ func split(s string) []string {
 	return out
 }
 
-func hasPhase(s string) (seq, conc bool) {
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: cd bench && go run . [flags]
+       go run -C bench . [flags]     (from the repository root)
+       bench/run.sh [flags]          (from anywhere)
+
+bench/ is a Go module of its own (the main module never depends on gRPC), so
+"go run ./bench" from the repository root cannot build it: use one of the above.
+With no flags it measures everything (about 85 s): the echo table of Trellis,
+gRPC-Go, net/rpc and the raw TCP echoes, then Trellis's stream and routing
+figures, and the targets of the benchmark issue. See bench/README.md.
+
+flags:
+`)
+	flag.PrintDefaults()
+}
+
+func hasPhase(s string) (seq, conc bool, figs figurePhases) {
 	for _, p := range split(s) {
 		switch p {
 		case "seq":
 			seq = true
 		case "conc":
 			conc = true
+		case "stream":
+			figs.stream = true
+		case "route":
+			figs.route = true
+		case "p99":
+			figs.p99 = true
 		default:
 			fmt.Fprintf(os.Stderr, "bench: unknown phase %q\n", p)
 			os.Exit(2)
 		}
 	}
-	return seq, conc
+	return seq, conc, figs
 }
 
 type orchOpts struct {
 	systems, payloads []string
 	seq, conc         bool
+	figs              figurePhases
+	fig               figureOpts
 	rounds, runs      int
+	callers           int
 	profile           string
 	json              bool
 	passArgs          []string
+}
+
+// profileBase is the path prefix of the profiles of client kind in run.
+func (o orchOpts) profileBase(kind string, run int) string {
+	pre := filepath.Join(o.profile, kind)
+	if o.runs > 1 {
+		pre += fmt.Sprintf("-run%d", run+1)
+	}
+	return pre
 }
 
 // Result is what the table shows for one system and payload: the rounds
@@ -153,21 +219,39 @@ func orchestrate(o orchOpts) error {
 			return err
 		}
 	}
+	if !o.seq && !o.conc && !o.figs.any() {
+		return errors.New("no phase selected")
+	}
 	start := time.Now()
 	var all [][]Result
+	var figs []*Figures
 	var failed error
 	for run := range o.runs {
-		rs, err := measureRun(o, run)
-		if err != nil && failed == nil {
-			failed = err
+		var rs []Result
+		if o.seq || o.conc {
+			var err error
+			if rs, err = measureRun(o, run); err != nil && failed == nil {
+				failed = err
+			}
 		}
 		all = append(all, rs)
+		var f *Figures
+		if o.figs.any() {
+			var err error
+			if f, err = measureFigures(o, run); err != nil && failed == nil {
+				failed = err
+			}
+		}
+		figs = append(figs, f)
 	}
 	if o.json {
 		enc := json.NewEncoder(os.Stdout)
-		for _, rs := range all {
+		for i, rs := range all {
 			for _, r := range rs {
 				enc.Encode(r)
+			}
+			if figs[i] != nil {
+				enc.Encode(figs[i])
 			}
 		}
 	} else {
@@ -175,12 +259,16 @@ func orchestrate(o orchOpts) error {
 			if o.runs > 1 {
 				fmt.Printf("== run %d of %d ==\n", i+1, o.runs)
 			}
-			printTable(os.Stdout, rs)
-			printRatios(os.Stdout, rs)
+			if len(rs) > 0 {
+				printTable(os.Stdout, rs)
+				printRatios(os.Stdout, rs)
+			}
+			printFigures(os.Stdout, figs[i])
+			printTargets(os.Stdout, rs, figs[i])
 			fmt.Println()
 		}
 		if o.runs > 1 {
-			printSpread(os.Stdout, all)
+			printSpread(os.Stdout, all, figs)
 		}
 		fmt.Printf("(%s; %d rounds of %s per phase; %d CPUs, %s)\n", time.Since(start).Round(time.Second),
 			o.rounds, roundDesc(o), numCPU(), goVersion())
@@ -200,7 +288,7 @@ func roundDesc(o orchOpts) string {
 		}
 		return "?"
 	}
-	return fmt.Sprintf("%s warm-up + %s (1 caller) or %s (%s callers)", get("-warmup"), get("-seq"), get("-window"), get("-callers"))
+	return fmt.Sprintf("%s warm-up + %s (1 caller) or %s (%s callers; p99 phase %s)", get("-warmup"), get("-seq"), get("-window"), get("-callers"), get("-p99-window"))
 }
 
 // clientProc is a client process, driven phase by phase.
@@ -231,22 +319,32 @@ func startClientProc(exe string, args []string, system string) (*clientProc, err
 
 // run asks the client process for one phase.
 func (cp *clientProc) run(phase, payload string) (Measure, error) {
-	if cp.err != nil {
-		return Measure{}, cp.err
-	}
 	var m Measure
-	if _, err := fmt.Fprintf(cp.in, "%s %s\n", phase, payload); err != nil {
-		cp.err = err
-		return m, err
-	}
-	if err := cp.out.Decode(&m); err != nil {
-		cp.err = fmt.Errorf("client process: %v", err)
-		return m, cp.err
-	}
-	if m.Err != "" {
+	err := cp.ask(phase+" "+payload, &m)
+	if err == nil && m.Err != "" {
 		cp.err = errors.New(m.Err)
 	}
 	return m, cp.err
+}
+
+// ask sends line to the client process and decodes its answer into v (a
+// *Measure or an *XMeasure).
+func (cp *clientProc) ask(line string, v any) error {
+	if cp.err != nil {
+		return cp.err
+	}
+	if _, err := fmt.Fprintf(cp.in, "%s\n", line); err != nil {
+		cp.err = err
+		return err
+	}
+	if err := cp.out.Decode(v); err != nil {
+		cp.err = fmt.Errorf("client process: %v", err)
+		return cp.err
+	}
+	if x, ok := v.(*XMeasure); ok && x.Err != "" {
+		cp.err = errors.New(x.Err)
+	}
+	return cp.err
 }
 
 func (cp *clientProc) close() error {
@@ -272,10 +370,7 @@ func measureRun(o orchOpts, run int) ([]Result, error) {
 	for _, s := range o.systems {
 		args := append([]string{"-client", s}, o.passArgs...)
 		if o.profile != "" {
-			pre := filepath.Join(o.profile, s)
-			if o.runs > 1 {
-				pre += fmt.Sprintf("-run%d", run+1)
-			}
+			pre := o.profileBase(s, run)
 			args = append(args,
 				"-cpuprofile", pre+"-client.cpu.pprof", "-memprofile", pre+"-client.mem.pprof",
 				"-server-cpuprofile", pre+"-server.cpu.pprof", "-server-memprofile", pre+"-server.mem.pprof")
@@ -462,11 +557,11 @@ func printRatios(w io.Writer, rs []Result) {
 		}
 		tw.Flush()
 	}
-	printTargets(w, rs)
 }
 
-// printTargets checks Trellis against the targets of the benchmark issue.
-func printTargets(w io.Writer, rs []Result) {
+// printTargets checks Trellis against the targets of the benchmark issue
+// (and of the stream issue, for the figures).
+func printTargets(w io.Writer, rs []Result, f *Figures) {
 	t, g, raw := find(rs, "trellis", "small"), find(rs, "grpc", "small"), find(rs, "raw", "small")
 	tl, rawl := find(rs, "trellis", "large"), find(rs, "raw", "large")
 	type target struct {
@@ -495,6 +590,22 @@ func printTargets(w io.Writer, rs []Result) {
 		return float64(t.ClientCPU+t.ServerCPU) / float64(raw.ClientCPU+raw.ServerCPU)
 	}, 1.5, false, "×")
 	add("large-payload throughput ÷ raw", conc(tl) && conc(rawl), func() float64 { return tl.CallsPerSec / rawl.CallsPerSec }, 0.85, true, "×")
+	if len(rs) == 0 {
+		ts = nil
+	}
+	if f != nil && (len(f.TrellisMBs) > 0 || len(f.TCPMBs) > 0) {
+		add("remote io.Reader MB/s ÷ plain TCP copy", len(f.TrellisMBs) > 0 && len(f.TCPMBs) > 0, func() float64 {
+			return median(f.TrellisMBs) / median(f.TCPMBs)
+		}, 0.8, true, "×")
+	}
+	if f != nil && (len(f.BusyP99) > 0 || len(f.IdleP99) > 0) {
+		add("small-call p99 during a stream ÷ without", len(f.BusyP99) > 0 && len(f.IdleP99) > 0, func() float64 {
+			return dratio(median(f.BusyP99), median(f.IdleP99))
+		}, 2, false, "×")
+	}
+	if len(ts) == 0 {
+		return
+	}
 	fmt.Fprintln(w, "\nTrellis against the targets:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, tg := range ts {
@@ -518,7 +629,14 @@ func printTargets(w io.Writer, rs []Result) {
 }
 
 // printSpread shows, per row, the range of throughput and p50 over the runs.
-func printSpread(w io.Writer, all [][]Result) {
+func printSpread(w io.Writer, all [][]Result, figs []*Figures) {
+	if len(all[0]) > 0 {
+		printEchoSpread(w, all)
+	}
+	printFigureSpread(w, figs)
+}
+
+func printEchoSpread(w io.Writer, all [][]Result) {
 	fmt.Fprintf(w, "spread over %d runs (min – max, and (max-min)/min):\n", len(all))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tpayload\tcalls/s\tspread\tp50 µs\tspread\tCPU µs/call\tspread\t")

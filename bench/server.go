@@ -1,10 +1,18 @@
 package main
 
 // Server mode (-serve SYSTEM): the bench binary serves one system in its own
-// process. It prints "addr HOST:PORT" on stdout once listening, then answers
-// each "stats" line on stdin with "stats MALLOCS" (runtime.MemStats.Mallocs,
-// so the client can take the server's allocations over a window), and shuts
+// process. It prints "addr HOST:PORT" on stdout once listening (followed by
+// " peer ID" when -connect made it connect onward), then answers each
+// "stats" line on stdin with "stats MALLOCS" (runtime.MemStats.Mallocs, so
+// the client can take the server's allocations over a window) and each "cpu"
+// line with "cpu NANOSECONDS" (its getrusage user+system time), and shuts
 // down when stdin closes (its parent is done or died).
+//
+// Besides the systems, -serve takes "tcpcopy" (the plain TCP source of the
+// stream figures), and "trellis" takes -connect ADDR and -peer-id ID: the
+// relay B of the routing figures, connected onward to the node at ADDR, with
+// a router sending calls for that node and for ID (the caller A) straight to
+// them.
 
 import (
 	"bufio"
@@ -22,21 +30,43 @@ import (
 	"time"
 )
 
-func runServer(name, addr, cpuprofile, memprofile string) error {
-	s := findSystem(name)
-	if s == nil {
-		return fmt.Errorf("unknown system %q", name)
+type serverOpts struct {
+	name, addr             string
+	cpuprofile, memprofile string
+	connect                string // trellis only: connect onward to this address (the relay)
+	peerID                 string // with connect: the caller's node ID, for the relay's router
+}
+
+func runServer(o serverOpts) error {
+	s := findSystem(o.name)
+	if s == nil && o.name != "tcpcopy" {
+		return fmt.Errorf("unknown system %q", o.name)
 	}
-	stopProfiles, err := startProfiles(cpuprofile, memprofile)
+	if o.connect != "" && o.name != "trellis" {
+		return fmt.Errorf("-connect is for -serve trellis only")
+	}
+	stopProfiles, err := startProfiles(o.cpuprofile, o.memprofile)
 	if err != nil {
 		return err
 	}
 	log.SetOutput(io.Discard) // net/rpc logs its listener closing
-	a, stop, err := s.serve(addr)
+	var (
+		a    string
+		stop func()
+		info string
+	)
+	switch {
+	case o.name == "tcpcopy":
+		a, stop, err = serveTCPCopy(o.addr)
+	case o.connect != "":
+		a, stop, info, err = serveRelay(o.addr, o.connect, o.peerID)
+	default:
+		a, stop, err = s.serve(o.addr)
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Printf("addr %s\n", a)
+	fmt.Printf("addr %s%s\n", a, info)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		switch in.Text() {
@@ -44,6 +74,8 @@ func runServer(name, addr, cpuprofile, memprofile string) error {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			fmt.Printf("stats %d\n", ms.Mallocs)
+		case "cpu":
+			fmt.Printf("cpu %d\n", int64(selfCPU()))
 		}
 	}
 	stop()
@@ -91,15 +123,17 @@ type serverProc struct {
 	}
 	out  *bufio.Reader
 	addr string
+	peer string // the " peer ID" of a relay's first line
 }
 
-// startServerProc runs this binary as the server of system name.
-func startServerProc(name, cpuprofile, memprofile string) (*serverProc, error) {
+// startServerProc runs this binary as the server of system name (or
+// "tcpcopy"); extra are more flags for it.
+func startServerProc(name, cpuprofile, memprofile string, extra ...string) (*serverProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-serve", name, "-addr", "127.0.0.1:0"}
+	args := append([]string{"-serve", name, "-addr", "127.0.0.1:0"}, extra...)
 	if cpuprofile != "" {
 		args = append(args, "-cpuprofile", cpuprofile)
 	}
@@ -125,13 +159,34 @@ func startServerProc(name, cpuprofile, memprofile string) (*serverProc, error) {
 		sp.close()
 		return nil, fmt.Errorf("%s server: %v", name, err)
 	}
-	a, ok := strings.CutPrefix(strings.TrimSpace(line), "addr ")
-	if !ok {
+	f := strings.Fields(line)
+	if len(f) < 2 || f[0] != "addr" {
 		sp.close()
 		return nil, fmt.Errorf("%s server: unexpected %q", name, line)
 	}
-	sp.addr = a
+	sp.addr = f[1]
+	if len(f) == 4 && f[2] == "peer" {
+		sp.peer = f[3]
+	}
 	return sp, nil
+}
+
+// selfCPU asks the server for its user+system CPU time (getrusage: finer
+// than the 10 ms ticks of /proc/PID/stat).
+func (sp *serverProc) selfCPU() (time.Duration, error) {
+	if _, err := sp.stdin.Write([]byte("cpu\n")); err != nil {
+		return 0, err
+	}
+	line, err := sp.out.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	v, ok := strings.CutPrefix(strings.TrimSpace(line), "cpu ")
+	if !ok {
+		return 0, fmt.Errorf("server: unexpected %q", line)
+	}
+	ns, err := strconv.ParseInt(v, 10, 64)
+	return time.Duration(ns), err
 }
 
 // mallocs asks the server for its MemStats.Mallocs.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/rpc"
 
@@ -16,15 +17,25 @@ import (
 // ---- Trellis: the generated proxy over one connection ----
 
 func serveTrellis(addr string) (string, func(), error) {
-	n, err := trellis.NewNode(trellis.Config{Name: "bench-server", Addr: addr})
+	n, err := newTrellisServer(addr)
 	if err != nil {
 		return "", nil, err
 	}
-	if err := echo.RegisterEchoer(n, echo.Impl{}); err != nil {
-		n.Close(context.Background())
-		return "", nil, err
-	}
 	return n.Addr().String(), func() { n.Close(context.Background()) }, nil
+}
+
+// newTrellisServer starts a node serving Echoer (and Streamer, for the
+// stream figures) on addr.
+func newTrellisServer(addr string) (*trellis.Node, error) {
+	n, err := trellis.NewNode(trellis.Config{Name: "bench-server", Addr: addr})
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(echo.RegisterEchoer(n, echo.Impl{}), echo.RegisterStreamer(n, echo.StreamImpl{})); err != nil {
+		n.Close(context.Background())
+		return nil, err
+	}
+	return n, nil
 }
 
 type trellisClient struct {

@@ -4,7 +4,7 @@ package echo
 
 import "context"
 
-//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Echoer
+//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Echoer,Streamer
 
 // Echoer returns its request as its response.
 type Echoer interface {

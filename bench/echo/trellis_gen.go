@@ -4,6 +4,7 @@ package echo
 
 import (
 	"context"
+	"io"
 	"sync"
 
 	"github.com/trellisrpc/trellis/runtime"
@@ -108,5 +109,111 @@ func echoerEchoHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 		return err
 	}
 	wire.res = echoerEchoResults{R0: r0}
+	return call.Reply(&wire.res)
+}
+
+// StreamerService describes the Streamer interface to the Trellis runtime.
+var StreamerService = &runtime.ServiceDesc{
+	Name: "github.com/trellisrpc/trellis/bench/echo.Streamer",
+	ID:   0x40354fd6a351fd64,
+	Methods: []*runtime.MethodDesc{
+		streamerDumpMethod,
+	},
+}
+
+// RegisterStreamer serves impl on n as the node's Streamer service.
+func RegisterStreamer(n *runtime.Node, impl Streamer) error {
+	return n.Register(StreamerService, impl)
+}
+
+// StreamerProxy is a Streamer whose methods run on a remote node.
+type StreamerProxy struct {
+	c *runtime.Client
+}
+
+// NewStreamerProxy returns a Streamer that calls the Streamer service of node target;
+// opts configure the proxy.
+func NewStreamerProxy(n *runtime.Node, target runtime.NodeID, opts ...runtime.ProxyOption) *StreamerProxy {
+	return &StreamerProxy{c: runtime.NewClient(n, target, StreamerService, opts...)}
+}
+
+// TrellisClient returns the runtime client behind p (see runtime.ProxyOf).
+func (p *StreamerProxy) TrellisClient() *runtime.Client {
+	return p.c
+}
+
+// StreamerProxy implements Streamer.
+var _ Streamer = (*StreamerProxy)(nil)
+
+// streamerDumpMethod describes Streamer.Dump.
+var streamerDumpMethod = &runtime.MethodDesc{
+	Name:      "Dump",
+	Signature: "func(context.Context, int64) (io.Reader, error)",
+	ID:        0x9bc0c2c3f60af8f2,
+	Handler:   streamerDumpHandler,
+}
+
+// streamerDumpArgs holds the arguments of Streamer.Dump on the wire.
+type streamerDumpArgs struct {
+	_ struct{} `cbor:",toarray"`
+	N int64
+}
+
+// streamerDumpResults holds the results of Streamer.Dump on the wire.
+type streamerDumpResults struct {
+	_  struct{} `cbor:",toarray"`
+	R0 runtime.StreamRef
+}
+
+// streamerDumpCall holds the arguments and results of one call of Streamer.Dump. It is
+// recycled, so that a call allocates neither.
+type streamerDumpCall struct {
+	args streamerDumpArgs
+	res  streamerDumpResults
+}
+
+// streamerDumpCalls recycles streamerDumpCall values.
+var streamerDumpCalls = sync.Pool{New: func() any {
+	return new(streamerDumpCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *streamerDumpCall) recycle() {
+	*c = streamerDumpCall{}
+	streamerDumpCalls.Put(c)
+}
+
+// Dump calls Streamer.Dump on the remote node.
+func (p *StreamerProxy) Dump(ctx context.Context, n int64) (io.Reader, error) {
+	wire := streamerDumpCalls.Get().(*streamerDumpCall)
+	defer wire.recycle()
+	wire.args = streamerDumpArgs{N: n}
+	if err := p.c.Call(ctx, streamerDumpMethod, &wire.args, &wire.res); err != nil {
+		return nil, err
+	}
+	r0, err := p.c.ImportReader(wire.res.R0)
+	if err != nil {
+		return nil, err
+	}
+	return r0, nil
+}
+
+// streamerDumpHandler serves Streamer.Dump: it decodes the arguments, calls impl and
+// replies with the results.
+func streamerDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := streamerDumpCalls.Get().(*streamerDumpCall)
+	defer wire.recycle()
+	if err := call.Decode(&wire.args); err != nil {
+		return err
+	}
+	r0, err := impl.(Streamer).Dump(ctx, wire.args.N)
+	if err != nil {
+		return err
+	}
+	r0Ref, err := call.ExportReader(r0)
+	if err != nil {
+		return err
+	}
+	wire.res = streamerDumpResults{R0: r0Ref}
 	return call.Reply(&wire.res)
 }
