@@ -259,7 +259,6 @@ type inStream struct {
 	queued int
 	next   uint64 // expected sequence number
 	err    error  // io.EOF, or why the stream ended
-	closed bool
 
 	window   int       // bytes the sender may have in flight
 	consumed int       // bytes read since the last grant

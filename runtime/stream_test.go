@@ -177,14 +177,6 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// zeros is an endless reader of zero bytes, cheaper than any real source.
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
-}
-
 // BenchmarkStreamThroughput pulls a remote io.Reader over loopback.
 func BenchmarkStreamThroughput(b *testing.B) {
 	p := newFilesPair(b)
