@@ -151,7 +151,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		buf = transport.GetBuffer()
 		buf.Write(appendRequest(buf.AvailableBuffer(), &req))
 		if args != nil {
-			if err := n.encode(args, &buf.Buffer); err != nil {
+			if err := n.encode(args, &buf.Buffer, c.target); err != nil {
 				transport.PutBuffer(buf)
 				return c.notSent(m, fmt.Errorf("encoding arguments: %w", err))
 			}
@@ -323,7 +323,7 @@ func (p *peer) complete(id uint64, payload []byte) error {
 			}
 		}
 	case cl.results != nil:
-		if err := p.node.decode(resp.body, cl.results); err != nil {
+		if err := p.node.decode(resp.body, cl.results, cl.target); err != nil {
 			perr = fmt.Errorf("reply %d: decoding results: %w", id, err)
 			cl.fail(fmt.Errorf("%w: %v", ErrProtocol, perr))
 		}

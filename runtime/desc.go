@@ -24,6 +24,10 @@ type ServiceDesc struct {
 	ID uint64
 	// Methods lists the interface's methods.
 	Methods []*MethodDesc
+	// NewProxy returns the generated proxy (a value of the interface) that
+	// calls through c; the runtime uses it to restore a reference that a
+	// marshal transformer produced.
+	NewProxy func(c *Client) any
 }
 
 // A MethodDesc describes one method of a service.

@@ -91,12 +91,12 @@ func FuzzTransformerDecode(f *testing.F) {
 	}}
 	c, _ := newCodec(DecodeLimits{})
 	s := "abc"
-	good, _ := set.toWire(reflect.ValueOf(outer{A: []map[string]*string{{"k": &s}}, C: &outer{}}))
+	good, _ := set.toWire(reflect.ValueOf(outer{A: []map[string]*string{{"k": &s}}, C: &outer{}}), wireCtx{})
 	seed, _ := c.enc.Marshal(good)
 	f.Add(seed)
 	f.Add([]byte{0x83, 0xf6, 0x82, 0x81, 0xf6, 0x81, 0x01, 0xf6})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var v outer
-		set.fromWire(c.dec, b, reflect.ValueOf(&v).Elem(), 0)
+		set.fromWire(c.dec, b, reflect.ValueOf(&v).Elem(), 0, wireCtx{})
 	})
 }

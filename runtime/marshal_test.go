@@ -2,10 +2,13 @@ package runtime_test
 
 import (
 	"errors"
+	"io"
 	"testing"
+	"time"
 
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	trellis "github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/runtimetest"
 )
 
 func registerHandle(t *testing.T, n *trellis.Node) {
@@ -68,4 +71,47 @@ func TestNoTransformerNoChange(t *testing.T) {
 	if err != nil || s != "plain" || n != 3 {
 		t.Fatalf("Echo = %q, %d, %v", s, n, err)
 	}
+}
+
+func TestMarshalTransformerToReferenceAndStream(t *testing.T) {
+	p := newPair(t)
+	for _, n := range []*trellis.Node{p.client, p.server} {
+		err := trellis.RegisterTransformer(n,
+			func(t *testsvc.Tally) (testsvc.Counter, error) { return t.Counter(), nil },
+			func(c testsvc.Counter) (*testsvc.Tally, error) { return testsvc.NewTally(c), nil },
+			trellis.AsReference(testsvc.CounterService))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = trellis.RegisterTransformer(n,
+			func(b *testsvc.Blob) (io.Reader, error) { return b.Reader(), nil },
+			func(r io.Reader) (*testsvc.Blob, error) { return testsvc.NewBlob(r), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testsvc.RegisterHandles(p.server, testsvc.HandlesImpl{}); err != nil {
+		t.Fatal(err)
+	}
+	h := testsvc.NewHandlesProxy(p.client, p.server.ID())
+	ctx := testCtx(t)
+	// The server's Tally holds a proxy of the client's counter: its calls
+	// come back here.
+	counter := &testsvc.CounterImpl{}
+	tally := testsvc.NewTally(counter)
+	for _, want := range []int{5, 12} {
+		got, err := h.Bump(ctx, tally, map[int]int{5: 5, 12: 7}[want])
+		if err != nil || got != want {
+			t.Fatalf("Bump = %d, %v; want %d", got, err, want)
+		}
+	}
+	if v, _ := counter.Add(ctx, 0); v != 12 {
+		t.Fatalf("the client's counter is at %d, want 12: the calls did not reach it", v)
+	}
+	// A Blob crosses as a stream.
+	n, err := h.Size(ctx, testsvc.NewBlob(testsvc.NewSource(3<<20, 1, nil)))
+	if err != nil || n != 3<<20 {
+		t.Fatalf("Size = %d, %v; want %d", n, err, 3<<20)
+	}
+	runtimetest.AssertNoLeaks(t, 2*time.Second, p.client, p.server)
 }

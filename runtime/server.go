@@ -76,7 +76,7 @@ type ServerCall struct {
 // Decode decodes the call's arguments into v, a pointer to the generated
 // arguments struct.
 func (sc *ServerCall) Decode(v any) error {
-	if err := sc.node.decode(sc.body.Bytes(), v); err != nil {
+	if err := sc.node.decode(sc.body.Bytes(), v, sc.caller); err != nil {
 		return &decodeError{err}
 	}
 	return nil
@@ -289,7 +289,7 @@ func (sc *ServerCall) Reply(v any) error {
 	}
 	buf := transport.GetBuffer()
 	buf.Write(appendResponse(buf.AvailableBuffer(), false, nil))
-	if err := sc.node.encode(v, &buf.Buffer); err != nil {
+	if err := sc.node.encode(v, &buf.Buffer, sc.caller); err != nil {
 		transport.PutBuffer(buf)
 		return &encodeError{err}
 	}

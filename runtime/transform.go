@@ -93,7 +93,7 @@ func (c *Client) transformOut(t Transformer, req *request, m *MethodDesc, args a
 	body := transport.GetBuffer()
 	defer transport.PutBuffer(body)
 	if args != nil {
-		if err := c.node.encode(args, &body.Buffer); err != nil {
+		if err := c.node.encode(args, &body.Buffer, c.target); err != nil {
 			return nil, fmt.Errorf("encoding arguments: %w", err)
 		}
 	}

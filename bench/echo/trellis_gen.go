@@ -18,6 +18,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var EchoerService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/bench/echo.Echoer",
 	ID:   0x0a5283dd846e33a1,
+	NewProxy: func(c *runtime.Client) any {
+		return &EchoerProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		echoerEchoMethod,
 	},
@@ -116,6 +119,9 @@ func echoerEchoHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 var StreamerService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/bench/echo.Streamer",
 	ID:   0x40354fd6a351fd64,
+	NewProxy: func(c *runtime.Client) any {
+		return &StreamerProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		streamerDumpMethod,
 	},

@@ -17,6 +17,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var CascadeService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/generated/controlplane.Cascade",
 	ID:   0xb488d7d78de1151e,
+	NewProxy: func(c *runtime.Client) any {
+		return &CascadeProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		cascadeCommitMethod,
 		cascadePrepareMethod,

@@ -209,6 +209,8 @@ func (g *generator) service(f *jen.File, s *service) {
 	fields := []jen.Code{
 		jen.Id("Name").Op(":").Lit(s.fullName),
 		jen.Id("ID").Op(":").Add(hex(s.id)),
+		jen.Id("NewProxy").Op(":").Func().Params(jen.Id("c").Op("*").Add(rt("Client"))).Any().Block(
+			jen.Return(jen.Op("&").Id(s.proxy).Values(jen.Id("c").Op(":").Id("c")))),
 	}
 	if !s.methodsInInit && len(methods) > 0 {
 		fields = append(fields, jen.Id("Methods").Op(":").Add(methodList))

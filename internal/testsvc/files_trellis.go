@@ -18,6 +18,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var FilesService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Files",
 	ID:   0x3344a4972c1f35f4,
+	NewProxy: func(c *runtime.Client) any {
+		return &FilesProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		filesDumpMethod,
 		filesLoadMethod,

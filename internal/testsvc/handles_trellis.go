@@ -17,8 +17,13 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var HandlesService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Handles",
 	ID:   0x187154fe38da639c,
+	NewProxy: func(c *runtime.Client) any {
+		return &HandlesProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
+		handlesBumpMethod,
 		handlesRenameMethod,
+		handlesSizeMethod,
 	},
 }
 
@@ -45,6 +50,72 @@ func (p *HandlesProxy) TrellisClient() *runtime.Client {
 
 // HandlesProxy implements Handles.
 var _ Handles = (*HandlesProxy)(nil)
+
+// handlesBumpMethod describes Handles.Bump.
+var handlesBumpMethod = &runtime.MethodDesc{
+	Name:      "Bump",
+	Signature: "func(context.Context, *github.com/trellisrpc/trellis/internal/testsvc.Tally, int) (int, error)",
+	ID:        0x84ccce4b4a2e7c9c,
+	Handler:   handlesBumpHandler,
+}
+
+// handlesBumpArgs holds the arguments of Handles.Bump on the wire.
+type handlesBumpArgs struct {
+	_ struct{} `cbor:",toarray"`
+	T *Tally
+	D int
+}
+
+// handlesBumpResults holds the results of Handles.Bump on the wire.
+type handlesBumpResults struct {
+	_  struct{} `cbor:",toarray"`
+	R0 int
+}
+
+// handlesBumpCall holds the arguments and results of one call of Handles.Bump. It is
+// recycled, so that a call allocates neither.
+type handlesBumpCall struct {
+	args handlesBumpArgs
+	res  handlesBumpResults
+}
+
+// handlesBumpCalls recycles handlesBumpCall values.
+var handlesBumpCalls = sync.Pool{New: func() any {
+	return new(handlesBumpCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *handlesBumpCall) recycle() {
+	*c = handlesBumpCall{}
+	handlesBumpCalls.Put(c)
+}
+
+// Bump calls Handles.Bump on the remote node.
+func (p *HandlesProxy) Bump(ctx context.Context, t *Tally, d int) (int, error) {
+	wire := handlesBumpCalls.Get().(*handlesBumpCall)
+	defer wire.recycle()
+	wire.args = handlesBumpArgs{T: t, D: d}
+	if err := p.c.Call(ctx, handlesBumpMethod, &wire.args, &wire.res); err != nil {
+		return 0, err
+	}
+	return wire.res.R0, nil
+}
+
+// handlesBumpHandler serves Handles.Bump: it decodes the arguments, calls impl and
+// replies with the results.
+func handlesBumpHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := handlesBumpCalls.Get().(*handlesBumpCall)
+	defer wire.recycle()
+	if err := call.Decode(&wire.args); err != nil {
+		return err
+	}
+	r0, err := impl.(Handles).Bump(ctx, wire.args.T, wire.args.D)
+	if err != nil {
+		return err
+	}
+	wire.res = handlesBumpResults{R0: r0}
+	return call.Reply(&wire.res)
+}
 
 // handlesRenameMethod describes Handles.Rename.
 var handlesRenameMethod = &runtime.MethodDesc{
@@ -109,5 +180,70 @@ func handlesRenameHandler(ctx context.Context, impl any, call *runtime.ServerCal
 		return err
 	}
 	wire.res = handlesRenameResults{R0: r0}
+	return call.Reply(&wire.res)
+}
+
+// handlesSizeMethod describes Handles.Size.
+var handlesSizeMethod = &runtime.MethodDesc{
+	Name:      "Size",
+	Signature: "func(context.Context, *github.com/trellisrpc/trellis/internal/testsvc.Blob) (int64, error)",
+	ID:        0xb42952d8685e1035,
+	Handler:   handlesSizeHandler,
+}
+
+// handlesSizeArgs holds the arguments of Handles.Size on the wire.
+type handlesSizeArgs struct {
+	_ struct{} `cbor:",toarray"`
+	B *Blob
+}
+
+// handlesSizeResults holds the results of Handles.Size on the wire.
+type handlesSizeResults struct {
+	_  struct{} `cbor:",toarray"`
+	R0 int64
+}
+
+// handlesSizeCall holds the arguments and results of one call of Handles.Size. It is
+// recycled, so that a call allocates neither.
+type handlesSizeCall struct {
+	args handlesSizeArgs
+	res  handlesSizeResults
+}
+
+// handlesSizeCalls recycles handlesSizeCall values.
+var handlesSizeCalls = sync.Pool{New: func() any {
+	return new(handlesSizeCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *handlesSizeCall) recycle() {
+	*c = handlesSizeCall{}
+	handlesSizeCalls.Put(c)
+}
+
+// Size calls Handles.Size on the remote node.
+func (p *HandlesProxy) Size(ctx context.Context, b *Blob) (int64, error) {
+	wire := handlesSizeCalls.Get().(*handlesSizeCall)
+	defer wire.recycle()
+	wire.args = handlesSizeArgs{B: b}
+	if err := p.c.Call(ctx, handlesSizeMethod, &wire.args, &wire.res); err != nil {
+		return 0, err
+	}
+	return wire.res.R0, nil
+}
+
+// handlesSizeHandler serves Handles.Size: it decodes the arguments, calls impl and
+// replies with the results.
+func handlesSizeHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	wire := handlesSizeCalls.Get().(*handlesSizeCall)
+	defer wire.recycle()
+	if err := call.Decode(&wire.args); err != nil {
+		return err
+	}
+	r0, err := impl.(Handles).Size(ctx, wire.args.B)
+	if err != nil {
+		return err
+	}
+	wire.res = handlesSizeResults{R0: r0}
 	return call.Reply(&wire.res)
 }

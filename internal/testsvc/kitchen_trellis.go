@@ -18,6 +18,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var ControlService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Control",
 	ID:   0x07ac81ac796b76c2,
+	NewProxy: func(c *runtime.Client) any {
+		return &ControlProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		controlBlockedMethod,
 		controlMallocsMethod,
@@ -181,6 +184,9 @@ func controlStartedHandler(ctx context.Context, impl any, call *runtime.ServerCa
 var KitchenService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Kitchen",
 	ID:   0xd3553b762d804c13,
+	NewProxy: func(c *runtime.Client) any {
+		return &KitchenProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		kitchenBlockMethod,
 		kitchenEchoMethod,

@@ -18,6 +18,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var CallbackService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Callback",
 	ID:   0x3409422fe28c56da,
+	NewProxy: func(c *runtime.Client) any {
+		return &CallbackProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		callbackNotifyMethod,
 	},
@@ -133,6 +136,9 @@ func callbackNotifyHandler(ctx context.Context, impl any, call *runtime.ServerCa
 var CounterService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Counter",
 	ID:   0xc5ee893895dc9327,
+	NewProxy: func(c *runtime.Client) any {
+		return &CounterProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		counterAddMethod,
 	},
@@ -248,6 +254,9 @@ func counterAddHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 var RegistryService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Registry",
 	ID:   0xbb87273fc93635fa,
+	NewProxy: func(c *runtime.Client) any {
+		return &RegistryProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		registryDropMethod,
 		registryFireMethod,

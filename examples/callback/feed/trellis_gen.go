@@ -16,6 +16,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var FeedService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/callback/feed.Feed",
 	ID:   0x3691340412486425,
+	NewProxy: func(c *runtime.Client) any {
+		return &FeedProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		feedSubscribeMethod,
 		feedUnsubscribeMethod,
@@ -125,6 +128,9 @@ func feedUnsubscribeHandler(ctx context.Context, impl any, call *runtime.ServerC
 var SubscriberService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/callback/feed.Subscriber",
 	ID:   0x47eabd2610508f03,
+	NewProxy: func(c *runtime.Client) any {
+		return &SubscriberProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		subscriberEventMethod,
 	},

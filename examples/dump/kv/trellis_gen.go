@@ -18,6 +18,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var StoreService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/dump/kv.Store",
 	ID:   0xe1cfb37504f3fc18,
+	NewProxy: func(c *runtime.Client) any {
+		return &StoreProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		storeDumpMethod,
 		storeLoadMethod,

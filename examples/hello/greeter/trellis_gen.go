@@ -17,6 +17,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var GreeterService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/hello/greeter.Greeter",
 	ID:   0x654e4d0c9e2a6a98,
+	NewProxy: func(c *runtime.Client) any {
+		return &GreeterProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		greeterCountMethod,
 		greeterHelloMethod,

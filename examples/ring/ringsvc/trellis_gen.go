@@ -17,6 +17,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var WhereService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/ring/ringsvc.Where",
 	ID:   0x108d82eeb2d6fafb,
+	NewProxy: func(c *runtime.Client) any {
+		return &WhereProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		whereWhereMethod,
 	},

@@ -17,6 +17,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var LedgerService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/transform/ledger.Ledger",
 	ID:   0xd154fd2a3c6b23ba,
+	NewProxy: func(c *runtime.Client) any {
+		return &LedgerProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		ledgerPayMethod,
 		ledgerSettleMethod,
@@ -194,6 +197,9 @@ func ledgerSettleHandler(ctx context.Context, impl any, call *runtime.ServerCall
 var WalletService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/transform/ledger.Wallet",
 	ID:   0x0760787ff7bab34e,
+	NewProxy: func(c *runtime.Client) any {
+		return &WalletProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		walletCreditMethod,
 	},

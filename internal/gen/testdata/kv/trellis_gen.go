@@ -20,6 +20,9 @@ const _ = runtime.ProxygenV1_IfThisIsUndefinedRunGoGenerate
 var StoreService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/gen/testdata/kv.Store",
 	ID:   0x4b9df6894cd84875,
+	NewProxy: func(c *runtime.Client) any {
+		return &StoreProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		storeDumpMethod,
 		storeGetMethod,
@@ -575,6 +578,9 @@ func storeWatchHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 var WatcherService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/gen/testdata/kv.Watcher",
 	ID:   0xa77285eb012f2fac,
+	NewProxy: func(c *runtime.Client) any {
+		return &WatcherProxy{c: c}
+	},
 	Methods: []*runtime.MethodDesc{
 		watcherChangedMethod,
 	},
