@@ -109,9 +109,7 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 			}
 		}
 	}
-	buf := transport.GetBuffer()
-	buf.Write(payload)
-	buf.Bytes()[ttlOffset]--
+	buf := nextHopCopy(payload)
 
 	cl := callPool.Get().(*call)
 	cl.relayFrom, cl.relayID = p, id
@@ -141,6 +139,15 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		return fail(codeUnreachable, err.Error())
 	}
 	return nil
+}
+
+// nextHopCopy copies a routed message (request envelope first) for the
+// next hop, with one hop less in its budget; the body is not decoded.
+func nextHopCopy(payload []byte) *transport.Buffer {
+	buf := transport.GetBuffer()
+	buf.Write(payload)
+	buf.Bytes()[ttlOffset]--
+	return buf
 }
 
 // forgetRelay removes the relay record of call id from p.

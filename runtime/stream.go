@@ -459,9 +459,7 @@ func (n *Node) handleStream(p *peer, payload []byte) error {
 		if err != nil || q == p {
 			return nil
 		}
-		buf := transport.GetBuffer()
-		buf.Write(payload)
-		buf.Bytes()[ttlOffset]--
+		buf := nextHopCopy(payload)
 		if req.method == opData {
 			q.sendErr(q.conn.SendBulk(context.Background(), kindStream, req.object, buf))
 		} else {

@@ -232,6 +232,11 @@ func (c *Conn) exit() {
 // the order they were sent; a message with a different kind or id sent
 // after a big one may overtake it.
 func (c *Conn) Send(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
+	return c.send(ctx, kind, id, buf, false)
+}
+
+// send checks a message and queues it, as bulk data if bulk is set.
+func (c *Conn) send(ctx context.Context, kind Kind, id uint64, buf *Buffer, bulk bool) error {
 	if kind == 0 || kind > KindMax {
 		PutBuffer(buf)
 		return fmt.Errorf("transport: send: invalid message kind %d", kind)
@@ -248,7 +253,7 @@ func (c *Conn) Send(ctx context.Context, kind Kind, id uint64, buf *Buffer) erro
 	if half := c.cfg.MaxQueuedBytes / 2; half > 0 && charge > half {
 		charge = half
 	}
-	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf, charge: charge})
+	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf, charge: charge, bulk: bulk})
 }
 
 // SendBulk is Send for bulk data (a stream's chunks): such messages are
@@ -256,23 +261,7 @@ func (c *Conn) Send(ctx context.Context, kind Kind, id uint64, buf *Buffer) erro
 // per write round, so that small messages sent meanwhile overtake them and
 // keep their latency. Bulk messages keep their order among themselves.
 func (c *Conn) SendBulk(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
-	if kind == 0 || kind > KindMax {
-		PutBuffer(buf)
-		return fmt.Errorf("transport: send: invalid message kind %d", kind)
-	}
-	n := 0
-	if buf != nil {
-		n = buf.Len()
-	}
-	if n > c.cfg.MaxMessageSize {
-		PutBuffer(buf)
-		return fmt.Errorf("transport: send: message of %d bytes exceeds the cap of %d", n, c.cfg.MaxMessageSize)
-	}
-	charge := n
-	if half := c.cfg.MaxQueuedBytes / 2; half > 0 && charge > half {
-		charge = half
-	}
-	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf, charge: charge, bulk: true})
+	return c.send(ctx, kind, id, buf, true)
 }
 
 // directMax is the largest message SendInline may write itself.
