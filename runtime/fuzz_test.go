@@ -30,7 +30,7 @@ func FuzzHandleStream(f *testing.F) {
 	f.Add(streamMsg(opCancel, 1, nil))
 	f.Add(append(appendRequest(nil, &request{routed: true, dst: 9, src: 2, ttl: 1, object: 1, method: opData}), 0, 0))
 	n := fuzzNode(f)
-	victim := &inStream{node: n, key: streamKey{node: 3, id: 1}, ready: make(chan struct{}, 1), window: initialWindow}
+	victim := &inStream{node: n, key: streamKey{node: 3, id: 1}, ready: make(chan struct{}, 1), window: initialWindow, ahead: initialWindow}
 	n.streams.in[victim.key] = victim
 	p := &peer{node: n, id: 2}
 	f.Fuzz(func(t *testing.T, b []byte) {

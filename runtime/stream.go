@@ -8,6 +8,8 @@ import (
 	"io"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/trellisrpc/trellis/transport"
 )
@@ -18,12 +20,20 @@ var ErrStreamReset = errors.New("trellis: stream reset")
 
 // Stream flow control. The receiver grants credit; the sender never has
 // more bytes in flight than granted. The window starts at initialWindow and
-// doubles each time the reader finds its buffer empty, up to maxWindow.
+// doubles each time the reader finds its buffer empty, up to maxWindow;
+// while calls wait for replies on the connection the stream arrives on, it
+// is held to busyWindow, so that the bytes queued ahead of those replies
+// stay few (a large window is worth bandwidth only when nothing else
+// waits).
 const (
-	// streamChunk keeps a data message (envelope included) in one frame.
-	streamChunk   = transport.MaxFramePayload - 64
+	// streamChunk keeps a data message (envelope included) in one frame,
+	// and its buffer, with the room transport.Buffer.ReadOnce asks for,
+	// within the pooled size.
+	streamChunk   = transport.MaxFramePayload - 4<<10
 	initialWindow = 256 << 10
-	maxWindow     = 512 << 10
+	busyWindow    = 512 << 10
+	maxWindow     = 4 << 20
+	busyHold      = 50 * time.Millisecond
 )
 
 // One-way stream messages (kindStream), addressed like requests: the
@@ -39,6 +49,10 @@ const (
 	dataEOF   = 1 << 0
 	dataError = 1 << 1
 )
+
+// smallChunk is the size under which received stream data is copied
+// rather than kept in the message that carried it.
+const smallChunk = 4 << 10
 
 // kindStream carries one-way stream messages; they are never answered.
 const kindStream = 4
@@ -141,12 +155,12 @@ func (s *outStream) grant(n int) {
 	}
 }
 
-// run pumps the source to the receiver within the granted credit.
+// run pumps the source to the receiver within the granted credit. Each
+// chunk is read from the source straight into the message that carries it.
 func (s *outStream) run() {
 	defer s.node.bg.Done()
 	defer closeSource(s.src)
 	var seq uint64
-	buf := make([]byte, streamChunk)
 	cancelled := func() {
 		s.mu.Lock()
 		err := s.reason
@@ -177,16 +191,24 @@ func (s *outStream) run() {
 			return
 		default:
 		}
-		nr, err := s.src.Read(buf[:min(credit, streamChunk)])
+		p, buf, err := s.node.startStreamMsg(s.dest, opData, s.id)
+		if err != nil {
+			s.finish()
+			return
+		}
+		buf.Write(appendDataHeader(buf.AvailableBuffer(), seq, 0))
+		nr, err := buf.ReadOnce(s.src, min(credit, streamChunk))
 		if nr > 0 {
 			s.mu.Lock()
 			s.credit -= nr
 			s.mu.Unlock()
-			if serr := s.node.sendData(s.dest, s.id, seq, 0, buf[:nr]); serr != nil {
+			if serr := p.sendErr(p.conn.SendBulk(context.Background(), kindStream, s.id, buf)); serr != nil {
 				s.finish()
 				return
 			}
 			seq++
+		} else {
+			transport.PutBuffer(buf)
 		}
 		switch {
 		case err == io.EOF:
@@ -220,32 +242,45 @@ func (n *Node) sendStream(dst NodeID, op uint64, id uint64, body func(b []byte) 
 // sendStreamMsg sends a stream message, as bulk data (see
 // transport.Conn.SendBulk) when bulk is set.
 func (n *Node) sendStreamMsg(dst NodeID, op uint64, id uint64, bulk bool, body func(b []byte) []byte) error {
-	p, routed, err := n.route(dst, false)
+	p, buf, err := n.startStreamMsg(dst, op, id)
 	if err != nil {
 		return err
 	}
-	req := request{object: id, method: op}
-	if routed {
-		req.routed, req.dst, req.src, req.ttl = true, dst, n.cfg.ID, DefaultMaxHops
-	}
-	buf := transport.GetBuffer()
-	b := appendRequest(buf.AvailableBuffer(), &req)
 	if body != nil {
-		b = body(b)
+		buf.Write(body(buf.AvailableBuffer()))
 	}
-	buf.Write(b)
 	if bulk {
 		return p.sendErr(p.conn.SendBulk(context.Background(), kindStream, id, buf))
 	}
 	return p.send(context.Background(), kindStream, id, buf)
 }
 
+// startStreamMsg returns the next hop toward dst and a pooled buffer that
+// holds the envelope of a stream message; the caller appends the body and
+// sends it, or puts the buffer back.
+func (n *Node) startStreamMsg(dst NodeID, op uint64, id uint64) (*peer, *transport.Buffer, error) {
+	p, routed, err := n.route(dst, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	req := request{object: id, method: op}
+	if routed {
+		req.routed, req.dst, req.src, req.ttl = true, dst, n.cfg.ID, DefaultMaxHops
+	}
+	buf := transport.GetBuffer()
+	buf.Write(appendRequest(buf.AvailableBuffer(), &req))
+	return p, buf, nil
+}
+
+// appendDataHeader appends what precedes the bytes of a data message.
+func appendDataHeader(b []byte, seq uint64, flags byte) []byte {
+	return append(binary.AppendUvarint(b, seq), flags)
+}
+
 // sendData sends stream data (and its end) as bulk data, behind calls.
 func (n *Node) sendData(dst NodeID, id, seq uint64, flags byte, data []byte) error {
 	return n.sendStreamMsg(dst, opData, id, true, func(b []byte) []byte {
-		b = binary.AppendUvarint(b, seq)
-		b = append(b, flags)
-		return append(b, data...)
+		return append(appendDataHeader(b, seq, flags), data...)
 	})
 }
 
@@ -256,17 +291,17 @@ type inStream struct {
 	mu     sync.Mutex
 	ready  chan struct{} // capacity 1: data or an end arrived
 	queue  [][]byte
+	owners []*transport.Payload // the received messages behind queue, in the same order (nil: a copy)
 	queued int
 	next   uint64 // expected sequence number
 	err    error  // io.EOF, or why the stream ended
 
-	window   int       // bytes the sender may have in flight
-	consumed int       // bytes read since the last grant
-	chunks   []*[]byte // pooled buffers behind queue, in the same order
-}
+	window int // the window while the connection is not busy
+	ahead  int // bytes granted and not yet read: in flight or queued
 
-// chunkPool recycles the buffers of received stream data.
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, streamChunk); return &b }}
+	seenCalls atomic.Uint64 // the connection's call counter at the last look (connBusy)
+	busyUntil atomic.Int64  // Unix ns until which the connection counts as busy
+}
 
 // streamReader is the io.ReadCloser handed to users; when it becomes
 // unreachable, the stream is cancelled.
@@ -283,7 +318,7 @@ func (n *Node) importStream(r StreamRef, from NodeID) (io.ReadCloser, error) {
 	if r.Node != from {
 		return nil, fmt.Errorf("%w: node %s sent a stream of node %s", ErrBadRef, from, r.Node)
 	}
-	s := &inStream{node: n, key: streamKey{r.Node, r.Stream}, ready: make(chan struct{}, 1), window: initialWindow}
+	s := &inStream{node: n, key: streamKey{r.Node, r.Stream}, ready: make(chan struct{}, 1), window: initialWindow, ahead: initialWindow}
 	t := &n.streams
 	t.mu.Lock()
 	if t.in[s.key] != nil {
@@ -314,6 +349,7 @@ func (s *inStream) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	busy := s.connBusy()
 	for {
 		s.mu.Lock()
 		if len(s.queue) > 0 {
@@ -324,19 +360,24 @@ func (s *inStream) read(p []byte) (int, error) {
 				if c == len(s.queue[0]) {
 					s.queue[0] = nil
 					s.queue = s.queue[1:]
-					chunkPool.Put(s.chunks[0])
-					s.chunks[0] = nil
-					s.chunks = s.chunks[1:]
+					if o := s.owners[0]; o != nil {
+						o.Release()
+					}
+					s.owners[0] = nil
+					s.owners = s.owners[1:]
 				} else {
 					s.queue[0] = s.queue[0][c:]
 				}
 			}
 			s.queued -= n
-			s.consumed += n
+			s.ahead -= n
 			grant := 0
-			if s.consumed >= s.window/2 && s.err == nil {
-				grant, s.consumed = s.consumed, 0
+			if s.err == nil {
+				if w := s.windowNow(busy); s.ahead <= w/2 {
+					grant = w - s.ahead
+				}
 			}
+			s.ahead += grant
 			s.mu.Unlock()
 			if grant > 0 {
 				s.grant(grant)
@@ -351,25 +392,76 @@ func (s *inStream) read(p []byte) (int, error) {
 		// Starved after data had flowed: the window is too small for the
 		// bandwidth × delay, so it doubles (a reader that is merely slow
 		// never starves, and keeps the initial window).
-		extra := 0
-		if s.next > 0 && s.window < maxWindow {
-			extra = s.window
+		grant := 0
+		if s.next > 0 && s.window < s.maxNow(busy) {
 			s.window *= 2
+			grant = max(s.window-s.ahead, 0)
+			s.ahead += grant
 		}
 		s.mu.Unlock()
-		if extra > 0 {
-			s.grant(extra)
+		if grant > 0 {
+			s.grant(grant)
 		}
 		<-s.ready
+		busy = s.connBusy()
 	}
 }
 
+// windowNow is the window to grant up to; s.mu is held.
+func (s *inStream) windowNow(busy bool) int {
+	return min(s.window, s.maxNow(busy))
+}
+
+// maxNow is the largest window for the connection's state.
+func (s *inStream) maxNow(busy bool) int {
+	if busy {
+		return busyWindow
+	}
+	return maxWindow
+}
+
+// connBusy reports whether calls wait for replies on the connection the
+// stream's data arrives on, or did within the last busyHold: a lull
+// between calls does not open the window.
+func (s *inStream) connBusy() bool {
+	p, _, err := s.node.route(s.key.node, false)
+	if err != nil {
+		return false
+	}
+	made := p.nextCall.Load()
+	p.mu.Lock()
+	waiting := len(p.calls) > 0
+	p.mu.Unlock()
+	now := time.Now().UnixNano()
+	if waiting || s.seenCalls.Swap(made) != made {
+		s.busyUntil.Store(now + int64(busyHold))
+		return true
+	}
+	return now < s.busyUntil.Load()
+}
+
+// grant gives the sender n more bytes of credit. It runs on the reader's
+// goroutine, never the connection's, so an idle connection takes the
+// message at once (see transport.Conn.SendInline).
 func (s *inStream) grant(n int) {
-	s.node.sendStream(s.key.node, opCredit, s.key.id, func(b []byte) []byte { return binary.AppendUvarint(b, uint64(n)) })
+	p, buf, err := s.node.startStreamMsg(s.key.node, opCredit, s.key.id)
+	if err != nil {
+		return // the stream ends when the node is declared gone
+	}
+	buf.Write(binary.AppendUvarint(buf.AvailableBuffer(), uint64(n)))
+	p.sendInline(context.Background(), kindStream, s.key.id, buf)
 }
 
 // deliver appends data that arrived (on the connection's reader goroutine).
-func (s *inStream) deliver(seq uint64, flags byte, data []byte) error {
+// owner, if not nil, is the received message that holds data: the stream
+// keeps it until data is read; otherwise data is copied.
+func (s *inStream) deliver(seq uint64, flags byte, data []byte, owner *transport.Payload) error {
+	kept := false
+	defer func() {
+		if owner != nil && !kept {
+			owner.Release()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
@@ -385,13 +477,15 @@ func (s *inStream) deliver(seq uint64, flags byte, data []byte) error {
 	case flags&dataEOF != 0:
 		s.setErr(io.EOF)
 	default:
-		if s.queued+len(data) > s.window+streamChunk {
-			return fmt.Errorf("stream %d of node %s: %d bytes beyond the granted window", s.key.id, s.key.node, s.queued+len(data)-s.window)
+		if s.queued+len(data) > s.ahead {
+			return fmt.Errorf("stream %d of node %s: %d bytes beyond the granted window", s.key.id, s.key.node, s.queued+len(data)-s.ahead)
 		}
-		chunk := chunkPool.Get().(*[]byte)
-		*chunk = append((*chunk)[:0], data...)
-		s.queue = append(s.queue, *chunk)
-		s.chunks = append(s.chunks, chunk)
+		if owner == nil {
+			data = append([]byte(nil), data...)
+		}
+		s.queue = append(s.queue, data)
+		s.owners = append(s.owners, owner)
+		kept = true
 		s.queued += len(data)
 		s.next++
 	}
@@ -431,10 +525,12 @@ func (s *inStream) close() {
 	s.mu.Lock()
 	ended := s.err != nil
 	s.setErr(fmt.Errorf("%w: reader closed", ErrStreamReset))
-	for _, c := range s.chunks {
-		chunkPool.Put(c)
+	for _, o := range s.owners {
+		if o != nil {
+			o.Release()
+		}
 	}
-	s.queue, s.queued, s.chunks = nil, 0, nil
+	s.queue, s.queued, s.owners = nil, 0, nil
 	s.mu.Unlock()
 	select { // wake a Read blocked in another goroutine
 	case s.ready <- struct{}{}:
@@ -500,7 +596,12 @@ func (n *Node) handleStream(p *peer, payload []byte) error {
 		s := n.streams.in[streamKey{from, req.object}]
 		n.streams.mu.Unlock()
 		if s != nil {
-			if err := s.deliver(seq, body[k], body[k+1:]); err != nil {
+			data := body[k+1:]
+			var owner *transport.Payload
+			if len(data) > smallChunk {
+				owner = p.conn.TakePayload()
+			}
+			if err := s.deliver(seq, body[k], data, owner); err != nil {
 				return &transport.ProtocolError{Reason: err.Error()}
 			}
 		}

@@ -320,3 +320,68 @@ func TestStreamCloseUnblocksConcurrentRead(t *testing.T) {
 	}
 	waitFor(t, "the sender to close its source", func() bool { return p.impl.SourcesClosed.Load() == 1 })
 }
+
+// aheadWhileReading reads total bytes of r as fast as it can and returns
+// how far, at most, the sender's source ran ahead of what was read.
+func aheadWhileReading(t *testing.T, r io.Reader, src func() int64, total int64) int64 {
+	t.Helper()
+	buf := make([]byte, 256<<10)
+	read, ahead := int64(0), int64(0)
+	for read < total {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += int64(n)
+		ahead = max(ahead, src()-read)
+	}
+	return ahead
+}
+
+// The window grows toward what the connection can carry while nothing
+// else uses it, and is held small while calls wait for replies on it.
+func TestStreamWindowFollowsTheConnection(t *testing.T) {
+	total := int64(256 << 20)
+	if raceEnabled || testing.Short() {
+		total = 64 << 20
+	}
+	const busyBound = 512<<10 + 256<<10 // the busy window, plus a chunk being read
+	tests := []struct {
+		name      string
+		busy      bool
+		wantAbove int64 // the sender must have run this far ahead at some point
+		wantBelow int64 // and never further than this
+	}{
+		{name: "idle", busy: false, wantAbove: busyBound, wantBelow: 4<<20 + 256<<10},
+		{name: "a call waits", busy: true, wantAbove: 0, wantBelow: busyBound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newFilesPair(t)
+			if tt.busy {
+				impl := testsvc.NewImpl()
+				if err := testsvc.RegisterKitchen(p.server, impl); err != nil {
+					t.Fatal(err)
+				}
+				kitchen := testsvc.NewKitchenProxy(p.client, p.server.ID())
+				ctx, cancel := context.WithCancel(testCtx(t))
+				done := make(chan error, 1)
+				go func() { done <- kitchen.Block(ctx, "window") }()
+				defer func() { cancel(); <-done }()
+				if err := impl.Started(testCtx(t), "window"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := p.files.Dump(testCtx(t), 1<<40, -1, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.(io.Closer).Close()
+			ahead := aheadWhileReading(t, r, func() int64 { return p.impl.Last.Load().Reads.Load() }, total)
+			t.Logf("the sender ran at most %d KiB ahead", ahead>>10)
+			if ahead <= tt.wantAbove || ahead > tt.wantBelow {
+				t.Errorf("the sender ran at most %d bytes ahead of the reader; want more than %d and at most %d", ahead, tt.wantAbove, tt.wantBelow)
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"sync"
 )
 
@@ -10,6 +12,7 @@ import (
 // on and returns it to the pool once written.
 type Buffer struct {
 	bytes.Buffer
+	once onceReader // for ReadOnce, kept here so that it does not allocate
 }
 
 // maxPooled is the largest buffer returned to the pool; larger ones are left
@@ -29,4 +32,40 @@ func PutBuffer(b *Buffer) {
 	}
 	b.Reset()
 	bufferPool.Put(b)
+}
+
+// ReadOnce appends the bytes of a single r.Read of at most max bytes to b,
+// reading them straight into b's spare capacity (no intermediate copy). It
+// returns what that Read returned. A Buffer that holds n bytes and has
+// room for n+max+bytes.MinRead does not grow.
+func (b *Buffer) ReadOnce(r io.Reader, max int) (int, error) {
+	b.Grow(max + bytes.MinRead)
+	b.once = onceReader{r: r, max: max}
+	n, _ := b.ReadFrom(&b.once) // onceReader never fails: the error is kept
+	err := b.once.err
+	b.once = onceReader{}
+	return int(n), err
+}
+
+// onceReader reads from r once, then reports io.EOF; it keeps r's error
+// for ReadOnce, so that bytes.Buffer.ReadFrom stops after one read.
+type onceReader struct {
+	r    io.Reader
+	max  int
+	done bool
+	err  error
+}
+
+func (o *onceReader) Read(p []byte) (int, error) {
+	if o.done {
+		return 0, io.EOF
+	}
+	o.done = true
+	p = p[:min(len(p), o.max)]
+	n, err := o.r.Read(p)
+	if n < 0 || n > len(p) {
+		n, err = 0, fmt.Errorf("transport: %T.Read returned %d for a buffer of %d bytes", o.r, n, len(p))
+	}
+	o.err = err
+	return n, nil
 }

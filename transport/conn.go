@@ -64,6 +64,8 @@ type Conn struct {
 	closing bool    // Close called: no more Sends
 	err     error   // why the connection closed; set once
 
+	fr *frameReader // the reader's, for TakePayload (reader goroutine only)
+
 	done     chan struct{} // closed when the connection is closed
 	stopped  chan struct{} // closed when the goroutines have ended
 	running  atomic.Int32  // goroutines still running
@@ -367,6 +369,7 @@ func (c *Conn) readLoop(h Handler) {
 func (c *Conn) read(r io.Reader, h Handler) error {
 	fr := newFrameReader(bufio.NewReaderSize(r, 64<<10), c.cfg.MaxMessageSize, c.cfg.MaxPartialBytes)
 	fr.onFrame = func() { c.lastRecv.Store(int64(time.Since(c.start))) }
+	c.fr = fr
 	for {
 		fh, payload, err := fr.next()
 		if err != nil {

@@ -31,6 +31,7 @@ type frameReader struct {
 	onFrame      func() // called after each valid header, if set
 	hdr          [HeaderSize]byte
 	buf          []byte // payload of the last unfragmented message
+	whole        bool   // next returned buf last, and it was not taken
 	partial      map[msgKey][]byte
 	done         []byte // the last reassembled message, returned by next
 	spare        []byte // its buffer, reused for the next fragmented message
@@ -57,6 +58,7 @@ func (e *readError) Unwrap() error { return e.err }
 // KindMax, nil payload). The payload is valid until the next call. Errors
 // are a *ProtocolError for malformed input or a *readError.
 func (fr *frameReader) next() (Header, []byte, error) {
+	fr.whole = false
 	if fr.done != nil { // the caller is done with it
 		if cap(fr.done) <= maxSpare {
 			fr.spare = fr.done[:0]
@@ -85,12 +87,13 @@ func (fr *frameReader) next() (Header, []byte, error) {
 				return h, nil, fr.tooBig(h)
 			}
 			if cap(fr.buf) < n {
-				fr.buf = make([]byte, n)
+				fr.buf = payloadBuffer(n)
 			}
 			fr.buf = fr.buf[:n]
 			if _, err := io.ReadFull(fr.r, fr.buf); err != nil {
 				return h, nil, payloadError(err)
 			}
+			fr.whole = true
 			return h, fr.buf, nil
 		}
 		if len(prev)+n > fr.maxMessage {
@@ -138,6 +141,17 @@ func (fr *frameReader) next() (Header, []byte, error) {
 		fr.done = prev
 		return h, prev, nil
 	}
+}
+
+// take hands over the buffer of the message next returned last, if it was
+// unfragmented; the reader continues with a new buffer.
+func (fr *frameReader) take() *Payload {
+	if !fr.whole {
+		return nil
+	}
+	p := &Payload{b: fr.buf}
+	fr.buf, fr.whole = nil, false
+	return p
 }
 
 // payloadError reports a failure to read a payload whose header has been

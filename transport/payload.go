@@ -1,0 +1,54 @@
+package transport
+
+import "sync"
+
+// A Payload is the buffer of a received message that a Handler took with
+// Conn.TakePayload: it stays valid after HandleMessage returns, until its
+// owner calls Release. Taking the payload saves a copy of large messages
+// whose bytes are consumed later, such as a stream's chunks.
+type Payload struct {
+	b []byte
+}
+
+// Bytes returns the message. The slice is valid until Release.
+func (p *Payload) Bytes() []byte { return p.b }
+
+// Release hands the buffer back for reuse by the connections' readers.
+// The owner must not use the bytes afterwards, and calls it once.
+func (p *Payload) Release() {
+	if cap(p.b) == MaxFramePayload {
+		b := p.b[:0]
+		payloadPool.Put(&b)
+	}
+	p.b = nil
+}
+
+// payloadPool holds full-size frame buffers released by Payload owners.
+var payloadPool sync.Pool
+
+// smallPayload is the capacity a reader allocates for a small message
+// after its buffer was taken; larger messages get a full-size buffer from
+// payloadPool.
+const smallPayload = 4 << 10
+
+// payloadBuffer returns a buffer of length n for an unfragmented message.
+func payloadBuffer(n int) []byte {
+	if n <= smallPayload {
+		return make([]byte, n, smallPayload)
+	}
+	if b, ok := payloadPool.Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, MaxFramePayload)
+}
+
+// TakePayload hands the payload of the message being handled to the
+// caller, who then owns it (see Payload). Only a Handler may call it,
+// from HandleMessage; it returns nil for a message that arrived in
+// fragments, whose payload cannot be taken (copy it instead).
+func (c *Conn) TakePayload() *Payload {
+	if c.fr == nil {
+		return nil
+	}
+	return c.fr.take()
+}
