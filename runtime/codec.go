@@ -2,14 +2,46 @@ package runtime
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
 // codec holds the CBOR encoding and decoding modes of a node, built once.
 type codec struct {
-	enc cbor.UserBufferEncMode
-	dec cbor.DecMode
+	enc    cbor.UserBufferEncMode
+	dec    cbor.DecMode
+	limits wire.Limits // the same limits, for generated decoders
+}
+
+// A WireCodec is a wire struct (the arguments or the results of a method)
+// for which proxygen generated an encoder and a decoder, because every
+// type in it is one that package wire encodes without reflection. The
+// runtime uses them in place of the reflective CBOR codec whenever no
+// marshal transformer applies to the struct; both write the same bytes.
+type WireCodec interface {
+	// AppendCBOR appends the CBOR encoding of the struct to b.
+	AppendCBOR(b []byte) []byte
+	// DecodeCBOR decodes the struct from d, which holds one CBOR item.
+	DecodeCBOR(d *wire.Decoder) error
+}
+
+// decoders recycles the decoders of generated wire structs.
+var decoders = sync.Pool{New: func() any { return new(wire.Decoder) }}
+
+// decodeWire decodes data, which must hold exactly one item, into c.
+func (c *codec) decodeWire(data []byte, v WireCodec) error {
+	d := decoders.Get().(*wire.Decoder)
+	d.Reset(data, c.limits)
+	err := v.DecodeCBOR(d)
+	if err == nil {
+		err = d.Finish()
+	}
+	d.Reset(nil, c.limits) // keep no reference to the message
+	decoders.Put(d)
+	return err
 }
 
 // DecodeLimits bound what a decoded message may hold, so that hostile input
@@ -53,5 +85,6 @@ func newCodec(l DecodeLimits) (*codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trellis: CBOR decoding mode: %w", err)
 	}
-	return &codec{enc: enc, dec: dec}, nil
+	limits := wire.Limits{MaxNesting: l.MaxNesting, MaxArrayElements: l.MaxArrayElements, MaxMapPairs: l.MaxMapPairs}
+	return &codec{enc: enc, dec: dec, limits: limits}, nil
 }

@@ -420,6 +420,10 @@ func (n *Node) encode(v any, buf *bytes.Buffer, peer NodeID) error {
 			return n.codec.enc.MarshalToBuffer(w, buf)
 		}
 	}
+	if c, ok := v.(WireCodec); ok {
+		buf.Write(c.AppendCBOR(buf.AvailableBuffer()))
+		return nil
+	}
 	return n.codec.enc.MarshalToBuffer(v, buf)
 }
 
@@ -430,6 +434,9 @@ func (n *Node) decode(data []byte, v any, peer NodeID) error {
 		if rv := reflect.ValueOf(v); s.contains(rv.Type()) {
 			return s.fromWire(n.codec.dec, data, rv.Elem(), 0, wireCtx{n, peer})
 		}
+	}
+	if c, ok := v.(WireCodec); ok {
+		return n.codec.decodeWire(data, c)
 	}
 	return n.codec.dec.Unmarshal(data, v)
 }

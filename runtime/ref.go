@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
 // A Ref is the wire form of an object passed by reference: the node that
@@ -88,4 +90,64 @@ func (sc *ServerCall) ExportReader(r io.Reader) (StreamRef, error) {
 // ImportReader returns the reader a stream handle in a call's arguments designates.
 func (sc *ServerCall) ImportReader(s StreamRef) (io.ReadCloser, error) {
 	return sc.node.importStream(s, sc.caller)
+}
+
+// AppendCBOR appends the CBOR encoding of r (the array [Node, Object,
+// Service]) to b, for generated codecs (see WireCodec).
+func (r *Ref) AppendCBOR(b []byte) []byte {
+	b = wire.AppendArrayHeader(b, 3)
+	b = wire.AppendUint(b, uint64(r.Node))
+	b = wire.AppendUint(b, r.Object)
+	return wire.AppendUint(b, r.Service)
+}
+
+// DecodeCBOR decodes r from d, for generated codecs (see WireCodec).
+func (r *Ref) DecodeCBOR(d *wire.Decoder) error {
+	if d.Nil() {
+		*r = Ref{}
+		return nil
+	}
+	if err := d.ArrayOf(3, "runtime.Ref"); err != nil {
+		return err
+	}
+	var err error
+	if r.Node, err = wire.Uint[NodeID](d); err != nil {
+		return err
+	}
+	if r.Object, err = wire.Uint[uint64](d); err != nil {
+		return err
+	}
+	if r.Service, err = wire.Uint[uint64](d); err != nil {
+		return err
+	}
+	d.Leave()
+	return nil
+}
+
+// AppendCBOR appends the CBOR encoding of s (the array [Node, Stream]) to
+// b, for generated codecs (see WireCodec).
+func (s *StreamRef) AppendCBOR(b []byte) []byte {
+	b = wire.AppendArrayHeader(b, 2)
+	b = wire.AppendUint(b, uint64(s.Node))
+	return wire.AppendUint(b, s.Stream)
+}
+
+// DecodeCBOR decodes s from d, for generated codecs (see WireCodec).
+func (s *StreamRef) DecodeCBOR(d *wire.Decoder) error {
+	if d.Nil() {
+		*s = StreamRef{}
+		return nil
+	}
+	if err := d.ArrayOf(2, "runtime.StreamRef"); err != nil {
+		return err
+	}
+	var err error
+	if s.Node, err = wire.Uint[NodeID](d); err != nil {
+		return err
+	}
+	if s.Stream, err = wire.Uint[uint64](d); err != nil {
+		return err
+	}
+	d.Leave()
+	return nil
 }

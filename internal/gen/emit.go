@@ -47,6 +47,7 @@ type generator struct {
 	imports map[string]string
 	// realNames maps the same paths to the packages' own names.
 	realNames map[string]string
+	codec     *codecWriter
 	err       error
 }
 
@@ -72,11 +73,14 @@ func generate(pkg *types.Package, services []*service) ([]byte, error) {
 			avoid[n] = true
 		}
 	}
+	// The codecs' functions have locals of their own, which need only
+	// avoid the package-level names.
+	packageLevel := maps.Clone(avoid)
 	fresh := func(want string) string { return avoid.fresh(want, want+"_") }
 	// The identifiers of proxy methods and handlers, which the locals named
 	// after parameters must not shadow either...
 	g.id = idents{
-		recv: fresh("p"), ctx: fresh("ctx"), args: fresh("args"), res: fresh("res"), wire: fresh("wire"), err: fresh("err"),
+		recv: fresh("p"), ctx: fresh("ctx"), args: fresh("args"), res: fresh("res"), wire: fresh("w"), err: fresh("err"),
 		impl: fresh("impl"), call: fresh("call"),
 	}
 	methodReserved := maps.Clone(avoid)
@@ -84,7 +88,13 @@ func generate(pkg *types.Package, services []*service) ([]byte, error) {
 	g.id.node, g.id.target, g.id.opts = fresh("n"), fresh("target"), fresh("opts")
 	g.id.importer, g.id.ref, g.id.local, g.id.remote = fresh("x"), fresh("r"), fresh("local"), fresh("remote")
 	g.id.v, g.id.ok = fresh("v"), fresh("ok")
+	g.codec = newCodecWriter(g, avoid)
+	g.codec.plan(services)
 	g.planImports(services, avoid)
+	for _, name := range g.imports {
+		packageLevel[name] = true
+	}
+	g.codec.nameLocals(packageLevel)
 	for _, name := range g.imports {
 		methodReserved[name] = true
 	}
@@ -109,6 +119,7 @@ func generate(pkg *types.Package, services []*service) ([]byte, error) {
 	for _, s := range services {
 		g.service(f, s)
 	}
+	g.codec.functions(f)
 	if g.err != nil {
 		return nil, g.err
 	}
@@ -130,6 +141,9 @@ func generate(pkg *types.Package, services []*service) ([]byte, error) {
 // clash with a name in avoid. The names chosen are added to avoid.
 func (g *generator) planImports(services []*service, avoid nameSet) {
 	real := map[string]string{"context": "context", runtimePath: "runtime"}
+	for path, name := range g.codec.imports {
+		real[path] = name
+	}
 	for _, s := range services {
 		for _, m := range s.methods {
 			if len(m.params) > 0 && len(m.results) > 0 {

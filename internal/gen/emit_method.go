@@ -20,10 +20,16 @@ func (g *generator) methodDecls(f *jen.File, s *service, m *method) {
 	if len(m.params) > 0 {
 		decl(f, g.wireStruct(m.argsType, m.params),
 			fmt.Sprintf("%s holds the arguments of %s.%s on the wire.", m.argsType, s.name, m.name))
+		if m.argsCodec {
+			g.codec.methods(f, m.argsType, fmt.Sprintf("the arguments of %s.%s", s.name, m.name), m.params)
+		}
 	}
 	if len(m.results) > 0 {
 		decl(f, g.wireStruct(m.resultsType, m.results),
 			fmt.Sprintf("%s holds the results of %s.%s on the wire.", m.resultsType, s.name, m.name))
+		if m.resultsCodec {
+			g.codec.methods(f, m.resultsType, fmt.Sprintf("the results of %s.%s", s.name, m.name), m.results)
+		}
 	}
 	if g.shared(m) {
 		g.callDecls(f, s, m)

@@ -67,6 +67,10 @@ type method struct {
 	resultsType string // storeGetResults; unused when results is empty
 	callType    string // storeGetCall: arguments and results, recycled (when the method has both)
 	callPool    string // storeGetCalls: the pool of callType
+
+	// argsCodec and resultsCodec report whether the wire structs get a
+	// generated CBOR codec (see codecWriter).
+	argsCodec, resultsCodec bool
 }
 
 // A value is a parameter (other than the context) or a result (other than

@@ -1,0 +1,359 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/x448/float16"
+)
+
+// Limits bound what a Decoder accepts, as runtime.DecodeLimits does for
+// the reflective decoder. Zero fields take the runtime's defaults.
+type Limits struct {
+	MaxNesting       int // nested arrays and maps (default 32)
+	MaxArrayElements int // items of one array (default 1<<20)
+	MaxMapPairs      int // pairs of one map (default 1<<20)
+}
+
+// A SyntaxError reports input that is not the encoding of the value
+// expected, with the offset where decoding stopped.
+type SyntaxError struct {
+	Offset int
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("cbor: at byte %d: %s", e.Offset, e.Msg)
+}
+
+// A Decoder reads one CBOR item, the encoding of a generated wire struct,
+// from a byte slice. Its methods read the next item as the type they name;
+// each fails with a *SyntaxError when the item is something else, is
+// malformed or exceeds the limits.
+type Decoder struct {
+	data   []byte
+	off    int
+	depth  int
+	limits Limits
+}
+
+// Reset makes d decode data with limits l.
+func (d *Decoder) Reset(data []byte, l Limits) {
+	if l.MaxNesting <= 0 {
+		l.MaxNesting = 32
+	}
+	if l.MaxArrayElements <= 0 {
+		l.MaxArrayElements = 1 << 20
+	}
+	if l.MaxMapPairs <= 0 {
+		l.MaxMapPairs = 1 << 20
+	}
+	*d = Decoder{data: data, limits: l}
+}
+
+// Finish reports an error if bytes remain after the item.
+func (d *Decoder) Finish() error {
+	if d.off != len(d.data) {
+		return d.errorf("%d bytes after the end of the value", len(d.data)-d.off)
+	}
+	return nil
+}
+
+func (d *Decoder) errorf(format string, args ...any) error {
+	return &SyntaxError{Offset: d.off, Msg: fmt.Sprintf(format, args...)}
+}
+
+// kindNames name the major types for errors.
+var kindNames = [8]string{"an unsigned integer", "a negative integer", "a byte string", "a text string", "an array", "a map", "a tag", "a simple value or float"}
+
+// describe names the item at d.off for an error.
+func (d *Decoder) describe() string {
+	if d.off >= len(d.data) {
+		return "the end of the input"
+	}
+	switch b := d.data[d.off]; b {
+	case simpleNull:
+		return "null"
+	case simpleUndefined:
+		return "undefined"
+	case simpleFalse, simpleTrue:
+		return "a boolean"
+	case headFloat16, headFloat32, headFloat64:
+		return "a float"
+	default:
+		return kindNames[b>>5]
+	}
+}
+
+// mismatch reports that the next item is not what was wanted.
+func (d *Decoder) mismatch(want string) error {
+	return d.errorf("expected %s, found %s", want, d.describe())
+}
+
+// head reads the head of an item of major type major: its argument. It
+// fails on another major type, a reserved or indefinite length, or
+// truncated input, and leaves d.off unchanged when it fails.
+func (d *Decoder) head(major byte, want string) (uint64, error) {
+	if d.off >= len(d.data) {
+		return 0, d.errorf("expected %s, found the end of the input", want)
+	}
+	b := d.data[d.off]
+	if b&0xe0 != major {
+		return 0, d.mismatch(want)
+	}
+	info := b & 0x1f
+	if info < 24 {
+		d.off++
+		return uint64(info), nil
+	}
+	if info > 27 {
+		return 0, d.errorf("%s with a reserved or indefinite length (%#x)", want, b)
+	}
+	size := 1 << (info - 24)
+	if len(d.data)-d.off-1 < size {
+		return 0, d.errorf("truncated %s", want)
+	}
+	p := d.data[d.off+1 : d.off+1+size]
+	var n uint64
+	switch size {
+	case 1:
+		n = uint64(p[0])
+	case 2:
+		n = uint64(binary.BigEndian.Uint16(p))
+	case 4:
+		n = uint64(binary.BigEndian.Uint32(p))
+	default:
+		n = binary.BigEndian.Uint64(p)
+	}
+	d.off += 1 + size
+	return n, nil
+}
+
+// Nil reports whether the next item is null or undefined, and consumes it
+// if so: a nil pointer, slice or map, or a zero value of any other type,
+// as the reflective decoder reads it.
+func (d *Decoder) Nil() bool {
+	if d.off < len(d.data) && (d.data[d.off] == simpleNull || d.data[d.off] == simpleUndefined) {
+		d.off++
+		return true
+	}
+	return false
+}
+
+// readUint reads an unsigned integer that fits in bits bits.
+func (d *Decoder) readUint(bits int) (uint64, error) {
+	start := d.off
+	n, err := d.head(majorUint, "an unsigned integer")
+	if err != nil {
+		return 0, err
+	}
+	if bits < 64 && n>>bits != 0 {
+		d.off = start
+		return 0, d.errorf("integer %d overflows a %d-bit unsigned integer", n, bits)
+	}
+	return n, nil
+}
+
+// readInt reads an integer that fits in a signed integer of bits bits.
+func (d *Decoder) readInt(bits int) (int64, error) {
+	start := d.off
+	if d.off < len(d.data) && d.data[d.off]&0xe0 == majorNegint {
+		n, err := d.head(majorNegint, "an integer")
+		if err != nil {
+			return 0, err
+		}
+		if n > uint64(1)<<(bits-1)-1 {
+			d.off = start
+			return 0, d.errorf("integer -1-%d overflows a %d-bit integer", n, bits)
+		}
+		return -1 - int64(n), nil
+	}
+	n, err := d.head(majorUint, "an integer")
+	if err != nil {
+		return 0, err
+	}
+	if n > uint64(1)<<(bits-1)-1 {
+		d.off = start
+		return 0, d.errorf("integer %d overflows a %d-bit integer", n, bits)
+	}
+	return int64(n), nil
+}
+
+// readBool reads a boolean.
+func (d *Decoder) readBool() (bool, error) {
+	if d.off < len(d.data) {
+		switch d.data[d.off] {
+		case simpleFalse:
+			d.off++
+			return false, nil
+		case simpleTrue:
+			d.off++
+			return true, nil
+		}
+	}
+	return false, d.mismatch("a boolean")
+}
+
+// readFloat reads a float of any precision into a float of bits bits (32
+// or 64); a value beyond the range of a float32 is refused.
+func (d *Decoder) readFloat(bits int) (float64, error) {
+	if d.off >= len(d.data) {
+		return 0, d.mismatch("a float")
+	}
+	var v float64
+	p := d.data[d.off+1:]
+	switch d.data[d.off] {
+	case headFloat16:
+		if len(p) < 2 {
+			return 0, d.errorf("truncated float")
+		}
+		v = float64(float16.Frombits(binary.BigEndian.Uint16(p)).Float32())
+		d.off += 3
+	case headFloat32:
+		if len(p) < 4 {
+			return 0, d.errorf("truncated float")
+		}
+		v = float64(math.Float32frombits(binary.BigEndian.Uint32(p)))
+		d.off += 5
+	case headFloat64:
+		if len(p) < 8 {
+			return 0, d.errorf("truncated float")
+		}
+		v = math.Float64frombits(binary.BigEndian.Uint64(p))
+		if bits == 32 && !math.IsInf(v, 0) && !math.IsNaN(v) && math.Abs(v) > math.MaxFloat32 {
+			return 0, d.errorf("float %g overflows a float32", v)
+		}
+		d.off += 9
+	default:
+		return 0, d.mismatch("a float")
+	}
+	return v, nil
+}
+
+// length reads the head of a string of major type major and checks that
+// its bytes are in the input.
+func (d *Decoder) length(major byte, want string) ([]byte, error) {
+	start := d.off
+	n, err := d.head(major, want)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(len(d.data)-d.off) {
+		d.off = start
+		return nil, d.errorf("%s of %d bytes, beyond the end of the input", want, n)
+	}
+	b := d.data[d.off : d.off+int(n)]
+	d.off += int(n)
+	return b, nil
+}
+
+// Key reads a text string, such as a map key, without copying it: the
+// slice is valid as long as the input is.
+func (d *Decoder) Key() ([]byte, error) { return d.length(majorText, "a text string") }
+
+// Array reads the head of an array and enters it: its n items follow, then
+// the caller calls Leave. n is within the limits and the input (each item
+// takes at least a byte), so that the caller may allocate n items.
+func (d *Decoder) Array() (int, error) {
+	return d.enter(majorArray, "an array", d.limits.MaxArrayElements, 1)
+}
+
+// Map reads the head of a map and enters it: its n key-value pairs follow,
+// then the caller calls Leave.
+func (d *Decoder) Map() (int, error) {
+	return d.enter(majorMap, "a map", d.limits.MaxMapPairs, 2)
+}
+
+func (d *Decoder) enter(major byte, want string, limit, minSize int) (int, error) {
+	start := d.off
+	n, err := d.head(major, want)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case d.depth >= d.limits.MaxNesting:
+		d.off = start
+		return 0, d.errorf("%s nested deeper than %d levels", want, d.limits.MaxNesting)
+	case n > uint64(limit):
+		d.off = start
+		return 0, d.errorf("%s of %d items exceeds the limit of %d", want, n, limit)
+	case n > uint64(len(d.data)-d.off)/uint64(minSize):
+		d.off = start
+		return 0, d.errorf("%s of %d items, beyond the end of the input", want, n)
+	}
+	d.depth++
+	return int(n), nil
+}
+
+// Leave ends the array or map entered last.
+func (d *Decoder) Leave() { d.depth-- }
+
+// ArrayOf reads the head of an array that must have exactly n items, such
+// as a struct encoded as an array, and enters it.
+func (d *Decoder) ArrayOf(n int, what string) error {
+	start := d.off
+	got, err := d.Array()
+	if err != nil {
+		return err
+	}
+	if got != n {
+		d.Leave()
+		d.off = start
+		return d.errorf("%s: an array of %d items, want %d", what, got, n)
+	}
+	return nil
+}
+
+// Skip skips one well-formed item of any type, such as the value of a map
+// key that the destination does not have.
+func (d *Decoder) Skip() error {
+	if d.off >= len(d.data) {
+		return d.errorf("expected a value, found the end of the input")
+	}
+	b := d.data[d.off]
+	switch major := b & 0xe0; major {
+	case majorUint, majorNegint:
+		_, err := d.head(major, kindNames[major>>5])
+		return err
+	case majorBytes, majorText:
+		_, err := d.length(major, kindNames[major>>5])
+		return err
+	case majorArray, majorMap:
+		var n int
+		var err error
+		per := 1
+		if major == majorArray {
+			n, err = d.Array()
+		} else {
+			n, err = d.Map()
+			per = 2
+		}
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n*per; i++ {
+			if err := d.Skip(); err != nil {
+				return err
+			}
+		}
+		d.Leave()
+		return nil
+	case majorTag:
+		return d.errorf("unexpected CBOR tag")
+	}
+	switch {
+	case b == simpleFalse || b == simpleTrue || b == simpleNull || b == simpleUndefined:
+		d.off++
+		return nil
+	case b == headFloat16 || b == headFloat32 || b == headFloat64:
+		_, err := d.readFloat(64)
+		return err
+	}
+	return d.errorf("unexpected simple value %#x", b)
+}
+
+// DuplicateKey returns the error for a map key seen twice.
+func (d *Decoder) DuplicateKey(key any) error {
+	return d.errorf("duplicate map key %v", key)
+}
