@@ -63,6 +63,8 @@ type streamTable struct {
 	next uint64
 	out  map[uint64]*outStream   // streams this node sends, by ID
 	in   map[streamKey]*inStream // streams this node receives
+
+	filled atomic.Uint64 // chunks read straight into a Read's buffer (fillStream)
 }
 
 type streamKey struct {
@@ -202,7 +204,7 @@ func (s *outStream) run() {
 			s.mu.Lock()
 			s.credit -= nr
 			s.mu.Unlock()
-			if serr := p.sendErr(p.conn.SendBulk(context.Background(), kindStream, s.id, buf)); serr != nil {
+			if serr := p.sendErr(p.conn.SendBulkInline(context.Background(), kindStream, s.id, buf)); serr != nil {
 				s.finish()
 				return
 			}
@@ -297,7 +299,16 @@ type inStream struct {
 	err    error  // io.EOF, or why the stream ended
 
 	window int // the window while the connection is not busy
-	ahead  int // bytes granted and not yet read: in flight or queued
+	ahead  int // bytes granted and not yet read: in flight, queued or filled
+
+	// A Read waiting for data with a large buffer offers it as target; the
+	// connection's reader may then claim it (target nil, filling set) and
+	// read a data message from the socket straight into it, then report
+	// filled bytes there. While filling is set the Read does not return,
+	// whatever happens to the stream meanwhile: the buffer is written to.
+	target  []byte
+	filling bool
+	filled  int
 
 	seenCalls atomic.Uint64 // the connection's call counter at the last look (connBusy)
 	busyUntil atomic.Int64  // Unix ns until which the connection counts as busy
@@ -336,7 +347,11 @@ func (n *Node) importStream(r StreamRef, from NodeID) (io.ReadCloser, error) {
 }
 
 // Read implements io.Reader: the remote read error arrives as its error.
-func (r *streamReader) Read(p []byte) (int, error) { return r.s.read(p) }
+func (r *streamReader) Read(p []byte) (int, error) {
+	n, err := r.s.read(p)
+	goruntime.KeepAlive(r) // no cleanup while a Read runs
+	return n, err
+}
 
 // Close implements io.Closer: the sender stops and closes its source.
 func (r *streamReader) Close() error {
@@ -345,31 +360,42 @@ func (r *streamReader) Close() error {
 	return nil
 }
 
+// read is Read. A Read that finds nothing queued waits; with a buffer of
+// more than smallChunk bytes it offers the buffer to the connection's
+// reader, which may fill it straight from the socket (fillStream).
 func (s *inStream) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	busy := s.connBusy()
+	s.mu.Lock()
 	for {
-		s.mu.Lock()
-		if len(s.queue) > 0 {
-			n := 0
-			for n < len(p) && len(s.queue) > 0 {
-				c := copy(p[n:], s.queue[0])
-				n += c
-				if c == len(s.queue[0]) {
-					s.queue[0] = nil
-					s.queue = s.queue[1:]
-					if o := s.owners[0]; o != nil {
-						o.Release()
-					}
-					s.owners[0] = nil
-					s.owners = s.owners[1:]
-				} else {
-					s.queue[0] = s.queue[0][c:]
+		if s.filling { // p is being written to: wait for the end of it
+			s.mu.Unlock()
+			<-s.ready
+			s.mu.Lock()
+			continue
+		}
+		s.target = nil
+		n := s.filled
+		s.filled = 0
+		for n < len(p) && len(s.queue) > 0 {
+			c := copy(p[n:], s.queue[0])
+			n += c
+			s.queued -= c
+			if c == len(s.queue[0]) {
+				s.queue[0] = nil
+				s.queue = s.queue[1:]
+				if o := s.owners[0]; o != nil {
+					o.Release()
 				}
+				s.owners[0] = nil
+				s.owners = s.owners[1:]
+			} else {
+				s.queue[0] = s.queue[0][c:]
 			}
-			s.queued -= n
+		}
+		if n > 0 {
 			s.ahead -= n
 			grant := 0
 			if s.err == nil {
@@ -398,12 +424,16 @@ func (s *inStream) read(p []byte) (int, error) {
 			grant = max(s.window-s.ahead, 0)
 			s.ahead += grant
 		}
+		if len(p) > smallChunk {
+			s.target = p
+		}
 		s.mu.Unlock()
 		if grant > 0 {
 			s.grant(grant)
 		}
 		<-s.ready
 		busy = s.connBusy()
+		s.mu.Lock()
 	}
 }
 
@@ -467,18 +497,16 @@ func (s *inStream) deliver(seq uint64, flags byte, data []byte, owner *transport
 	if s.err != nil {
 		return nil
 	}
-	if seq != s.next {
-		s.setErr(fmt.Errorf("%w: chunk %d arrived, expected %d", ErrStreamReset, seq, s.next))
-		return nil
-	}
 	switch {
+	case seq != s.next:
+		s.setErr(fmt.Errorf("%w: chunk %d arrived, expected %d", ErrStreamReset, seq, s.next))
 	case flags&dataError != 0:
 		s.setErr(&RemoteError{Message: string(data)})
 	case flags&dataEOF != 0:
 		s.setErr(io.EOF)
 	default:
-		if s.queued+len(data) > s.ahead {
-			return fmt.Errorf("stream %d of node %s: %d bytes beyond the granted window", s.key.id, s.key.node, s.queued+len(data)-s.ahead)
+		if over := s.queued + s.filled + len(data) - s.ahead; over > 0 {
+			return fmt.Errorf("stream %d of node %s: %d bytes beyond the granted window", s.key.id, s.key.node, over)
 		}
 		if owner == nil {
 			data = append([]byte(nil), data...)
@@ -531,6 +559,7 @@ func (s *inStream) close() {
 		}
 	}
 	s.queue, s.queued, s.owners = nil, 0, nil
+	s.filled = 0
 	s.mu.Unlock()
 	select { // wake a Read blocked in another goroutine
 	case s.ready <- struct{}{}:
@@ -539,6 +568,116 @@ func (s *inStream) close() {
 	if !ended {
 		s.node.sendStream(s.key.node, opCancel, s.key.id, nil)
 	}
+}
+
+// WantBody implements transport.BodyHandler: the stream messages large
+// enough to carry a chunk worth keeping go to HandleBody, which can read
+// their data straight into the Read waiting for it.
+func (p *peer) WantBody(kind transport.Kind, n int) bool {
+	return kind == kindStream && n > smallChunk
+}
+
+// HandleBody implements transport.BodyHandler.
+func (p *peer) HandleBody(kind transport.Kind, id uint64, body *transport.Body) error {
+	if kind == kindStream {
+		return p.node.handleStreamBody(p, body)
+	}
+	payload, err := body.Bytes()
+	if err != nil {
+		return err
+	}
+	return p.HandleMessage(kind, id, payload)
+}
+
+// handleStreamBody handles a stream message whose payload is still on the
+// connection (reader goroutine). The data of a chunk for a local stream
+// whose Read waits goes straight into the Read's buffer (fillStream);
+// everything else (relayed messages, credit, ends, malformed envelopes) is
+// read whole and handled by handleStream.
+func (n *Node) handleStreamBody(p *peer, body *transport.Body) error {
+	head, err := body.Peek(transport.MaxPeek)
+	if err != nil {
+		return err // the connection failed: the transport says why
+	}
+	var req request
+	if parseRequest(head, &req) == nil && req.method == opData && (!req.routed || req.dst == n.cfg.ID) {
+		seq, k := binary.Uvarint(req.body)
+		if k > 0 && len(req.body) > k && req.body[k] == 0 { // plain data, its header within head
+			from := p.id
+			if req.routed {
+				from = req.src
+			}
+			prefix := len(head) - len(req.body) + k + 1
+			if took, err := n.fillStream(p, body, streamKey{from, req.object}, seq, prefix); took {
+				return err
+			}
+		}
+	}
+	payload, err := body.Bytes()
+	if err != nil {
+		return err
+	}
+	return n.handleStream(p, payload)
+}
+
+// fillStream reads the data of a chunk (body, after prefix bytes of
+// envelope) into the buffer a waiting Read of the stream offers, and what
+// does not fit into the stream's queue. It takes only a chunk that
+// deliver would accept as is (the next in sequence, within the window,
+// nothing queued before it), and reports whether it took it; the others
+// are left to handleStream, which checks them and says what was wrong.
+func (n *Node) fillStream(p *peer, body *transport.Body, key streamKey, seq uint64, prefix int) (bool, error) {
+	n.streams.mu.Lock()
+	s := n.streams.in[key]
+	n.streams.mu.Unlock()
+	if s == nil {
+		return false, nil
+	}
+	size := body.Len() - prefix
+	s.mu.Lock()
+	if s.target == nil || s.err != nil || seq != s.next || len(s.queue) > 0 || s.filled > 0 || s.queued+size > s.ahead {
+		s.mu.Unlock()
+		return false, nil
+	}
+	dst := s.target[:min(len(s.target), size)]
+	s.target, s.filling = nil, true
+	s.mu.Unlock()
+
+	err := body.Discard(prefix)
+	if err == nil {
+		err = body.ReadFull(dst)
+	}
+	var rest []byte
+	var owner *transport.Payload
+	if err == nil && size > len(dst) {
+		if rest, err = body.Bytes(); err == nil && len(rest) > smallChunk {
+			owner = p.conn.TakePayload()
+		} else {
+			rest = append([]byte(nil), rest...)
+		}
+	}
+	s.mu.Lock()
+	s.filling = false
+	if err == nil && s.err == nil {
+		s.filled = len(dst)
+		s.next++
+		n.streams.filled.Add(1)
+		if len(rest) > 0 {
+			s.queue = append(s.queue, rest)
+			s.owners = append(s.owners, owner)
+			s.queued += len(rest)
+			owner = nil
+		}
+	}
+	s.mu.Unlock()
+	if owner != nil {
+		owner.Release()
+	}
+	select { // wake the Read, which waits while filling is set
+	case s.ready <- struct{}{}:
+	default:
+	}
+	return true, err
 }
 
 // handleStream handles a one-way stream message from p (reader goroutine).

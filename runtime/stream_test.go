@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -382,6 +383,52 @@ func TestStreamWindowFollowsTheConnection(t *testing.T) {
 			if ahead <= tt.wantAbove || ahead > tt.wantBelow {
 				t.Errorf("the sender ran at most %d bytes ahead of the reader; want more than %d and at most %d", ahead, tt.wantAbove, tt.wantBelow)
 			}
+		})
+	}
+}
+
+// readAllWith reads r to its end with reads of size bytes and returns the
+// count and SHA-256 of what it read.
+func readAllWith(r io.Reader, size int) (int64, []byte, error) {
+	h := sha256.New()
+	buf := make([]byte, size)
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF {
+			return n, h.Sum(nil), nil
+		}
+		if err != nil {
+			return n, nil, err
+		}
+	}
+}
+
+// Whatever the size of the reads, the bytes arrive exact: chunks read
+// straight into a waiting Read's buffer (a buffer larger than the chunk,
+// smaller, about the same), queued ones, and a mix of both.
+func TestStreamByteExactAnyReadSize(t *testing.T) {
+	p := newFilesPair(t)
+	const size = 16<<20 + 12345
+	_, want, _ := sum(testsvc.NewSource(size, 11, nil))
+	for _, readSize := range []int{1000, 4 << 10, 4<<10 + 1, 64 << 10, 252 << 10, 256 << 10, 1 << 20} {
+		t.Run(fmt.Sprint(readSize), func(t *testing.T) {
+			before := trellis.DirectFills(p.client)
+			r, err := p.files.Dump(testCtx(t), size, 11, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.(io.Closer).Close()
+			n, got, err := readAllWith(r, readSize)
+			if err != nil || n != size {
+				t.Fatalf("read %d bytes, %v; want %d", n, err, int64(size))
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("checksum mismatch")
+			}
+			t.Logf("%d chunks read straight into the Read's buffer", trellis.DirectFills(p.client)-before)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -58,7 +57,7 @@ type Conn struct {
 	ctl     control       // control frames for the writer to send
 	wake    chan struct{} // capacity 1: the writer has work
 	wmu     sync.Mutex    // held by whoever writes to bw: the writer, or sendDirect
-	bw      *bufio.Writer
+	bw      *frameWriter
 	handler Handler // set by the first Start
 	started bool    // the goroutines run
 	closing bool    // Close called: no more Sends
@@ -209,7 +208,7 @@ func (c *Conn) Start(h Handler) {
 		h.HandleClosed(err)
 		return
 	}
-	c.bw = bufio.NewWriterSize(deadlineWriter{c}, writeBufferSize)
+	c.bw = newFrameWriter(c)
 	c.started = true
 	c.running.Store(3)
 	c.mu.Unlock()
@@ -263,6 +262,21 @@ func (c *Conn) send(ctx context.Context, kind Kind, id uint64, buf *Buffer, bulk
 // per write round, so that small messages sent meanwhile overtake them and
 // keep their latency. Bulk messages keep their order among themselves.
 func (c *Conn) SendBulk(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
+	return c.send(ctx, kind, id, buf, true)
+}
+
+// SendBulkInline is SendBulk, except that when the connection is idle (the
+// writer has nothing queued or buffered) a message of one frame is written
+// on the calling goroutine, its payload straight from buf, which saves the
+// hand-off to the writer: a stream's pump then writes its chunks itself
+// while no small message waits. Since it may block on the socket, a
+// Handler must not call it (use SendBulk).
+func (c *Conn) SendBulkInline(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
+	if buf != nil && buf.Len() <= MaxFramePayload && buf.Len() <= c.cfg.MaxMessageSize && kind != 0 && kind <= KindMax {
+		if took, err := c.sendDirect(outFrame{kind: kind, id: id, buf: buf}); took {
+			return err
+		}
+	}
 	return c.send(ctx, kind, id, buf, true)
 }
 
@@ -367,8 +381,12 @@ func (c *Conn) readLoop(h Handler) {
 
 // read delivers what arrives on r to h until an error, which it returns.
 func (c *Conn) read(r io.Reader, h Handler) error {
-	fr := newFrameReader(bufio.NewReaderSize(r, 64<<10), c.cfg.MaxMessageSize, c.cfg.MaxPartialBytes)
+	fr := newFrameReader(r, c.cfg.MaxMessageSize, c.cfg.MaxPartialBytes)
 	fr.onFrame = func() { c.lastRecv.Store(int64(time.Since(c.start))) }
+	bh, _ := h.(BodyHandler)
+	if bh != nil {
+		fr.wantBody = bh.WantBody
+	}
 	c.fr = fr
 	for {
 		fh, payload, err := fr.next()
@@ -384,6 +402,16 @@ func (c *Conn) read(r io.Reader, h Handler) error {
 				h.HandleGoAway()
 			}
 		default:
+			if fr.body.active {
+				err := bh.HandleBody(fh.Kind, fh.ID, &fr.body)
+				if rerr := fr.body.end(); rerr != nil {
+					return c.readErr(rerr) // the connection failed: that is why
+				}
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if err := h.HandleMessage(fh.Kind, fh.ID, payload); err != nil {
 				return err
 			}

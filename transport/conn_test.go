@@ -470,3 +470,60 @@ func TestBulkGoesLast(t *testing.T) {
 		t.Fatalf("inline message: %d %q", m.id, m.payload)
 	}
 }
+
+// SendBulkInline writes bulk messages itself while the connection is idle
+// and queues them behind the others while it is not: bulk messages keep
+// their order, small ones sent meanwhile all arrive, and a message of
+// several frames goes through the queue.
+func TestSendBulkInline(t *testing.T) {
+	checkLeaks(t)
+	d, a := pair(t, testConfig(1, nil), testConfig(2, nil))
+	const bulks, smalls = 40, 200
+	ar := newRecorder(bulks + smalls + 1)
+	d.Start(newRecorder(1))
+	a.Start(ar)
+	chunk := bytes.Repeat([]byte{'b'}, MaxFramePayload)
+	smallDone := make(chan error, 1)
+	go func() {
+		for i := range smalls {
+			if err := d.SendInline(ctxT(t), 2, uint64(i), bufferOf([]byte("small"))); err != nil {
+				smallDone <- err
+				return
+			}
+		}
+		smallDone <- nil
+	}()
+	for i := range bulks {
+		chunk[0] = byte(i)
+		if err := d.SendBulkInline(ctxT(t), 1, 7, bufferOf(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	huge := bytes.Repeat([]byte("0123456789abcdef"), MaxFramePayload/8) // two frames
+	if err := d.SendBulkInline(ctxT(t), 3, 8, bufferOf(huge)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-smallDone; err != nil {
+		t.Fatal(err)
+	}
+	next, small := 0, 0
+	for range bulks + smalls + 1 {
+		m := ar.next(t)
+		switch m.kind {
+		case 1:
+			if len(m.payload) != MaxFramePayload || int(m.payload[0]) != next {
+				t.Fatalf("bulk message %d of %d bytes, want %d of %d", m.payload[0], len(m.payload), next, MaxFramePayload)
+			}
+			next++
+		case 2:
+			small++
+		case 3:
+			if !bytes.Equal(m.payload, huge) {
+				t.Fatalf("the message of two frames arrived as %d other bytes", len(m.payload))
+			}
+		}
+	}
+	if next != bulks || small != smalls {
+		t.Fatalf("%d bulk and %d small messages arrived, want %d and %d", next, small, bulks, smalls)
+	}
+}

@@ -17,9 +17,15 @@
 // writer goroutine interleaves the fragments of different messages, so one big
 // message never stalls small ones. Fragments belong to the message with the
 // same kind and id; messages with the same kind and id are never interleaved,
-// so they arrive in the order sent. The writer batches frames and flushes
-// when it has nothing more to write. One reader goroutine decodes frames and
-// hands whole messages to a Handler. Lengths are checked against their caps
+// so they arrive in the order sent. The writer batches small frames and
+// flushes when it has nothing more to write; a large payload is written from
+// the message's own buffer, with what is batched before it, in one vectored
+// write. Bulk data (SendBulk) goes after the other messages queued, and a
+// stream's pump may write it itself while the connection is idle
+// (SendBulkInline). One reader goroutine decodes frames and hands whole
+// messages to a Handler; a BodyHandler may instead read the payload of a
+// single-frame message itself, straight from the socket into a buffer of
+// its choice (a stream's waiting Read). Lengths are checked against their caps
 // (MaxFramePayload, Config.MaxMessageSize, Config.MaxPartialBytes) before
 // anything is allocated; a malformed frame closes the connection with a
 // *ProtocolError that says what was wrong.

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
+	"testing/iotest"
 )
 
 // FuzzParseHeader checks that ParseHeader never panics, refuses with a
@@ -125,6 +127,8 @@ func FuzzReadFrames(f *testing.F) {
 	f.Add(append(frameBytes(framePing, 0, 1, nil), frameBytes(frameGoAway, 0, 0, nil)...))
 	f.Add(append(frameBytes(1, FlagMore, 3, []byte("re")), frameBytes(4, 0, 3, []byte("other kind"))...))
 	f.Add([]byte{0xFF, 0xFF, 0xFF, 0xFF, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Add(append(frameBytes(1, 0, 1, bytes.Repeat([]byte("bulk"), 5000)), frameBytes(3, 0, 2, []byte("after"))...))
+	f.Add(append(frameBytes(2, 0, 1, bytes.Repeat([]byte("x"), 300)), frameBytes(1, 0, 2, []byte("trunc"))[:19]...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<20 {
 			return // big inputs add nothing that small fragments do not test
@@ -152,6 +156,32 @@ func FuzzReadFrames(f *testing.F) {
 			for i := range want {
 				if h.got[i] != want[i] {
 					t.Fatalf("message %d: %+v, the reference %+v", i, h.got[i], want[i])
+				}
+			}
+		}
+		// The same through a BodyHandler that reads some kinds' bodies
+		// itself, in several ways, from a reader that returns short reads:
+		// the messages must be the same, and so must the end.
+		want, clean := refDecode(b, 1<<20)
+		for _, wrap := range []func(io.Reader) io.Reader{iotest.HalfReader, iotest.OneByteReader} {
+			cfg := Config{Self: 1, MaxMessageSize: 1 << 20, MaxPartialBytes: 1 << 30}
+			cfg = cfg.withDefaults()
+			c := newConn(fakeConn{}, &cfg, 2)
+			h := &bodyRecorder{c: c, actions: map[Kind]bodyAction{1: readAll, 2: readSplit, 3: takeBytes, 5: readAll, 6: readSplit, 7: takeBytes}}
+			err := c.read(wrap(bytes.NewReader(b)), h)
+			var pe *ProtocolError
+			if err == nil || !errors.As(err, &pe) && !errors.Is(err, ErrPeerGone) {
+				t.Fatalf("body path: read ended with %T %v, want a *ProtocolError or ErrPeerGone", err, err)
+			}
+			if clean != errors.Is(err, ErrPeerGone) {
+				t.Fatalf("body path: read ended with %v; the reference decoder ended cleanly: %v", err, clean)
+			}
+			if len(h.got) != len(want) {
+				t.Fatalf("body path: delivered %d messages, the reference %d", len(h.got), len(want))
+			}
+			for i := range want {
+				if h.got[i] != want[i] {
+					t.Fatalf("body path: message %d: %.60q, the reference %.60q", i, h.got[i].payload, want[i].payload)
 				}
 			}
 		}

@@ -24,11 +24,13 @@ const partialOverhead = 64
 // messages and control frames one at a time. It has no goroutine and no
 // socket of its own, so tests and fuzz targets drive it from any io.Reader.
 type frameReader struct {
-	r            io.Reader
-	maxMessage   int    // cap on one reassembled message
-	maxPartial   int    // cap on the memory held by partial messages
-	partialBytes int    // capacity of the partial messages, plus overheads
-	onFrame      func() // called after each valid header, if set
+	r            *connReader
+	maxMessage   int                  // cap on one reassembled message
+	maxPartial   int                  // cap on the memory held by partial messages
+	partialBytes int                  // capacity of the partial messages, plus overheads
+	onFrame      func()               // called after each valid header, if set
+	wantBody     func(Kind, int) bool // see BodyHandler.WantBody; nil: never
+	body         Body                 // the payload left to a BodyHandler, when active
 	hdr          [HeaderSize]byte
 	buf          []byte // payload of the last unfragmented message
 	whole        bool   // next returned buf last, and it was not taken
@@ -41,7 +43,9 @@ type frameReader struct {
 const maxSpare = 4 << 20
 
 func newFrameReader(r io.Reader, maxMessage, maxPartial int) *frameReader {
-	return &frameReader{r: r, maxMessage: maxMessage, maxPartial: maxPartial}
+	fr := &frameReader{r: newConnReader(r), maxMessage: maxMessage, maxPartial: maxPartial}
+	fr.body.fr = fr
+	return fr
 }
 
 // A readError reports the underlying reader failing inside what: io.EOF at a
@@ -55,9 +59,15 @@ func (e *readError) Error() string { return "transport: read " + e.what + ": " +
 func (e *readError) Unwrap() error { return e.err }
 
 // next returns the next whole message, or a control frame (Kind above
-// KindMax, nil payload). The payload is valid until the next call. Errors
-// are a *ProtocolError for malformed input or a *readError.
+// KindMax, nil payload). The payload is valid until the next call. When
+// wantBody asks for it, the payload of a single-frame message is left on
+// the connection instead: next returns a nil payload with fr.body active,
+// and the caller hands fr.body to the BodyHandler, then calls fr.body.end.
+// Errors are a *ProtocolError for malformed input or a *readError.
 func (fr *frameReader) next() (Header, []byte, error) {
+	if err := fr.body.end(); err != nil { // (the caller has called it)
+		return Header{}, nil, err
+	}
 	fr.whole = false
 	if fr.done != nil { // the caller is done with it
 		if cap(fr.done) <= maxSpare {
@@ -66,7 +76,7 @@ func (fr *frameReader) next() (Header, []byte, error) {
 		fr.done = nil
 	}
 	for {
-		if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+		if err := fr.r.readFull(fr.hdr[:]); err != nil {
 			return Header{}, nil, &readError{what: "frame header", err: err}
 		}
 		h, err := ParseHeader(fr.hdr[:])
@@ -86,11 +96,15 @@ func (fr *frameReader) next() (Header, []byte, error) {
 			if n > fr.maxMessage {
 				return h, nil, fr.tooBig(h)
 			}
+			if fr.wantBody != nil && fr.wantBody(h.Kind, n) {
+				fr.body.left, fr.body.active = n, true
+				return h, nil, nil
+			}
 			if cap(fr.buf) < n {
 				fr.buf = payloadBuffer(n)
 			}
 			fr.buf = fr.buf[:n]
-			if _, err := io.ReadFull(fr.r, fr.buf); err != nil {
+			if err := fr.r.readFull(fr.buf); err != nil {
 				return h, nil, payloadError(err)
 			}
 			fr.whole = true
@@ -130,7 +144,7 @@ func (fr *frameReader) next() (Header, []byte, error) {
 			fr.partial = make(map[msgKey][]byte)
 		}
 		fr.partial[key] = prev // charged: kept until completed or the end
-		if _, err := io.ReadFull(fr.r, prev[start:]); err != nil {
+		if err := fr.r.readFull(prev[start:]); err != nil {
 			return h, nil, payloadError(err)
 		}
 		if h.Flags&FlagMore != 0 {

@@ -1,17 +1,11 @@
 package transport
 
 import (
-	"bufio"
 	"fmt"
 	"runtime"
 	"slices"
 	"time"
 )
-
-// writeBufferSize is the size of the writer's buffer: frames are batched in
-// it and reach the socket when it is full or when the writer runs out of
-// work.
-const writeBufferSize = 64 << 10
 
 // writeLoop is the connection's only writer. Each round it takes the control
 // frames and the messages queued since the last round, writes the control
@@ -26,8 +20,7 @@ func (c *Conn) writeLoop() {
 	var (
 		pending, spare []outFrame
 		busy           map[msgKey]struct{} // keys of messages with fragments left this round
-		hdr            [HeaderSize]byte
-		yielded        bool // yielded once since the last frames were written
+		yielded        bool                // yielded once since the last frames were written
 	)
 	fail := func(err error, rest ...[]outFrame) {
 		c.fail(fmt.Errorf("transport: write: %w", err))
@@ -86,7 +79,7 @@ func (c *Conn) writeLoop() {
 		c.queue = c.queue[:0]
 		c.mu.Unlock()
 
-		if err := writeControl(bw, hdr[:], ctl); err != nil {
+		if err := writeControl(bw, ctl); err != nil {
 			fail(err, pending)
 			return
 		}
@@ -123,12 +116,11 @@ func (c *Conn) writeLoop() {
 			if chunk > MaxFramePayload {
 				chunk, flags = MaxFramePayload, FlagMore
 			}
-			putHeader(hdr[:], Header{Length: uint32(chunk), Kind: f.kind, Flags: flags, ID: f.id})
-			_, err := bw.Write(hdr[:])
-			if err == nil && chunk > 0 {
-				_, err = bw.Write(f.buf.Bytes()[f.off : f.off+chunk])
+			var payload []byte
+			if chunk > 0 {
+				payload = f.buf.Bytes()[f.off : f.off+chunk]
 			}
-			if err != nil {
+			if err := bw.writeFrame(Header{Kind: f.kind, Flags: flags, ID: f.id}, payload); err != nil {
 				fail(err, next, pending[i:])
 				return
 			}
@@ -155,9 +147,10 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// sendDirect writes a small message on the caller's goroutine when the
-// writer is idle and nothing is queued, saving the hand-off to the writer
-// (a one-caller call then crosses fewer goroutines); when the writer is
+// sendDirect writes a message of one frame on the caller's goroutine when
+// the writer is idle and nothing is queued, saving the hand-off to the
+// writer (a one-caller call then crosses fewer goroutines, a stream's
+// chunk goes from its pump straight to the socket); when the writer is
 // busy, the message is queued and batched instead. It reports whether it
 // took the message.
 func (c *Conn) sendDirect(f outFrame) (bool, error) {
@@ -171,16 +164,11 @@ func (c *Conn) sendDirect(f outFrame) (bool, error) {
 	if !idle {
 		return false, nil
 	}
-	var hdr [HeaderSize]byte
-	size := 0
+	var payload []byte
 	if f.buf != nil {
-		size = f.buf.Len()
+		payload = f.buf.Bytes()
 	}
-	putHeader(hdr[:], Header{Length: uint32(size), Kind: f.kind, ID: f.id})
-	_, err := c.bw.Write(hdr[:])
-	if err == nil && size > 0 {
-		_, err = c.bw.Write(f.buf.Bytes())
-	}
+	err := c.bw.writeFrame(Header{Kind: f.kind, ID: f.id}, payload)
 	if err == nil {
 		err = c.bw.Flush()
 	}
@@ -208,7 +196,7 @@ func sortBulkLast(fs []outFrame) {
 }
 
 // writeControl writes the control frames in ctl.
-func writeControl(bw *bufio.Writer, hdr []byte, ctl control) error {
+func writeControl(bw *frameWriter, ctl control) error {
 	frames := [...]struct {
 		due  bool
 		kind Kind
@@ -222,20 +210,11 @@ func writeControl(bw *bufio.Writer, hdr []byte, ctl control) error {
 		if !f.due {
 			continue
 		}
-		putHeader(hdr, Header{Kind: f.kind, ID: f.id})
-		if _, err := bw.Write(hdr); err != nil {
+		if err := bw.writeFrame(Header{Kind: f.kind, ID: f.id}, nil); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// deadlineWriter bounds each socket write by Config.WriteTimeout.
-type deadlineWriter struct{ c *Conn }
-
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	w.c.nc.SetWriteDeadline(time.Now().Add(w.c.cfg.WriteTimeout))
-	return w.c.nc.Write(p)
 }
 
 // finishClose is run by the writer once a graceful Close has written and
