@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/fxamacker/cbor/v2"
@@ -31,7 +32,9 @@ type WireCodec interface {
 // decoders recycles the decoders of generated wire structs.
 var decoders = sync.Pool{New: func() any { return new(wire.Decoder) }}
 
-// decodeWire decodes data, which must hold exactly one item, into c.
+// decodeWire decodes data, which must hold exactly one item, into v; input
+// that is valid but not in the generated decoder's exact form (see
+// wire.ErrNotExact) goes to the reflective decoder.
 func (c *codec) decodeWire(data []byte, v WireCodec) error {
 	d := decoders.Get().(*wire.Decoder)
 	d.Reset(data, c.limits)
@@ -41,6 +44,10 @@ func (c *codec) decodeWire(data []byte, v WireCodec) error {
 	}
 	d.Reset(nil, c.limits) // keep no reference to the message
 	decoders.Put(d)
+	if err == wire.ErrNotExact {
+		reflect.ValueOf(v).Elem().SetZero()
+		return c.dec.Unmarshal(data, v)
+	}
 	return err
 }
 
@@ -55,7 +62,8 @@ type DecodeLimits struct {
 	MaxMapPairs int
 }
 
-func newCodec(l DecodeLimits) (*codec, error) {
+// withDefaults fills in the zero fields of l.
+func (l DecodeLimits) withDefaults() DecodeLimits {
 	if l.MaxNesting <= 0 {
 		l.MaxNesting = 32
 	}
@@ -65,15 +73,25 @@ func newCodec(l DecodeLimits) (*codec, error) {
 	if l.MaxMapPairs <= 0 {
 		l.MaxMapPairs = 1 << 20
 	}
-	enc, err := cbor.EncOptions{
+	return l
+}
+
+// CBOREncOptions returns the options of the runtime's reflective CBOR
+// encoder, which generated codecs (see WireCodec) match byte for byte;
+// tests of generated code compare the two with them.
+func CBOREncOptions() cbor.EncOptions {
+	return cbor.EncOptions{
 		Time:          cbor.TimeRFC3339Nano,
 		Sort:          cbor.SortNone,
 		NilContainers: cbor.NilContainerAsNull,
-	}.UserBufferEncMode()
-	if err != nil {
-		return nil, fmt.Errorf("trellis: CBOR encoding mode: %w", err)
 	}
-	dec, err := cbor.DecOptions{
+}
+
+// CBORDecOptions returns the options of the runtime's reflective CBOR
+// decoder under the limits l (zero fields take their defaults).
+func CBORDecOptions(l DecodeLimits) cbor.DecOptions {
+	l = l.withDefaults()
+	return cbor.DecOptions{
 		MaxNestedLevels:  l.MaxNesting,
 		MaxArrayElements: l.MaxArrayElements,
 		MaxMapPairs:      l.MaxMapPairs,
@@ -81,7 +99,16 @@ func newCodec(l DecodeLimits) (*codec, error) {
 		IndefLength:      cbor.IndefLengthForbidden,
 		TagsMd:           cbor.TagsAllowed,
 		UTF8:             cbor.UTF8DecodeInvalid, // a Go string may hold any bytes
-	}.DecMode()
+	}
+}
+
+func newCodec(l DecodeLimits) (*codec, error) {
+	l = l.withDefaults()
+	enc, err := CBOREncOptions().UserBufferEncMode()
+	if err != nil {
+		return nil, fmt.Errorf("trellis: CBOR encoding mode: %w", err)
+	}
+	dec, err := CBORDecOptions(l).DecMode()
 	if err != nil {
 		return nil, fmt.Errorf("trellis: CBOR decoding mode: %w", err)
 	}

@@ -399,9 +399,7 @@ func wireDecodeReq(d *wire.Decoder, v *Req) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()
@@ -490,9 +488,7 @@ func wireDecodeResp(d *wire.Decoder, v *Resp) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()

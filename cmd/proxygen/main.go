@@ -7,6 +7,13 @@
 //
 // and writes, for each interface Foo, FooService, RegisterFoo, FooProxy and
 // NewFooProxy into one file (trellis_gen.go unless -output says otherwise).
+// The arguments and results of a method whose types are all booleans,
+// numbers, strings, []byte, slices, maps with string or integer keys,
+// pointers and named structs of those (no embedded fields, no field tags
+// but `cbor:"-"`), references and streams also get a CBOR encoder and
+// decoder of their own (runtime.WireCodec, package runtime/wire), which
+// write the reflective codec's bytes without its cost; other methods use
+// the reflective codec.
 // An interface that breaks the rules of a Trellis service is refused: every
 // problem is printed on standard error as "file:line:col: message", the exit
 // status is 1 and no file is written.

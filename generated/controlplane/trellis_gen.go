@@ -302,9 +302,7 @@ func wireDecodeProposal(d *wire.Decoder, v *Proposal) error {
 				d.Leave()
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()
@@ -364,9 +362,7 @@ func wireDecodeMember(d *wire.Decoder, v *Member) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()
@@ -416,9 +412,7 @@ func wireDecodeEdge(d *wire.Decoder, v *Edge) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()

@@ -29,7 +29,8 @@ func wr(name string) *jen.Statement { return jen.Qual(wirePath, name) }
 // A type is written only if nothing in it needs the reflective codec's
 // rules beyond these: booleans, integers, floats and strings (and named
 // types of them), []byte, slices, maps with string or integer keys,
-// pointers, and named structs without embedded fields or field tags. Any
+// pointers, and named structs without embedded fields or field tags (but
+// the toarray marker and `cbor:"-"`). Any
 // other type (time.Time, arrays, interfaces, types with their own
 // MarshalCBOR or MarshalBinary, generic types...) leaves its wire struct to
 // the reflective codec.
@@ -198,6 +199,8 @@ func (c *codecWriter) structFields(st *types.Struct, visiting map[*types.Named]b
 			return nil
 		case f.Name() == "_" && i == 0 && tag == `cbor:",toarray"` && isEmptyStruct(f.Type()):
 			form.toArray = true
+		case tag == `cbor:"-"`:
+			// left out by the reflective codec too
 		case tag != "":
 			return nil // names, omitempty, keyasint...: the reflective codec's rules
 		case !f.Exported():
@@ -223,6 +226,17 @@ func codesItself(n *types.Named) bool {
 		}
 	}
 	return false
+}
+
+// namedStruct returns t as a named struct type, which has functions of
+// its own.
+func namedStruct(t types.Type) (*types.Named, bool) {
+	n, ok := types.Unalias(t).(*types.Named)
+	if !ok {
+		return nil, false
+	}
+	_, isStruct := n.Underlying().(*types.Struct)
+	return n, isStruct
 }
 
 func isEmptyStruct(t types.Type) bool {
@@ -327,10 +341,8 @@ func (c *codecWriter) appendValue(t types.Type, v *jen.Statement, depth int) []j
 	set := func(fn string, args ...jen.Code) []jen.Code {
 		return []jen.Code{b.Clone().Op("=").Add(wr(fn)).Call(append([]jen.Code{b.Clone()}, args...)...)}
 	}
-	if n, ok := types.Unalias(t).(*types.Named); ok {
-		if _, isStruct := n.Underlying().(*types.Struct); isStruct {
-			return []jen.Code{b.Clone().Op("=").Id("wireAppend"+c.funcSuffix(n)).Call(b.Clone(), jen.Op("&").Add(v))}
-		}
+	if n, ok := namedStruct(t); ok {
+		return []jen.Code{b.Clone().Op("=").Id("wireAppend"+c.funcSuffix(n)).Call(b.Clone(), jen.Op("&").Add(v))}
 	}
 	// as converts v to the basic type kind, unless it is of that type.
 	as := func(kind types.BasicKind, conv *jen.Statement) jen.Code {
@@ -355,9 +367,13 @@ func (c *codecWriter) appendValue(t types.Type, v *jen.Statement, depth int) []j
 		}
 		return set("AppendString", as(types.String, jen.String()))
 	case *types.Pointer:
+		elem := c.appendValue(u.Elem(), jen.Op("*").Add(v.Clone()), depth)
+		if n, ok := namedStruct(u.Elem()); ok {
+			elem = []jen.Code{b.Clone().Op("=").Id("wireAppend"+c.funcSuffix(n)).Call(b.Clone(), v.Clone())}
+		}
 		return []jen.Code{jen.If(v.Clone().Op("==").Nil()).
 			Block(set("AppendNull")...).
-			Else().Block(c.appendValue(u.Elem(), jen.Op("*").Add(v.Clone()), depth)...)}
+			Else().Block(elem...)}
 	case *types.Slice:
 		if isByteElem(u.Elem()) {
 			if isBytes(t) {
@@ -423,8 +439,7 @@ func (c *codecWriter) decodeStruct(form *structForm, label string) []jen.Code {
 			jen.Id(c.seen).Op("|=").Add(bit.Clone()),
 		}, c.decodeValue(fl.typ, jen.Id(c.v).Dot(fl.name), 0)...)...))
 	}
-	cases = append(cases, jen.Default().Block(
-		jen.If(err.Clone().Op("=").Add(d.Clone()).Dot("Skip").Call(), err.Clone().Op("!=").Nil()).Block(jen.Return(err.Clone()))))
+	cases = append(cases, jen.Default().Block(jen.Return(d.Clone().Dot("Unknown").Call(jen.Id(c.key)))))
 	code = append(code,
 		jen.For(jen.Range().Id(n)).Block(
 			jen.List(jen.Id(c.key), err.Clone()).Op(":=").Add(d.Clone()).Dot("Key").Call(),
@@ -448,11 +463,9 @@ func (c *codecWriter) decodeValue(t types.Type, dst *jen.Statement, depth int) [
 	read := func(fn string) []jen.Code {
 		return check(wr(fn).Types(c.g.typeCode(t)).Call(d.Clone()))
 	}
-	if n, ok := types.Unalias(t).(*types.Named); ok {
-		if _, isStruct := n.Underlying().(*types.Struct); isStruct {
-			return []jen.Code{jen.If(err.Clone().Op("=").Id("wireDecode"+c.funcSuffix(n)).Call(d.Clone(), jen.Op("&").Add(dst)), err.Clone().Op("!=").Nil()).
-				Block(jen.Return(err.Clone()))}
-		}
+	if n, ok := namedStruct(t); ok {
+		return []jen.Code{jen.If(err.Clone().Op("=").Id("wireDecode"+c.funcSuffix(n)).Call(d.Clone(), jen.Op("&").Add(dst)), err.Clone().Op("!=").Nil()).
+			Block(jen.Return(err.Clone()))}
 	}
 	switch u := t.Underlying().(type) {
 	case *types.Basic:
@@ -468,10 +481,14 @@ func (c *codecWriter) decodeValue(t types.Type, dst *jen.Statement, depth int) [
 		}
 		return read("String")
 	case *types.Pointer:
+		elem := c.decodeValue(u.Elem(), jen.Op("*").Add(dst.Clone()), depth)
+		if n, ok := namedStruct(u.Elem()); ok {
+			elem = []jen.Code{jen.If(err.Clone().Op("=").Id("wireDecode"+c.funcSuffix(n)).Call(d.Clone(), dst.Clone()), err.Clone().Op("!=").Nil()).
+				Block(jen.Return(err.Clone()))}
+		}
 		return []jen.Code{jen.If(d.Clone().Dot("Nil").Call()).
 			Block(dst.Clone().Op("=").Nil()).
-			Else().Block(append([]jen.Code{dst.Clone().Op("=").New(c.g.typeCode(u.Elem()))},
-			c.decodeValue(u.Elem(), jen.Op("*").Add(dst.Clone()), depth)...)...)}
+			Else().Block(append([]jen.Code{dst.Clone().Op("=").New(c.g.typeCode(u.Elem()))}, elem...)...)}
 	case *types.Slice:
 		if isByteElem(u.Elem()) {
 			return read("Bytes")

@@ -73,7 +73,7 @@ func (v *handlesBumpArgs) AppendCBOR(b []byte) []byte {
 	if v.T == nil {
 		b = wire.AppendNull(b)
 	} else {
-		b = wireAppendTally(b, &*v.T)
+		b = wireAppendTally(b, v.T)
 	}
 	b = wire.AppendInt(b, int64(v.D))
 	return b
@@ -92,7 +92,7 @@ func (v *handlesBumpArgs) DecodeCBOR(d *wire.Decoder) error {
 		v.T = nil
 	} else {
 		v.T = new(Tally)
-		if err = wireDecodeTally(d, &*v.T); err != nil {
+		if err = wireDecodeTally(d, v.T); err != nil {
 			return err
 		}
 	}
@@ -263,7 +263,7 @@ func (v *handlesSizeArgs) AppendCBOR(b []byte) []byte {
 	if v.B == nil {
 		b = wire.AppendNull(b)
 	} else {
-		b = wireAppendBlob(b, &*v.B)
+		b = wireAppendBlob(b, v.B)
 	}
 	return b
 }
@@ -281,7 +281,7 @@ func (v *handlesSizeArgs) DecodeCBOR(d *wire.Decoder) error {
 		v.B = nil
 	} else {
 		v.B = new(Blob)
-		if err = wireDecodeBlob(d, &*v.B); err != nil {
+		if err = wireDecodeBlob(d, v.B); err != nil {
 			return err
 		}
 	}
@@ -385,9 +385,7 @@ func wireDecodeTally(d *wire.Decoder, v *Tally) error {
 		}
 		switch string(key) {
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()
@@ -416,9 +414,7 @@ func wireDecodeBlob(d *wire.Decoder, v *Blob) error {
 		}
 		switch string(key) {
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()

@@ -95,6 +95,11 @@ func (k *Impl) Fail(ctx context.Context, kind string) error {
 // Nothing implements Kitchen.
 func (k *Impl) Nothing(ctx context.Context) error { return nil }
 
+// RoundTripPlain implements Kitchen.
+func (k *Impl) RoundTripPlain(ctx context.Context, p Plain, ps []*Plain, m map[Name]Plain) (Plain, []*Plain, map[Name]Plain, error) {
+	return p, ps, m, nil
+}
+
 // EchoReq implements Kitchen.
 func (k *Impl) EchoReq(ctx context.Context, r Req) (Req, error) { return r, nil }
 

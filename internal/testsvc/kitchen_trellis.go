@@ -288,6 +288,7 @@ var KitchenService = &runtime.ServiceDesc{
 		kitchenNothingMethod,
 		kitchenPanicMethod,
 		kitchenRoundTripMethod,
+		kitchenRoundTripPlainMethod,
 		kitchenSleepMethod,
 		kitchenSumMethod,
 	},
@@ -792,6 +793,251 @@ func kitchenRoundTripHandler(ctx context.Context, impl any, call *runtime.Server
 	return call.Reply(&w.res)
 }
 
+// kitchenRoundTripPlainMethod describes Kitchen.RoundTripPlain.
+var kitchenRoundTripPlainMethod = &runtime.MethodDesc{
+	Name:      "RoundTripPlain",
+	Signature: "func(context.Context, github.com/trellisrpc/trellis/internal/testsvc.Plain, []*github.com/trellisrpc/trellis/internal/testsvc.Plain, map[github.com/trellisrpc/trellis/internal/testsvc.Name]github.com/trellisrpc/trellis/internal/testsvc.Plain) (github.com/trellisrpc/trellis/internal/testsvc.Plain, []*github.com/trellisrpc/trellis/internal/testsvc.Plain, map[github.com/trellisrpc/trellis/internal/testsvc.Name]github.com/trellisrpc/trellis/internal/testsvc.Plain, error)",
+	ID:        0xaece03d29783992a,
+	Handler:   kitchenRoundTripPlainHandler,
+}
+
+// kitchenRoundTripPlainArgs holds the arguments of Kitchen.RoundTripPlain on the wire.
+type kitchenRoundTripPlainArgs struct {
+	_  struct{} `cbor:",toarray"`
+	P  Plain
+	Ps []*Plain
+	M  map[Name]Plain
+}
+
+// AppendCBOR implements runtime.WireCodec.
+func (v *kitchenRoundTripPlainArgs) AppendCBOR(b []byte) []byte {
+	b = wire.AppendArrayHeader(b, 3)
+	b = wireAppendPlain(b, &v.P)
+	if v.Ps == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendArrayHeader(b, len(v.Ps))
+		for i0 := range v.Ps {
+			if v.Ps[i0] == nil {
+				b = wire.AppendNull(b)
+			} else {
+				b = wireAppendPlain(b, v.Ps[i0])
+			}
+		}
+	}
+	if v.M == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendMapHeader(b, len(v.M))
+		for k0, e0 := range v.M {
+			b = wire.AppendString(b, string(k0))
+			b = wireAppendPlain(b, &e0)
+		}
+	}
+	return b
+}
+
+// DecodeCBOR implements runtime.WireCodec.
+func (v *kitchenRoundTripPlainArgs) DecodeCBOR(d *wire.Decoder) error {
+	if d.Nil() {
+		return nil
+	}
+	err := d.ArrayOf(3, "the arguments of Kitchen.RoundTripPlain")
+	if err != nil {
+		return err
+	}
+	if err = wireDecodePlain(d, &v.P); err != nil {
+		return err
+	}
+	if d.Nil() {
+		v.Ps = nil
+	} else {
+		n1, err := d.Array()
+		if err != nil {
+			return err
+		}
+		v.Ps = make([]*Plain, n1)
+		for i0 := range v.Ps {
+			if d.Nil() {
+				v.Ps[i0] = nil
+			} else {
+				v.Ps[i0] = new(Plain)
+				if err = wireDecodePlain(d, v.Ps[i0]); err != nil {
+					return err
+				}
+			}
+		}
+		d.Leave()
+	}
+	if d.Nil() {
+		v.M = nil
+	} else {
+		n1, err := d.Map()
+		if err != nil {
+			return err
+		}
+		v.M = make(map[Name]Plain, n1)
+		for range n1 {
+			var k0 Name
+			if k0, err = wire.String[Name](d); err != nil {
+				return err
+			}
+			var e0 Plain
+			if err = wireDecodePlain(d, &e0); err != nil {
+				return err
+			}
+			if _, dup0 := v.M[k0]; dup0 {
+				return d.DuplicateKey(k0)
+			}
+			v.M[k0] = e0
+		}
+		d.Leave()
+	}
+	d.Leave()
+	return nil
+}
+
+// kitchenRoundTripPlainResults holds the results of Kitchen.RoundTripPlain on the wire.
+type kitchenRoundTripPlainResults struct {
+	_  struct{} `cbor:",toarray"`
+	R0 Plain
+	R1 []*Plain
+	R2 map[Name]Plain
+}
+
+// AppendCBOR implements runtime.WireCodec.
+func (v *kitchenRoundTripPlainResults) AppendCBOR(b []byte) []byte {
+	b = wire.AppendArrayHeader(b, 3)
+	b = wireAppendPlain(b, &v.R0)
+	if v.R1 == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendArrayHeader(b, len(v.R1))
+		for i0 := range v.R1 {
+			if v.R1[i0] == nil {
+				b = wire.AppendNull(b)
+			} else {
+				b = wireAppendPlain(b, v.R1[i0])
+			}
+		}
+	}
+	if v.R2 == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendMapHeader(b, len(v.R2))
+		for k0, e0 := range v.R2 {
+			b = wire.AppendString(b, string(k0))
+			b = wireAppendPlain(b, &e0)
+		}
+	}
+	return b
+}
+
+// DecodeCBOR implements runtime.WireCodec.
+func (v *kitchenRoundTripPlainResults) DecodeCBOR(d *wire.Decoder) error {
+	if d.Nil() {
+		return nil
+	}
+	err := d.ArrayOf(3, "the results of Kitchen.RoundTripPlain")
+	if err != nil {
+		return err
+	}
+	if err = wireDecodePlain(d, &v.R0); err != nil {
+		return err
+	}
+	if d.Nil() {
+		v.R1 = nil
+	} else {
+		n1, err := d.Array()
+		if err != nil {
+			return err
+		}
+		v.R1 = make([]*Plain, n1)
+		for i0 := range v.R1 {
+			if d.Nil() {
+				v.R1[i0] = nil
+			} else {
+				v.R1[i0] = new(Plain)
+				if err = wireDecodePlain(d, v.R1[i0]); err != nil {
+					return err
+				}
+			}
+		}
+		d.Leave()
+	}
+	if d.Nil() {
+		v.R2 = nil
+	} else {
+		n1, err := d.Map()
+		if err != nil {
+			return err
+		}
+		v.R2 = make(map[Name]Plain, n1)
+		for range n1 {
+			var k0 Name
+			if k0, err = wire.String[Name](d); err != nil {
+				return err
+			}
+			var e0 Plain
+			if err = wireDecodePlain(d, &e0); err != nil {
+				return err
+			}
+			if _, dup0 := v.R2[k0]; dup0 {
+				return d.DuplicateKey(k0)
+			}
+			v.R2[k0] = e0
+		}
+		d.Leave()
+	}
+	d.Leave()
+	return nil
+}
+
+// kitchenRoundTripPlainCall holds the arguments and results of one call of Kitchen.RoundTripPlain. It is
+// recycled, so that a call allocates neither.
+type kitchenRoundTripPlainCall struct {
+	args kitchenRoundTripPlainArgs
+	res  kitchenRoundTripPlainResults
+}
+
+// kitchenRoundTripPlainCalls recycles kitchenRoundTripPlainCall values.
+var kitchenRoundTripPlainCalls = sync.Pool{New: func() any {
+	return new(kitchenRoundTripPlainCall)
+}}
+
+// recycle clears c, which no longer holds anything of the call, and returns it to its pool.
+func (c *kitchenRoundTripPlainCall) recycle() {
+	*c = kitchenRoundTripPlainCall{}
+	kitchenRoundTripPlainCalls.Put(c)
+}
+
+// RoundTripPlain calls Kitchen.RoundTripPlain on the remote node.
+func (p *KitchenProxy) RoundTripPlain(ctx context.Context, a1 Plain, ps []*Plain, m map[Name]Plain) (Plain, []*Plain, map[Name]Plain, error) {
+	w := kitchenRoundTripPlainCalls.Get().(*kitchenRoundTripPlainCall)
+	defer w.recycle()
+	w.args = kitchenRoundTripPlainArgs{P: a1, Ps: ps, M: m}
+	if err := p.c.Call(ctx, kitchenRoundTripPlainMethod, &w.args, &w.res); err != nil {
+		return Plain{}, nil, nil, err
+	}
+	return w.res.R0, w.res.R1, w.res.R2, nil
+}
+
+// kitchenRoundTripPlainHandler serves Kitchen.RoundTripPlain: it decodes the arguments, calls impl and
+// replies with the results.
+func kitchenRoundTripPlainHandler(ctx context.Context, impl any, call *runtime.ServerCall) error {
+	w := kitchenRoundTripPlainCalls.Get().(*kitchenRoundTripPlainCall)
+	defer w.recycle()
+	if err := call.Decode(&w.args); err != nil {
+		return err
+	}
+	r0, r1, r2, err := impl.(Kitchen).RoundTripPlain(ctx, w.args.P, w.args.Ps, w.args.M)
+	if err != nil {
+		return err
+	}
+	w.res = kitchenRoundTripPlainResults{R0: r0, R1: r1, R2: r2}
+	return call.Reply(&w.res)
+}
+
 // kitchenSleepMethod describes Kitchen.Sleep.
 var kitchenSleepMethod = &runtime.MethodDesc{
 	Name:      "Sleep",
@@ -1057,9 +1303,653 @@ func wireDecodeReq(d *wire.Decoder, v *Req) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
+			return d.Unknown(key)
+		}
+	}
+	d.Leave()
+	return nil
+}
+
+// wireAppendPlain appends the CBOR encoding of *v to b.
+func wireAppendPlain(b []byte, v *Plain) []byte {
+	b = wire.AppendMapHeader(b, 27)
+	b = wire.AppendString(b, "B")
+	b = wire.AppendBool(b, v.B)
+	b = wire.AppendString(b, "I")
+	b = wire.AppendInt(b, int64(v.I))
+	b = wire.AppendString(b, "I8")
+	b = wire.AppendInt(b, int64(v.I8))
+	b = wire.AppendString(b, "I16")
+	b = wire.AppendInt(b, int64(v.I16))
+	b = wire.AppendString(b, "I32")
+	b = wire.AppendInt(b, int64(v.I32))
+	b = wire.AppendString(b, "I64")
+	b = wire.AppendInt(b, v.I64)
+	b = wire.AppendString(b, "U")
+	b = wire.AppendUint(b, uint64(v.U))
+	b = wire.AppendString(b, "U8")
+	b = wire.AppendUint(b, uint64(v.U8))
+	b = wire.AppendString(b, "U16")
+	b = wire.AppendUint(b, uint64(v.U16))
+	b = wire.AppendString(b, "U32")
+	b = wire.AppendUint(b, uint64(v.U32))
+	b = wire.AppendString(b, "U64")
+	b = wire.AppendUint(b, v.U64)
+	b = wire.AppendString(b, "F32")
+	b = wire.AppendFloat32(b, v.F32)
+	b = wire.AppendString(b, "F64")
+	b = wire.AppendFloat64(b, v.F64)
+	b = wire.AppendString(b, "S")
+	b = wire.AppendString(b, v.S)
+	b = wire.AppendString(b, "Bytes")
+	b = wire.AppendBytes(b, v.Bytes)
+	b = wire.AppendString(b, "Ints")
+	if v.Ints == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendArrayHeader(b, len(v.Ints))
+		for i0 := range v.Ints {
+			b = wire.AppendInt(b, int64(v.Ints[i0]))
+		}
+	}
+	b = wire.AppendString(b, "Map")
+	if v.Map == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendMapHeader(b, len(v.Map))
+		for k0, e0 := range v.Map {
+			b = wire.AppendString(b, k0)
+			if e0 == nil {
+				b = wire.AppendNull(b)
+			} else {
+				b = wire.AppendArrayHeader(b, len(e0))
+				for i1 := range e0 {
+					b = wireAppendPoint(b, &e0[i1])
+				}
+			}
+		}
+	}
+	b = wire.AppendString(b, "IntMap")
+	if v.IntMap == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendMapHeader(b, len(v.IntMap))
+		for k0, e0 := range v.IntMap {
+			b = wire.AppendInt(b, k0)
+			b = wire.AppendString(b, e0)
+		}
+	}
+	b = wire.AppendString(b, "U8Map")
+	if v.U8Map == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendMapHeader(b, len(v.U8Map))
+		for k0, e0 := range v.U8Map {
+			b = wire.AppendUint(b, uint64(k0))
+			b = wire.AppendBool(b, e0)
+		}
+	}
+	b = wire.AppendString(b, "Ptr")
+	if v.Ptr == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wireAppendPoint(b, v.Ptr)
+	}
+	b = wire.AppendString(b, "PtrPtr")
+	if v.PtrPtr == nil {
+		b = wire.AppendNull(b)
+	} else {
+		if *v.PtrPtr == nil {
+			b = wire.AppendNull(b)
+		} else {
+			b = wire.AppendInt(b, int64(**v.PtrPtr))
+		}
+	}
+	b = wire.AppendString(b, "Level")
+	b = wire.AppendInt(b, int64(v.Level))
+	b = wire.AppendString(b, "Wait")
+	b = wire.AppendInt(b, int64(v.Wait))
+	b = wire.AppendString(b, "Tree")
+	if v.Tree == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wireAppendTree(b, v.Tree)
+	}
+	b = wire.AppendString(b, "Nested")
+	if v.Nested == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendArrayHeader(b, len(v.Nested))
+		for i0 := range v.Nested {
+			if v.Nested[i0] == nil {
+				b = wire.AppendNull(b)
+			} else {
+				b = wire.AppendArrayHeader(b, len(v.Nested[i0]))
+				for i1 := range v.Nested[i0] {
+					b = wire.AppendString(b, v.Nested[i0][i1])
+				}
+			}
+		}
+	}
+	b = wire.AppendString(b, "Tags")
+	if v.Tags == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendArrayHeader(b, len(v.Tags))
+		for i0 := range v.Tags {
+			b = wire.AppendString(b, string(v.Tags[i0]))
+		}
+	}
+	b = wire.AppendString(b, "Name")
+	b = wire.AppendString(b, string(v.Name))
+	return b
+}
+
+// wireDecodePlain decodes *v from d.
+func wireDecodePlain(d *wire.Decoder, v *Plain) error {
+	if d.Nil() {
+		return nil
+	}
+	n0, err := d.Map()
+	if err != nil {
+		return err
+	}
+	var seen uint64
+	for range n0 {
+		key, err := d.Key()
+		if err != nil {
+			return err
+		}
+		switch string(key) {
+		case "B":
+			if seen&(1<<0) != 0 {
+				return d.DuplicateKey("B")
+			}
+			seen |= (1 << 0)
+			if v.B, err = wire.Bool[bool](d); err != nil {
 				return err
 			}
+		case "I":
+			if seen&(1<<1) != 0 {
+				return d.DuplicateKey("I")
+			}
+			seen |= (1 << 1)
+			if v.I, err = wire.Int[int](d); err != nil {
+				return err
+			}
+		case "I8":
+			if seen&(1<<2) != 0 {
+				return d.DuplicateKey("I8")
+			}
+			seen |= (1 << 2)
+			if v.I8, err = wire.Int[int8](d); err != nil {
+				return err
+			}
+		case "I16":
+			if seen&(1<<3) != 0 {
+				return d.DuplicateKey("I16")
+			}
+			seen |= (1 << 3)
+			if v.I16, err = wire.Int[int16](d); err != nil {
+				return err
+			}
+		case "I32":
+			if seen&(1<<4) != 0 {
+				return d.DuplicateKey("I32")
+			}
+			seen |= (1 << 4)
+			if v.I32, err = wire.Int[int32](d); err != nil {
+				return err
+			}
+		case "I64":
+			if seen&(1<<5) != 0 {
+				return d.DuplicateKey("I64")
+			}
+			seen |= (1 << 5)
+			if v.I64, err = wire.Int[int64](d); err != nil {
+				return err
+			}
+		case "U":
+			if seen&(1<<6) != 0 {
+				return d.DuplicateKey("U")
+			}
+			seen |= (1 << 6)
+			if v.U, err = wire.Uint[uint](d); err != nil {
+				return err
+			}
+		case "U8":
+			if seen&(1<<7) != 0 {
+				return d.DuplicateKey("U8")
+			}
+			seen |= (1 << 7)
+			if v.U8, err = wire.Uint[uint8](d); err != nil {
+				return err
+			}
+		case "U16":
+			if seen&(1<<8) != 0 {
+				return d.DuplicateKey("U16")
+			}
+			seen |= (1 << 8)
+			if v.U16, err = wire.Uint[uint16](d); err != nil {
+				return err
+			}
+		case "U32":
+			if seen&(1<<9) != 0 {
+				return d.DuplicateKey("U32")
+			}
+			seen |= (1 << 9)
+			if v.U32, err = wire.Uint[uint32](d); err != nil {
+				return err
+			}
+		case "U64":
+			if seen&(1<<10) != 0 {
+				return d.DuplicateKey("U64")
+			}
+			seen |= (1 << 10)
+			if v.U64, err = wire.Uint[uint64](d); err != nil {
+				return err
+			}
+		case "F32":
+			if seen&(1<<11) != 0 {
+				return d.DuplicateKey("F32")
+			}
+			seen |= (1 << 11)
+			if v.F32, err = wire.Float[float32](d); err != nil {
+				return err
+			}
+		case "F64":
+			if seen&(1<<12) != 0 {
+				return d.DuplicateKey("F64")
+			}
+			seen |= (1 << 12)
+			if v.F64, err = wire.Float[float64](d); err != nil {
+				return err
+			}
+		case "S":
+			if seen&(1<<13) != 0 {
+				return d.DuplicateKey("S")
+			}
+			seen |= (1 << 13)
+			if v.S, err = wire.String[string](d); err != nil {
+				return err
+			}
+		case "Bytes":
+			if seen&(1<<14) != 0 {
+				return d.DuplicateKey("Bytes")
+			}
+			seen |= (1 << 14)
+			if v.Bytes, err = wire.Bytes[[]byte](d); err != nil {
+				return err
+			}
+		case "Ints":
+			if seen&(1<<15) != 0 {
+				return d.DuplicateKey("Ints")
+			}
+			seen |= (1 << 15)
+			if d.Nil() {
+				v.Ints = nil
+			} else {
+				n1, err := d.Array()
+				if err != nil {
+					return err
+				}
+				v.Ints = make([]int, n1)
+				for i0 := range v.Ints {
+					if v.Ints[i0], err = wire.Int[int](d); err != nil {
+						return err
+					}
+				}
+				d.Leave()
+			}
+		case "Map":
+			if seen&(1<<16) != 0 {
+				return d.DuplicateKey("Map")
+			}
+			seen |= (1 << 16)
+			if d.Nil() {
+				v.Map = nil
+			} else {
+				n1, err := d.Map()
+				if err != nil {
+					return err
+				}
+				v.Map = make(map[string][]Point, n1)
+				for range n1 {
+					var k0 string
+					if k0, err = wire.String[string](d); err != nil {
+						return err
+					}
+					var e0 []Point
+					if d.Nil() {
+						e0 = nil
+					} else {
+						n2, err := d.Array()
+						if err != nil {
+							return err
+						}
+						e0 = make([]Point, n2)
+						for i1 := range e0 {
+							if err = wireDecodePoint(d, &e0[i1]); err != nil {
+								return err
+							}
+						}
+						d.Leave()
+					}
+					if _, dup0 := v.Map[k0]; dup0 {
+						return d.DuplicateKey(k0)
+					}
+					v.Map[k0] = e0
+				}
+				d.Leave()
+			}
+		case "IntMap":
+			if seen&(1<<17) != 0 {
+				return d.DuplicateKey("IntMap")
+			}
+			seen |= (1 << 17)
+			if d.Nil() {
+				v.IntMap = nil
+			} else {
+				n1, err := d.Map()
+				if err != nil {
+					return err
+				}
+				v.IntMap = make(map[int64]string, n1)
+				for range n1 {
+					var k0 int64
+					if k0, err = wire.Int[int64](d); err != nil {
+						return err
+					}
+					var e0 string
+					if e0, err = wire.String[string](d); err != nil {
+						return err
+					}
+					if _, dup0 := v.IntMap[k0]; dup0 {
+						return d.DuplicateKey(k0)
+					}
+					v.IntMap[k0] = e0
+				}
+				d.Leave()
+			}
+		case "U8Map":
+			if seen&(1<<18) != 0 {
+				return d.DuplicateKey("U8Map")
+			}
+			seen |= (1 << 18)
+			if d.Nil() {
+				v.U8Map = nil
+			} else {
+				n1, err := d.Map()
+				if err != nil {
+					return err
+				}
+				v.U8Map = make(map[uint8]bool, n1)
+				for range n1 {
+					var k0 uint8
+					if k0, err = wire.Uint[uint8](d); err != nil {
+						return err
+					}
+					var e0 bool
+					if e0, err = wire.Bool[bool](d); err != nil {
+						return err
+					}
+					if _, dup0 := v.U8Map[k0]; dup0 {
+						return d.DuplicateKey(k0)
+					}
+					v.U8Map[k0] = e0
+				}
+				d.Leave()
+			}
+		case "Ptr":
+			if seen&(1<<19) != 0 {
+				return d.DuplicateKey("Ptr")
+			}
+			seen |= (1 << 19)
+			if d.Nil() {
+				v.Ptr = nil
+			} else {
+				v.Ptr = new(Point)
+				if err = wireDecodePoint(d, v.Ptr); err != nil {
+					return err
+				}
+			}
+		case "PtrPtr":
+			if seen&(1<<20) != 0 {
+				return d.DuplicateKey("PtrPtr")
+			}
+			seen |= (1 << 20)
+			if d.Nil() {
+				v.PtrPtr = nil
+			} else {
+				v.PtrPtr = new(*int)
+				if d.Nil() {
+					*v.PtrPtr = nil
+				} else {
+					*v.PtrPtr = new(int)
+					if **v.PtrPtr, err = wire.Int[int](d); err != nil {
+						return err
+					}
+				}
+			}
+		case "Level":
+			if seen&(1<<21) != 0 {
+				return d.DuplicateKey("Level")
+			}
+			seen |= (1 << 21)
+			if v.Level, err = wire.Int[Level](d); err != nil {
+				return err
+			}
+		case "Wait":
+			if seen&(1<<22) != 0 {
+				return d.DuplicateKey("Wait")
+			}
+			seen |= (1 << 22)
+			if v.Wait, err = wire.Int[time.Duration](d); err != nil {
+				return err
+			}
+		case "Tree":
+			if seen&(1<<23) != 0 {
+				return d.DuplicateKey("Tree")
+			}
+			seen |= (1 << 23)
+			if d.Nil() {
+				v.Tree = nil
+			} else {
+				v.Tree = new(Tree)
+				if err = wireDecodeTree(d, v.Tree); err != nil {
+					return err
+				}
+			}
+		case "Nested":
+			if seen&(1<<24) != 0 {
+				return d.DuplicateKey("Nested")
+			}
+			seen |= (1 << 24)
+			if d.Nil() {
+				v.Nested = nil
+			} else {
+				n1, err := d.Array()
+				if err != nil {
+					return err
+				}
+				v.Nested = make([][]string, n1)
+				for i0 := range v.Nested {
+					if d.Nil() {
+						v.Nested[i0] = nil
+					} else {
+						n2, err := d.Array()
+						if err != nil {
+							return err
+						}
+						v.Nested[i0] = make([]string, n2)
+						for i1 := range v.Nested[i0] {
+							if v.Nested[i0][i1], err = wire.String[string](d); err != nil {
+								return err
+							}
+						}
+						d.Leave()
+					}
+				}
+				d.Leave()
+			}
+		case "Tags":
+			if seen&(1<<25) != 0 {
+				return d.DuplicateKey("Tags")
+			}
+			seen |= (1 << 25)
+			if d.Nil() {
+				v.Tags = nil
+			} else {
+				n1, err := d.Array()
+				if err != nil {
+					return err
+				}
+				v.Tags = make(Tags, n1)
+				for i0 := range v.Tags {
+					if v.Tags[i0], err = wire.String[Name](d); err != nil {
+						return err
+					}
+				}
+				d.Leave()
+			}
+		case "Name":
+			if seen&(1<<26) != 0 {
+				return d.DuplicateKey("Name")
+			}
+			seen |= (1 << 26)
+			if v.Name, err = wire.String[Name](d); err != nil {
+				return err
+			}
+		default:
+			return d.Unknown(key)
+		}
+	}
+	d.Leave()
+	return nil
+}
+
+// wireAppendPoint appends the CBOR encoding of *v to b.
+func wireAppendPoint(b []byte, v *Point) []byte {
+	b = wire.AppendMapHeader(b, 2)
+	b = wire.AppendString(b, "X")
+	b = wire.AppendFloat64(b, v.X)
+	b = wire.AppendString(b, "Y")
+	b = wire.AppendFloat64(b, v.Y)
+	return b
+}
+
+// wireDecodePoint decodes *v from d.
+func wireDecodePoint(d *wire.Decoder, v *Point) error {
+	if d.Nil() {
+		return nil
+	}
+	n0, err := d.Map()
+	if err != nil {
+		return err
+	}
+	var seen uint64
+	for range n0 {
+		key, err := d.Key()
+		if err != nil {
+			return err
+		}
+		switch string(key) {
+		case "X":
+			if seen&(1<<0) != 0 {
+				return d.DuplicateKey("X")
+			}
+			seen |= (1 << 0)
+			if v.X, err = wire.Float[float64](d); err != nil {
+				return err
+			}
+		case "Y":
+			if seen&(1<<1) != 0 {
+				return d.DuplicateKey("Y")
+			}
+			seen |= (1 << 1)
+			if v.Y, err = wire.Float[float64](d); err != nil {
+				return err
+			}
+		default:
+			return d.Unknown(key)
+		}
+	}
+	d.Leave()
+	return nil
+}
+
+// wireAppendTree appends the CBOR encoding of *v to b.
+func wireAppendTree(b []byte, v *Tree) []byte {
+	b = wire.AppendMapHeader(b, 2)
+	b = wire.AppendString(b, "Label")
+	b = wire.AppendString(b, v.Label)
+	b = wire.AppendString(b, "Kids")
+	if v.Kids == nil {
+		b = wire.AppendNull(b)
+	} else {
+		b = wire.AppendArrayHeader(b, len(v.Kids))
+		for i0 := range v.Kids {
+			if v.Kids[i0] == nil {
+				b = wire.AppendNull(b)
+			} else {
+				b = wireAppendTree(b, v.Kids[i0])
+			}
+		}
+	}
+	return b
+}
+
+// wireDecodeTree decodes *v from d.
+func wireDecodeTree(d *wire.Decoder, v *Tree) error {
+	if d.Nil() {
+		return nil
+	}
+	n0, err := d.Map()
+	if err != nil {
+		return err
+	}
+	var seen uint64
+	for range n0 {
+		key, err := d.Key()
+		if err != nil {
+			return err
+		}
+		switch string(key) {
+		case "Label":
+			if seen&(1<<0) != 0 {
+				return d.DuplicateKey("Label")
+			}
+			seen |= (1 << 0)
+			if v.Label, err = wire.String[string](d); err != nil {
+				return err
+			}
+		case "Kids":
+			if seen&(1<<1) != 0 {
+				return d.DuplicateKey("Kids")
+			}
+			seen |= (1 << 1)
+			if d.Nil() {
+				v.Kids = nil
+			} else {
+				n1, err := d.Array()
+				if err != nil {
+					return err
+				}
+				v.Kids = make([]*Tree, n1)
+				for i0 := range v.Kids {
+					if d.Nil() {
+						v.Kids[i0] = nil
+					} else {
+						v.Kids[i0] = new(Tree)
+						if err = wireDecodeTree(d, v.Kids[i0]); err != nil {
+							return err
+						}
+					}
+				}
+				d.Leave()
+			}
+		default:
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()

@@ -78,6 +78,49 @@ type Kitchen interface {
 	Nothing(ctx context.Context) error
 	// EchoReq returns its argument: the benchmark's call shape.
 	EchoReq(ctx context.Context, r Req) (Req, error)
+	// RoundTripPlain returns its arguments unchanged: every kind that the
+	// generated codecs encode without reflection.
+	RoundTripPlain(ctx context.Context, p Plain, ps []*Plain, m map[Name]Plain) (Plain, []*Plain, map[Name]Plain, error)
+}
+
+// Name is a named string.
+type Name string
+
+// Tags is a named slice.
+type Tags []Name
+
+// Plain holds one of each kind that generated codecs encode without
+// reflection (package runtime/wire), so that tests compare them with the
+// reflective codec.
+type Plain struct {
+	B      bool
+	I      int
+	I8     int8
+	I16    int16
+	I32    int32
+	I64    int64
+	U      uint
+	U8     uint8
+	U16    uint16
+	U32    uint32
+	U64    uint64
+	F32    float32
+	F64    float64
+	S      string
+	Bytes  []byte
+	Ints   []int
+	Map    map[string][]Point
+	IntMap map[int64]string
+	U8Map  map[uint8]bool
+	Ptr    *Point
+	PtrPtr **int
+	Level  Level
+	Wait   time.Duration
+	Tree   *Tree
+	Nested [][]string
+	Tags   Tags
+	Name   Name
+	hidden int `cbor:"-"` // not encoded, by either codec
 }
 
 // Req is the benchmark's message: the shape of bench/'s Echo.

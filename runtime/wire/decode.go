@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
@@ -26,6 +27,13 @@ type SyntaxError struct {
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("cbor: at byte %d: %s", e.Offset, e.Msg)
 }
+
+// ErrNotExact reports valid input that is not in the exact form a Decoder
+// reads, which the reflective decoder may still accept: a map key that is
+// not a field's exact name (the reflective decoder also matches names
+// case-insensitively and refuses repeated unknown keys), or a tag. The
+// runtime then decodes the message with the reflective decoder.
+var ErrNotExact = errors.New("cbor: input not in the exact form of the generated decoder")
 
 // A Decoder reads one CBOR item, the encoding of a generated wire struct,
 // from a byte slice. Its methods read the next item as the type they name;
@@ -88,8 +96,15 @@ func (d *Decoder) describe() string {
 
 // mismatch reports that the next item is not what was wanted.
 func (d *Decoder) mismatch(want string) error {
+	if d.off < len(d.data) && d.data[d.off]&0xe0 == majorTag {
+		return ErrNotExact
+	}
 	return d.errorf("expected %s, found %s", want, d.describe())
 }
+
+// Unknown handles a map key that is not the exact name of a field of the
+// struct being decoded: it returns ErrNotExact.
+func (d *Decoder) Unknown(key []byte) error { return ErrNotExact }
 
 // head reads the head of an item of major type major: its argument. It
 // fails on another major type, a reserved or indefinite length, or
@@ -303,54 +318,6 @@ func (d *Decoder) ArrayOf(n int, what string) error {
 		return d.errorf("%s: an array of %d items, want %d", what, got, n)
 	}
 	return nil
-}
-
-// Skip skips one well-formed item of any type, such as the value of a map
-// key that the destination does not have.
-func (d *Decoder) Skip() error {
-	if d.off >= len(d.data) {
-		return d.errorf("expected a value, found the end of the input")
-	}
-	b := d.data[d.off]
-	switch major := b & 0xe0; major {
-	case majorUint, majorNegint:
-		_, err := d.head(major, kindNames[major>>5])
-		return err
-	case majorBytes, majorText:
-		_, err := d.length(major, kindNames[major>>5])
-		return err
-	case majorArray, majorMap:
-		var n int
-		var err error
-		per := 1
-		if major == majorArray {
-			n, err = d.Array()
-		} else {
-			n, err = d.Map()
-			per = 2
-		}
-		if err != nil {
-			return err
-		}
-		for i := 0; i < n*per; i++ {
-			if err := d.Skip(); err != nil {
-				return err
-			}
-		}
-		d.Leave()
-		return nil
-	case majorTag:
-		return d.errorf("unexpected CBOR tag")
-	}
-	switch {
-	case b == simpleFalse || b == simpleTrue || b == simpleNull || b == simpleUndefined:
-		d.off++
-		return nil
-	case b == headFloat16 || b == headFloat32 || b == headFloat64:
-		_, err := d.readFloat(64)
-		return err
-	}
-	return d.errorf("unexpected simple value %#x", b)
 }
 
 // DuplicateKey returns the error for a map key seen twice.

@@ -348,9 +348,7 @@ func wireDecodeSummary(d *wire.Decoder, v *Summary) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()

@@ -204,9 +204,7 @@ func wireDecodeAnswer(d *wire.Decoder, v *Answer) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()

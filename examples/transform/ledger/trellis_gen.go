@@ -257,7 +257,7 @@ func (v *ledgerSettleResults) AppendCBOR(b []byte) []byte {
 			if e0 == nil {
 				b = wire.AppendNull(b)
 			} else {
-				b = wireAppendAccount(b, &*e0)
+				b = wireAppendAccount(b, e0)
 			}
 		}
 	}
@@ -291,7 +291,7 @@ func (v *ledgerSettleResults) DecodeCBOR(d *wire.Decoder) error {
 				e0 = nil
 			} else {
 				e0 = new(Account)
-				if err = wireDecodeAccount(d, &*e0); err != nil {
+				if err = wireDecodeAccount(d, e0); err != nil {
 					return err
 				}
 			}
@@ -527,7 +527,7 @@ func wireAppendPosting(b []byte, v *Posting) []byte {
 	if v.Account == nil {
 		b = wire.AppendNull(b)
 	} else {
-		b = wireAppendAccount(b, &*v.Account)
+		b = wireAppendAccount(b, v.Account)
 	}
 	b = wire.AppendString(b, "Amount")
 	b = wire.AppendInt(b, v.Amount)
@@ -561,7 +561,7 @@ func wireDecodePosting(d *wire.Decoder, v *Posting) error {
 				v.Account = nil
 			} else {
 				v.Account = new(Account)
-				if err = wireDecodeAccount(d, &*v.Account); err != nil {
+				if err = wireDecodeAccount(d, v.Account); err != nil {
 					return err
 				}
 			}
@@ -582,9 +582,7 @@ func wireDecodePosting(d *wire.Decoder, v *Posting) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()
@@ -613,9 +611,7 @@ func wireDecodeAccount(d *wire.Decoder, v *Account) error {
 		}
 		switch string(key) {
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()

@@ -1099,9 +1099,7 @@ func wireDecodeSharedUser(d *wire.Decoder, v *shared.User) error {
 				d.Leave()
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()
@@ -1151,9 +1149,7 @@ func wireDecodeSharedTag(d *wire.Decoder, v *shared.Tag) error {
 				return err
 			}
 		default:
-			if err = d.Skip(); err != nil {
-				return err
-			}
+			return d.Unknown(key)
 		}
 	}
 	d.Leave()
