@@ -142,18 +142,21 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	}
 	var buf *transport.Buffer
 	var tf Transformer
+	// exported are the references and streams that marshal transformers
+	// exported for the call: a call that is not sent takes them back.
+	var exported []any
 	if tp := c.transformer.Load(); tp != nil {
 		tf = *tp
-		if buf, err = c.transformOut(tf, &req, m, args); err != nil {
-			return c.notSent(m, err)
+		if buf, exported, err = c.transformOut(tf, &req, m, args); err != nil {
+			return c.takeBack(exported, c.notSent(m, err))
 		}
 	} else {
 		buf = transport.GetBuffer()
 		buf.Write(appendRequest(buf.AvailableBuffer(), &req))
 		if args != nil {
-			if err := n.encode(args, &buf.Buffer, c.target); err != nil {
+			if exported, err = n.encode(args, &buf.Buffer, c.target); err != nil {
 				transport.PutBuffer(buf)
-				return c.notSent(m, fmt.Errorf("encoding arguments: %w", err))
+				return c.takeBack(exported, c.notSent(m, fmt.Errorf("encoding arguments: %w", err)))
 			}
 		}
 	}
@@ -167,7 +170,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 		p.mu.Unlock()
 		transport.PutBuffer(buf)
 		callPool.Put(cl)
-		return c.notSent(m, err)
+		return c.takeBack(exported, c.notSent(m, err))
 	}
 	p.calls[id] = cl
 	alone := len(p.calls) == 1 // no other call in flight: write it at once
@@ -180,20 +183,20 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	if err := send(ctx, kindRequest, id, buf); err != nil {
 		if p.forget(id) {
 			callPool.Put(cl)
-			return c.notSent(m, ctxErr(err))
+			return c.takeBack(exported, c.notSent(m, ctxErr(err)))
 		}
 		// The connection failed and already completed the call.
 		<-cl.done
-		return p.finish(cl)
+		return c.takeBack(exported, p.finish(cl))
 	}
 	select {
 	case <-cl.done:
-		return p.finish(cl)
+		return c.takeBack(exported, p.finish(cl))
 	case <-ctx.Done():
 		if !p.forget(id) {
 			// The reply is being delivered: take it.
 			<-cl.done
-			return p.finish(cl)
+			return c.takeBack(exported, p.finish(cl))
 		}
 		callPool.Put(cl)
 		err := ctx.Err()
@@ -208,6 +211,15 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 
 func (c *Client) callError(m *MethodDesc, err error) error {
 	return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err}
+}
+
+// takeBack returns err, first taking back the references and streams in
+// exported if err says that the call was not sent.
+func (c *Client) takeBack(exported []any, err error) error {
+	if len(exported) > 0 && NotSent(err) {
+		c.Unexport(exported...)
+	}
+	return err
 }
 
 // notSent returns the error of a call that never reached the implementation.

@@ -120,10 +120,20 @@ var (
 )
 
 // wireCtx is what the transforming encoder and decoder need to export and
-// import references and streams: the node, and the peer at the other end.
+// import references and streams: the node, the peer at the other end, and
+// (encoding) the list of what was exported, so that a call that is not
+// sent takes it back.
 type wireCtx struct {
-	n    *Node
-	peer NodeID
+	n        *Node
+	peer     NodeID
+	exported *[]any // Ref and StreamRef values; nil when not needed
+}
+
+// record notes an exported reference or stream.
+func (x wireCtx) record(h any) {
+	if x.exported != nil {
+		*x.exported = append(*x.exported, h)
+	}
 }
 
 // transformerSet is an immutable set of transformers with a cache of which
@@ -210,10 +220,18 @@ func (s *transformerSet) toWire(v reflect.Value, x wireCtx) (any, error) {
 		}
 		switch {
 		case mt.ref != nil:
-			return x.n.exportRef(w, mt.ref, x.peer)
+			ref, err := x.n.exportRef(w, mt.ref, x.peer)
+			if err == nil {
+				x.record(ref)
+			}
+			return ref, err
 		case mt.stream:
 			r, _ := w.(io.Reader)
-			return x.n.exportStream(context.Background(), r, x.peer)
+			sr, err := x.n.exportStream(context.Background(), r, x.peer)
+			if err == nil {
+				x.record(sr)
+			}
+			return sr, err
 		}
 		return w, nil
 	}
@@ -409,22 +427,24 @@ func (s *transformerSet) fromWire(dec cbor.DecMode, data []byte, dst reflect.Val
 }
 
 // encode appends the CBOR encoding of v (a pointer to a generated struct)
-// to buf, applying the node's marshal transformers.
-func (n *Node) encode(v any, buf *bytes.Buffer, peer NodeID) error {
+// to buf, applying the node's marshal transformers. It returns the
+// references and streams that the transformers exported (see
+// Client.Unexport), even when it fails.
+func (n *Node) encode(v any, buf *bytes.Buffer, peer NodeID) (exported []any, err error) {
 	if s := n.marshal.Load(); s != nil {
 		if rv := reflect.ValueOf(v); s.contains(rv.Type()) {
-			w, err := s.toWire(rv, wireCtx{n, peer})
+			w, err := s.toWire(rv, wireCtx{n, peer, &exported})
 			if err != nil {
-				return err
+				return exported, err
 			}
-			return n.codec.enc.MarshalToBuffer(w, buf)
+			return exported, n.codec.enc.MarshalToBuffer(w, buf)
 		}
 	}
 	if c, ok := v.(WireCodec); ok {
 		buf.Write(c.AppendCBOR(buf.AvailableBuffer()))
-		return nil
+		return nil, nil
 	}
-	return n.codec.enc.MarshalToBuffer(v, buf)
+	return nil, n.codec.enc.MarshalToBuffer(v, buf)
 }
 
 // decode decodes data into v (a pointer to a generated struct), restoring
@@ -432,7 +452,7 @@ func (n *Node) encode(v any, buf *bytes.Buffer, peer NodeID) error {
 func (n *Node) decode(data []byte, v any, peer NodeID) error {
 	if s := n.marshal.Load(); s != nil {
 		if rv := reflect.ValueOf(v); s.contains(rv.Type()) {
-			return s.fromWire(n.codec.dec, data, rv.Elem(), 0, wireCtx{n, peer})
+			return s.fromWire(n.codec.dec, data, rv.Elem(), 0, wireCtx{n: n, peer: peer})
 		}
 	}
 	if c, ok := v.(WireCodec); ok {

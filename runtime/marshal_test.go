@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,4 +115,55 @@ func TestMarshalTransformerToReferenceAndStream(t *testing.T) {
 		t.Fatalf("Size = %d, %v; want %d", n, err, 3<<20)
 	}
 	runtimetest.AssertNoLeaks(t, 2*time.Second, p.client, p.server)
+}
+
+// References and streams that marshal transformers export for a call are
+// taken back when the call is not sent, as those of generated proxies are.
+func TestMarshalTransformerExportsTakenBackWhenNotSent(t *testing.T) {
+	p := newPair(t)
+	for _, n := range []*trellis.Node{p.client, p.server} {
+		if err := trellis.RegisterTransformer(n,
+			func(t *testsvc.Tally) (testsvc.Counter, error) { return t.Counter(), nil },
+			func(c testsvc.Counter) (*testsvc.Tally, error) { return testsvc.NewTally(c), nil },
+			trellis.AsReference(testsvc.CounterService)); err != nil {
+			t.Fatal(err)
+		}
+		if err := trellis.RegisterTransformer(n,
+			func(b *testsvc.Blob) (io.Reader, error) { return b.Reader(), nil },
+			func(r io.Reader) (*testsvc.Blob, error) { return testsvc.NewBlob(r), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testsvc.RegisterHandles(p.server, testsvc.HandlesImpl{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	errStop := errors.New("rejected")
+	rejecting := testsvc.NewHandlesProxy(p.client, p.server.ID(), trellis.WithTransformer(trellis.TransformerFuncs{
+		Out: func(*trellis.Message) error { return errStop },
+	}))
+	tests := []struct {
+		name    string
+		h       *testsvc.HandlesProxy
+		wantErr error
+		closes  int64 // a source exported, then taken back, is closed
+	}{
+		{"rejected by a message transformer", rejecting, errStop, 1},
+		{"to an unknown node (nothing is exported)", testsvc.NewHandlesProxy(p.client, 4242), trellis.ErrUnreachable, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := tt.h.Bump(ctx, testsvc.NewTally(&testsvc.CounterImpl{}), 1); !errors.Is(err, tt.wantErr) || !trellis.NotSent(err) {
+				t.Fatalf("Bump: %v (not sent: %v), want %v", err, trellis.NotSent(err), tt.wantErr)
+			}
+			var closed atomic.Int64
+			if _, err := tt.h.Size(ctx, testsvc.NewBlob(testsvc.NewSource(10, 1, &closed))); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Size: %v, want %v", err, tt.wantErr)
+			}
+			if s, _ := p.client.StreamStats(); s != 0 || closed.Load() != tt.closes {
+				t.Errorf("after the call: %d streams exported, source closed %d times; want 0 and %d", s, closed.Load(), tt.closes)
+			}
+			runtimetest.AssertNoLeaks(t, 2*time.Second, p.client, p.server)
+		})
+	}
 }

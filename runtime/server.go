@@ -289,7 +289,7 @@ func (sc *ServerCall) Reply(v any) error {
 	}
 	buf := transport.GetBuffer()
 	buf.Write(appendResponse(buf.AvailableBuffer(), false, nil))
-	if err := sc.node.encode(v, &buf.Buffer, sc.caller); err != nil {
+	if _, err := sc.node.encode(v, &buf.Buffer, sc.caller); err != nil {
 		transport.PutBuffer(buf)
 		return &encodeError{err}
 	}

@@ -88,25 +88,28 @@ func (n *Node) SetInterceptor(t Transformer) {
 }
 
 // transformOut encodes args, runs the transformer and writes the request
-// envelope and the transformed body into a frame buffer.
-func (c *Client) transformOut(t Transformer, req *request, m *MethodDesc, args any) (*transport.Buffer, error) {
+// envelope and the transformed body into a frame buffer. It returns what
+// marshal transformers exported, even when it fails (see Node.encode).
+func (c *Client) transformOut(t Transformer, req *request, m *MethodDesc, args any) (*transport.Buffer, []any, error) {
 	body := transport.GetBuffer()
 	defer transport.PutBuffer(body)
+	var exported []any
 	if args != nil {
-		if err := c.node.encode(args, &body.Buffer, c.target); err != nil {
-			return nil, fmt.Errorf("encoding arguments: %w", err)
+		var err error
+		if exported, err = c.node.encode(args, &body.Buffer, c.target); err != nil {
+			return nil, exported, fmt.Errorf("encoding arguments: %w", err)
 		}
 	}
 	msg := Message{Service: c.svc, Method: m, Peer: c.target, Body: body.Bytes()}
 	if err := t.Outgoing(&msg); err != nil {
-		return nil, err
+		return nil, exported, err
 	}
 	if err := validMetadata(msg.Metadata); err != nil {
-		return nil, fmt.Errorf("transformer: %w", err)
+		return nil, exported, fmt.Errorf("transformer: %w", err)
 	}
 	req.metadata = msg.Metadata
 	buf := transport.GetBuffer()
 	buf.Write(appendRequest(buf.AvailableBuffer(), req))
 	buf.Write(msg.Body)
-	return buf, nil
+	return buf, exported, nil
 }
