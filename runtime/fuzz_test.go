@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/trellisrpc/trellis/transport"
 )
 
 // fuzzNode returns a node without a listener for fuzzing handlers directly.
@@ -39,6 +42,65 @@ func FuzzHandleStream(f *testing.F) {
 		defer victim.mu.Unlock()
 		if victim.queued != 0 || victim.err != nil {
 			t.Fatalf("a message from node 2 changed a stream of node 3")
+		}
+	})
+}
+
+// FuzzHandleStreamBody sends arbitrary stream messages, large enough to be
+// read from the connection by HandleBody, to a node over a real
+// connection while a Read of a stream of the sender waits with a large
+// buffer (so that a chunk may be read straight into it): they may be
+// refused (the node closes the connection), but the node never panics nor
+// hangs, the Read returns once closed, and a stream of another node is
+// never touched.
+func FuzzHandleStreamBody(f *testing.F) {
+	data := func(seq uint64, flags byte, n int) []byte {
+		return streamMsg(opData, 1, append(appendDataHeader(nil, seq, flags), make([]byte, n)...))
+	}
+	f.Add(data(0, 0, 5000))
+	f.Add(data(0, 0, 200<<10))
+	f.Add(data(0, 0, 300<<10)) // beyond the window
+	f.Add(data(1, 0, 5000))
+	f.Add(data(0, dataEOF, 5000))
+	f.Add(append(appendRequest(nil, &request{object: 1, method: opData, metadata: Metadata{{"k", "v"}}}), 0, 0))
+	f.Add(streamMsg(opCredit, 1, binary.AppendUvarint(nil, 1024)))
+	f.Add([]byte{0x80})
+	n := rawNode(f, nil)
+	if err := n.Register(echoDesc, struct{}{}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(append(appendRequest(nil, &request{routed: true, dst: n.ID(), src: 1001, ttl: 1, object: 1, method: opData}), 0, 0))
+	f.Add(append(appendRequest(nil, &request{routed: true, dst: n.ID() + 1, src: 1001, ttl: 1, object: 1, method: opData}), 0, 0))
+	victim := &inStream{node: n, key: streamKey{node: 3, id: 1}, ready: make(chan struct{}, 1), window: initialWindow, ahead: initialWindow}
+	n.streams.mu.Lock()
+	n.streams.in[victim.key] = victim
+	n.streams.mu.Unlock()
+	sender := NodeID(1000)
+	echo := rawFrame(kindRequest, 77, append(appendRequest(nil, &request{method: 42}), 0x81, 0x61, 's'))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > transport.MaxFramePayload {
+			b = b[:transport.MaxFramePayload]
+		}
+		if len(b) <= smallChunk {
+			b = append(b, make([]byte, smallChunk+1-len(b))...)
+		}
+		sender++ // a fresh node each time: the last one's connection may still be closing
+		raw := dialRaw(t, n, sender)
+		rd, s := importRaw(t, n, sender, 1)
+		done := readAsync(t, rd, s, make([]byte, 300<<10))
+		raw.write(t, append(rawFrame(kindStream, 1, b), echo...))
+		select { // the echo's reply, or the end: the message was handled
+		case <-raw.replies:
+		case <-raw.closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the node neither answered nor closed the connection")
+		}
+		rd.Close()
+		result(t, done)
+		victim.mu.Lock()
+		defer victim.mu.Unlock()
+		if victim.queued != 0 || victim.err != nil || victim.filled != 0 {
+			t.Fatalf("a message from node %s changed a stream of node 3", sender)
 		}
 	})
 }

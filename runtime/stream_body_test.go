@@ -21,13 +21,14 @@ func DirectFills(n *Node) uint64 { return n.streams.filled.Load() }
 // rawPeer is a connection to a node spoken by hand, frame by frame, so
 // that a test can stop in the middle of a frame.
 type rawPeer struct {
-	nc     net.Conn
-	closed chan struct{} // closed when the node closes the connection
+	nc      net.Conn
+	closed  chan struct{} // closed when the node closes the connection
+	replies chan uint64   // the ids of the responses the node sends
 }
 
 // dialRaw connects to n as node id and waits until n has registered the
-// connection. What n sends is read and dropped.
-func dialRaw(t *testing.T, n *Node, id NodeID) *rawPeer {
+// connection. Of what n sends, only the ids of responses are kept.
+func dialRaw(t testing.TB, n *Node, id NodeID) *rawPeer {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", n.Addr().String(), 5*time.Second)
 	if err != nil {
@@ -47,17 +48,31 @@ func dialRaw(t *testing.T, n *Node, id NodeID) *rawPeer {
 		t.Fatalf("handshake: % x, %v", reply, err)
 	}
 	nc.SetDeadline(time.Time{})
-	r := &rawPeer{nc: nc, closed: make(chan struct{})}
+	r := &rawPeer{nc: nc, closed: make(chan struct{}), replies: make(chan uint64, 16)}
 	go func() {
-		io.Copy(io.Discard, nc)
-		close(r.closed)
+		defer close(r.closed)
+		var hdr [transport.HeaderSize]byte
+		for {
+			if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+				return
+			}
+			if _, err := io.CopyN(io.Discard, nc, int64(binary.BigEndian.Uint32(hdr[:]))); err != nil {
+				return
+			}
+			if hdr[4] == kindResponse {
+				select {
+				case r.replies <- binary.BigEndian.Uint64(hdr[8:]):
+				default:
+				}
+			}
+		}
 	}()
 	waitUntil(t, "the node to register the connection", func() bool { return n.Connected(id) })
 	return r
 }
 
 // write writes b, failing the test if it cannot.
-func (r *rawPeer) write(t *testing.T, b []byte) {
+func (r *rawPeer) write(t testing.TB, b []byte) {
 	t.Helper()
 	r.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if _, err := r.nc.Write(b); err != nil {
@@ -77,16 +92,20 @@ func (r *rawPeer) waitClosed(t *testing.T) {
 
 // dataFrame lays out a frame carrying a chunk of stream id.
 func dataFrame(id, seq uint64, flags byte, data []byte) []byte {
-	payload := streamMsg(opData, id, append(appendDataHeader(nil, seq, flags), data...))
+	return rawFrame(kindStream, id, streamMsg(opData, id, append(appendDataHeader(nil, seq, flags), data...)))
+}
+
+// rawFrame lays out a frame.
+func rawFrame(kind transport.Kind, id uint64, payload []byte) []byte {
 	hdr := make([]byte, transport.HeaderSize, transport.HeaderSize+len(payload))
 	binary.BigEndian.PutUint32(hdr, uint32(len(payload)))
-	hdr[4] = kindStream
+	hdr[4] = byte(kind)
 	binary.BigEndian.PutUint64(hdr[8:], id)
 	return append(hdr, payload...)
 }
 
 // waitUntil polls cond, for at most 5 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -105,7 +124,7 @@ type readResult struct {
 
 // importRaw imports stream id of node from into n and returns the reader
 // and the stream.
-func importRaw(t *testing.T, n *Node, from NodeID, id uint64) (io.ReadCloser, *inStream) {
+func importRaw(t testing.TB, n *Node, from NodeID, id uint64) (io.ReadCloser, *inStream) {
 	t.Helper()
 	rd, err := n.importStream(StreamRef{Node: from, Stream: id}, from)
 	if err != nil {
@@ -120,7 +139,7 @@ func importRaw(t *testing.T, n *Node, from NodeID, id uint64) (io.ReadCloser, *i
 
 // readAsync starts a Read of len(buf) bytes and waits until it offers its
 // buffer to the connection's reader.
-func readAsync(t *testing.T, rd io.Reader, s *inStream, buf []byte) chan readResult {
+func readAsync(t testing.TB, rd io.Reader, s *inStream, buf []byte) chan readResult {
 	t.Helper()
 	done := make(chan readResult, 1)
 	go func() {
@@ -135,7 +154,7 @@ func readAsync(t *testing.T, rd io.Reader, s *inStream, buf []byte) chan readRes
 	return done
 }
 
-func result(t *testing.T, done chan readResult) readResult {
+func result(t testing.TB, done chan readResult) readResult {
 	t.Helper()
 	select {
 	case r := <-done:
@@ -154,7 +173,7 @@ func pattern(n int, seed byte) []byte {
 	return b
 }
 
-func rawNode(t *testing.T, logger *slog.Logger) *Node {
+func rawNode(t testing.TB, logger *slog.Logger) *Node {
 	t.Helper()
 	n, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Logger: logger})
 	if err != nil {
