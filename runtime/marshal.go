@@ -430,9 +430,10 @@ func (s *transformerSet) fromWire(dec cbor.DecMode, data []byte, dst reflect.Val
 // to buf, applying the node's marshal transformers. It returns the
 // references and streams that the transformers exported (see
 // Client.Unexport), even when it fails.
-func (n *Node) encode(v any, buf *bytes.Buffer, peer NodeID) (exported []any, err error) {
+func (n *Node) encode(v any, buf *bytes.Buffer, peer NodeID) ([]any, error) {
 	if s := n.marshal.Load(); s != nil {
 		if rv := reflect.ValueOf(v); s.contains(rv.Type()) {
+			var exported []any // escapes: declared here, allocated only on this path
 			w, err := s.toWire(rv, wireCtx{n, peer, &exported})
 			if err != nil {
 				return exported, err
