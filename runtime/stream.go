@@ -64,7 +64,9 @@ type streamTable struct {
 	out  map[uint64]*outStream   // streams this node sends, by ID
 	in   map[streamKey]*inStream // streams this node receives
 
-	filled atomic.Uint64 // chunks read straight into a Read's buffer (fillStream)
+	patience atomic.Int64  // if not 0, replaces offerWait (in tests)
+	filled   atomic.Uint64 // chunks read straight into a Read's buffer (fillStream)
+	caught   atomic.Uint64 // of those, the chunks whose Read arrived in their middle
 }
 
 type streamKey struct {
@@ -306,9 +308,13 @@ type inStream struct {
 	// read a data message from the socket straight into it, then report
 	// filled bytes there. While filling is set the Read does not return,
 	// whatever happens to the stream meanwhile: the buffer is written to.
-	target  []byte
-	filling bool
-	filled  int
+	target    []byte
+	filling   bool
+	filled    int
+	receiving bool          // a chunk is being read into a buffer of its own (fillStream)
+	offered   chan struct{} // capacity 1: a Read offered its buffer, or the stream ended
+	awaiting  bool          // fillStream waits for an offer (awaitOffer)
+	offerWait *time.Timer   // bounds fillStream's wait for an offer (reader goroutine only)
 
 	seenCalls atomic.Uint64 // the connection's call counter at the last look (connBusy)
 	busyUntil atomic.Int64  // Unix ns until which the connection counts as busy
@@ -329,7 +335,7 @@ func (n *Node) importStream(r StreamRef, from NodeID) (io.ReadCloser, error) {
 	if r.Node != from {
 		return nil, fmt.Errorf("%w: node %s sent a stream of node %s", ErrBadRef, from, r.Node)
 	}
-	s := &inStream{node: n, key: streamKey{r.Node, r.Stream}, ready: make(chan struct{}, 1), window: initialWindow, ahead: initialWindow}
+	s := &inStream{node: n, key: streamKey{r.Node, r.Stream}, ready: make(chan struct{}, 1), offered: make(chan struct{}, 1), window: initialWindow, ahead: initialWindow}
 	t := &n.streams
 	t.mu.Lock()
 	if t.in[s.key] != nil {
@@ -338,6 +344,11 @@ func (n *Node) importStream(r StreamRef, from NodeID) (io.ReadCloser, error) {
 	}
 	t.in[s.key] = s
 	t.mu.Unlock()
+	if p, _, err := n.route(r.Node, false); err == nil {
+		// The calls made so far (the one that returns this stream among
+		// them) do not make the connection busy: see connBusy.
+		s.seenCalls.Store(p.nextCall.Load())
+	}
 	if err := n.sendStream(r.Node, opCredit, r.Stream, func(b []byte) []byte { return binary.AppendUvarint(b, initialWindow) }); err != nil {
 		s.end(fmt.Errorf("%w: %v", ErrStreamReset, err))
 	}
@@ -426,6 +437,10 @@ func (s *inStream) read(p []byte) (int, error) {
 		}
 		if len(p) > smallChunk {
 			s.target = p
+			select { // wake fillStream if it waits for the offer
+			case s.offered <- struct{}{}:
+			default:
+			}
 		}
 		s.mu.Unlock()
 		if grant > 0 {
@@ -528,6 +543,10 @@ func (s *inStream) deliver(seq uint64, flags byte, data []byte, owner *transport
 func (s *inStream) setErr(err error) {
 	if s.err == nil {
 		s.err = err
+		select { // stop fillStream waiting for an offer
+		case s.offered <- struct{}{}:
+		default:
+		}
 		t := &s.node.streams
 		t.mu.Lock()
 		if t.in[s.key] == s {
@@ -608,7 +627,7 @@ func (n *Node) handleStreamBody(p *peer, body *transport.Body) error {
 				from = req.src
 			}
 			prefix := len(head) - len(req.body) + k + 1
-			if took, err := n.fillStream(p, body, streamKey{from, req.object}, seq, prefix); took {
+			if took, err := n.fillStream(body, streamKey{from, req.object}, seq, prefix); took {
 				return err
 			}
 		}
@@ -620,13 +639,23 @@ func (n *Node) handleStreamBody(p *peer, body *transport.Body) error {
 	return n.handleStream(p, payload)
 }
 
+// fillPiece is the most fillStream reads at once into a chunk's own
+// buffer while no Read waits, so that a Read arriving meanwhile gets the
+// rest of the chunk straight into its buffer.
+const fillPiece = 32 << 10
+
 // fillStream reads the data of a chunk (body, after prefix bytes of
-// envelope) into the buffer a waiting Read of the stream offers, and what
-// does not fit into the stream's queue. It takes only a chunk that
-// deliver would accept as is (the next in sequence, within the window,
-// nothing queued before it), and reports whether it took it; the others
-// are left to handleStream, which checks them and says what was wrong.
-func (n *Node) fillStream(p *peer, body *transport.Body, key streamKey, seq uint64, prefix int) (bool, error) {
+// envelope) for the stream key. It takes only a chunk that deliver would
+// accept as is (the next in sequence, within the window), and reports
+// whether it took it; the others are left to handleStream, which checks
+// them and says what was wrong. The data goes into the buffer a waiting
+// Read offers (on a connection where no call waits, for a reader that
+// has caught up, fillStream first waits a little for the offer: see
+// offerWait); failing that, into a
+// buffer of its own, a piece at a time: a Read that arrives meanwhile
+// takes the pieces read so far (copied) and the rest straight from the
+// socket. What does not fit the Read's buffer is queued.
+func (n *Node) fillStream(body *transport.Body, key streamKey, seq uint64, prefix int) (bool, error) {
 	n.streams.mu.Lock()
 	s := n.streams.in[key]
 	n.streams.mu.Unlock()
@@ -634,50 +663,137 @@ func (n *Node) fillStream(p *peer, body *transport.Body, key streamKey, seq uint
 		return false, nil
 	}
 	size := body.Len() - prefix
+	busy := s.connBusy()
 	s.mu.Lock()
-	if s.target == nil || s.err != nil || seq != s.next || len(s.queue) > 0 || s.filled > 0 || s.queued+size > s.ahead {
+	if s.err != nil || seq != s.next || s.queued+s.filled+size > s.ahead {
 		s.mu.Unlock()
 		return false, nil
 	}
-	dst := s.target[:min(len(s.target), size)]
-	s.target, s.filling = nil, true
+	if s.target == nil && s.next > 0 && !busy && len(s.queue) == 0 {
+		s.awaitOffer() // the reader is coming back for more
+	}
+	dst := s.claim(size)
 	s.mu.Unlock()
 
 	err := body.Discard(prefix)
-	if err == nil {
-		err = body.ReadFull(dst)
-	}
-	var rest []byte
-	var owner *transport.Payload
-	if err == nil && size > len(dst) {
-		if rest, err = body.Bytes(); err == nil && len(rest) > smallChunk {
-			owner = p.conn.TakePayload()
-		} else {
-			rest = append([]byte(nil), rest...)
+	var own *transport.Payload // the chunk's own buffer, if it needs one
+	var b []byte
+	got := 0 // bytes of b read
+	if err == nil && dst == nil {
+		own = transport.NewPayload(size)
+		b = own.Bytes()
+		s.mu.Lock()
+		s.receiving = true
+		s.mu.Unlock()
+		for err == nil && got < size && dst == nil {
+			end := got + fillPiece
+			if size-end < fillPiece/2 {
+				end = size // no small piece at the end
+			}
+			var k int
+			k, err = body.Read(b[got:end])
+			got += k
+			if err == nil && got < size {
+				s.mu.Lock()
+				dst = s.claim(size)
+				s.mu.Unlock()
+			}
+		}
+		if dst != nil {
+			copy(dst, b[:got])
 		}
 	}
+	rest := 0 // where the bytes queued start: after those in dst
+	if dst != nil {
+		rest = len(dst)
+		if err == nil && got < len(dst) {
+			err = body.ReadFull(dst[got:])
+		}
+	}
+	if err == nil && rest < size {
+		if own == nil {
+			own = transport.NewPayload(size)
+			b = own.Bytes()
+		}
+		err = body.ReadFull(b[max(got, rest):size])
+	}
 	s.mu.Lock()
-	s.filling = false
+	caught := s.receiving && dst != nil
+	s.filling, s.receiving = false, false
 	if err == nil && s.err == nil {
-		s.filled = len(dst)
 		s.next++
-		n.streams.filled.Add(1)
-		if len(rest) > 0 {
-			s.queue = append(s.queue, rest)
-			s.owners = append(s.owners, owner)
-			s.queued += len(rest)
-			owner = nil
+		if dst != nil {
+			s.filled = len(dst)
+			n.streams.filled.Add(1)
+		}
+		if caught {
+			n.streams.caught.Add(1)
+		}
+		if rest < size {
+			s.queue = append(s.queue, b[rest:size])
+			s.owners = append(s.owners, own)
+			s.queued += size - rest
+			own = nil
 		}
 	}
 	s.mu.Unlock()
-	if owner != nil {
-		owner.Release()
+	if own != nil {
+		own.Release()
 	}
-	select { // wake the Read, which waits while filling is set
+	select { // wake the Read (which waits while filling is set)
 	case s.ready <- struct{}{}:
 	default:
 	}
 	return true, err
+}
+
+// offerWait is how long fillStream waits, on a connection where no call
+// waits for a reply, for the Read of a stream that is being read to offer
+// its buffer: about the time a reader takes to come back for more, so
+// that the chunk waits in the socket, as in a plain TCP copy, rather than
+// in a buffer from which it must be copied. A reader slower than that
+// finds its chunks queued. The connection reads nothing while fillStream
+// waits, which is why it waits only while no call waits for a reply.
+const offerWait = 500 * time.Microsecond
+
+// awaitOffer waits, at most offerWait, for a Read to offer its buffer or
+// the stream to end. s.mu is held; it is released while waiting.
+func (s *inStream) awaitOffer() {
+	wait := offerWait
+	if d := s.node.streams.patience.Load(); d != 0 {
+		wait = time.Duration(d)
+	}
+	if s.offerWait == nil {
+		s.offerWait = time.NewTimer(wait)
+	} else {
+		s.offerWait.Reset(wait)
+	}
+	s.awaiting = true
+	defer func() { s.awaiting = false }()
+	for s.target == nil && s.err == nil {
+		s.mu.Unlock()
+		select {
+		case <-s.offered:
+			s.mu.Lock()
+			continue
+		case <-s.offerWait.C:
+		}
+		s.mu.Lock()
+		return
+	}
+	s.offerWait.Stop()
+}
+
+// claim takes the buffer a waiting Read offers, if any and if nothing is
+// queued before it, for a chunk of size bytes: the part the chunk fills.
+// s.mu is held.
+func (s *inStream) claim(size int) []byte {
+	if s.target == nil || s.err != nil || len(s.queue) > 0 || s.filled > 0 {
+		return nil // (data that arrived before, since the offer, goes first)
+	}
+	dst := s.target[:min(len(s.target), size)]
+	s.target, s.filling = nil, true
+	return dst
 }
 
 // handleStream handles a one-way stream message from p (reader goroutine).

@@ -18,6 +18,15 @@ import (
 // buffer of a waiting Read (for the tests of package runtime_test).
 func DirectFills(n *Node) uint64 { return n.streams.filled.Load() }
 
+// StreamWindow returns the window of a stream reader (for the tests of
+// package runtime_test).
+func StreamWindow(r io.Reader) int {
+	s := r.(*streamReader).s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.window
+}
+
 // rawPeer is a connection to a node spoken by hand, frame by frame, so
 // that a test can stop in the middle of a frame.
 type rawPeer struct {
@@ -343,5 +352,160 @@ func readToError(t *testing.T, rd io.Reader, buf []byte) error {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream did not end")
 		return nil
+	}
+}
+
+// A chunk that arrives while no Read waits is kept whole for the next
+// Read; a Read that arrives in the middle of it takes what has been read
+// of it so far and the rest straight from the socket.
+func TestStreamChunkWithoutAWaitingRead(t *testing.T) {
+	n := rawNode(t, nil)
+	raw := dialRaw(t, n, 90)
+	data := pattern(250<<10, 5)
+	frame := dataFrame(1, 0, 0, data)
+	t.Run("no Read", func(t *testing.T) {
+		rd, s := importRaw(t, n, 90, 1)
+		raw.write(t, frame)
+		waitUntil(t, "the chunk to be queued", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.queued == len(data)
+		})
+		buf := make([]byte, 1<<20)
+		if k, err := rd.Read(buf); err != nil || !bytes.Equal(buf[:k], data) {
+			t.Fatalf("Read = %d, %v; want the %d bytes sent", k, err, len(data))
+		}
+	})
+	t.Run("a Read arrives in the middle", func(t *testing.T) {
+		rd, s := importRaw(t, n, 90, 2)
+		frame := dataFrame(2, 0, 0, data)
+		cut := len(frame) - 150<<10
+		raw.write(t, frame[:cut])
+		waitUntil(t, "the chunk to be read into its own buffer", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.receiving
+		})
+		before, caught := DirectFills(n), n.streams.caught.Load()
+		buf := make([]byte, 1<<20)
+		done := readAsync(t, rd, s, buf)
+		raw.write(t, frame[cut:])
+		r := result(t, done)
+		if r.err != nil || !bytes.Equal(buf[:r.n], data) {
+			t.Fatalf("Read = %d, %v; want the %d bytes sent", r.n, r.err, len(data))
+		}
+		if DirectFills(n) != before+1 || n.streams.caught.Load() != caught+1 {
+			t.Error("the Read's buffer was not filled with the rest of the chunk")
+		}
+	})
+}
+
+// A small chunk, which is not read by HandleBody, queued while a Read
+// offers its buffer, stays ahead of the large chunk that follows it.
+func TestStreamSmallChunkThenLarge(t *testing.T) {
+	n := rawNode(t, nil)
+	raw := dialRaw(t, n, 90)
+	small, large := pattern(1000, 1), pattern(100<<10, 2)
+	want := append(append([]byte(nil), small...), large...)
+	for i := range 20 {
+		id := uint64(i + 1)
+		rd, s := importRaw(t, n, 90, id)
+		buf := make([]byte, 256<<10)
+		done := readAsync(t, rd, s, buf)
+		raw.write(t, append(dataFrame(id, 0, 0, small), dataFrame(id, 1, 0, large)...))
+		r := result(t, done)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		got := append([]byte(nil), buf[:r.n]...)
+		for len(got) < len(want) {
+			k, err := rd.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, buf[:k]...)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d: the chunks arrived out of order", i)
+		}
+	}
+}
+
+// On a connection where no call waits, a chunk for a stream whose reader
+// has caught up waits a little in the socket for the reader to come back:
+// then it goes straight into its buffer; if the reader does not come back
+// in time, or closes the stream, the chunk is queued or dropped and the
+// connection carries on.
+func TestStreamChunkWaitsForTheRead(t *testing.T) {
+	tests := []struct {
+		name string
+		then string // what the reader does while the chunk waits: "read", "nothing", "close"
+	}{
+		{"the reader comes back", "read"},
+		{"the reader does not come back", "nothing"},
+		{"the reader closes the stream", "close"},
+	}
+	n := rawNode(t, nil)
+	raw := dialRaw(t, n, 90)
+	first, second := pattern(50<<10, 1), pattern(60<<10, 2)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := uint64(i + 1)
+			rd, s := importRaw(t, n, 90, id)
+			buf := make([]byte, 256<<10)
+			done := readAsync(t, rd, s, buf)
+			raw.write(t, dataFrame(id, 0, 0, first))
+			if r := result(t, done); r.err != nil || !bytes.Equal(buf[:r.n], first) {
+				t.Fatalf("first Read = %d, %v", r.n, r.err)
+			}
+			patience := 10 * time.Second // longer than any test waits
+			if tt.then == "nothing" {
+				patience = time.Millisecond
+			}
+			n.streams.patience.Store(int64(patience))
+			raw.write(t, dataFrame(id, 1, 0, second))
+			switch tt.then {
+			case "read":
+				waitUntil(t, "the chunk to wait for the reader", func() bool {
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					return s.awaiting
+				})
+				before := DirectFills(n)
+				if k, err := rd.Read(buf); err != nil || !bytes.Equal(buf[:k], second) {
+					t.Fatalf("second Read = %d, %v", k, err)
+				}
+				if DirectFills(n) != before+1 {
+					t.Error("the waiting chunk did not go straight into the Read's buffer")
+				}
+			case "nothing":
+				waitUntil(t, "the chunk to be queued", func() bool {
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					return s.queued == len(second)
+				})
+				if k, err := rd.Read(buf); err != nil || !bytes.Equal(buf[:k], second) {
+					t.Fatalf("second Read = %d, %v", k, err)
+				}
+			case "close":
+				waitUntil(t, "the chunk to wait for the reader", func() bool {
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					return s.awaiting
+				})
+				rd.Close()
+				if _, err := rd.Read(buf); !errors.Is(err, ErrStreamReset) {
+					t.Fatalf("Read after Close: %v, want ErrStreamReset", err)
+				}
+			}
+		})
+	}
+	// The connection still works.
+	rd, s := importRaw(t, n, 90, 99)
+	buf := make([]byte, 64<<10)
+	done := readAsync(t, rd, s, buf)
+	raw.write(t, dataFrame(99, 0, 0, first[:10<<10]))
+	if r := result(t, done); r.err != nil || r.n != 10<<10 {
+		t.Fatalf("Read of another stream = %d, %v", r.n, r.err)
 	}
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // A BodyHandler is a Handler that may read the payload of some messages
@@ -107,6 +108,27 @@ func (b *Body) ReadFull(p []byte) error {
 	}
 	b.left -= len(p)
 	return nil
+}
+
+// Read implements io.Reader over the rest of the payload: it returns what
+// is buffered, or what one read from the socket brings (straight into p
+// when p is large), and io.EOF at the end of the payload.
+func (b *Body) Read(p []byte) (int, error) {
+	if err := b.check(); err != nil {
+		return 0, err
+	}
+	if b.left == 0 {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	k, err := b.fr.r.readSome(p[:min(len(p), b.left)])
+	if err != nil {
+		return 0, b.fail(err)
+	}
+	b.left -= k
+	return k, nil
 }
 
 // Bytes reads the rest of the payload into a buffer and returns it, valid

@@ -13,23 +13,25 @@ const (
 	// directRead is the size from which the rest of a payload is read
 	// straight from the socket into its destination, bypassing the buffer.
 	directRead = 16 << 10
-	// smallFill is how much the first read after a direct read asks for:
-	// a header and the start of its payload (enough for Body.Peek).
+	// smallFill is how much more than it needs a read into the buffer asks
+	// for while bulk payloads arrive: a header and the start of its payload
+	// (enough for Body.Peek).
 	smallFill = HeaderSize + MaxPeek
 )
 
 // connReader is the buffered reader under the frame reader. Unlike a
 // bufio.Reader it reads the part of a payload that does not fit its buffer
-// straight into the payload's destination; and after such a payload it
-// reads the next header with a small read, so that the start of a
+// straight into the payload's destination; and while it reads a bulk
+// payload, or the header after one, it fills its buffer with only what is
+// needed (and room for a header and a peek), so that the start of a
 // following bulk payload is not pulled into the buffer only to be copied
 // out of it (bulk frames tend to follow one another).
 type connReader struct {
-	rd    io.Reader
-	buf   []byte
-	r, w  int   // buf[r:w] is buffered
-	small bool  // the last payload was read directly: fill little next
-	err   error // the error of the underlying reader, sticky
+	rd   io.Reader
+	buf  []byte
+	r, w int   // buf[r:w] is buffered
+	bulk bool  // reading a bulk payload, or what follows one: fill little
+	err  error // the error of the underlying reader, sticky
 }
 
 func newConnReader(rd io.Reader) *connReader {
@@ -75,38 +77,54 @@ func (b *connReader) fill(max int) error {
 func (b *connReader) readFull(p []byte) error {
 	n, empty := 0, 0
 	for n < len(p) {
-		if b.r < b.w {
-			c := copy(p[n:], b.buf[b.r:b.w])
-			b.r += c
-			n += c
-			continue
-		}
-		if len(p)-n >= directRead && b.err == nil {
-			k, err := b.rd.Read(p[n:])
-			if k < 0 || k > len(p)-n {
-				b.err = fmt.Errorf("%T.Read returned %d for a buffer of %d bytes", b.rd, k, len(p)-n)
-				return b.err
-			}
-			n += k
-			b.small = true
-			if err != nil {
-				b.err = err
-			} else if k == 0 {
-				if empty++; empty == 100 { // a reader returning 0, nil for ever is broken
-					b.err = io.ErrNoProgress
-				}
-			}
-			continue
-		}
-		max := len(b.buf)
-		if b.small {
-			max, b.small = smallFill, false
-		}
-		if err := b.fill(max); err != nil && b.r == b.w {
+		k, err := b.readSome(p[n:])
+		n += k
+		if err != nil {
 			return fullErr(n, err)
+		}
+		if k == 0 {
+			if empty++; empty == 100 { // a reader returning 0, nil for ever is broken
+				b.err = io.ErrNoProgress
+			}
 		}
 	}
 	return nil
+}
+
+// readSome reads into p (not empty) from the buffer or, when it is empty,
+// with one read from the underlying reader: straight into p when p is
+// large, else through the buffer. It returns an error only with no bytes.
+func (b *connReader) readSome(p []byte) (int, error) {
+	if b.r == b.w {
+		if b.err != nil {
+			return 0, b.err
+		}
+		if len(p) >= directRead {
+			k, err := b.rd.Read(p)
+			if k < 0 || k > len(p) {
+				b.err = fmt.Errorf("%T.Read returned %d for a buffer of %d bytes", b.rd, k, len(p))
+				return 0, b.err
+			}
+			b.bulk = true
+			if err != nil {
+				b.err = err
+				if k == 0 {
+					return 0, err
+				}
+			}
+			return k, nil
+		}
+		max := len(b.buf)
+		if b.bulk {
+			max = len(p) + smallFill
+		}
+		if err := b.fill(max); err != nil && b.r == b.w {
+			return 0, err
+		}
+	}
+	c := copy(p, b.buf[b.r:b.w])
+	b.r += c
+	return c, nil
 }
 
 // fullErr is the error of a readFull that got n bytes and then err.

@@ -1,6 +1,9 @@
 package transport
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // A Payload is the buffer of a received message that a Handler took with
 // Conn.TakePayload: it stays valid after HandleMessage returns, until its
@@ -21,6 +24,16 @@ func (p *Payload) Release() {
 		payloadPool.Put(&b)
 	}
 	p.b = nil
+}
+
+// NewPayload returns a Payload of n bytes (at most MaxFramePayload, or it
+// panics) from the buffers the connections' readers use: a BodyHandler that
+// reads a body into a buffer it keeps takes one, and releases it when done.
+func NewPayload(n int) *Payload {
+	if n < 0 || n > MaxFramePayload {
+		panic(fmt.Sprintf("transport: NewPayload(%d): the most a frame carries is %d", n, MaxFramePayload))
+	}
+	return &Payload{b: payloadBuffer(n)}
 }
 
 // payloadPool holds full-size frame buffers released by Payload owners.

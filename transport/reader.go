@@ -89,7 +89,8 @@ func (fr *frameReader) next() (Header, []byte, error) {
 		if h.Kind > KindMax {
 			return h, nil, nil
 		}
-		n := int(h.Length) // at most MaxFramePayload: ParseHeader checked
+		n := int(h.Length)          // at most MaxFramePayload: ParseHeader checked
+		fr.r.bulk = n >= directRead // a bulk payload: fill the buffer sparingly
 		key := msgKey{id: h.ID, kind: h.Kind}
 		prev, fragmented := fr.partial[key]
 		if !fragmented && h.Flags&FlagMore == 0 {
