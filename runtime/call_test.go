@@ -365,3 +365,29 @@ func TestRoundTripGeneratedCodec(t *testing.T) {
 		})
 	}
 }
+
+// A call is served on the connection's reader; one that blocks does not
+// hold the connection: reading moves on, and other calls, and the blocked
+// call's own cancellation, get through.
+func TestBlockedHandlerDoesNotHoldTheConnection(t *testing.T) {
+	p := newPair(t)
+	ctx := testCtx(t)
+	blockCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.kitchen.Block(blockCtx, "held") }()
+	if err := p.control.Started(ctx, "held"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if s, n, err := p.kitchen.Echo(ctx, "x", i); err != nil || s != "x" || n != i {
+			t.Fatalf("call %d while a handler blocks: %q, %d, %v", i, s, n, err)
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, trellis.ErrCanceled) {
+		t.Fatalf("the blocked call ended with %v, want ErrCanceled", err)
+	}
+	if why, err := p.control.Blocked(ctx, "held"); err != nil || !strings.Contains(why, "canceled") {
+		t.Fatalf("the handler saw %q, %v; want its context cancelled", why, err)
+	}
+}

@@ -36,7 +36,6 @@ type Node struct {
 	peers   map[NodeID]*peer
 	closing bool
 
-	workers  workerPool
 	serving  sync.WaitGroup // server calls in progress; Add only while !closing
 	bg       sync.WaitGroup // accept loop and closers
 	stopOnce sync.Once
@@ -58,7 +57,6 @@ func NewNode(cfg Config) (*Node, error) {
 		stopped: make(chan struct{}),
 	}
 	n.services.Store(&serviceTable{})
-	n.workers.init()
 	n.refs.init()
 	n.streams.init()
 	if err := n.Register(refsService, n); err != nil {
@@ -292,7 +290,6 @@ func (n *Node) Close(ctx context.Context) error {
 		n.ln.Wait()
 	}
 	n.bg.Wait()
-	n.workers.stop()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("trellis: node %s: close: %w", n.cfg.Name, err)
 	}

@@ -19,6 +19,7 @@ type peer struct {
 	dialed bool // this node dialed the connection
 
 	nextCall atomic.Uint64
+	watchdog watchdog      // for calls served on the connection's reader
 	closing  atomic.Bool   // this node is closing the connection
 	idle     chan struct{} // capacity 1: signalled when a call ends while closing
 
@@ -31,14 +32,15 @@ type peer struct {
 
 func newPeer(n *Node, c *transport.Conn, dialed bool) *peer {
 	return &peer{
-		node:    n,
-		conn:    c,
-		id:      c.Remote(),
-		dialed:  dialed,
-		calls:   make(map[uint64]*call),
-		serving: make(map[uint64]*ServerCall),
-		relayed: make(map[uint64]relayLink),
-		idle:    make(chan struct{}, 1),
+		node:     n,
+		conn:     c,
+		watchdog: watchdog{conn: c},
+		id:       c.Remote(),
+		dialed:   dialed,
+		calls:    make(map[uint64]*call),
+		serving:  make(map[uint64]*ServerCall),
+		relayed:  make(map[uint64]relayLink),
+		idle:     make(chan struct{}, 1),
 	}
 }
 

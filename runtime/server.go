@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/trellisrpc/trellis/transport"
@@ -71,6 +72,7 @@ type ServerCall struct {
 	metadata Metadata
 	body     *transport.Buffer
 	reply    *transport.Buffer // the encoded results, once Reply is called
+	batched  bool              // more calls wait behind this one: leave the reply to the writer
 }
 
 // Decode decodes the call's arguments into v, a pointer to the generated
@@ -171,7 +173,7 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	if req.timeout > 0 {
 		sc.ctx.setTimeout(req.timeout)
 	}
-	n.workers.run(sc)
+	p.serveInline(sc)
 	return nil
 }
 
@@ -207,19 +209,11 @@ func (n *Node) startServing() bool {
 	return true
 }
 
-// serve runs a call's handler on a worker and sends the reply.
-//
-// A worker (w not nil) makes itself available for the next call as soon as
-// the handler has returned, before the reply is sent, so that a caller
-// making calls one after the other finds it waiting; serve reports whether
-// the worker stays in the pool.
-func (sc *ServerCall) serve(w *workerPool) (stay bool) {
+// serve runs a call's handler and sends the reply (see serveInline).
+func (sc *ServerCall) serve() {
 	n, p := sc.node, sc.peer
 	defer n.serving.Done()
 	err := sc.invoke()
-	if w != nil {
-		stay = w.ready()
-	}
 	transport.PutBuffer(sc.body)
 	sc.body = nil
 	reply := sc.reply
@@ -271,7 +265,7 @@ func (sc *ServerCall) serve(w *workerPool) (stay bool) {
 		return
 	}
 	p.mu.Lock()
-	alone := len(p.serving) == 1 // no other call being served: reply at once
+	alone := len(p.serving) == 1 && !sc.batched // no other call being served or waiting: reply at once
 	p.mu.Unlock()
 	if alone {
 		p.sendInline(context.Background(), kindResponse, sc.id, reply)
@@ -365,7 +359,7 @@ func (n *Node) replyError(p *peer, id uint64, w wireError) {
 // cancel frame, by its deadline, or by the node closing. It is allocated
 // with its ServerCall, and creates its Done channel only when asked.
 type callCtx struct {
-	mu       mutex
+	mu       sync.Mutex
 	deadline time.Time
 	timer    *time.Timer
 	done     chan struct{}

@@ -17,7 +17,8 @@ import (
 // A Handler receives what arrives on a connection. Its methods are called
 // from the connection's single reader goroutine, one at a time, so they must
 // not block for long: while a method runs nothing is read, not even
-// keepalive pongs. A Handler may call Send, Abort and the accessors; it must
+// keepalive pongs (unless it moves reading to another goroutine with
+// ReadOn: the next methods may then run while it still does). A Handler may call Send, Abort and the accessors; it must
 // not call Close or Wait, which wait for the reader. A Send from a Handler
 // blocks while the write queue is full, so give it a context that bounds
 // the wait: two peers whose handlers both wait for queue space read
@@ -63,7 +64,8 @@ type Conn struct {
 	closing bool    // Close called: no more Sends
 	err     error   // why the connection closed; set once
 
-	fr *frameReader // the reader's, for TakePayload (reader goroutine only)
+	fr       *frameReader  // the reader's, for TakePayload and ReadOn (reader goroutine only)
+	handling atomic.Uint64 // messages handled and the reader's state (see ReadOn)
 
 	done     chan struct{} // closed when the connection is closed
 	stopped  chan struct{} // closed when the goroutines have ended
@@ -213,7 +215,7 @@ func (c *Conn) Start(h Handler) {
 	c.running.Store(3)
 	c.mu.Unlock()
 	c.lastRecv.Store(int64(time.Since(c.start)))
-	go c.readLoop(h)
+	go c.readLoop(h, c.newReader(c.nc, h))
 	go c.writeLoop()
 	go c.keepalive()
 }
@@ -372,22 +374,36 @@ func (c *Conn) sendControl(kind Kind, id uint64) {
 
 // readLoop is the connection's only reader: it parses frames, reassembles
 // fragmented messages and delivers them to h.
-func (c *Conn) readLoop(h Handler) {
+func (c *Conn) readLoop(h Handler, fr *frameReader) {
+	err := c.readFrames(fr, h)
+	if err == errMoved {
+		return // another goroutine reads now (see ReadOn)
+	}
 	defer c.exit()
-	err := c.read(c.nc, h)
 	c.fail(err)
 	h.HandleClosed(c.Err())
 }
 
-// read delivers what arrives on r to h until an error, which it returns.
-func (c *Conn) read(r io.Reader, h Handler) error {
+// newReader returns the frame reader of the connection, reading r.
+func (c *Conn) newReader(r io.Reader, h Handler) *frameReader {
 	fr := newFrameReader(r, c.cfg.MaxMessageSize, c.cfg.MaxPartialBytes)
 	fr.onFrame = func() { c.lastRecv.Store(int64(time.Since(c.start))) }
-	bh, _ := h.(BodyHandler)
-	if bh != nil {
+	if bh, ok := h.(BodyHandler); ok {
 		fr.wantBody = bh.WantBody
 	}
 	c.fr = fr
+	return fr
+}
+
+// read delivers what arrives on r to h until an error, which it returns.
+func (c *Conn) read(r io.Reader, h Handler) error {
+	return c.readFrames(c.newReader(r, h), h)
+}
+
+// readFrames delivers what fr reads to h until an error, which it returns;
+// errMoved when reading moved to another goroutine (see ReadOn).
+func (c *Conn) readFrames(fr *frameReader, h Handler) error {
+	bh, _ := h.(BodyHandler)
 	for {
 		fh, payload, err := fr.next()
 		if err != nil {
@@ -412,7 +428,15 @@ func (c *Conn) read(r io.Reader, h Handler) error {
 				}
 				continue
 			}
-			if err := h.HandleMessage(fh.Kind, fh.ID, payload); err != nil {
+			t := c.beginHandling()
+			err := h.HandleMessage(fh.Kind, fh.ID, payload)
+			if !c.endHandling(t) {
+				if err != nil {
+					c.Abort(err) // the new reader ends with it
+				}
+				return errMoved
+			}
+			if err != nil {
 				return err
 			}
 		}
