@@ -40,6 +40,10 @@ type Node struct {
 	bg       sync.WaitGroup // accept loop and closers
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when Close starts
+
+	inline      *inlineMonitor // watches the calls served on connection readers
+	inlineStop  chan struct{}  // closed once the connections are closed
+	stopMonitor sync.Once
 }
 
 // NewNode creates a node and, if cfg.Addr is set, starts listening.
@@ -55,6 +59,9 @@ func NewNode(cfg Config) (*Node, error) {
 		codec:   c,
 		peers:   make(map[NodeID]*peer),
 		stopped: make(chan struct{}),
+
+		inline:     newInlineMonitor(),
+		inlineStop: make(chan struct{}),
 	}
 	n.services.Store(&serviceTable{})
 	n.refs.init()
@@ -62,8 +69,12 @@ func NewNode(cfg Config) (*Node, error) {
 	if err := n.Register(refsService, n); err != nil {
 		return nil, err
 	}
-	n.bg.Add(1)
+	n.bg.Add(2)
 	go n.releaser()
+	go func() {
+		defer n.bg.Done()
+		n.inline.run(n.inlineStop)
+	}()
 	n.tcfg = transport.Config{
 		Self:              cfg.ID,
 		Label:             cfg.Label,
@@ -289,6 +300,7 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.ln != nil {
 		n.ln.Wait()
 	}
+	n.stopMonitor.Do(func() { close(n.inlineStop) }) // no call is served any more
 	n.bg.Wait()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("trellis: node %s: close: %w", n.cfg.Name, err)

@@ -84,6 +84,7 @@ func (p *peer) HandleGoAway() { p.node.dropPeer(p) }
 // reply and cancel the calls being served.
 func (p *peer) HandleClosed(err error) {
 	p.node.dropPeer(p)
+	p.node.inline.forget(&p.watchdog)
 	if p.node.router.Load() == nil && !p.closing.Load() && !p.node.Connected(p.id) {
 		// Without a topology, a lost connection ends the relationship:
 		// what the peer held of ours is released. (In a cluster, the

@@ -70,15 +70,17 @@ type ServerCall struct {
 	caller   NodeID // the origin of the call (not the last hop)
 	hops     int    // connections crossed
 	metadata Metadata
-	body     *transport.Buffer
-	reply    *transport.Buffer // the encoded results, once Reply is called
-	batched  bool              // more calls wait behind this one: leave the reply to the writer
+	body     []byte             // the encoded arguments, in bodyBuf or in the message taken
+	bodyBuf  *transport.Buffer  // a copy of the arguments (small messages)
+	message  *transport.Payload // the received message itself (large ones)
+	reply    *transport.Buffer  // the encoded results, once Reply is called
+	batched  bool               // more calls wait behind this one: leave the reply to the writer
 }
 
 // Decode decodes the call's arguments into v, a pointer to the generated
 // arguments struct.
 func (sc *ServerCall) Decode(v any) error {
-	if err := sc.node.decode(sc.body.Bytes(), v, sc.caller); err != nil {
+	if err := sc.node.decode(sc.body, v, sc.caller); err != nil {
 		return &decodeError{err}
 	}
 	return nil
@@ -118,9 +120,9 @@ type decodeError struct{ err error }
 func (e *decodeError) Error() string { return "decoding arguments: " + e.err.Error() }
 func (e *decodeError) Unwrap() error { return e.err }
 
-// serveRequest starts serving a request received from p. It runs on the
-// connection's reader goroutine: it parses the envelope, copies the body and
-// hands the call to a worker.
+// serveRequest serves a request received from p. It runs on the
+// connection's reader goroutine: it parses the envelope, keeps the body and
+// serves the call there (see serveInline).
 func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	var req request
 	if err := parseRequest(payload, &req); err != nil {
@@ -168,8 +170,18 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	}
 	p.serving[id] = sc
 	p.mu.Unlock()
-	sc.body = transport.GetBuffer()
-	sc.body.Write(req.body)
+	// The arguments must outlive the message's buffer, which the reader
+	// reuses: a large message is kept as it is, a small one copied.
+	if len(req.body) >= keepMessage {
+		sc.message = p.conn.TakePayload()
+	}
+	if sc.message != nil {
+		sc.body = req.body
+	} else {
+		sc.bodyBuf = transport.GetBuffer()
+		sc.bodyBuf.Write(req.body)
+		sc.body = sc.bodyBuf.Bytes()
+	}
 	if req.timeout > 0 {
 		sc.ctx.setTimeout(req.timeout)
 	}
@@ -214,8 +226,11 @@ func (sc *ServerCall) serve() {
 	n, p := sc.node, sc.peer
 	defer n.serving.Done()
 	err := sc.invoke()
-	transport.PutBuffer(sc.body)
-	sc.body = nil
+	if sc.message != nil {
+		sc.message.Release()
+	}
+	transport.PutBuffer(sc.bodyBuf)
+	sc.body, sc.bodyBuf, sc.message = nil, nil, nil
 	reply := sc.reply
 	sc.reply = nil
 	if err != nil && reply != nil {
@@ -290,6 +305,10 @@ func (sc *ServerCall) Reply(v any) error {
 	sc.reply = buf
 	return nil
 }
+
+// keepMessage is the size from which a call's arguments stay in the
+// received message rather than being copied out of it.
+const keepMessage = 16 << 10
 
 // encodeError marks results that could not be encoded.
 type encodeError struct{ err error }
