@@ -314,6 +314,7 @@ type inStream struct {
 	receiving bool          // a chunk is being read into a buffer of its own (fillStream)
 	offered   chan struct{} // capacity 1: a Read offered its buffer, or the stream ended
 	awaiting  bool          // fillStream waits for an offer (awaitOffer)
+	offers    bool          // the last Read had a buffer large enough to offer
 	offerWait *time.Timer   // bounds fillStream's wait for an offer (reader goroutine only)
 
 	seenCalls atomic.Uint64 // the connection's call counter at the last look (connBusy)
@@ -380,6 +381,7 @@ func (s *inStream) read(p []byte) (int, error) {
 	}
 	busy := s.connBusy()
 	s.mu.Lock()
+	s.offers = len(p) > smallChunk
 	for {
 		if s.filling { // p is being written to: wait for the end of it
 			s.mu.Unlock()
@@ -669,8 +671,8 @@ func (n *Node) fillStream(body *transport.Body, key streamKey, seq uint64, prefi
 		s.mu.Unlock()
 		return false, nil
 	}
-	if s.target == nil && s.next > 0 && !busy && len(s.queue) == 0 {
-		s.awaitOffer() // the reader is coming back for more
+	if s.target == nil && s.next > 0 && !busy && len(s.queue) == 0 && s.offers {
+		s.awaitOffer() // the reader is coming back for more, with a buffer to offer
 	}
 	dst := s.claim(size)
 	s.mu.Unlock()

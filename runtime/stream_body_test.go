@@ -444,6 +444,7 @@ func TestStreamChunkWaitsForTheRead(t *testing.T) {
 		{"the reader comes back", "read"},
 		{"the reader does not come back", "nothing"},
 		{"the reader closes the stream", "close"},
+		{"the reader reads with a small buffer", "small"},
 	}
 	n := rawNode(t, nil)
 	raw := dialRaw(t, n, 90)
@@ -457,6 +458,19 @@ func TestStreamChunkWaitsForTheRead(t *testing.T) {
 			raw.write(t, dataFrame(id, 0, 0, first))
 			if r := result(t, done); r.err != nil || !bytes.Equal(buf[:r.n], first) {
 				t.Fatalf("first Read = %d, %v", r.n, r.err)
+			}
+			if tt.then == "small" { // a Read that has no buffer to offer is not waited for
+				small := make(chan readResult, 1)
+				go func() {
+					k, err := rd.Read(buf[:1000])
+					small <- readResult{k, err}
+				}()
+				n.streams.patience.Store(int64(10 * time.Second))
+				raw.write(t, dataFrame(id, 1, 0, second))
+				if r := result(t, small); r.err != nil || !bytes.Equal(buf[:r.n], second[:1000]) {
+					t.Fatalf("small Read = %d, %v", r.n, r.err)
+				}
+				return
 			}
 			patience := 10 * time.Second // longer than any test waits
 			if tt.then == "nothing" {
