@@ -245,10 +245,10 @@ func TestErrorsCrossTheWire(t *testing.T) {
 func TestUnknownMethodSignature(t *testing.T) {
 	p := newPair(t)
 	// A caller generated from a different signature: same name, other ID.
-	m := *testsvc.KitchenService.Methods[0]
-	m.ID ^= 1
+	orig := testsvc.KitchenService.Methods[0]
+	m := &trellis.MethodDesc{Name: orig.Name, Signature: orig.Signature, ID: orig.ID ^ 1, Handler: orig.Handler}
 	c := trellis.NewClient(p.client, p.server.ID(), testsvc.KitchenService)
-	err := c.Call(testCtx(t), &m, nil, nil)
+	err := c.Call(testCtx(t), m, nil, nil)
 	if !errors.Is(err, trellis.ErrUnknownMethod) {
 		t.Fatalf("got %v, want ErrUnknownMethod", err)
 	}

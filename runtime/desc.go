@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"hash/fnv"
+	"sync/atomic"
 )
 
 // ProxygenV1_IfThisIsUndefinedRunGoGenerate is referenced by every file that
@@ -31,6 +32,8 @@ type ServiceDesc struct {
 }
 
 // A MethodDesc describes one method of a service.
+//
+// A MethodDesc holds state of the runtime's and is used by pointer only.
 type MethodDesc struct {
 	// Name is the method's name, e.g. "Get".
 	Name string
@@ -44,6 +47,11 @@ type MethodDesc struct {
 	// Handler decodes the arguments of a call, invokes impl (a value of the
 	// service's interface type) and replies with the results, or an error.
 	Handler Handler
+
+	// aside counts down the calls of this method to serve on a goroutine
+	// of their own rather than on the connection's reader: one of its
+	// calls outlasted the reader's budget (see serveInline).
+	aside atomic.Int32
 }
 
 // A Handler serves one method: it decodes the arguments with call.Decode,

@@ -21,9 +21,16 @@ import (
 // that is due before the others wakes an idle thread on most calls, which
 // costs more than the hand-off it saves. It ticks only while calls are
 // served, and sleeps after inlineIdle without any.
+//
+// A method whose call outlasted the budget (one that calls back its caller
+// or reads a stream from it, say) has its next asideCalls calls served on
+// goroutines of their own, where each that is short brings inline serving
+// one call closer: so handlers that block do not pay a hand-off each, nor
+// wait for each other on the reader.
 const (
 	inlineBudget = 200 * time.Microsecond
 	inlineIdle   = 20 * time.Millisecond
+	asideCalls   = 64
 )
 
 // A watchdog is the monitor's view of one connection: the token of the
@@ -89,7 +96,22 @@ func (p *peer) serveInline(sc *ServerCall) {
 		}
 	}
 	sc.serve()
-	w.token.CompareAndSwap(t, 0) // after a move, another call may have armed it
+	if !w.token.CompareAndSwap(t, 0) { // reading moved on (another call may have armed it since)
+		m := sc.entry.method
+		m.aside.Store(asideCalls)
+	}
+}
+
+// serveAside serves sc on a goroutine of its own, the caller's.
+func (sc *ServerCall) serveAside() {
+	m := sc.entry.method
+	start := time.Now()
+	sc.serve()
+	if time.Since(start) < inlineBudget {
+		if a := m.aside.Load(); a > 0 {
+			m.aside.CompareAndSwap(a, a-1)
+		}
+	}
 }
 
 // run is the monitor's goroutine; it ends when stop is closed.

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -33,5 +35,66 @@ func TestInlineMonitorSleepsWhenIdle(t *testing.T) {
 		if d := time.Since(start); d < inlineIdle/2 {
 			t.Errorf("the monitor slept %v after the last call, want about %v", d, inlineIdle)
 		}
+	}
+}
+
+// A method whose call outlasts the reader's budget has its next calls
+// served aside, each short one bringing inline serving back one call.
+func TestSlowMethodServedAside(t *testing.T) {
+	release, blocking := make(chan struct{}), make(chan struct{})
+	var held atomic.Bool
+	m := &MethodDesc{Name: "Maybe", ID: 7, Handler: func(ctx context.Context, impl any, call *ServerCall) error {
+		if held.CompareAndSwap(false, true) {
+			close(blocking)
+			<-release // the first call blocks
+		}
+		return nil
+	}}
+	svc := &ServiceDesc{Name: "test.Aside", Methods: []*MethodDesc{m}}
+	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close(context.Background())
+	if err := server.Register(svc, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := NewNode(Config{Name: "client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := client.Connect(ctx, server.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(client, id, svc)
+	first := make(chan error, 1)
+	go func() { first <- c.Call(ctx, m, nil, nil) }()
+	<-blocking
+	// While the first call blocks, reading moves on: the second call gets
+	// through, and the method is then served aside.
+	if err := c.Call(ctx, m, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if a := m.aside.Load(); a < asideCalls-1 {
+		t.Fatalf("after a call that outlasted the budget, %d calls to serve aside, want about %d", a, asideCalls)
+	}
+	// Short calls bring inline serving back (some may outlast the budget
+	// on a loaded machine: they do not count).
+	calls := 0
+	for ; m.aside.Load() > 0 && calls < 20*asideCalls; calls++ {
+		if err := c.Call(ctx, m, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := m.aside.Load(); a != 0 || calls < asideCalls {
+		t.Errorf("after %d short calls, %d calls still to serve aside; want 0 after at least %d", calls, a, asideCalls)
 	}
 }

@@ -185,7 +185,11 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	if req.timeout > 0 {
 		sc.ctx.setTimeout(req.timeout)
 	}
-	p.serveInline(sc)
+	if sc.entry.method.aside.Load() > 0 {
+		go sc.serveAside()
+	} else {
+		p.serveInline(sc)
+	}
 	return nil
 }
 

@@ -308,14 +308,15 @@ type inStream struct {
 	// read a data message from the socket straight into it, then report
 	// filled bytes there. While filling is set the Read does not return,
 	// whatever happens to the stream meanwhile: the buffer is written to.
-	target    []byte
-	filling   bool
-	filled    int
-	receiving bool          // a chunk is being read into a buffer of its own (fillStream)
-	offered   chan struct{} // capacity 1: a Read offered its buffer, or the stream ended
-	awaiting  bool          // fillStream waits for an offer (awaitOffer)
-	offers    bool          // the last Read had a buffer large enough to offer
-	offerWait *time.Timer   // bounds fillStream's wait for an offer (reader goroutine only)
+	target     []byte
+	filling    bool
+	filled     int
+	receiving  bool          // a chunk is being read into a buffer of its own (fillStream)
+	offered    chan struct{} // capacity 1: a Read offered its buffer, or the stream ended
+	awaiting   bool          // fillStream waits for an offer (awaitOffer)
+	waitsSmall bool          // a Read waits with a buffer too small to offer
+	offers     bool          // the last Read had a buffer large enough to offer
+	offerWait  *time.Timer   // bounds fillStream's wait for an offer (reader goroutine only)
 
 	seenCalls atomic.Uint64 // the connection's call counter at the last look (connBusy)
 	busyUntil atomic.Int64  // Unix ns until which the connection counts as busy
@@ -439,10 +440,12 @@ func (s *inStream) read(p []byte) (int, error) {
 		}
 		if len(p) > smallChunk {
 			s.target = p
-			select { // wake fillStream if it waits for the offer
-			case s.offered <- struct{}{}:
-			default:
-			}
+		} else {
+			s.waitsSmall = true // nothing to offer: a waiting chunk must not wait for it
+		}
+		select { // wake fillStream if it waits for an offer
+		case s.offered <- struct{}{}:
+		default:
 		}
 		s.mu.Unlock()
 		if grant > 0 {
@@ -451,6 +454,7 @@ func (s *inStream) read(p []byte) (int, error) {
 		<-s.ready
 		busy = s.connBusy()
 		s.mu.Lock()
+		s.waitsSmall = false
 	}
 }
 
@@ -772,7 +776,7 @@ func (s *inStream) awaitOffer() {
 	}
 	s.awaiting = true
 	defer func() { s.awaiting = false }()
-	for s.target == nil && s.err == nil {
+	for s.target == nil && s.err == nil && !s.waitsSmall {
 		s.mu.Unlock()
 		select {
 		case <-s.offered:
