@@ -140,7 +140,7 @@ func (b *Body) Bytes() ([]byte, error) {
 	}
 	fr := b.fr
 	if cap(fr.buf) < b.left {
-		fr.buf = payloadBuffer(b.left)
+		fr.buf, fr.bufOwner = payloadBuffer(b.left)
 	}
 	fr.buf = fr.buf[:b.left]
 	if err := fr.r.readFull(fr.buf); err != nil {

@@ -17,13 +17,14 @@ type Payload struct {
 func (p *Payload) Bytes() []byte { return p.b }
 
 // Release hands the buffer back for reuse by the connections' readers.
-// The owner must not use the bytes afterwards, and calls it once.
+// The owner must not use the Payload afterwards, and calls it once.
 func (p *Payload) Release() {
-	if cap(p.b) == MaxFramePayload {
-		b := p.b[:0]
-		payloadPool.Put(&b)
+	if cap(p.b) != MaxFramePayload {
+		p.b = nil
+		return
 	}
-	p.b = nil
+	p.b = p.b[:0]
+	payloadPool.Put(p)
 }
 
 // NewPayload returns a Payload of n bytes (at most MaxFramePayload, or it
@@ -33,10 +34,15 @@ func NewPayload(n int) *Payload {
 	if n < 0 || n > MaxFramePayload {
 		panic(fmt.Sprintf("transport: NewPayload(%d): the most a frame carries is %d", n, MaxFramePayload))
 	}
-	return &Payload{b: payloadBuffer(n)}
+	b, p := payloadBuffer(n)
+	if p == nil {
+		p = &Payload{}
+	}
+	p.b = b
+	return p
 }
 
-// payloadPool holds full-size frame buffers released by Payload owners.
+// payloadPool holds full-size Payloads released by their owners.
 var payloadPool sync.Pool
 
 // smallPayload is the capacity a reader allocates for a small message
@@ -44,15 +50,18 @@ var payloadPool sync.Pool
 // payloadPool.
 const smallPayload = 4 << 10
 
-// payloadBuffer returns a buffer of length n for an unfragmented message.
-func payloadBuffer(n int) []byte {
+// payloadBuffer returns a buffer of length n for an unfragmented message
+// and, for a full-size one, the Payload it belongs to (which a taker gets,
+// so that taking and releasing allocate nothing).
+func payloadBuffer(n int) ([]byte, *Payload) {
 	if n <= smallPayload {
-		return make([]byte, n, smallPayload)
+		return make([]byte, n, smallPayload), nil
 	}
-	if b, ok := payloadPool.Get().(*[]byte); ok {
-		return (*b)[:n]
+	p, ok := payloadPool.Get().(*Payload)
+	if !ok {
+		p = &Payload{b: make([]byte, 0, MaxFramePayload)}
 	}
-	return make([]byte, n, MaxFramePayload)
+	return p.b[:n], p
 }
 
 // TakePayload hands the payload of the message being handled to the

@@ -32,8 +32,9 @@ type frameReader struct {
 	wantBody     func(Kind, int) bool // see BodyHandler.WantBody; nil: never
 	body         Body                 // the payload left to a BodyHandler, when active
 	hdr          [HeaderSize]byte
-	buf          []byte // payload of the last unfragmented message
-	whole        bool   // next returned buf last, and it was not taken
+	buf          []byte   // payload of the last unfragmented message
+	bufOwner     *Payload // the pooled Payload buf belongs to, if any
+	whole        bool     // next returned buf last, and it was not taken
 	partial      map[msgKey][]byte
 	done         []byte // the last reassembled message, returned by next
 	spare        []byte // its buffer, reused for the next fragmented message
@@ -102,7 +103,7 @@ func (fr *frameReader) next() (Header, []byte, error) {
 				return h, nil, nil
 			}
 			if cap(fr.buf) < n {
-				fr.buf = payloadBuffer(n)
+				fr.buf, fr.bufOwner = payloadBuffer(n)
 			}
 			fr.buf = fr.buf[:n]
 			if err := fr.r.readFull(fr.buf); err != nil {
@@ -164,8 +165,12 @@ func (fr *frameReader) take() *Payload {
 	if !fr.whole {
 		return nil
 	}
-	p := &Payload{b: fr.buf}
-	fr.buf, fr.whole = nil, false
+	p := fr.bufOwner
+	if p == nil {
+		p = &Payload{}
+	}
+	p.b = fr.buf
+	fr.buf, fr.bufOwner, fr.whole = nil, nil, false
 	return p
 }
 
