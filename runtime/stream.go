@@ -33,6 +33,9 @@ const (
 	initialWindow = 256 << 10
 	busyWindow    = 512 << 10
 	maxWindow     = 4 << 20
+	// maxConnWindow bounds the windows of the streams received from one
+	// node together: beyond it they keep the window they have.
+	maxConnWindow = 8 << 20
 	busyHold      = 50 * time.Millisecond
 )
 
@@ -63,6 +66,9 @@ type streamTable struct {
 	next uint64
 	out  map[uint64]*outStream   // streams this node sends, by ID
 	in   map[streamKey]*inStream // streams this node receives
+	// windows sums the windows of the streams received from each node,
+	// which grow only while the sum stays within maxConnWindow.
+	windows map[NodeID]int
 
 	patience atomic.Int64  // if not 0, replaces offerWait (in tests)
 	filled   atomic.Uint64 // chunks read straight into a Read's buffer (fillStream)
@@ -77,6 +83,7 @@ type streamKey struct {
 func (t *streamTable) init() {
 	t.out = make(map[uint64]*outStream)
 	t.in = make(map[streamKey]*inStream)
+	t.windows = make(map[NodeID]int)
 }
 
 // outStream is an exported reader: a pump sends its bytes to dest as the
@@ -345,6 +352,7 @@ func (n *Node) importStream(r StreamRef, from NodeID) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%w: stream %d of node %s received twice", ErrBadRef, r.Stream, r.Node)
 	}
 	t.in[s.key] = s
+	t.windows[r.Node] += s.window
 	t.mu.Unlock()
 	if p, _, err := n.route(r.Node, false); err == nil {
 		// The calls made so far (the one that returns this stream among
@@ -433,7 +441,7 @@ func (s *inStream) read(p []byte) (int, error) {
 		// bandwidth × delay, so it doubles (a reader that is merely slow
 		// never starves, and keeps the initial window).
 		grant := 0
-		if s.next > 0 && s.window < s.maxNow(busy) {
+		if s.next > 0 && s.window < s.maxNow(busy) && s.node.streams.grow(s.key.node, s.window) {
 			s.window *= 2
 			grant = max(s.window-s.ahead, 0)
 			s.ahead += grant
@@ -557,9 +565,24 @@ func (s *inStream) setErr(err error) {
 		t.mu.Lock()
 		if t.in[s.key] == s {
 			delete(t.in, s.key)
+			if t.windows[s.key.node] -= s.window; t.windows[s.key.node] <= 0 {
+				delete(t.windows, s.key.node)
+			}
 		}
 		t.mu.Unlock()
 	}
+}
+
+// grow reserves extra bytes of window for a stream received from node
+// from, reporting whether the node's streams stay within maxConnWindow.
+func (t *streamTable) grow(from NodeID, extra int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.windows[from]+extra > maxConnWindow {
+		return false
+	}
+	t.windows[from] += extra
+	return true
 }
 
 // end ends the stream with err and wakes the reader.

@@ -523,3 +523,11 @@ func TestStreamChunkWaitsForTheRead(t *testing.T) {
 		t.Fatalf("Read of another stream = %d, %v", r.n, r.err)
 	}
 }
+
+// StreamWindows returns the sum of the windows of the streams n receives
+// from node from (for the tests of package runtime_test).
+func StreamWindows(n *Node, from NodeID) int {
+	n.streams.mu.Lock()
+	defer n.streams.mu.Unlock()
+	return n.streams.windows[from]
+}

@@ -440,3 +440,58 @@ func TestStreamByteExactAnyReadSize(t *testing.T) {
 		})
 	}
 }
+
+// The streams received from one node grow their windows together only up
+// to a cap, so that many streams cannot make a node buffer without bound.
+func TestStreamWindowsCappedPerConnection(t *testing.T) {
+	p := newFilesPair(t)
+	const streams = 4
+	total := int64(64 << 20)
+	if raceEnabled || testing.Short() {
+		total = 16 << 20
+	}
+	readers := make([]io.Reader, streams)
+	for i := range readers {
+		r, err := p.files.Dump(testCtx(t), 1<<40, -1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.(io.Closer).Close()
+		readers[i] = r
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, streams)
+	for _, r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := io.CopyN(io.Discard, r, total); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	sum, grown := 0, false
+	for _, r := range readers {
+		w := trellis.StreamWindow(r)
+		sum += w
+		grown = grown || w > 256<<10
+	}
+	t.Logf("windows of %d streams: %d KiB in all", streams, sum>>10)
+	if sum > 8<<20 || trellis.StreamWindows(p.client, p.server.ID()) != sum {
+		t.Errorf("the streams' windows add up to %d (table: %d), want at most 8 MiB", sum, trellis.StreamWindows(p.client, p.server.ID()))
+	}
+	if !grown {
+		t.Errorf("no window grew beyond the initial one")
+	}
+	for _, r := range readers {
+		r.(io.Closer).Close()
+	}
+	if w := trellis.StreamWindows(p.client, p.server.ID()); w != 0 {
+		t.Errorf("after the streams closed, %d bytes of window still counted", w)
+	}
+}
