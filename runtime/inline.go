@@ -14,8 +14,8 @@ import (
 // that runs longer (it blocks, calls back the caller, or waits for a slow
 // socket) is not interrupted: a monitor makes the connection read on in a
 // new goroutine (transport.Conn.ReadOn), so the handler then runs as if on
-// a goroutine of its own, and a connection is never held much longer than
-// inlineBudget.
+// a goroutine of its own, and a connection is never held longer than two
+// ticks of the monitor (see inlineTick).
 //
 // The monitor polls rather than arming a timer per call: arming a timer
 // that is due before the others wakes an idle thread on most calls, which
