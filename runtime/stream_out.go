@@ -1,0 +1,169 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/trellisrpc/trellis/transport"
+)
+
+// outStream is an exported reader: a pump sends its bytes to dest as the
+// receiver grants credit.
+type outStream struct {
+	node   *Node
+	id     uint64
+	dest   NodeID
+	src    io.Reader
+	mu     sync.Mutex
+	credit int
+	wake   chan struct{} // capacity 1
+	done   chan struct{} // closed on cancel
+	once   sync.Once
+	pump   bool
+	reason error // why the stream was cancelled, told to the receiver
+}
+
+// exportStream exports r to node dest. Cancelling ctx (the call's context)
+// before the stream ends resets it.
+func (n *Node) exportStream(ctx context.Context, r io.Reader, dest NodeID) (StreamRef, error) {
+	if r == nil {
+		return StreamRef{}, nil
+	}
+	t := &n.streams
+	t.mu.Lock()
+	t.next++
+	s := &outStream{node: n, id: t.next, dest: dest, src: r, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	t.out[s.id] = s
+	t.mu.Unlock()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { s.cancel(fmt.Errorf("%w: the call's context ended: %v", ErrStreamReset, context.Cause(ctx))) })
+		go func() { <-s.done; stop() }()
+	}
+	return StreamRef{Node: n.cfg.ID, Stream: s.id}, nil
+}
+
+// cancel stops the stream: the pump ends and the source is closed. err, if
+// not nil, is sent to the receiver.
+func (s *outStream) cancel(err error) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		running := s.pump
+		s.reason = err
+		s.mu.Unlock()
+		close(s.done)
+		t := &s.node.streams
+		t.mu.Lock()
+		delete(t.out, s.id)
+		t.mu.Unlock()
+		if !running {
+			closeSource(s.src)
+			if err != nil {
+				s.node.sendData(s.dest, s.id, 0, dataError, []byte(err.Error()))
+			}
+		}
+	})
+}
+
+func closeSource(r io.Reader) {
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// grant adds credit and starts the pump if needed.
+func (s *outStream) grant(n int) {
+	s.mu.Lock()
+	s.credit += n
+	start := !s.pump
+	s.pump = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	if start {
+		s.node.bg.Add(1)
+		go s.run()
+	}
+}
+
+// run pumps the source to the receiver within the granted credit. Each
+// chunk is read from the source straight into the message that carries it.
+func (s *outStream) run() {
+	defer s.node.bg.Done()
+	defer closeSource(s.src)
+	var seq uint64
+	cancelled := func() {
+		s.mu.Lock()
+		err := s.reason
+		s.mu.Unlock()
+		if err != nil {
+			s.node.sendData(s.dest, s.id, seq, dataError, []byte(err.Error()))
+		}
+	}
+	for {
+		s.mu.Lock()
+		credit := s.credit
+		s.mu.Unlock()
+		if credit == 0 {
+			select {
+			case <-s.wake:
+				continue
+			case <-s.done:
+				cancelled()
+				return
+			case <-s.node.stopped:
+				s.node.sendData(s.dest, s.id, seq, dataError, []byte("sender node closing"))
+				return
+			}
+		}
+		select {
+		case <-s.done:
+			cancelled()
+			return
+		default:
+		}
+		p, buf, err := s.node.startStreamMsg(s.dest, opData, s.id)
+		if err != nil {
+			s.finish()
+			return
+		}
+		buf.Write(appendDataHeader(buf.AvailableBuffer(), seq, 0))
+		nr, err := buf.ReadOnce(s.src, min(credit, streamChunk))
+		if nr > 0 {
+			s.mu.Lock()
+			s.credit -= nr
+			s.mu.Unlock()
+			if serr := p.sendErr(p.conn.SendBulkInline(context.Background(), kindStream, s.id, buf)); serr != nil {
+				s.finish()
+				return
+			}
+			seq++
+		} else {
+			transport.PutBuffer(buf)
+		}
+		switch {
+		case err == io.EOF:
+			s.node.sendData(s.dest, s.id, seq, dataEOF, nil)
+			s.finish()
+			return
+		case err != nil:
+			s.node.sendData(s.dest, s.id, seq, dataError, []byte(err.Error()))
+			s.finish()
+			return
+		}
+	}
+}
+
+// finish forgets a stream whose pump has ended.
+func (s *outStream) finish() {
+	s.once.Do(func() {
+		close(s.done)
+		t := &s.node.streams
+		t.mu.Lock()
+		delete(t.out, s.id)
+		t.mu.Unlock()
+	})
+}
