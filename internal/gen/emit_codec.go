@@ -55,20 +55,25 @@ func newCodecWriter(g *generator, avoid nameSet) *codecWriter {
 func (c *codecWriter) plan(services []*service) {
 	for _, s := range services {
 		for _, m := range s.methods {
-			m.argsCodec = len(m.params) > 0 && c.fieldsOK(m.params)
-			m.resultsCodec = len(m.results) > 0 && c.fieldsOK(m.results)
-			for _, vals := range [][]*value{m.params, m.results} {
-				if (len(vals) > 0) && c.fieldsOK(vals) {
-					c.imports[wirePath] = "wire"
-					for _, v := range vals {
-						if v.passing == byValue {
-							c.collect(v.typ, map[types.Type]bool{})
-						}
-					}
-				}
-			}
+			m.argsCodec = c.planStruct(m.params)
+			m.resultsCodec = c.planStruct(m.results)
 		}
 	}
+}
+
+// planStruct reports whether the wire struct of vals gets a codec, noting
+// the imports its code needs if so.
+func (c *codecWriter) planStruct(vals []*value) bool {
+	if len(vals) == 0 || !c.fieldsOK(vals) {
+		return false
+	}
+	c.imports[wirePath] = "wire"
+	for _, v := range vals {
+		if v.passing == byValue {
+			c.collect(v.typ, map[types.Type]bool{})
+		}
+	}
+	return true
 }
 
 // fieldsOK reports whether every value of a wire struct can be encoded.
