@@ -13,8 +13,9 @@ import (
 // next hop is down (the neighbour crashed, and the leader has not yet
 // cascaded a topology without it), it routes around that link over the
 // remaining edges, so calls keep flowing during the repair; relays do the
-// same with their own links, and the hop budget of a call bounds any
-// transient loop.
+// same with their own links. A relay never sends a call back where it came
+// from: with no other way it fails the call at once (ErrNoRoute), and the
+// hop budget of a call bounds any longer transient loop.
 type router struct {
 	t         topology.Topology
 	self      nodeid.ID
@@ -41,8 +42,8 @@ func (r *router) NextHop(dst nodeid.ID) (nodeid.ID, bool) {
 
 // NextHopAvoiding implements runtime.AvoidingRouter: the next hop toward
 // dst that is not avoid (the neighbour a relayed call came from), so that a
-// call bounced back by a neighbour whose own link is down takes the other
-// way round.
+// call whose primary route leads back (the link onward is down) takes the
+// other way round, if there is one.
 func (r *router) NextHopAvoiding(dst, avoid nodeid.ID) (nodeid.ID, bool) {
 	return r.around(dst, avoid)
 }

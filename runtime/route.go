@@ -16,9 +16,10 @@ type Router interface {
 
 // An AvoidingRouter is a Router that can also route around one neighbour:
 // a relay asks it for a next hop other than the neighbour a call came from,
-// so that a call bounced back (because that neighbour's own link onward is
-// down) takes another way. A relay with no other way sends the call back,
-// and the hop budget bounds the detour.
+// so that a call coming from a neighbour whose next hop it is does not go
+// straight back. A relay whose only way on is back where the call came from
+// fails the call at once with ErrNoRoute instead of bouncing it; the hop
+// budget bounds what longer detours remain.
 type AvoidingRouter interface {
 	Router
 	NextHopAvoiding(dst, avoid NodeID) (next NodeID, ok bool)
@@ -98,15 +99,11 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		return fail(codeNoRoute, err.Error())
 	}
 	if q == p {
-		// Back where it came from: another way, if there is one.
-		if rp := n.router.Load(); rp != nil {
-			if ar, ok := (*rp).(AvoidingRouter); ok {
-				if next, ok := ar.NextHopAvoiding(req.dst, p.id); ok {
-					if alt := n.peer(next); alt != nil {
-						q = alt
-					}
-				}
-			}
+		// Back where it came from: another way, if there is one; a call
+		// sent back would only bounce (a routing loop), so without one it
+		// fails here, at once.
+		if q = n.avoiding(req.dst, p.id); q == nil {
+			return fail(codeNoRoute, fmt.Sprintf("no route other than back to %s, where the call came from", p.id))
 		}
 	}
 	buf := nextHopCopy(payload)
@@ -139,6 +136,24 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		return fail(codeUnreachable, err.Error())
 	}
 	return nil
+}
+
+// avoiding returns the connection to the next hop toward dst other than
+// avoid, or nil if the router knows of none that is connected.
+func (n *Node) avoiding(dst, avoid NodeID) *peer {
+	rp := n.router.Load()
+	if rp == nil {
+		return nil
+	}
+	ar, ok := (*rp).(AvoidingRouter)
+	if !ok {
+		return nil
+	}
+	next, ok := ar.NextHopAvoiding(dst, avoid)
+	if !ok || next == avoid || next == n.cfg.ID {
+		return nil
+	}
+	return n.peer(next)
 }
 
 // nextHopCopy copies a routed message (request envelope first) for the

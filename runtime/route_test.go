@@ -3,7 +3,9 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	trellis "github.com/trellisrpc/trellis/runtime"
@@ -91,11 +93,75 @@ func TestNoRouteAndTTL(t *testing.T) {
 	if err := testsvc.NewKitchenProxy(ns[0], 999).Nothing(ctx); !errors.Is(err, trellis.ErrNoRoute) {
 		t.Fatalf("call to a node without a route: %v, want ErrNoRoute", err)
 	}
-	// A loop: A sends 777 to B, B sends it back to A... the hop budget ends it.
-	ns[0].SetRouter(routes{777: ns[1].ID(), ns[1].ID(): ns[1].ID()})
-	ns[1].SetRouter(routes{777: ns[0].ID(), ns[0].ID(): ns[0].ID()})
-	if err := testsvc.NewKitchenProxy(ns[0], 777).Nothing(ctx); !errors.Is(err, trellis.ErrNoRoute) {
-		t.Fatalf("call caught in a routing loop: %v, want ErrNoRoute", err)
+}
+
+func TestHopBudgetEndsRoutingCycle(t *testing.T) {
+	ns := chain(t, "A", "B", "C")
+	ctx := testCtx(t)
+	if _, err := ns[2].Connect(ctx, ns[0].Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	// A cycle: A sends 777 to B, B to C, C to A... no relay sends the call
+	// back where it came from, so only the hop budget ends it.
+	ns[0].SetRouter(routes{777: ns[1].ID()})
+	ns[1].SetRouter(routes{777: ns[2].ID()})
+	ns[2].SetRouter(routes{777: ns[0].ID()})
+	err := testsvc.NewKitchenProxy(ns[0], 777).Nothing(ctx)
+	if !errors.Is(err, trellis.ErrNoRoute) || !strings.Contains(err.Error(), "hop budget") {
+		t.Fatalf("call caught in a routing cycle: %v, want ErrNoRoute for the hop budget", err)
+	}
+}
+
+// avoidingRoutes is a fixed routing table with a second table for calls
+// that must avoid a neighbour.
+type avoidingRoutes struct {
+	routes
+	other routes
+}
+
+func (r avoidingRoutes) NextHopAvoiding(dst, avoid trellis.NodeID) (trellis.NodeID, bool) {
+	next, ok := r.other[dst]
+	return next, ok && next != avoid
+}
+
+// TestRelayDoesNotSendCallsBack checks that a relay whose route leads back
+// where a call came from takes another way if its router knows one, and
+// otherwise fails the call at once instead of bouncing it until the hop
+// budget is spent.
+func TestRelayDoesNotSendCallsBack(t *testing.T) {
+	ns := chain(t, "A", "B", "C")
+	a, b, c := ns[0], ns[1], ns[2]
+	tests := []struct {
+		name    string
+		routerA trellis.Router
+		routerB trellis.Router
+		dst     trellis.NodeID
+		want    error // nil: the call reaches dst
+	}{
+		{"back and forth", routes{777: b.ID()}, routes{777: a.ID()}, 777, trellis.ErrNoRoute},
+		{"no other way", routes{777: b.ID()}, avoidingRoutes{routes{777: a.ID()}, routes{777: a.ID()}}, 777, trellis.ErrNoRoute},
+		{"other way", routes{c.ID(): b.ID()}, avoidingRoutes{routes{c.ID(): a.ID()}, routes{c.ID(): c.ID()}}, c.ID(), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a.SetRouter(tt.routerA)
+			b.SetRouter(tt.routerB)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := testsvc.NewKitchenProxy(a, tt.dst).Nothing(ctx)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("call with another way open: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("call whose relay can only send it back: %v, want %v", err, tt.want)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "node B relaying") || !strings.Contains(msg, "other than back") {
+				t.Fatalf("call whose relay can only send it back: %q, want B to fail it at once", msg)
+			}
+		})
 	}
 }
 
