@@ -31,6 +31,7 @@ type Node struct {
 	interceptor atomic.Pointer[Transformer]
 	marshal     atomic.Pointer[transformerSet]
 	regMu       sync.Mutex // serialises Register
+	logs        logLimiter // for what hostile peers make the node log
 
 	mu      sync.RWMutex
 	peers   map[NodeID]*peer

@@ -8,6 +8,8 @@ import (
 	goruntime "runtime"
 	"sync"
 	"time"
+
+	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
 // Errors of references.
@@ -240,6 +242,16 @@ func (n *Node) queueRelease(to NodeID, rc refCount) {
 	}
 }
 
+// Limits of a release message: a holder sends at most maxReleaseEntries
+// entries in one (more go in several), and an exporter refuses a message
+// with more; it applies one in batches of releaseBatch entries, letting go
+// of the reference table's lock between batches, so that a hostile release
+// holds the lock no longer than a legitimate one.
+const (
+	maxReleaseEntries = 4096
+	releaseBatch      = 256
+)
+
 // releaser sends queued releases to their exporters, batched per node.
 func (n *Node) releaser() {
 	defer n.bg.Done()
@@ -255,48 +267,79 @@ func (n *Node) releaser() {
 		t.release = make(map[NodeID][]refCount)
 		t.mu.Unlock()
 		for to, refs := range batch {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			args := releaseArgs{Refs: refs}
-			err := NewClient(n, to, refsService).Call(ctx, refsReleaseMethod, &args, nil)
-			cancel()
-			if err != nil {
-				// The exporter forgets this node when it leaves or fails.
-				n.log.Info("trellis: releasing references failed", "node", to, "refs", len(refs), "err", err)
+			for len(refs) > 0 {
+				chunk := refs[:min(len(refs), maxReleaseEntries)]
+				refs = refs[len(chunk):]
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				args := releaseArgs{Refs: chunk}
+				err := NewClient(n, to, refsService).Call(ctx, refsReleaseMethod, &args, nil)
+				cancel()
+				if err != nil {
+					// The exporter forgets this node when it leaves or fails.
+					n.log.Info("trellis: releasing references failed", "node", to, "refs", len(chunk), "err", err)
+					break
+				}
 			}
 		}
 	}
 }
 
+// releaseStats counts the entries of a release that did not match what the
+// holder was sent.
+type releaseStats struct {
+	unknown int // objects not exported (any more), or never sent to the holder
+	excess  int // entries releasing more references than the holder was sent
+}
+
 // releaseFrom applies a release sent by holder: it only ever lowers the
-// holder's own counts.
+// holder's own counts. Entries that do not match what the holder was sent
+// are counted and logged as one summary, at most once per logEvery.
 func (n *Node) releaseFrom(holder NodeID, refs []refCount) {
+	var st releaseStats
 	t := &n.refs
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, rc := range refs {
-		e := t.exports[rc.Object]
-		if e == nil {
-			continue
+	for len(refs) > 0 {
+		batch := refs[:min(len(refs), releaseBatch)]
+		refs = refs[len(batch):]
+		t.mu.Lock()
+		for _, rc := range batch {
+			t.releaseOne(holder, rc, &st)
 		}
-		held := e.holders[holder]
-		if rc.Count > held {
-			n.log.Warn("trellis: a node released more references than it was sent", "node", holder, "object", rc.Object, "released", rc.Count, "sent", held)
-			rc.Count = held
+		t.mu.Unlock()
+	}
+	if st.unknown+st.excess > 0 {
+		if ok, held := n.logs.allow("release", holder); ok {
+			n.log.Warn("trellis: a node released references it was not sent", "node", holder,
+				"unknown", st.unknown, "excess", st.excess, "earlier_messages_not_logged", held)
 		}
-		if held == 0 {
-			continue
-		}
-		if held -= rc.Count; held > 0 {
-			e.holders[holder] = held
-			continue
-		}
-		delete(e.holders, holder)
-		if t.held[holder]--; t.held[holder] <= 0 {
-			delete(t.held, holder)
-		}
-		if len(e.holders) == 0 {
-			t.drop(rc.Object, e)
-		}
+	}
+}
+
+// releaseOne applies one entry of a release. t.mu is held.
+func (t *refTable) releaseOne(holder NodeID, rc refCount, st *releaseStats) {
+	e := t.exports[rc.Object]
+	if e == nil {
+		st.unknown++
+		return
+	}
+	held := e.holders[holder]
+	if held == 0 {
+		st.unknown++
+		return
+	}
+	if rc.Count > held {
+		st.excess++
+		rc.Count = held
+	}
+	if held -= rc.Count; held > 0 {
+		e.holders[holder] = held
+		return
+	}
+	delete(e.holders, holder)
+	if t.held[holder]--; t.held[holder] <= 0 {
+		delete(t.held, holder)
+	}
+	if len(e.holders) == 0 {
+		t.drop(rc.Object, e)
 	}
 }
 
@@ -368,6 +411,56 @@ type releaseArgs struct {
 	Refs []refCount
 }
 
+// AppendCBOR implements WireCodec: the bytes of the reflective encoder.
+func (a *releaseArgs) AppendCBOR(b []byte) []byte {
+	b = wire.AppendArrayHeader(b, 1)
+	if a.Refs == nil {
+		return wire.AppendNull(b)
+	}
+	b = wire.AppendArrayHeader(b, len(a.Refs))
+	for _, rc := range a.Refs {
+		b = wire.AppendArrayHeader(b, 2)
+		b = wire.AppendUint(b, rc.Object)
+		b = wire.AppendUint(b, rc.Count)
+	}
+	return b
+}
+
+// DecodeCBOR implements WireCodec. It refuses a release of more than
+// maxReleaseEntries entries before allocating them.
+func (a *releaseArgs) DecodeCBOR(d *wire.Decoder) error {
+	*a = releaseArgs{}
+	if err := d.ArrayOf(1, "release"); err != nil {
+		return err
+	}
+	if !d.Nil() {
+		n, err := d.Array()
+		if err != nil {
+			return err
+		}
+		if n > maxReleaseEntries {
+			return fmt.Errorf("a release of %d entries, more than the %d a node sends in one message", n, maxReleaseEntries)
+		}
+		a.Refs = make([]refCount, n)
+		for i := range a.Refs {
+			rc := &a.Refs[i]
+			if err := d.ArrayOf(2, "release entry"); err != nil {
+				return err
+			}
+			if rc.Object, err = wire.Uint[uint64](d); err != nil {
+				return err
+			}
+			if rc.Count, err = wire.Uint[uint64](d); err != nil {
+				return err
+			}
+			d.Leave()
+		}
+		d.Leave()
+	}
+	d.Leave()
+	return nil
+}
+
 var refsReleaseMethod = &MethodDesc{
 	Name:      "Release",
 	Signature: "func(context.Context, []refCount) error",
@@ -375,6 +468,9 @@ var refsReleaseMethod = &MethodDesc{
 		var args releaseArgs
 		if err := call.Decode(&args); err != nil {
 			return err
+		}
+		if len(args.Refs) > maxReleaseEntries { // decoded reflectively
+			return fmt.Errorf("trellis: node %s: a release of %d entries, more than %d", call.node.cfg.Name, len(args.Refs), maxReleaseEntries)
 		}
 		call.node.releaseFrom(call.caller, args.Refs)
 		return nil
