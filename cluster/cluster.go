@@ -204,9 +204,18 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 			return
 		}
 		c.log.Debug("cluster: membership event", "event", e.String())
-		if e.Kind == membership.Failed || e.Kind == membership.Left {
+		switch e.Kind {
+		case membership.Failed:
+			// The member is dead (or cut off): its connections are
+			// aborted, so that the calls in flight over them, relayed
+			// ones included, fail now rather than when the transport's
+			// keepalive gives up.
+			c.node.Abort(e.Member.ID, fmt.Errorf("membership declared %s failed", e.Member.Name))
+			fallthrough
+		case membership.Left:
 			// The member is gone: what it held of ours is released, and
-			// its streams are reset.
+			// its streams are reset. A member that left closes its own
+			// connections gracefully.
 			c.node.ForgetNode(e.Member.ID)
 		}
 		c.poke()

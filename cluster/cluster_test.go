@@ -78,6 +78,9 @@ func startMemberWith(t *testing.T, s topology.Strategy, name, bind string, seeds
 	if err := testsvc.RegisterKitchen(node, impl); err != nil {
 		t.Fatal(err)
 	}
+	if err := testsvc.RegisterControl(node, impl); err != nil {
+		t.Fatal(err)
+	}
 	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: s})
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +102,7 @@ func (m *member) kill() {
 	}
 	m.dead = true
 	m.cl.Close()
-	m.disc.Close()
+	m.disc.Close() // no-op if frozen
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // no draining: a crash
 	m.node.Close(ctx)

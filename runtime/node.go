@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,6 +36,7 @@ type Node struct {
 
 	mu      sync.RWMutex
 	peers   map[NodeID]*peer
+	conns   map[NodeID]map[*peer]struct{} // every started connection, current or closing, until it has closed
 	closing bool
 
 	serving  sync.WaitGroup // server calls in progress; Add only while !closing
@@ -59,6 +61,7 @@ func NewNode(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With("node", cfg.Name),
 		codec:   c,
 		peers:   make(map[NodeID]*peer),
+		conns:   make(map[NodeID]map[*peer]struct{}),
 		stopped: make(chan struct{}),
 
 		inline:     newInlineMonitor(),
@@ -188,6 +191,10 @@ func (n *Node) adopt(c *transport.Conn, dialed bool) bool {
 	keep := old == nil || old.closing.Load() || old.conn.GoneAway() || p.preferred() && !old.preferred()
 	if keep {
 		n.peers[p.id] = p
+		if n.conns[p.id] == nil {
+			n.conns[p.id] = make(map[*peer]struct{})
+		}
+		n.conns[p.id][p] = struct{}{}
 	}
 	n.mu.Unlock()
 	if !keep {
@@ -225,6 +232,47 @@ func (n *Node) dropPeer(p *peer) {
 		delete(n.peers, p.id)
 	}
 	n.mu.Unlock()
+}
+
+// closedPeer forgets p, whose connection has closed, altogether.
+func (n *Node) closedPeer(p *peer) {
+	n.mu.Lock()
+	if n.peers[p.id] == p {
+		delete(n.peers, p.id)
+	}
+	if set := n.conns[p.id]; set != nil {
+		delete(set, p)
+		if len(set) == 0 {
+			delete(n.conns, p.id)
+		}
+	}
+	n.mu.Unlock()
+}
+
+// Abort closes every connection to node id at once: the current one, and
+// any still draining (Disconnect) or being replaced. The calls in flight
+// over them, in either direction and relayed ones included, end at once:
+// this node's own calls and the calls it relays fail with ErrUnreachable
+// (the message carries cause), and the calls it serves for id are
+// cancelled. Use it when id is known to be gone, for instance when the
+// membership has declared it failed: waiting for the transport's keepalive
+// would leave those calls hanging for seconds. A later call to id dials a
+// new connection as usual. Disconnect closes a connection gracefully
+// instead.
+func (n *Node) Abort(id NodeID, cause error) {
+	if cause == nil {
+		cause = errors.New("aborted")
+	}
+	n.mu.Lock()
+	delete(n.peers, id)
+	ps := make([]*peer, 0, len(n.conns[id]))
+	for p := range n.conns[id] {
+		ps = append(ps, p)
+	}
+	n.mu.Unlock()
+	for _, p := range ps {
+		p.conn.Abort(fmt.Errorf("node %s aborted the connection to %s: %w", n.cfg.Name, id, cause))
+	}
 }
 
 // peer returns the connection to id, or nil.

@@ -83,7 +83,7 @@ func (p *peer) HandleGoAway() { p.node.dropPeer(p) }
 // HandleClosed implements transport.Handler: fail the calls awaiting a
 // reply and cancel the calls being served.
 func (p *peer) HandleClosed(err error) {
-	p.node.dropPeer(p)
+	p.node.closedPeer(p)
 	p.node.inline.forget(&p.watchdog)
 	if p.node.router.Load() == nil && !p.closing.Load() && !p.node.Connected(p.id) {
 		// Without a topology, a lost connection ends the relationship:

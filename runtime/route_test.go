@@ -228,3 +228,58 @@ func BenchmarkRoutedCall2Hops(b *testing.B) {
 		}
 	}
 }
+
+// TestAbortFailsCallsAtOnce checks that Abort ends the calls in flight over
+// a connection, direct and relayed, also while the connection is draining.
+func TestAbortFailsCallsAtOnce(t *testing.T) {
+	tests := []struct {
+		name  string
+		drain bool // Disconnect first: the connection is draining
+		hops  int  // 1: A calls B and aborts B; 2: A calls C through B, B aborts C
+	}{
+		{"direct", false, 1},
+		{"relayed", false, 2},
+		{"relayed while draining", true, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := chain(t, "A", "B", "C")
+			ctx := testCtx(t)
+			aborter, dst := ns[0], ns[1]
+			if tt.hops == 2 {
+				aborter, dst = ns[1], ns[2]
+			}
+			done := make(chan error, 1)
+			go func() { done <- testsvc.NewKitchenProxy(ns[0], dst.ID()).Block(ctx, "abort") }()
+			if err := testsvc.NewControlProxy(ns[0], dst.ID()).Started(ctx, "abort"); err != nil {
+				t.Fatal(err)
+			}
+			if tt.drain {
+				drained := make(chan error, 1)
+				go func() { drained <- aborter.Disconnect(ctx, dst.ID()) }()
+				for aborter.Connected(dst.ID()) { // Disconnect takes it out of use first
+					time.Sleep(time.Millisecond)
+				}
+				defer func() {
+					if err := <-drained; err != nil {
+						t.Errorf("Disconnect after Abort: %v", err)
+					}
+				}()
+			}
+			start := time.Now()
+			aborter.Abort(dst.ID(), errors.New("declared failed"))
+			select {
+			case err := <-done:
+				if !errors.Is(err, trellis.ErrUnreachable) || !strings.Contains(err.Error(), "declared failed") {
+					t.Fatalf("call over an aborted connection: %v, want ErrUnreachable naming the cause", err)
+				}
+				t.Logf("failed %v after Abort: %v", time.Since(start).Round(time.Microsecond), err)
+			case <-time.After(2 * time.Second):
+				t.Fatal("call over an aborted connection still hangs 2 s after Abort")
+			}
+			if aborter.Connected(dst.ID()) {
+				t.Error("still connected after Abort")
+			}
+		})
+	}
+}
