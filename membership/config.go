@@ -41,6 +41,9 @@ const (
 	DefaultTombstoneTTL = 10 * time.Minute
 	// DefaultMaxMembers caps the member table.
 	DefaultMaxMembers = 4096
+	// DefaultMaxClockSkew is how far ahead of the local clock a member's join
+	// time and incarnation may be before they are refused as implausible.
+	DefaultMaxClockSkew = 10 * time.Second
 )
 
 // Config configures a Node. The zero value of every field but Keys has a usable
@@ -58,7 +61,12 @@ type Config struct {
 	Meta []byte
 	// Incarnation numbers this life of the node; it must grow across restarts of
 	// the same ID. Zero means the start time in Unix nanoseconds, which grows as
-	// long as the clock does.
+	// long as the clock does. It may not exceed the current time in Unix
+	// nanoseconds plus MaxClockSkew: observers refuse larger incarnations as
+	// implausible. A node raises its own incarnation to refute a member that
+	// claims its ID (see the package documentation); observers that know a
+	// higher incarnation than a restarted node's tell it, and it raises its own
+	// above theirs, so a restart is accepted even with a lower value.
 	Incarnation uint64
 
 	// ClusterLabel names the cluster. It is bound into every packet's
@@ -111,6 +119,12 @@ type Config struct {
 	// MaxMembers caps the member table (authentic packets from more members are
 	// ignored); zero means DefaultMaxMembers.
 	MaxMembers int
+	// MaxClockSkew is how far the clocks of the cluster's hosts may disagree:
+	// a join time or an incarnation more than this ahead of the local clock
+	// (incarnations are compared with the time in Unix nanoseconds) is refused
+	// as implausible (Stats.Implausible) until the local clock catches up. Zero
+	// means DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 
 	// Clock is the time source; nil means SystemClock.
 	Clock Clock
@@ -196,8 +210,17 @@ func (c Config) normalize() (Config, error) {
 	if c.MaxMembers <= 0 {
 		c.MaxMembers = DefaultMaxMembers
 	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if c.MaxClockSkew < 0 {
+		return c, fmt.Errorf("membership: config: MaxClockSkew %v is negative", c.MaxClockSkew)
+	}
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
+	}
+	if ceil := incCeiling(c.Clock.Now(), c.MaxClockSkew); c.Incarnation > ceil {
+		return c, fmt.Errorf("membership: config: incarnation %d exceeds the current time in Unix nanoseconds plus MaxClockSkew (%d): observers would refuse it", c.Incarnation, ceil)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

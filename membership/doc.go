@@ -48,7 +48,8 @@
 // TombstoneTTL (10 min) so that a replay cannot resurrect it. A replay older than
 // that of a member that is gone can make it reappear for at most FailAfter.
 // Malformed packets are dropped (Stats.Malformed): the decoder checks every length
-// against the packet and never allocates.
+// against the packet and never allocates. What the key does and does not protect
+// against is under Trust below.
 //
 // # Failure detection
 //
@@ -79,7 +80,11 @@
 // Failed event and the new one begins with Joined; packets of the old life are
 // then refused. A member declared failed that is heard again with the same
 // incarnation (a healed partition or cable) simply Joins again, keeping its join
-// time and so its place in the order.
+// time and so its place in the order. A restarted node whose incarnation is
+// lower than one the others know (its previous life raised its own to refute an
+// impostor, see Trust, or Config.Incarnation went down) is told so in a conflict
+// report when they refuse its first heartbeat, and raises its incarnation above
+// theirs: the restart is accepted within a heartbeat or two.
 //
 // # Leader and partitions
 //
@@ -92,6 +97,60 @@
 // majority of the last agreed membership). After the partition heals, members
 // rejoin with their original join time and everyone follows the global oldest
 // member again.
+//
+// # Trust
+//
+// The cluster key makes a member; nothing finer is authenticated: every holder
+// of the key can sign any packet, under any member's ID.
+//
+// Without the key, a program that reaches the port can do nothing but drop,
+// delay, duplicate or reorder packets (which a network can do anyway: a member
+// whose packets do not arrive is declared failed). Its own packets are refused
+// (Stats.Forged, ForeignCluster, Malformed); captured packets replayed are
+// refused (Stats.Replayed) as above. A replayed packet can make a node answer
+// with one small conflict report, at most one per member per interval, to the
+// replay's source address.
+//
+// A holder of the key (a member, or whoever obtained its key) is a member, and
+// can do what a member does, under IDs of its own: join as many members as
+// MaxMembers allows, with any name, RPC address, metadata and a join time as old
+// as it likes, which makes it the leader; membership elects, it does not vet. It
+// can also forge packets of other members: keep a dead member looking alive for
+// as long as it sends, announce another member's leave or change its metadata
+// (both undone by the member's next heartbeat), answer probes in its name.
+//
+// What it cannot do is take a live member's place for longer than a heartbeat
+// or two per forged packet. A claim of a member's ID with a higher incarnation,
+// or with the member's incarnation and a sequence number ahead of it, is
+// refuted as in SWIM: the member raises its incarnation above the claim, and its
+// next heartbeat (at its next tick, at most Interval/4 later) replaces the
+// impostor everywhere, with its own address and join time, so its place in the
+// leader order. The member learns of the claim directly if it hears it, or from
+// any observer: an observer that replaces a life by one from another address
+// reports the conflict to the old address at once, and one that refuses a
+// member's packet because it knows a newer life of the member reports it to the
+// packet's source (Stats.Conflicts; the member counts Stats.Impersonations). An
+// attacker that keeps forging keeps the member flapping (Failed and Joined
+// events, or Updated when the claim copies the member's fields) for as long as
+// it keeps sending, and no longer. Observers refuse, as implausible
+// (Stats.Implausible):
+//
+//   - an incarnation above the local time in Unix nanoseconds plus
+//     MaxClockSkew (10 s): 2^64−1 is refused, and the bidding between a forger
+//     and the real member is bounded by a clock, so the member can always outbid
+//     the forger and incarnations never run out;
+//   - a join time after the local time plus MaxClockSkew, or not after 1970;
+//   - a new life of a known ID that claims a join time before the first one known
+//     for it (a restart starts later; a refutation keeps the join time): an
+//     impostor cannot make itself older than the member it copies;
+//   - a heartbeat that changes a member's name, address or join time within a
+//     life (only metadata changes during a life).
+//
+// So a forgery can neither evict a member for good nor keep a restarted member
+// out. A key that leaks must be rotated out (Node.SetKeys) on every node. IDs are
+// not bound to holders: binding them would need a key per member, which this
+// package does not have. The RPC address a member advertises is a hint: the RPC
+// handshake, not membership, authenticates the node behind it.
 //
 // # Events
 //

@@ -50,6 +50,7 @@ type engine struct {
 	nextPeers   time.Time
 	lastTick    time.Time
 	peersCursor int
+	lastWarn    time.Time // of the last impersonation or implausibility warning
 	seeds       []netip.AddrPort
 	learned     map[netip.AddrPort]learnedAddr
 	buf         []byte
@@ -57,20 +58,24 @@ type engine struct {
 
 // peer is the state of one live member.
 type peer struct {
-	m           Member
-	lastHeard   time.Time // freshest evidence of life, from anyone
-	suspectedAt time.Time
-	nonce       uint64 // of the current suspicion's probes
-	nextProbe   time.Time
-	win         replayWindow
+	m            Member
+	lastHeard    time.Time // freshest evidence of life, from anyone
+	suspectedAt  time.Time
+	nonce        uint64 // of the current suspicion's probes
+	nextProbe    time.Time
+	win          replayWindow
+	firstJoin    time.Time // earliest join time known for the ID: no later life may claim less
+	lastConflict time.Time // last conflict report about this member, for rate limiting
 }
 
 // tomb remembers a failed or departed member's last life so that its old packets
 // are refused as replays.
 type tomb struct {
-	inc     uint64
-	win     replayWindow
-	expires time.Time
+	inc          uint64
+	win          replayWindow
+	expires      time.Time
+	firstJoin    time.Time
+	lastConflict time.Time
 }
 
 type learnedAddr struct {
@@ -179,28 +184,54 @@ func (e *engine) handle(now time.Time, b []byte, from netip.AddrPort) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.running || p.from == e.self.m.ID || p.from == nodeid.None {
+	if !e.running || p.from == nodeid.None {
 		e.stats.ignored.Add(1)
 		return
 	}
+	if p.from == e.self.m.ID {
+		// Our own multicast echo, or someone else using our ID.
+		e.stats.ignored.Add(1)
+		if p.inc > e.self.m.Incarnation || (p.inc == e.self.m.Incarnation && p.seq > e.seq) {
+			e.refute(now, p.inc, from, "a packet bearing the local ID")
+		}
+		return
+	}
+	if p.inc > incCeiling(now, e.cfg.MaxClockSkew) {
+		e.implausible(&p, from, "incarnation ahead of the local clock")
+		return
+	}
 
-	// Replay check and classification of the sender.
+	// Replay check and classification of the sender. A packet refused because a
+	// newer life of its sender is known is answered with a conflict report: if it
+	// comes from the real member, someone else claimed its ID (or it restarted
+	// with a lower incarnation), and it will refute by outbidding that life.
 	pe := e.members[p.from]
 	tb := e.tombs[p.from]
 	newLife := false
 	switch {
-	case pe != nil && p.inc < pe.m.Incarnation, tb != nil && p.inc < tb.inc:
+	case pe != nil && p.inc < pe.m.Incarnation:
 		e.stats.replayed.Add(1)
+		e.reportConflict(now, pe.m.ID, pe.m.Incarnation, pe.win.top, from, &pe.lastConflict)
+		return
+	case tb != nil && p.inc < tb.inc:
+		e.stats.replayed.Add(1)
+		e.reportConflict(now, p.from, tb.inc, tb.win.top, from, &tb.lastConflict)
 		return
 	case pe != nil && p.inc == pe.m.Incarnation:
 		if !pe.win.accept(p.seq) {
 			e.stats.replayed.Add(1)
+			if pe.win.behind(p.seq) {
+				e.reportConflict(now, pe.m.ID, pe.m.Incarnation, pe.win.top, from, &pe.lastConflict)
+			}
 			return
 		}
 		e.refresh(pe, now, from)
 	case tb != nil && p.inc == tb.inc:
 		if !tb.win.accept(p.seq) {
 			e.stats.replayed.Add(1)
+			if tb.win.behind(p.seq) {
+				e.reportConflict(now, p.from, tb.inc, tb.win.top, from, &tb.lastConflict)
+			}
 			return
 		}
 	default:
@@ -216,6 +247,8 @@ func (e *engine) handle(now time.Time, b []byte, from netip.AddrPort) {
 		e.onAck(now, &p)
 	case msgPeers:
 		e.onPeers(now, &p)
+	case msgConflict:
+		e.onConflict(now, &p, from)
 	}
 }
 
@@ -232,6 +265,10 @@ func (e *engine) refresh(pe *peer, now time.Time, from netip.AddrPort) {
 
 func (e *engine) onHeartbeat(now time.Time, p *packet, from netip.AddrPort, pe *peer, tb *tomb, newLife bool) {
 	leaving := p.flags&flagLeaving != 0
+	if why := e.checkJoinTime(now, p, pe, tb, newLife); why != "" {
+		e.implausible(p, from, why)
+		return
+	}
 	switch {
 	case pe != nil && !newLife: // the current life of a live member
 		if leaving {
@@ -239,14 +276,35 @@ func (e *engine) onHeartbeat(now time.Time, p *packet, from netip.AddrPort, pe *
 			return
 		}
 		e.update(pe, p, now)
+	case pe != nil && !leaving && sameLife(pe, p):
+		// A higher incarnation that changes nothing else: the member refuted a
+		// claim of its ID (a restart has a new join time). Not a failure.
+		old := pe.m.PacketAddr
+		pe.m.Incarnation, pe.win = p.inc, replayWindow{}
+		pe.win.accept(p.seq)
+		pe.lastHeard = now
+		pe.m.PacketAddr = from
+		if pe.m.State == StateSuspected {
+			e.stats.refutations.Add(1)
+		}
+		pe.m.State = StateAlive
+		pe.m.Meta = bytes.Clone(p.meta)
+		if pe.m.Meta == nil {
+			pe.m.Meta = []byte{}
+		}
+		e.publish(Updated, pe.m, now)
+		e.reportReplaced(now, p, old, from)
 	case pe != nil: // a live member restarted: its previous life is over
+		old := pe.m.PacketAddr
 		e.remove(pe, StateFailed, now)
 		if !leaving {
 			e.join(p, from, now)
 		}
+		e.reportReplaced(now, p, old, from)
 	case leaving: // tombstoned or unknown, and leaving: remember, no event
 		if tb == nil {
 			tb = e.bury(p.from, now)
+			tb.firstJoin = time.Unix(0, p.start)
 		}
 		if tb.inc != p.inc {
 			tb.inc, tb.win = p.inc, replayWindow{}
@@ -273,6 +331,10 @@ func (e *engine) join(p *packet, from netip.AddrPort, now time.Time) {
 	if pe.m.Meta == nil {
 		pe.m.Meta = []byte{}
 	}
+	pe.firstJoin = pe.m.JoinTime
+	if tb := e.tombs[p.from]; tb != nil && !tb.firstJoin.IsZero() && tb.firstJoin.Before(pe.firstJoin) {
+		pe.firstJoin = tb.firstJoin
+	}
 	pe.win.accept(p.seq)
 	delete(e.tombs, p.from)
 	e.members[p.from] = pe
@@ -283,32 +345,30 @@ func (e *engine) join(p *packet, from netip.AddrPort, now time.Time) {
 	e.checkLeader(now)
 }
 
-// update applies a heartbeat's fields to a live member, publishing Updated if any
-// changed.
+// sameLife reports whether heartbeat p names pe's name, address and join time.
+func sameLife(pe *peer, p *packet) bool {
+	return p.start == pe.m.JoinTime.UnixNano() && string(p.name) == pe.m.Name && string(p.addr) == pe.m.Addr
+}
+
+// update applies a heartbeat's metadata to a live member, publishing Updated if
+// it changed. Name, address and join time are fixed for a life (checkJoinTime
+// refuses a heartbeat that changes them).
 func (e *engine) update(pe *peer, p *packet, now time.Time) {
-	start := time.Unix(0, p.start)
-	if string(p.name) == pe.m.Name && string(p.addr) == pe.m.Addr &&
-		bytes.Equal(p.meta, pe.m.Meta) && start.Equal(pe.m.JoinTime) {
+	if bytes.Equal(p.meta, pe.m.Meta) {
 		return
 	}
-	reorder := !start.Equal(pe.m.JoinTime)
-	pe.m.Name, pe.m.Addr, pe.m.JoinTime = string(p.name), string(p.addr), start
 	pe.m.Meta = bytes.Clone(p.meta)
 	if pe.m.Meta == nil {
 		pe.m.Meta = []byte{}
 	}
 	e.publish(Updated, pe.m, now)
-	if reorder {
-		e.rebuildOrder()
-		e.checkLeader(now)
-	}
 }
 
 // remove ends a live member's current life with state (StateFailed or StateLeft).
 func (e *engine) remove(pe *peer, state State, now time.Time) {
 	delete(e.members, pe.m.ID)
 	tb := e.bury(pe.m.ID, now)
-	tb.inc, tb.win = pe.m.Incarnation, pe.win
+	tb.inc, tb.win, tb.firstJoin = pe.m.Incarnation, pe.win, pe.firstJoin
 	pe.m.State = state
 	e.rebuildOrder()
 	kind := Failed

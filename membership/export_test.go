@@ -51,3 +51,39 @@ func EncodeHeartbeat(label string, key []byte, id nodeid.ID, inc, seq uint64, na
 	}
 	return k.sign(b)
 }
+
+// Forgery describes a packet that a holder of the cluster key forges in a test.
+type Forgery struct {
+	ID         nodeid.ID // claimed sender
+	Inc, Seq   uint64
+	Start      time.Time // heartbeat join time
+	Name, Addr string
+	Leaving    bool
+	// Conflict, if set, makes a conflict report about Target instead of a
+	// heartbeat.
+	Conflict             bool
+	Target               nodeid.ID
+	TargetInc, TargetSeq uint64
+}
+
+// Encode returns f signed with key for the cluster label.
+func (f Forgery) Encode(label string, key []byte) []byte {
+	k, err := newKeyring(label, [][]byte{key})
+	if err != nil {
+		panic(err)
+	}
+	p := packet{typ: msgHeartbeat, tag: k.tag, from: f.ID, inc: f.Inc, seq: f.Seq,
+		start: f.Start.UnixNano(), name: []byte(f.Name), addr: []byte(f.Addr)}
+	if f.Leaving {
+		p.flags = flagLeaving
+	}
+	if f.Conflict {
+		p = packet{typ: msgConflict, tag: k.tag, from: f.ID, inc: f.Inc, seq: f.Seq,
+			target: f.Target, targetInc: f.TargetInc, targetSeq: f.TargetSeq}
+	}
+	b, err := appendPacket(nil, &p, nil)
+	if err != nil {
+		panic(err)
+	}
+	return k.sign(b)
+}

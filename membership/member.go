@@ -127,8 +127,9 @@ const (
 	// was heard again (a healed partition), or a member restarted with a higher
 	// incarnation (after a Failed event for its previous life).
 	Joined EventKind = iota + 1
-	// Updated: a member changed its name, address or metadata, or a suspected
-	// member was heard directly again (its State is back to StateAlive).
+	// Updated: a member changed its metadata, a suspected member was heard
+	// directly again (its State is back to StateAlive), or a member raised its
+	// incarnation to refute a claim of its ID, nothing else changing.
 	Updated
 	// Suspected: a member fell silent and is being probed.
 	Suspected

@@ -37,3 +37,10 @@ func (w *replayWindow) accept(seq uint64) bool {
 	w.bits |= 1 << d
 	return true
 }
+
+// behind reports whether seq is so far below the highest number seen that it
+// falls out of the window: either a very old packet, or a sender that someone
+// else pushed ahead with a forged higher sequence number.
+func (w *replayWindow) behind(seq uint64) bool {
+	return w.used && seq < w.top && w.top-seq >= replayWindowSize
+}

@@ -3,8 +3,8 @@ package membership
 import "sync/atomic"
 
 // Stats counts what a Node sent, received and refused. Every dropped packet is
-// counted in exactly one of Malformed, ForeignCluster, Forged, Replayed and
-// Ignored.
+// counted in exactly one of Malformed, ForeignCluster, Forged, Replayed,
+// Implausible and Ignored.
 type Stats struct {
 	// PacketsSent and BytesSent count packets handed to the transport (a
 	// multicast packet counts once), BytesSent their UDP payload bytes.
@@ -23,10 +23,23 @@ type Stats struct {
 	// seen or too old, or a previous incarnation. Network duplicates and reordering
 	// beyond the replay window land here too.
 	Replayed uint64
+	// Implausible counts authentic packets refused because what they claim
+	// cannot be true of an honest member: an incarnation or a join time beyond
+	// the local clock plus MaxClockSkew, a new life that claims an earlier join
+	// time than the member's first known one, or a name, address or join time
+	// that changes within a life.
+	Implausible uint64
 	// Ignored counts authentic packets not acted upon: the node's own multicast
-	// echo, packets from a member over the MaxMembers cap, and probes or acks that
+	// echo, packets that claim the local node's ID (see Impersonations),
+	// packets from a member over the MaxMembers cap, and probes or acks that
 	// concern no current suspicion.
 	Ignored uint64
+	// Impersonations counts the times this node raised its incarnation to refute
+	// a life of its own ID it does not have: a packet bearing its ID with a
+	// higher incarnation or sequence number than its own, heard directly or
+	// reported by another member. Conflicts counts the reports this node sent
+	// to members whose packets it refused because it knows a newer life of them.
+	Impersonations, Conflicts uint64
 	// Suspicions, Failures and Refutations count members this node suspected,
 	// declared failed, and found alive again while suspected.
 	Suspicions, Failures, Refutations uint64
@@ -39,6 +52,7 @@ type counters struct {
 	packetsSent, bytesSent, packetsReceived, bytesReceived    atomic.Uint64
 	sendErrors, malformed, foreign, forged, replayed, ignored atomic.Uint64
 	suspicions, failures, refutations, stalls                 atomic.Uint64
+	implausible, impersonations, conflicts                    atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -50,5 +64,7 @@ func (c *counters) snapshot() Stats {
 		Replayed: c.replayed.Load(), Ignored: c.ignored.Load(),
 		Suspicions: c.suspicions.Load(), Failures: c.failures.Load(),
 		Refutations: c.refutations.Load(), Stalls: c.stalls.Load(),
+		Implausible: c.implausible.Load(), Impersonations: c.impersonations.Load(),
+		Conflicts: c.conflicts.Load(),
 	}
 }

@@ -34,6 +34,12 @@ import (
 // Peers body: count (1), then count entries of: node ID (8), IP length (1: 4 or 16),
 // IP, port (2).
 //
+// Conflict body: target ID (8), target incarnation (8), target sequence number
+// (8). A member sends it to the target (the receiver) when it refused one of the
+// target's packets because it knows a newer life of the target's ID: that
+// incarnation, and the highest sequence number seen in it. The target, if it has
+// no such life, refutes it (see engine.refute).
+//
 // Decoding is strict: every length is checked against the packet and against the
 // limits below, reserved flag bits must be zero and no byte may be left over, so an
 // encoding is canonical (decode then encode gives back the same bytes).
@@ -67,6 +73,7 @@ const (
 	msgProbe     msgType = 2
 	msgAck       msgType = 3
 	msgPeers     msgType = 4
+	msgConflict  msgType = 5
 )
 
 func (t msgType) String() string {
@@ -79,6 +86,8 @@ func (t msgType) String() string {
 		return "ack"
 	case msgPeers:
 		return "peers"
+	case msgConflict:
+		return "conflict"
 	}
 	return "unknown"
 }
@@ -115,9 +124,10 @@ type packet struct {
 	addr  []byte
 	meta  []byte
 
-	// probe and ack
+	// probe, ack and conflict
 	target    nodeid.ID
 	targetInc uint64
+	targetSeq uint64 // conflict
 	nonce     uint64
 	ageMs     uint32
 
@@ -170,6 +180,14 @@ func decodePacket(b []byte, p *packet) error {
 		body = body[28:]
 	case msgPeers:
 		body, err = decodePeersBody(body, p)
+	case msgConflict:
+		if len(body) < 24 {
+			return errTruncated
+		}
+		p.target = nodeid.ID(binary.BigEndian.Uint64(body))
+		p.targetInc = binary.BigEndian.Uint64(body[8:])
+		p.targetSeq = binary.BigEndian.Uint64(body[16:])
+		body = body[24:]
 	default:
 		return errType
 	}
@@ -330,6 +348,10 @@ func appendPacket(dst []byte, p *packet, peers []peerEntry) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint64(dst, p.targetInc)
 		dst = binary.BigEndian.AppendUint64(dst, p.nonce)
 		dst = binary.BigEndian.AppendUint32(dst, p.ageMs)
+	case msgConflict:
+		dst = binary.BigEndian.AppendUint64(dst, uint64(p.target))
+		dst = binary.BigEndian.AppendUint64(dst, p.targetInc)
+		dst = binary.BigEndian.AppendUint64(dst, p.targetSeq)
 	case msgPeers:
 		if len(peers) > maxPeers {
 			return dst[:start], errLimit

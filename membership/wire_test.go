@@ -33,6 +33,7 @@ func samplePackets(t testing.TB) map[string][]byte {
 		"ack":        enc(packet{typ: msgAck, target: 9, targetInc: 3, nonce: 1234, ageMs: 250}, nil),
 		"peers":      enc(packet{typ: msgPeers}, []peerEntry{{1, netip.MustParseAddrPort("10.0.0.1:7947")}, {2, netip.MustParseAddrPort("[fd00::2]:7947")}}),
 		"emptypeers": enc(packet{typ: msgPeers}, nil),
+		"conflict":   enc(packet{typ: msgConflict, target: 9, targetInc: 1 << 60, targetSeq: 77}, nil),
 	}
 }
 

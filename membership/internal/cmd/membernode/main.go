@@ -131,9 +131,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	err = node.Leave(lctx)
 	<-done
 	s := node.Stats()
-	line("STATS - - - sent=%d bytes_sent=%d received=%d bytes_received=%d malformed=%d foreign=%d forged=%d replayed=%d ignored=%d suspicions=%d failures=%d refutations=%d stalls=%d",
+	line("STATS - - - sent=%d bytes_sent=%d received=%d bytes_received=%d malformed=%d foreign=%d forged=%d replayed=%d implausible=%d ignored=%d suspicions=%d failures=%d refutations=%d stalls=%d impersonations=%d conflicts=%d",
 		s.PacketsSent, s.BytesSent, s.PacketsReceived, s.BytesReceived, s.Malformed, s.ForeignCluster,
-		s.Forged, s.Replayed, s.Ignored, s.Suspicions, s.Failures, s.Refutations, s.Stalls)
+		s.Forged, s.Replayed, s.Implausible, s.Ignored, s.Suspicions, s.Failures, s.Refutations, s.Stalls,
+		s.Impersonations, s.Conflicts)
 	return err
 }
 
