@@ -97,7 +97,8 @@ type call struct {
 	target  NodeID
 	err     error
 
-	transformer Transformer // sees the reply, if set
+	transformer Transformer   // sees the reply, if set
+	info        *OutgoingCall // told the reply's size, if set
 
 	// A relayed call has no caller here: its reply goes back to relayFrom
 	// as call relayID.
@@ -112,6 +113,14 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // may be nil when the method has no arguments or no results. Generated
 // proxies call it.
 func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) error {
+	if ic := c.node.icept.Load(); ic != nil && len(ic.client) > 0 {
+		return c.callIntercepted(ctx, ic.client, m, args, results)
+	}
+	return c.call(ctx, m, args, results, nil)
+}
+
+// call makes a call; oc, if set, describes it to client interceptors.
+func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc *OutgoingCall) error {
 	n := c.node
 	if c.released.Load() {
 		return c.notSent(m, ErrReleased)
@@ -133,6 +142,13 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	req := request{object: c.object, method: m.ID}
 	if routed {
 		req.routed, req.dst, req.src, req.ttl = true, c.target, n.cfg.ID, DefaultMaxHops
+	}
+	if oc != nil {
+		oc.Routed = routed
+		if err := validMetadata(oc.Metadata); err != nil {
+			return c.notSent(m, fmt.Errorf("client interceptor: %w", err))
+		}
+		req.metadata = oc.Metadata
 	}
 	if d, ok := ctx.Deadline(); ok {
 		req.timeout = time.Until(d)
@@ -162,7 +178,10 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 	}
 
 	cl := callPool.Get().(*call)
-	cl.results, cl.svc, cl.method, cl.target, cl.err, cl.transformer = results, c.svc, m, c.target, nil, tf
+	cl.results, cl.svc, cl.method, cl.target, cl.err, cl.transformer, cl.info = results, c.svc, m, c.target, nil, tf, oc
+	if oc != nil {
+		oc.RequestBytes = buf.Len()
+	}
 	id := p.nextCall.Add(1)
 	p.mu.Lock()
 	if p.closed != nil {
@@ -275,7 +294,7 @@ func (p *peer) forget(id uint64) bool {
 // finish returns a completed call's error and recycles it.
 func (p *peer) finish(cl *call) error {
 	err := cl.err
-	cl.results, cl.svc, cl.method, cl.err, cl.transformer = nil, nil, nil, nil, nil
+	cl.results, cl.svc, cl.method, cl.err, cl.transformer, cl.info = nil, nil, nil, nil, nil, nil
 	callPool.Put(cl)
 	return err
 }
@@ -309,6 +328,9 @@ func (p *peer) complete(id uint64, payload []byte) error {
 	if cl.relayFrom != nil {
 		p.forwardReply(cl, payload)
 		return nil
+	}
+	if cl.info != nil {
+		cl.info.ReplyBytes = len(payload)
 	}
 	var perr error
 	if cl.transformer != nil {

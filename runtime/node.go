@@ -30,6 +30,7 @@ type Node struct {
 	router   atomic.Pointer[Router]
 
 	interceptor atomic.Pointer[Transformer]
+	icept       atomic.Pointer[interceptors]
 	marshal     atomic.Pointer[transformerSet]
 	regMu       sync.Mutex // serialises Register
 	logs        logLimiter // for what hostile peers make the node log

@@ -111,6 +111,7 @@ func (p *peer) HandleClosed(err error) {
 		c.done <- struct{}{}
 	}
 	for _, l := range relayed {
+		l.finish(reason)
 		if l.to.forget(l.id) {
 			l.to.send(context.Background(), kindCancel, l.id, nil)
 		}

@@ -79,8 +79,16 @@ func (n *Node) route(dst NodeID, direct bool) (p *peer, routed bool, err error) 
 
 // relayLink records a call relayed from one connection to another.
 type relayLink struct {
-	to *peer
-	id uint64 // the call's id on to
+	to   *peer
+	id   uint64      // the call's id on to
+	done func(error) // the relay interceptors' ending, if any
+}
+
+// finish tells the relay interceptors how the relaying ended.
+func (l relayLink) finish(err error) {
+	if l.done != nil {
+		l.done(err)
+	}
 }
 
 // relay forwards a routed request from p, whose destination is another
@@ -106,7 +114,13 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 			return fail(codeNoRoute, fmt.Sprintf("no route other than back to %s, where the call came from", p.id))
 		}
 	}
-	buf := nextHopCopy(payload)
+	var buf *transport.Buffer
+	var done func(error)
+	if ic := n.icept.Load(); ic != nil && len(ic.relay) > 0 {
+		buf, done = n.relayIntercepted(ic.relay, p, q, req, payload)
+	} else {
+		buf = nextHopCopy(payload)
+	}
 
 	cl := callPool.Get().(*call)
 	cl.relayFrom, cl.relayID = p, id
@@ -116,14 +130,17 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		p.mu.Unlock()
 		transport.PutBuffer(buf)
 		callPool.Put(cl)
+		if done != nil {
+			done(ErrProtocol)
+		}
 		return &transport.ProtocolError{Reason: fmt.Sprintf("call id %d is already in progress", id)}
 	}
-	p.relayed[id] = relayLink{to: q, id: qid}
+	p.relayed[id] = relayLink{to: q, id: qid, done: done}
 	p.mu.Unlock()
 	q.mu.Lock()
 	if q.closed != nil {
 		q.mu.Unlock()
-		p.forgetRelay(id)
+		p.forgetRelay(id).finish(ErrUnreachable)
 		transport.PutBuffer(buf)
 		callPool.Put(cl)
 		return fail(codeUnreachable, "next hop connection closed")
@@ -131,7 +148,7 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 	q.calls[qid] = cl
 	q.mu.Unlock()
 	if err := q.send(context.Background(), kindRequest, qid, buf); err != nil && q.forget(qid) {
-		p.forgetRelay(id)
+		p.forgetRelay(id).finish(err)
 		callPool.Put(cl)
 		return fail(codeUnreachable, err.Error())
 	}
@@ -180,9 +197,11 @@ func (q *peer) forwardReply(cl *call, payload []byte) {
 	from, id := cl.relayFrom, cl.relayID
 	cl.relayFrom, cl.relayID = nil, 0
 	callPool.Put(cl)
-	if from.forgetRelay(id).to == nil {
+	l := from.forgetRelay(id)
+	if l.to == nil {
 		return // the origin side cancelled or closed
 	}
+	l.finish(nil)
 	buf := transport.GetBuffer()
 	buf.Write(payload)
 	from.send(context.Background(), kindResponse, id, buf)
@@ -193,9 +212,11 @@ func (q *peer) failRelayed(cl *call, reason error) {
 	from, id := cl.relayFrom, cl.relayID
 	cl.relayFrom, cl.relayID = nil, 0
 	callPool.Put(cl)
-	if from.forgetRelay(id).to == nil {
+	l := from.forgetRelay(id)
+	if l.to == nil {
 		return
 	}
+	l.finish(fmt.Errorf("%w: hop to %s lost: %v", ErrUnreachable, q.id, reason))
 	q.node.replyError(from, id, wireError{Code: codeUnreachable, Message: fmt.Sprintf("node %s: hop to %s lost: %v", q.node.cfg.Name, q.id, reason)})
 }
 
@@ -205,6 +226,7 @@ func (p *peer) cancelRelayed(id uint64) bool {
 	if l.to == nil {
 		return false
 	}
+	l.finish(ErrCanceled)
 	if l.to.forget(l.id) {
 		l.to.send(context.Background(), kindCancel, l.id, nil)
 	}

@@ -363,7 +363,21 @@ func (sc *ServerCall) invoke() (err error) {
 			err = panicError{v}
 		}
 	}()
+	if ic := sc.node.icept.Load(); ic != nil && len(ic.server) > 0 {
+		return sc.invokeIntercepted(ic.server)
+	}
 	return sc.entry.method.Handler(&sc.ctx, sc.entry.impl, sc)
+}
+
+// invokeHandler runs the handler with ctx, recovering a panic into an error.
+func (sc *ServerCall) invokeHandler(ctx context.Context) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			sc.node.log.Error("trellis: implementation panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v, "stack", string(debug.Stack()))
+			err = panicError{v}
+		}
+	}()
+	return sc.entry.method.Handler(ctx, sc.entry.impl, sc)
 }
 
 // replyError sends an error reply.

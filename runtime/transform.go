@@ -100,7 +100,7 @@ func (c *Client) transformOut(t Transformer, req *request, m *MethodDesc, args a
 			return nil, exported, fmt.Errorf("encoding arguments: %w", err)
 		}
 	}
-	msg := Message{Service: c.svc, Method: m, Peer: c.target, Body: body.Bytes()}
+	msg := Message{Service: c.svc, Method: m, Peer: c.target, Metadata: req.metadata, Body: body.Bytes()}
 	if err := t.Outgoing(&msg); err != nil {
 		return nil, exported, err
 	}

@@ -1,0 +1,268 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/trellisrpc/trellis/transport"
+)
+
+// An OutgoingCall describes a call this node makes, as client interceptors
+// see it. The machinery fills Routed, RequestBytes and ReplyBytes as the
+// call proceeds: an interceptor reads them after its next function returns.
+type OutgoingCall struct {
+	// Service and Method name the method called.
+	Service *ServiceDesc
+	Method  *MethodDesc
+	// Target is the node called.
+	Target NodeID
+	// Metadata travels with the call, outside its encoded arguments. An
+	// interceptor may add entries before calling next (trace context,
+	// authentication tokens); message transformers see them too.
+	Metadata Metadata
+	// Routed reports that the call was handed to a neighbour to relay,
+	// rather than sent to Target over a direct connection.
+	Routed bool
+	// RequestBytes and ReplyBytes are the sizes of the call's message and
+	// of its reply (envelope and body), 0 when none was sent or received.
+	RequestBytes, ReplyBytes int
+}
+
+// A ClientInterceptor wraps every call this node makes (through generated
+// proxies or Client.Call). It calls next to proceed, at most once, and
+// returns its error or another; it may derive the context it passes on.
+// The error is the call's outcome, machinery failures included (see
+// ErrorKind).
+type ClientInterceptor func(ctx context.Context, call *OutgoingCall, next func(ctx context.Context) error) error
+
+// An IncomingCall describes a call this node serves, as server
+// interceptors see it. ReplyBytes is filled once the handler has replied.
+type IncomingCall struct {
+	// Service and Method name the method called.
+	Service *ServiceDesc
+	Method  *MethodDesc
+	// Caller is the node that made the call (its origin, not the last hop).
+	Caller NodeID
+	// Hops is how many connections the call crossed: 1 for a neighbour.
+	Hops int
+	// Metadata is the metadata that came with the call.
+	Metadata Metadata
+	// RequestBytes and ReplyBytes are the sizes of the call's encoded
+	// arguments and results.
+	RequestBytes, ReplyBytes int
+}
+
+// A ServerInterceptor wraps the handler of every call this node serves,
+// from the decoding of its arguments to its results. ctx is the call's
+// context (its deadline, cancellation and CallInfo); the interceptor may
+// derive the context it passes to next, which the implementation then
+// receives. It calls next at most once; the error it returns is the call's
+// outcome (returning an error without calling next refuses the call). A
+// panic of the implementation reaches it as an error for which
+// errors.Is(err, ErrRemotePanic) holds.
+//
+// Calls refused before dispatch (unknown method, overloaded, node shutting
+// down) do not reach server interceptors.
+type ServerInterceptor func(ctx context.Context, call *IncomingCall, next func(ctx context.Context) error) error
+
+// A RelayedCall describes a call this node relays between two others, as
+// relay interceptors see it.
+type RelayedCall struct {
+	// From is the neighbour the call came from, To the one it goes on to.
+	From, To NodeID
+	// Source and Destination are the call's origin and final target.
+	Source, Destination NodeID
+	// Hops is how many connections the call had crossed on arrival.
+	Hops int
+	// Metadata is the call's metadata. An interceptor may change it (a
+	// trace context naming the relay's span); the body is never decoded.
+	Metadata Metadata
+	// Bytes is the size of the call's message.
+	Bytes int
+}
+
+// A RelayInterceptor sees every call this node relays, before it is sent on.
+// It returns a function called once with the outcome of the relaying (nil
+// when the reply was forwarded back, even if it carries an error), or nil.
+type RelayInterceptor func(call *RelayedCall) (done func(err error))
+
+// interceptors is an immutable set of chained interceptors.
+type interceptors struct {
+	client []ClientInterceptor
+	server []ServerInterceptor
+	relay  []RelayInterceptor
+}
+
+// Intercept adds interceptors to the node's chains; each applies to the
+// calls that start after. Client and server interceptors run in the order
+// added, the first added outermost. Nil ones are ignored. A node without
+// interceptors pays nothing for them.
+func (n *Node) Intercept(client ClientInterceptor, server ServerInterceptor, relay RelayInterceptor) {
+	n.regMu.Lock()
+	defer n.regMu.Unlock()
+	next := &interceptors{}
+	if old := n.icept.Load(); old != nil {
+		*next = *old
+		next.client = append([]ClientInterceptor(nil), old.client...)
+		next.server = append([]ServerInterceptor(nil), old.server...)
+		next.relay = append([]RelayInterceptor(nil), old.relay...)
+	}
+	if client != nil {
+		next.client = append(next.client, client)
+	}
+	if server != nil {
+		next.server = append(next.server, server)
+	}
+	if relay != nil {
+		next.relay = append(next.relay, relay)
+	}
+	n.icept.Store(next)
+}
+
+// callIntercepted runs a call through the client interceptors.
+func (c *Client) callIntercepted(ctx context.Context, chain []ClientInterceptor, m *MethodDesc, args, results any) error {
+	oc := &OutgoingCall{Service: c.svc, Method: m, Target: c.target}
+	var step func(i int) func(ctx context.Context) error
+	step = func(i int) func(ctx context.Context) error {
+		called := false
+		return func(ctx context.Context) error {
+			if called {
+				return c.notSent(m, fmt.Errorf("client interceptor %d called next twice", i-1))
+			}
+			called = true
+			if i == len(chain) {
+				return c.call(ctx, m, args, results, oc)
+			}
+			return chain[i](ctx, oc, step(i+1))
+		}
+	}
+	return step(0)(ctx)
+}
+
+// invokeIntercepted runs a served call's handler through the server
+// interceptors; the implementation's panic is recovered into an error
+// inside the chain, so that interceptors see it.
+func (sc *ServerCall) invokeIntercepted(chain []ServerInterceptor) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			sc.node.log.Error("trellis: server interceptor panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v)
+			err = panicError{v}
+		}
+	}()
+	ic := &IncomingCall{Service: sc.entry.svc, Method: sc.entry.method, Caller: sc.caller, Hops: sc.hops, Metadata: sc.metadata, RequestBytes: len(sc.body)}
+	var step func(i int) func(ctx context.Context) error
+	step = func(i int) func(ctx context.Context) error {
+		called := false
+		return func(ctx context.Context) error {
+			if called {
+				return fmt.Errorf("trellis: server interceptor %d called next twice", i-1)
+			}
+			called = true
+			if i == len(chain) {
+				err := sc.invokeHandler(ctx)
+				if sc.reply != nil {
+					ic.ReplyBytes = sc.reply.Len() - 1 // less the envelope's flags
+				}
+				return err
+			}
+			return chain[i](ctx, ic, step(i+1))
+		}
+	}
+	return step(0)(&sc.ctx)
+}
+
+// Is makes a recovered panic match ErrRemotePanic, for server interceptors.
+func (e panicError) Is(target error) bool { return target == ErrRemotePanic }
+
+// Kinds of call outcome reported by ErrorKind.
+const (
+	KindOK            = "ok"
+	KindApplication   = "application" // an error returned by the implementation
+	KindUnreachable   = "unreachable"
+	KindNoRoute       = "no_route"
+	KindCanceled      = "canceled"
+	KindDeadline      = "deadline_exceeded"
+	KindRemotePanic   = "remote_panic"
+	KindProtocol      = "protocol"
+	KindUnknownMethod = "unknown_method"
+	KindReleased      = "released"
+	KindClosed        = "closed"
+	KindShuttingDown  = "shutting_down"
+	KindOverloaded    = "overloaded"
+	KindOther         = "other"
+)
+
+// ErrorKind classifies the outcome of a call, as returned to a client or
+// server interceptor, into one of a small fixed set of kinds (KindOK for
+// nil): suitable as a metric label.
+func ErrorKind(err error) string {
+	switch {
+	case err == nil:
+		return KindOK
+	case errors.Is(err, ErrRemotePanic):
+		return KindRemotePanic
+	case errors.Is(err, ErrUnreachable):
+		return KindUnreachable
+	case errors.Is(err, ErrNoRoute):
+		return KindNoRoute
+	case errors.Is(err, context.DeadlineExceeded):
+		return KindDeadline
+	case errors.Is(err, context.Canceled):
+		return KindCanceled
+	case errors.Is(err, ErrProtocol):
+		return KindProtocol
+	case errors.Is(err, ErrUnknownMethod):
+		return KindUnknownMethod
+	case errors.Is(err, ErrReleased):
+		return KindReleased
+	case errors.Is(err, ErrClosed):
+		return KindClosed
+	case errors.Is(err, ErrShuttingDown):
+		return KindShuttingDown
+	case errors.Is(err, ErrOverloaded):
+		return KindOverloaded
+	}
+	var re *RemoteError
+	var ce *CallError
+	if errors.As(err, &re) || !errors.As(err, &ce) {
+		// On the server, an implementation's error is any error but the
+		// machinery's.
+		return KindApplication
+	}
+	return KindOther
+}
+
+// relayIntercepted runs the relay interceptors on a call relayed from p to q
+// and encodes its envelope again for the next hop (one hop less, the
+// metadata as the interceptors left it) before the body, which is copied
+// without being decoded. It returns the message and the function that ends
+// the interceptors' view of the relaying.
+func (n *Node) relayIntercepted(chain []RelayInterceptor, p, q *peer, req *request, payload []byte) (*transport.Buffer, func(error)) {
+	rc := &RelayedCall{From: p.id, To: q.id, Source: req.src, Destination: req.dst, Hops: DefaultMaxHops - int(req.ttl) + 1, Metadata: req.metadata, Bytes: len(payload)}
+	var dones []func(error)
+	for _, h := range chain {
+		if d := h(rc); d != nil {
+			dones = append(dones, d)
+		}
+	}
+	if err := validMetadata(rc.Metadata); err != nil {
+		n.log.Warn("trellis: relay interceptor left invalid metadata; forwarding the call's own", "err", err)
+		rc.Metadata = req.metadata
+	}
+	next := *req
+	next.ttl--
+	next.metadata = rc.Metadata
+	buf := transport.GetBuffer()
+	buf.Write(appendRequest(buf.AvailableBuffer(), &next))
+	buf.Write(req.body)
+	var done func(error)
+	if len(dones) > 0 {
+		done = func(err error) {
+			for i := len(dones) - 1; i >= 0; i-- {
+				dones[i](err)
+			}
+		}
+	}
+	return buf, done
+}
