@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/trellisrpc/trellis/generated/controlplane"
 	"github.com/trellisrpc/trellis/nodeid"
@@ -59,8 +60,11 @@ func (c *Cluster) lead(ctx context.Context) {
 		return
 	}
 	p := proposal(c.self, next, prev.Edges)
+	start := time.Now()
+	var err error
+	defer func() { c.stats.record(time.Since(start), err != nil) }()
 	pctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
-	err := c.prepare(pctx, p)
+	err = c.prepare(pctx, p)
 	cancel()
 	if err != nil {
 		c.log.Info("cluster: prepare failed; will retry", "epoch", epoch, "err", err)

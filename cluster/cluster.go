@@ -73,6 +73,8 @@ type Cluster struct {
 	blocked    string                  // why the leader last declined to push (logged once)
 	incomplete bool                    // the last commit did not reach every member
 
+	stats cascadeStats
+
 	kick    chan struct{}
 	started time.Time
 	cancel  context.CancelFunc
@@ -172,6 +174,37 @@ func (c *Cluster) Wait(ctx context.Context, ok func(topology.Topology) bool) (to
 			return t, fmt.Errorf("cluster: waiting for a topology (last: epoch %d, %d members): %w", t.Epoch, len(t.Members), ctx.Err())
 		}
 	}
+}
+
+// Stats counts the cascades this node led.
+type Stats struct {
+	// Cascades counts the topologies this node pushed as leader, Failed
+	// those among them whose prepare or commit did not reach every member.
+	Cascades, Failed uint64
+	// Duration is the time spent in those cascades, both phases.
+	Duration time.Duration
+}
+
+type cascadeStats struct {
+	mu sync.Mutex
+	s  Stats
+}
+
+func (cs *cascadeStats) record(d time.Duration, failed bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.s.Cascades++
+	cs.s.Duration += d
+	if failed {
+		cs.s.Failed++
+	}
+}
+
+// Stats returns the counts of the cascades this node led.
+func (c *Cluster) Stats() Stats {
+	c.stats.mu.Lock()
+	defer c.stats.mu.Unlock()
+	return c.stats.s
 }
 
 // Route returns the path a call from this node to dst takes under the

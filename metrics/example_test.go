@@ -1,0 +1,27 @@
+package metrics_test
+
+import (
+	"log"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/trellisrpc/trellis/metrics"
+	"github.com/trellisrpc/trellis/runtime"
+)
+
+// Serve a node's metrics on /metrics.
+func ExampleNew() {
+	node, err := runtime.NewNode(runtime.Config{Name: "node1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	col, err := metrics.New(metrics.Config{Node: node}) // add Membership and Cluster when the node has them
+	if err != nil {
+		log.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(col)
+	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+}

@@ -1,0 +1,248 @@
+// Package metrics exports what a Trellis node does as Prometheus metrics:
+// calls per service and method (outcome by kind, latency and bytes, on the
+// client and the server side), in-flight, routed and relayed calls and
+// their hops, connections, references and streams, and, when given them,
+// the membership (members by state, suspicions, failures, heartbeats
+// refused as forged or replayed) and the topology (epoch, members, edges,
+// cascades and their duration).
+//
+// The package is opt-in: a program that does not import it does not link
+// it nor pay for it. New installs interceptors on the node (see
+// runtime.Node.Intercept); the other figures are read from the node, the
+// membership and the cluster when Prometheus scrapes.
+//
+// It uses github.com/prometheus/client_golang rather than the OpenTelemetry
+// metric API with its Prometheus exporter: the format operators scrape is
+// Prometheus's, and client_golang writes it directly, with label values
+// resolved once per method and counters and histograms updated with a few
+// atomic operations on the call path; the OpenTelemetry route adds a
+// translation layer (names, units, attribute sets looked up per
+// measurement) and far more dependencies for the same output. Traces,
+// where OpenTelemetry is the standard, are in package tracing.
+//
+// Labels stay bounded: service and method names (from the generated
+// descriptions), an outcome kind from a fixed set (runtime.ErrorKind), a
+// membership state or a refusal reason. No node id is ever a label.
+package metrics
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/topology"
+)
+
+// MembershipSource is what the collector reads of a membership backend;
+// *membership.Node implements it.
+type MembershipSource interface {
+	Members() []membership.Member
+	Stats() membership.Stats
+}
+
+// TopologySource is what the collector reads of a cluster; *cluster.Cluster
+// implements it.
+type TopologySource interface {
+	Topology() topology.Topology
+	Stats() cluster.Stats
+}
+
+// Config says what a Collector measures.
+type Config struct {
+	// Node is the node whose calls, connections, references and streams
+	// are measured. Required.
+	Node *runtime.Node
+	// Membership, if set, adds the membership's figures.
+	Membership MembershipSource
+	// Cluster, if set, adds the topology's figures.
+	Cluster TopologySource
+	// Buckets are the latency histograms' upper bounds in seconds
+	// (default: 50 µs to 5 s, roughly ×2.5 apart).
+	Buckets []float64
+	// ConstLabels are added to every metric: to tell apart several nodes
+	// registered in one registry, for example {"node": name}.
+	ConstLabels prometheus.Labels
+}
+
+// DefaultBuckets are the latency histograms' default bounds, in seconds.
+var DefaultBuckets = []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5}
+
+// A Collector is a prometheus.Collector of one node's metrics. Register it
+// with a prometheus.Registerer and serve the registry (promhttp).
+type Collector struct {
+	cfg Config
+
+	// Call metrics, updated by the interceptors.
+	clientCalls, serverCalls         *prometheus.CounterVec   // service, method, outcome
+	clientLatency, serverLatency     *prometheus.HistogramVec // service, method
+	clientSent, clientReceived       *prometheus.CounterVec   // service, method
+	serverReceived, serverSent       *prometheus.CounterVec   // service, method
+	clientInFlight, serverInFlight   prometheus.Gauge
+	routed, relayed, relayedFailures prometheus.Counter
+	hops                             prometheus.Histogram
+	methods                          sync.Map // *runtime.MethodDesc -> *methodMetrics
+
+	// Figures read at scrape time.
+	connections, exports, holds, imports, pending, streams *prometheus.Desc
+	members, suspicions, failures, refutations, refused    *prometheus.Desc
+	hbSent, hbReceived                                     *prometheus.Desc
+	epoch, topoMembers, edges, cascades, cascadeDuration   *prometheus.Desc
+}
+
+// methodMetrics holds one method's metrics with their labels resolved.
+type methodMetrics struct {
+	service, method              string
+	clientOK, serverOK           prometheus.Counter
+	clientLatency, serverLatency prometheus.Observer
+	clientSent, clientReceived   prometheus.Counter
+	serverReceived, serverSent   prometheus.Counter
+}
+
+// New returns a collector of cfg.Node's metrics and installs its
+// interceptors on the node: the calls that start afterwards are counted.
+func New(cfg Config) (*Collector, error) {
+	if cfg.Node == nil {
+		return nil, errors.New("metrics: Config.Node is required")
+	}
+	if len(cfg.Buckets) == 0 {
+		cfg.Buckets = DefaultBuckets
+	}
+	c := &Collector{cfg: cfg}
+	cl := cfg.ConstLabels
+	mlabels := []string{"service", "method"}
+	olabels := []string{"service", "method", "outcome"}
+	counter := func(name, help string, labels []string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "trellis", Name: name, Help: help, ConstLabels: cl}, labels)
+	}
+	histogram := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "trellis", Name: name, Help: help, Buckets: cfg.Buckets, ConstLabels: cl}, mlabels)
+	}
+	c.clientCalls = counter("client_calls_total", "Calls made, by method and outcome (ok, application, or the kind of failure of the machinery).", olabels)
+	c.serverCalls = counter("server_calls_total", "Calls served, by method and outcome (ok, application, remote_panic, ...).", olabels)
+	c.clientLatency = histogram("client_call_duration_seconds", "Time from a call's start to its outcome, on the caller.")
+	c.serverLatency = histogram("server_call_duration_seconds", "Time a call's handler took, on the server.")
+	c.clientSent = counter("client_sent_bytes_total", "Bytes of the calls made (envelope and arguments).", mlabels)
+	c.clientReceived = counter("client_received_bytes_total", "Bytes of the replies received (envelope and results).", mlabels)
+	c.serverReceived = counter("server_received_bytes_total", "Bytes of the encoded arguments of the calls served.", mlabels)
+	c.serverSent = counter("server_sent_bytes_total", "Bytes of the encoded results of the calls served.", mlabels)
+	c.clientInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "trellis", Name: "client_calls_in_flight", Help: "Calls made and awaiting their outcome.", ConstLabels: cl})
+	c.serverInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "trellis", Name: "server_calls_in_flight", Help: "Calls being served.", ConstLabels: cl})
+	c.routed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "client_routed_calls_total", Help: "Calls made to a node that is not a neighbour, handed to a neighbour to relay.", ConstLabels: cl})
+	c.relayed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "relayed_calls_total", Help: "Calls this node relayed between two other nodes.", ConstLabels: cl})
+	c.relayedFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "relayed_call_failures_total", Help: "Relayed calls whose reply could not be forwarded (next hop lost, caller gone).", ConstLabels: cl})
+	c.hops = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "trellis", Name: "server_call_hops", Help: "Connections crossed by the calls served (1: from a neighbour).", Buckets: prometheus.LinearBuckets(1, 1, 8), ConstLabels: cl})
+
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("trellis_"+name, help, labels, cl)
+	}
+	c.connections = desc("connections", "Open connections to other nodes.")
+	c.exports = desc("references_exported", "Objects this node exports by reference.")
+	c.holds = desc("references_holders", "(object, holder) pairs of the objects this node exports.")
+	c.imports = desc("references_imported", "Objects of other nodes this node holds proxies of.")
+	c.pending = desc("references_releases_pending", "Releases of references not yet sent.")
+	c.streams = desc("streams", "Open streams, by direction.", "direction")
+	c.members = desc("membership_members", "Live members as this node sees them, by state.", "state")
+	c.suspicions = desc("membership_suspicions_total", "Members this node suspected.")
+	c.failures = desc("membership_failures_total", "Members this node declared failed.")
+	c.refutations = desc("membership_refutations_total", "Suspected members found alive again.")
+	c.refused = desc("membership_packets_refused_total", "Heartbeat packets refused, by reason (forged, replayed, malformed, foreign_cluster).", "reason")
+	c.hbSent = desc("membership_packets_sent_total", "Membership packets sent.")
+	c.hbReceived = desc("membership_packets_received_total", "Membership packets received, accepted or not.")
+	c.epoch = desc("topology_epoch", "Epoch of the committed topology (0 before the first).")
+	c.topoMembers = desc("topology_members", "Members of the committed topology.")
+	c.edges = desc("topology_edges", "Edges of the committed topology.")
+	c.cascades = desc("topology_cascades_total", "Topologies this node cascaded as leader, by outcome (ok, failed).", "outcome")
+	c.cascadeDuration = desc("topology_cascade_duration_seconds", "Duration of the cascades this node led (prepare and commit).")
+
+	cfg.Node.Intercept(c.interceptClient, c.interceptServer, c.interceptRelay)
+	return c, nil
+}
+
+func (c *Collector) vectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		c.clientCalls, c.serverCalls, c.clientLatency, c.serverLatency,
+		c.clientSent, c.clientReceived, c.serverReceived, c.serverSent,
+		c.clientInFlight, c.serverInFlight, c.routed, c.relayed, c.relayedFailures, c.hops,
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, v := range c.vectors() {
+		v.Describe(ch)
+	}
+	for _, d := range []*prometheus.Desc{c.connections, c.exports, c.holds, c.imports, c.pending, c.streams} {
+		ch <- d
+	}
+	if c.cfg.Membership != nil {
+		for _, d := range []*prometheus.Desc{c.members, c.suspicions, c.failures, c.refutations, c.refused, c.hbSent, c.hbReceived} {
+			ch <- d
+		}
+	}
+	if c.cfg.Cluster != nil {
+		for _, d := range []*prometheus.Desc{c.epoch, c.topoMembers, c.edges, c.cascades, c.cascadeDuration} {
+			ch <- d
+		}
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	for _, v := range c.vectors() {
+		v.Collect(ch)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	n := c.cfg.Node
+	gauge(c.connections, float64(len(n.Peers())))
+	rs := n.RefStats()
+	gauge(c.exports, float64(rs.Exports))
+	gauge(c.holds, float64(rs.Holds))
+	gauge(c.imports, float64(rs.Imports))
+	gauge(c.pending, float64(rs.Pending))
+	sending, receiving := n.StreamStats()
+	gauge(c.streams, float64(sending), "sending")
+	gauge(c.streams, float64(receiving), "receiving")
+
+	if m := c.cfg.Membership; m != nil {
+		counts := map[membership.State]int{membership.StateAlive: 0, membership.StateSuspected: 0}
+		for _, mb := range m.Members() {
+			counts[mb.State]++
+		}
+		for st, k := range counts {
+			gauge(c.members, float64(k), st.String())
+		}
+		s := m.Stats()
+		counter(c.suspicions, s.Suspicions)
+		counter(c.failures, s.Failures)
+		counter(c.refutations, s.Refutations)
+		counter(c.refused, s.Forged, "forged")
+		counter(c.refused, s.Replayed, "replayed")
+		counter(c.refused, s.Malformed, "malformed")
+		counter(c.refused, s.ForeignCluster, "foreign_cluster")
+		counter(c.hbSent, s.PacketsSent)
+		counter(c.hbReceived, s.PacketsReceived)
+	}
+	if cl := c.cfg.Cluster; cl != nil {
+		t := cl.Topology()
+		gauge(c.epoch, float64(t.Epoch))
+		gauge(c.topoMembers, float64(len(t.Members)))
+		gauge(c.edges, float64(len(t.Edges)))
+		s := cl.Stats()
+		counter(c.cascades, s.Cascades-s.Failed, "ok")
+		counter(c.cascades, s.Failed, "failed")
+		ch <- prometheus.MustNewConstSummary(c.cascadeDuration, s.Cascades, s.Duration.Seconds(), nil)
+	}
+}
+
+// since returns the seconds elapsed since start.
+func since(start time.Time) float64 { return time.Since(start).Seconds() }
