@@ -1,0 +1,165 @@
+// Package tracing traces Trellis calls with OpenTelemetry: a client span per
+// call made, a server span per call served (the child of the caller's span)
+// and, on every node that relays a call toward a node that is not its
+// neighbour, a relay span between the two, so that each hop of a routed call
+// is visible. The W3C trace context travels in the call's metadata (the
+// "traceparent" and "tracestate" entries); relays read and rewrite it in the
+// envelope without decoding the call's body. Failed calls are recorded on
+// their spans with their kind (runtime.ErrorKind).
+//
+// The package is opt-in: a program that does not import it links no
+// OpenTelemetry code. Instrument installs interceptors on a node (see
+// runtime.Node.Intercept).
+package tracing
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/trellisrpc/trellis/runtime"
+)
+
+// ScopeName is the instrumentation scope of the tracer the package uses.
+const ScopeName = "github.com/trellisrpc/trellis/tracing"
+
+// Config configures the tracing of a node.
+type Config struct {
+	// TracerProvider provides the tracer (default: otel.GetTracerProvider()).
+	// Its sampler decides which calls are recorded; the trace context is
+	// carried either way, so the servers and relays of a call follow the
+	// caller's decision.
+	TracerProvider trace.TracerProvider
+	// Propagator writes and reads the trace context in call metadata
+	// (default: propagation.TraceContext{}, the W3C format).
+	Propagator propagation.TextMapPropagator
+}
+
+// A tracer holds what the interceptors of one node share.
+type tracer struct {
+	t    trace.Tracer
+	prop propagation.TextMapPropagator
+	node runtime.NodeID
+}
+
+// Instrument installs the interceptors that trace the calls node makes,
+// serves and relays, from now on.
+func Instrument(node *runtime.Node, cfg Config) error {
+	if node == nil {
+		return errors.New("tracing: Instrument: nil node")
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = propagation.TraceContext{}
+	}
+	tr := &tracer{t: cfg.TracerProvider.Tracer(ScopeName), prop: cfg.Propagator, node: node.ID()}
+	node.Intercept(tr.client, tr.server, tr.relay)
+	return nil
+}
+
+// carrier adapts call metadata to a propagation.TextMapCarrier.
+type carrier struct{ md *runtime.Metadata }
+
+func (c carrier) Get(key string) string {
+	v, _ := c.md.Get(key)
+	return v
+}
+
+func (c carrier) Set(key, value string) { c.md.Set(key, value) }
+
+func (c carrier) Keys() []string {
+	keys := make([]string, len(*c.md))
+	for i, e := range *c.md {
+		keys[i] = e.Key
+	}
+	return keys
+}
+
+// spanName names a call's spans as OpenTelemetry's RPC conventions do:
+// service/method.
+func spanName(svc *runtime.ServiceDesc, m *runtime.MethodDesc) string {
+	if svc == nil {
+		return m.Name
+	}
+	return svc.Name + "/" + m.Name
+}
+
+func callAttributes(svc *runtime.ServiceDesc, m *runtime.MethodDesc) []attribute.KeyValue {
+	name := ""
+	if svc != nil {
+		name = svc.Name
+	}
+	return []attribute.KeyValue{
+		attribute.String("rpc.system", "trellis"),
+		attribute.String("rpc.service", name),
+		attribute.String("rpc.method", m.Name),
+	}
+}
+
+// end records err on span, if any, and ends it.
+func end(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(attribute.String("trellis.error_kind", runtime.ErrorKind(err)))
+	}
+	span.End()
+}
+
+// client traces a call made.
+func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
+	ctx, span := tr.t.Start(ctx, spanName(call.Service, call.Method), trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(callAttributes(call.Service, call.Method)...)
+		span.SetAttributes(attribute.String("trellis.target", call.Target.String()))
+	}
+	tr.prop.Inject(ctx, carrier{&call.Metadata})
+	err := next(ctx)
+	if span.IsRecording() && call.Routed {
+		span.SetAttributes(attribute.Bool("trellis.routed", true))
+	}
+	end(span, err)
+	return err
+}
+
+// server traces a call served, as a child of the caller's span.
+func (tr *tracer) server(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
+	md := call.Metadata
+	ctx = tr.prop.Extract(ctx, carrier{&md})
+	ctx, span := tr.t.Start(ctx, spanName(call.Service, call.Method), trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(callAttributes(call.Service, call.Method)...)
+		span.SetAttributes(attribute.String("trellis.caller", call.Caller.String()), attribute.Int("trellis.hops", call.Hops))
+	}
+	err := next(ctx)
+	end(span, err)
+	return err
+}
+
+// relay traces a call relayed: a span child of the previous hop's, whose
+// context replaces the previous one in the metadata sent on.
+func (tr *tracer) relay(call *runtime.RelayedCall) func(error) {
+	ctx := tr.prop.Extract(context.Background(), carrier{&call.Metadata})
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil // an untraced call stays untraced
+	}
+	ctx, span := tr.t.Start(ctx, "trellis.relay", trace.WithSpanKind(trace.SpanKindInternal))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("trellis.source", call.Source.String()),
+			attribute.String("trellis.destination", call.Destination.String()),
+			attribute.String("trellis.from", call.From.String()),
+			attribute.String("trellis.to", call.To.String()),
+			attribute.Int("trellis.hops", call.Hops),
+		)
+	}
+	tr.prop.Inject(ctx, carrier{&call.Metadata})
+	return func(err error) { end(span, err) }
+}

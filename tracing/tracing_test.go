@@ -1,0 +1,156 @@
+package tracing_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/tracing"
+)
+
+// routes is a fixed routing table.
+type routes map[runtime.NodeID]runtime.NodeID
+
+func (r routes) NextHop(dst runtime.NodeID) (runtime.NodeID, bool) {
+	next, ok := r[dst]
+	return next, ok
+}
+
+// line starts n nodes connected in a line with routes along it, each
+// serving Kitchen and traced into rec.
+func line(t *testing.T, n int, rec *tracetest.SpanRecorder) []*runtime.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	ns := make([]*runtime.Node, n)
+	for i := range ns {
+		node, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			node.Close(ctx)
+		})
+		if err := testsvc.RegisterKitchen(node, testsvc.NewImpl()); err != nil {
+			t.Fatal(err)
+		}
+		if err := tracing.Instrument(node, tracing.Config{TracerProvider: tp}); err != nil {
+			t.Fatal(err)
+		}
+		ns[i] = node
+	}
+	for i := 0; i+1 < n; i++ {
+		if _, err := ns[i].Connect(ctx, ns[i+1].Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, node := range ns {
+		r := routes{}
+		for j, m := range ns {
+			switch {
+			case j < i:
+				r[m.ID()] = ns[i-1].ID()
+			case j > i:
+				r[m.ID()] = ns[i+1].ID()
+			}
+		}
+		node.SetRouter(r)
+	}
+	return ns
+}
+
+// TestTraceAcrossRelays calls over 1, 2 and 3 hops and checks the trace:
+// the client span, one span per relay, and the server span, each the child
+// of the one before, all in one trace; a failing call is recorded as an
+// error on its client and server spans.
+func TestTraceAcrossRelays(t *testing.T) {
+	for _, tt := range []struct {
+		hops int
+		fail bool
+	}{{1, false}, {2, false}, {3, false}, {2, true}} {
+		t.Run(fmt.Sprintf("hops=%d fail=%v", tt.hops, tt.fail), func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			ns := line(t, tt.hops+1, rec)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			k := testsvc.NewKitchenProxy(ns[0], ns[tt.hops].ID())
+			var err error
+			if tt.fail {
+				err = k.Panic(ctx, "boom")
+				if !errors.Is(err, runtime.ErrRemotePanic) {
+					t.Fatalf("Panic: %v, want ErrRemotePanic", err)
+				}
+			} else if _, _, err = k.Echo(ctx, "traced", 1); err != nil {
+				t.Fatal(err)
+			}
+			// The server's and relays' spans end before the reply reaches
+			// the caller, and the caller's before the call returns.
+			spans := rec.Ended()
+			if len(spans) != tt.hops+1 {
+				t.Fatalf("%d spans ended, want %d (client, %d relays, server): %v", len(spans), tt.hops+1, tt.hops-1, names(spans))
+			}
+			byKind := map[trace.SpanKind][]sdktrace.ReadOnlySpan{}
+			bySpan := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+			for _, s := range spans {
+				byKind[s.SpanKind()] = append(byKind[s.SpanKind()], s)
+				bySpan[s.SpanContext().SpanID()] = s
+			}
+			if len(byKind[trace.SpanKindClient]) != 1 || len(byKind[trace.SpanKindServer]) != 1 || len(byKind[trace.SpanKindInternal]) != tt.hops-1 {
+				t.Fatalf("spans %v: want 1 client, %d relay, 1 server", names(spans), tt.hops-1)
+			}
+			client, server := byKind[trace.SpanKindClient][0], byKind[trace.SpanKindServer][0]
+			if client.Parent().IsValid() {
+				t.Errorf("client span has parent %s, want a root", client.Parent().SpanID())
+			}
+			// Walk up from the server span: relays, then the client.
+			s := server
+			for i := 0; i < tt.hops-1; i++ {
+				parent, ok := bySpan[s.Parent().SpanID()]
+				if !ok || parent.SpanKind() != trace.SpanKindInternal {
+					t.Fatalf("parent %d of the server span is not a relay span: %v", i+1, s.Parent().SpanID())
+				}
+				s = parent
+			}
+			if s.Parent().SpanID() != client.SpanContext().SpanID() {
+				t.Errorf("the first hop's span (%s) has parent %s, want the client span %s", s.Name(), s.Parent().SpanID(), client.SpanContext().SpanID())
+			}
+			for _, sp := range spans {
+				if sp.SpanContext().TraceID() != client.SpanContext().TraceID() {
+					t.Errorf("span %s in trace %s, want %s", sp.Name(), sp.SpanContext().TraceID(), client.SpanContext().TraceID())
+				}
+			}
+			wantName := "github.com/trellisrpc/trellis/internal/testsvc.Kitchen/Echo"
+			if tt.fail {
+				wantName = "github.com/trellisrpc/trellis/internal/testsvc.Kitchen/Panic"
+			}
+			if client.Name() != wantName || server.Name() != wantName {
+				t.Errorf("span names %q, %q, want %q", client.Name(), server.Name(), wantName)
+			}
+			for _, sp := range []sdktrace.ReadOnlySpan{client, server} {
+				if got := sp.Status().Code == codes.Error; got != tt.fail {
+					t.Errorf("%v span status %v, want error=%v", sp.SpanKind(), sp.Status(), tt.fail)
+				}
+			}
+		})
+	}
+}
+
+func names(spans []sdktrace.ReadOnlySpan) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.SpanKind().String()+":"+s.Name())
+	}
+	return out
+}
