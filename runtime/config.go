@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/trellisrpc/trellis/nodeid"
@@ -19,8 +21,13 @@ type Config struct {
 	// ID is the node's identity; zero picks a random one.
 	ID NodeID
 	// Addr is the TCP address to listen on ("127.0.0.1:0" picks a port).
-	// Empty: the node does not listen and only dials.
+	// Empty: the node does not listen, unless given a listener by Serve,
+	// and only dials.
 	Addr string
+	// Dial, if set, opens the connections the node dials, in place of TCP
+	// (see transport.Config.Dial); with Serve it puts a node on another
+	// network, such as a simulation's in-memory one.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Label is the cluster label; nodes with different labels refuse to connect.
 	Label string
 	// TLS, when set, secures every connection (see transport.Config.TLS).

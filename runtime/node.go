@@ -87,6 +87,7 @@ func NewNode(cfg Config) (*Node, error) {
 		KeepaliveInterval: cfg.KeepaliveInterval,
 		KeepaliveTimeout:  cfg.KeepaliveTimeout,
 		MaxMessageSize:    cfg.MaxMessageSize,
+		Dial:              cfg.Dial,
 		Logger:            n.log,
 	}
 	if cfg.Addr != "" {
@@ -96,9 +97,33 @@ func NewNode(cfg Config) (*Node, error) {
 		}
 		n.ln = ln
 		n.bg.Add(1)
-		go n.acceptLoop()
+		go n.acceptLoop(ln)
 	}
 	return n, nil
+}
+
+// Serve makes the node accept connections from ln, which it owns from then
+// on (Close closes it): a listener the caller made, for a node whose Config
+// has no Addr. A node serves at most one listener.
+func (n *Node) Serve(ln net.Listener) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.closing:
+		ln.Close()
+		return ErrClosed
+	case n.ln != nil:
+		ln.Close()
+		return fmt.Errorf("trellis: node %s: serve %s: already listening on %s", n.cfg.Name, ln.Addr(), n.ln.Addr())
+	}
+	tl, err := transport.NewListener(ln, n.tcfg)
+	if err != nil {
+		return fmt.Errorf("trellis: node %s: serve %s: %w", n.cfg.Name, ln.Addr(), err)
+	}
+	n.ln = tl
+	n.bg.Add(1)
+	go n.acceptLoop(tl)
+	return nil
 }
 
 // ID returns the node's identity.
@@ -109,6 +134,8 @@ func (n *Node) Name() string { return n.cfg.Name }
 
 // Addr returns the address the node listens on, or nil if it does not listen.
 func (n *Node) Addr() net.Addr {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
 	if n.ln == nil {
 		return nil
 	}
@@ -127,10 +154,10 @@ func (n *Node) Peers() []NodeID {
 	return ids
 }
 
-func (n *Node) acceptLoop() {
+func (n *Node) acceptLoop(ln *transport.Listener) {
 	defer n.bg.Done()
 	for {
-		c, err := n.ln.Accept(context.Background())
+		c, err := ln.Accept(context.Background())
 		if err != nil {
 			return // the listener is closed
 		}

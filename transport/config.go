@@ -1,8 +1,10 @@
 package transport
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/trellisrpc/trellis/nodeid"
@@ -44,6 +46,11 @@ type Config struct {
 	// Logger receives the reasons connections close and handshakes fail;
 	// nil discards them.
 	Logger *slog.Logger
+	// Dial, if set, opens the network connection that Dial runs its
+	// handshake on, in place of a TCP dial: an in-memory network in a
+	// simulation, a proxy, a custom resolver. It must honour ctx. Nil dials
+	// TCP with a net.Dialer.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// version is the protocol version sent in the handshake: ProtocolVersion,
 	// except in tests of the version check.

@@ -28,13 +28,24 @@ type Listener struct {
 
 // Listen listens on the TCP address addr ("127.0.0.1:0" picks a port).
 func Listen(addr string, cfg Config) (*Listener, error) {
-	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen %s: %w", addr, err)
+	}
+	return NewListener(ln, cfg)
+}
+
+// NewListener accepts the connections of ln, which it owns from then on
+// (Close closes it): a listener made by the caller, such as a socket
+// inherited from a supervisor or an in-memory network in a simulation.
+func NewListener(ln net.Listener, cfg Config) (*Listener, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	l := &Listener{ln: ln, cfg: cfg, conns: make(chan *Conn), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())

@@ -1,0 +1,134 @@
+package sim_test
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"github.com/trellisrpc/trellis/cluster/sim"
+)
+
+var (
+	seedFlag      = flag.Uint64("sim.seed", 0, "run only the schedule of this seed")
+	schedulesFlag = flag.Int("sim.schedules", 200, "how many schedules TestSimulation runs (seeds first, first+1, ...)")
+	firstFlag     = flag.Uint64("sim.first", 1, "the seed of TestSimulation's first schedule")
+	verboseFlag   = flag.Bool("sim.v", false, "log every schedule and its commits")
+	strictFlag    = flag.Bool("sim.strict", false, "fail on the known-failing schedules too")
+)
+
+// knownDefects are the defects the simulation finds on main that are not
+// fixed yet, each recognised by the violations it causes. A schedule whose
+// violations are all known is logged with its seed and the reason, not
+// failed (unless -sim.strict). The goroutine scheduler, not the seed,
+// orders what happens at one instant of simulated time, so a seed shows a
+// race-dependent defect in some runs only: hence signatures rather than a
+// list of seeds. When a fix lands, its entry goes, and the schedules it
+// covered must pass.
+var knownDefects = []struct {
+	re  *regexp.Regexp
+	why string
+}{
+	{regexp.MustCompile(`^convergence after the faults: .* is at epoch [1-9]\d*, epoch \d+ was committed`),
+		"issue 11 defect 1: after the heal a member stays on an older epoch; the leader pushes nothing past the epochs committed without it"},
+	{regexp.MustCompile(`^convergence after the faults: .*(at epoch 0\b|epoch 0 \{|has \d+ members, \d+ live|is connected to \[.*\], its neighbours are)`),
+		"issue 11 (convergence after a restart): a member restarted with the same ID gets no topology within the bound, " +
+			"as the leader sees no membership change or waits out a phase timeout (defect 3)"},
+	{regexp.MustCompile(`^one topology per epoch: epoch \d+: .*\{n\d \| \}`),
+		"a member restarted alone in a partition commits a topology of its own from epoch 1 (it remembers no epoch), " +
+			"so an epoch is committed with two topologies"},
+	{regexp.MustCompile(`^(one topology per epoch|the minority commits nothing): `),
+		"a leader behind on epochs judges the majority by its own stale topology (and an equal epoch from another leader is prepared), " +
+			"so a side without a majority of the latest topology commits, and two leaders may commit the same epoch"},
+}
+
+// knownDefect returns why v is a known defect's, or "".
+func knownDefect(v sim.Violation) string {
+	msg := v.Invariant + ": " + v.Detail
+	for _, d := range knownDefects {
+		if d.re.MatchString(msg) {
+			return d.why
+		}
+	}
+	return ""
+}
+
+// TestSimulation runs random fault schedules on a simulated cluster and
+// checks the invariants of package sim after every step. A failing seed is
+// replayed with the command it prints.
+func TestSimulation(t *testing.T) {
+	seeds := make([]uint64, 0, *schedulesFlag)
+	if *seedFlag != 0 {
+		seeds = append(seeds, *seedFlag)
+	} else {
+		n := *schedulesFlag
+		if testing.Short() {
+			n = min(n, 20)
+		}
+		for i := range n {
+			seeds = append(seeds, *firstFlag+uint64(i))
+		}
+	}
+	var total sim.Report
+	failed, known, blocked := 0, 0, 0
+	// One bubble for every schedule: the runtime pools calls with their
+	// channels, and a channel made in one bubble must not be used in another.
+	synctest.Test(t, func(t *testing.T) {
+		for _, seed := range seeds {
+			s := sim.Generate(seed)
+			rep := sim.Run(s, sim.Options{})
+			total.Checks += rep.Checks
+			total.Commits += rep.Commits
+			total.Calls += rep.Calls
+			total.CallsOK += rep.CallsOK
+			if rep.Blocked != "" {
+				blocked++
+			}
+			if *verboseFlag {
+				t.Logf("%v\n  converged %v after the faults%s; %d commits, max epoch %d; %d calls, %d ok\n  trace:\n  %s",
+					s, rep.Converged, blockedNote(rep), rep.Commits, rep.MaxEpoch, rep.Calls, rep.CallsOK, strings.Join(rep.Trace, "\n  "))
+			}
+			var unknown []sim.Violation
+			for _, v := range rep.Violations {
+				if why := knownDefect(v); why != "" && !*strictFlag {
+					t.Logf("seed %d: known defect (%s): %v", seed, why, firstLine(v.String()))
+				} else {
+					unknown = append(unknown, v)
+				}
+			}
+			switch {
+			case rep.Failed() && len(unknown) == 0:
+				known++
+			case rep.Failed():
+				failed++
+				if !*verboseFlag {
+					t.Logf("%v", s)
+				}
+				for _, v := range unknown {
+					t.Errorf("seed %d: %v", seed, v)
+				}
+				line := fmt.Sprintf("replay: go test ./cluster/sim -run 'TestSimulation$' -sim.seed=%d -sim.v -v", seed)
+				t.Log(line)
+				fmt.Fprintln(os.Stderr, line)
+			}
+		}
+	})
+	t.Logf("%d schedules: %d failed, %d with known defects only, %d left without a majority (no convergence due); "+
+		"%d invariant checks (%d invariants), %d commits, %d calls (%d ok)",
+		len(seeds), failed, known, blocked, total.Checks, len(sim.Invariants), total.Commits, total.Calls, total.CallsOK)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func blockedNote(rep *sim.Report) string {
+	if rep.Blocked == "" {
+		return ""
+	}
+	return " (not due: " + rep.Blocked + ")"
+}
