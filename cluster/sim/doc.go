@@ -26,8 +26,8 @@
 // The tests run the schedules:
 //
 //	go test ./cluster/sim                                  # the CI's 200 schedules (seeds 1-200)
-//	go test ./cluster/sim -run TestSimulation -sim.schedules 10000 -timeout 1h   # a long run
-//	go test ./cluster/sim -run TestSimulation -sim.seed 123 -sim.v -v            # replay one seed, with its trace
+//	go test ./cluster/sim -run TestSimulation -sim.schedules=10000 -timeout=2h   # a long run
+//	go test ./cluster/sim -run TestSimulation -sim.seed=123 -sim.v -v           # replay one seed, with its trace
 //
 // A failing schedule prints the one-line command that replays it.
 package sim

@@ -191,27 +191,48 @@ func (r *runner) run() {
 	}
 	steps := slices.Clone(s.Steps)
 	nextStart := 0
-	nextCall := s.Faults / 2
+	callAt := s.Faults / 2
+	checkAt := time.Duration(0)
 	formed := false
 	var converged time.Time
 	end := s.Quiet + r.o.Settle + time.Second
-	for now := time.Duration(0); now <= end; now += r.o.Step {
-		time.Sleep(r.start.Add(now).Sub(time.Now()))
-		for nextStart < s.Nodes && time.Duration(nextStart)*s.Stagger <= now {
+	for {
+		// Events happen at their own instants (starts, steps and calls
+		// carry sub-millisecond offsets), so that few coincide: what
+		// happens at one instant is ordered by the goroutine scheduler,
+		// not by the seed.
+		next := checkAt
+		if nextStart < s.Nodes {
+			next = min(next, s.Starts[nextStart])
+		}
+		if len(steps) > 0 {
+			next = min(next, steps[0].At)
+		}
+		next = min(next, callAt)
+		if next > end {
+			break
+		}
+		time.Sleep(r.start.Add(next).Sub(time.Now()))
+		if nextStart < s.Nodes && s.Starts[nextStart] == next {
 			if err := r.w.Start(nextStart); err != nil {
 				r.violate("setup", "%v", err)
 				return
 			}
 			nextStart++
+			continue
 		}
-		for len(steps) > 0 && steps[0].At <= now {
+		if len(steps) > 0 && steps[0].At == next {
 			r.apply(steps[0])
 			steps = steps[1:]
+			continue
 		}
-		if now >= nextCall {
+		if callAt == next {
 			r.launchCall()
-			nextCall += r.o.CallEvery
+			callAt += r.o.CallEvery/2 + time.Duration(r.rng.Int64N(int64(r.o.CallEvery)))
+			continue
 		}
+		now := checkAt
+		checkAt += r.o.Step
 		r.mu.Lock()
 		r.checkCalls()
 		r.rep.Checks++

@@ -86,6 +86,9 @@ type Schedule struct {
 	Conditions LinkConditions
 	// Stagger is the time between the starts of consecutive hosts.
 	Stagger time.Duration
+	// Starts are the hosts' start times: host h at h × Stagger plus a
+	// fraction of a millisecond, so that no two hosts tick together.
+	Starts []time.Duration
 	// Faults is when the first fault may happen; the cluster should have
 	// formed by then.
 	Faults time.Duration
@@ -129,13 +132,16 @@ func Generate(seed uint64) *Schedule {
 	}
 	s.Stagger = time.Duration(r.IntN(300)) * time.Millisecond
 	s.Faults = 3*time.Second + time.Duration(s.Nodes)*s.Stagger
+	for h := range s.Nodes {
+		s.Starts = append(s.Starts, time.Duration(h)*s.Stagger+time.Duration(r.IntN(1e6)))
+	}
 
 	n := s.Nodes
 	dead := map[int]bool{}
 	at := s.Faults
 	faults := 1 + r.IntN(5)
 	for range faults {
-		at += time.Duration(r.IntN(2500)) * time.Millisecond
+		at += time.Duration(r.IntN(2500))*time.Millisecond + time.Duration(r.IntN(1e6))
 		st := Step{At: at}
 		switch k := r.IntN(10); {
 		case k < 2:
@@ -188,11 +194,11 @@ func Generate(seed uint64) *Schedule {
 	// Hosts still down come back (or not), then the network heals.
 	for _, h := range slices.Sorted(maps.Keys(dead)) {
 		if r.IntN(2) == 0 {
-			at += time.Duration(r.IntN(500)) * time.Millisecond
+			at += time.Duration(r.IntN(500))*time.Millisecond + time.Duration(r.IntN(1e6))
 			s.Steps = append(s.Steps, Step{At: at, Kind: Restart, Host: h})
 		}
 	}
-	at += time.Duration(r.IntN(500)) * time.Millisecond
+	at += time.Duration(r.IntN(500))*time.Millisecond + time.Duration(r.IntN(1e6))
 	s.Steps = append(s.Steps, Step{At: at, Kind: Heal})
 	s.Quiet = at
 	return s
