@@ -1,0 +1,76 @@
+// Package memberlist is a membership backend built on hashicorp/memberlist
+// (SWIM with suspicion and Lifeguard, the gossip membership under Consul,
+// Nomad and Serf). *Node implements membership.Discovery, so the rest of
+// Trellis uses it exactly as it uses the built-in backend, membership.Node.
+//
+// # When to use it
+//
+// The built-in backend heartbeats every member every 200 ms: each node sends
+// N−1 packets per interval with unicast seeds (one with multicast) and
+// receives N−1, so its load grows linearly with the cluster: about 5 packets
+// per second per member at N = 16, 320 at 64, 5,000 at 1,000 (FIGURES.md). It
+// detects a dead member within 1.25 s whatever the size, and it is the right
+// choice up to a few dozen members on one network. memberlist probes one
+// member per second and gossips to three every 200 ms, so each node's load
+// stays nearly flat as N grows (measured within 2× from 64 to 1,000 members,
+// FIGURES.md), at the price of slower detection (a few seconds, growing with
+// log N) — the choice beyond about 64 members, across networks without
+// multicast, or across data centres (the WAN preset).
+//
+// # What members advertise
+//
+// A member's ID is its memberlist name (nodeid.ID.String()). Its Trellis
+// fields — ID, incarnation, join time, name, RPC address — and its user
+// metadata travel in memberlist's node metadata, which holds 512 bytes
+// (MaxNodeMeta): user metadata may use MaxUserMeta(len(name), len(addr)) of
+// them, and New and SetMeta refuse more with an error wrapping
+// ErrMetaTooLarge. A member whose metadata does not decode, or names another
+// ID than its memberlist name, is kept out of the member list.
+//
+// # Events
+//
+// memberlist's join, update and leave notifications become Joined, Updated,
+// Failed and Left; memberlist does not tell a failure from a leave, so a
+// leaving node first advertises metadata marked as leaving, then leaves. A
+// restart is a new life when its incarnation (Config.Incarnation, by default
+// the start time) is higher: Failed for the old life, then Joined. Suspected
+// is published when the local node's own probe of a member went unanswered
+// (memberlist reports this only in its log, which the Node reads), and cleared
+// with Updated when the member answers a probe again; suspicions other members
+// raise are not reported. LeaderChanged follows the event that changed the
+// oldest live member, as in the built-in backend. Events are published under
+// one lock, in the order the member table changed, through a
+// membership.EventHub: a slow subscriber loses its oldest events (Missed) and
+// never blocks memberlist.
+//
+// # Security
+//
+// Every packet and stream is encrypted and authenticated with AES-GCM by
+// memberlist (GossipVerifyIncoming and GossipVerifyOutgoing are forced on),
+// under keys derived from the cluster keyring with HKDF-SHA256 (DeriveKey):
+// memberlist wants 16-, 24- or 32-byte AES keys, and the cluster key, which
+// also authenticates heartbeats and RPC connections, is not used directly.
+// The cluster label is memberlist's label, bound into each message. SetKeys
+// rotates the keyring without downtime.
+//
+// # Partitions
+//
+// memberlist declares the other side of a partition dead and, after
+// GossipToTheDeadTime, stops talking to it; the Node therefore retries its
+// seeds and the members it saw fail every RejoinInterval (5 s) for
+// ReconnectTimeout (10 min), which merges the sides once the network heals.
+// As with the built-in backend, each side follows its own oldest member
+// meanwhile; the cluster layer's policy keeps the minority from committing.
+//
+// # Settings
+//
+// Config.Preset picks memberlist's LAN (default), WAN or Local timing;
+// Config.Tune may change any memberlist setting the Node does not own. Logs
+// go to Config.Logger at the level memberlist gives them.
+//
+// # Testing
+//
+// Package memberlisttest is an in-memory memberlist.Transport with partitions
+// and traffic counters; the conformance suite (membershiptest.Run) runs on it
+// and on loopback sockets.
+package memberlist

@@ -1,0 +1,167 @@
+package memberlist_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/membership/memberlist"
+	"github.com/trellisrpc/trellis/membership/memberlist/memberlisttest"
+)
+
+func startNode(t *testing.T, cfg memberlist.Config) *memberlist.Node {
+	t.Helper()
+	if cfg.Keys == nil {
+		cfg.Keys = [][]byte{testKey}
+	}
+	if cfg.Tune == nil {
+		cfg.Tune = fastTune
+	}
+	n, err := memberlist.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  memberlist.Config
+		want string
+	}{
+		{"no keys", memberlist.Config{}, "keyring is empty"},
+		{"short key", memberlist.Config{Keys: [][]byte{[]byte("short")}}, "need at least 16"},
+		{"bad bind", memberlist.Config{Keys: [][]byte{testKey}, BindAddr: "nowhere"}, "bind address"},
+		{"bad preset", memberlist.Config{Keys: [][]byte{testKey}, Preset: 9}, "unknown preset"},
+		{"long name", memberlist.Config{Keys: [][]byte{testKey}, Name: strings.Repeat("x", 65)}, "name is 65 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := memberlist.New(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A node with another cluster key cannot join: its packets and streams do not
+// decrypt.
+func TestOtherKeyNotAdmitted(t *testing.T) {
+	nw := memberlisttest.NewNetwork()
+	a := startNode(t, memberlist.Config{Name: "a", Transport: nw.NewTransport()})
+	addr := a.Local().PacketAddr.String()
+	b := startNode(t, memberlist.Config{Name: "b", Transport: nw.NewTransport(), Seeds: []string{addr},
+		Keys: [][]byte{[]byte("another key, 16+ bytes")}})
+	// Start has returned: the join through the seed has been tried and failed.
+	if got := len(b.Members()); got != 1 {
+		t.Errorf("b lists %d members, want itself only", got)
+	}
+	if got := len(a.Members()); got != 1 {
+		t.Errorf("a lists %d members, want itself only", got)
+	}
+}
+
+// Keys rotate without a partition: both nodes accept old and new, then drop
+// the old.
+func TestKeyRotation(t *testing.T) {
+	nw := memberlisttest.NewNetwork()
+	k2 := []byte("the next cluster key, 16+ bytes")
+	a := startNode(t, memberlist.Config{Name: "a", Transport: nw.NewTransport()})
+	b := startNode(t, memberlist.Config{Name: "b", Transport: nw.NewTransport(), Seeds: []string{a.Local().PacketAddr.String()}})
+	if len(b.Members()) != 2 {
+		t.Fatalf("b lists %d members before the rotation", len(b.Members()))
+	}
+	for _, n := range []*memberlist.Node{a, b} {
+		if err := n.SetKeys([][]byte{k2, testKey}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*memberlist.Node{a, b} {
+		if err := n.SetKeys([][]byte{k2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A third node with only the new key joins.
+	c := startNode(t, memberlist.Config{Name: "c", Transport: nw.NewTransport(), Seeds: []string{a.Local().PacketAddr.String()},
+		Keys: [][]byte{k2}})
+	if got := len(c.Members()); got != 3 {
+		t.Errorf("c lists %d members after joining with the new key, want 3", got)
+	}
+	if err := a.SetKeys([][]byte{[]byte("short")}); err == nil {
+		t.Error("SetKeys accepted a short key")
+	}
+}
+
+// memberlist's log reaches the node's slog logger, at its level.
+func TestLogsReachSlog(t *testing.T) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	h := slog.NewTextHandler(&lockedWriter{mu: &mu, w: &buf}, &slog.HandlerOptions{Level: slog.LevelDebug})
+	nw := memberlisttest.NewNetwork()
+	a := startNode(t, memberlist.Config{Name: "a", Transport: nw.NewTransport(), Logger: slog.New(h)})
+	startNode(t, memberlist.Config{Name: "b", Transport: nw.NewTransport(), Seeds: []string{a.Local().PacketAddr.String()}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		out := buf.String()
+		mu.Unlock()
+		// memberlist logs each stream connection (the join) at debug level.
+		if strings.Contains(out, "level=DEBUG msg=\"memberlist: Stream connection") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no memberlist debug record in the node's log:\n%s", out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// Start, Leave and Close in any order are safe, and a closed node refuses to
+// start.
+func TestLifecycle(t *testing.T) {
+	n, err := memberlist.New(memberlist.Config{Keys: [][]byte{testKey}, Transport: memberlisttest.NewNetwork().NewTransport()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms := n.Members(); len(ms) != 0 {
+		t.Errorf("Members before Start: %v", ms)
+	}
+	if l := n.Local(); l.ID != n.ID() || !l.Local {
+		t.Errorf("Local before Start: %+v", l)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := n.Start(context.Background()); err != membership.ErrClosed {
+		t.Errorf("Start after Close: %v, want ErrClosed", err)
+	}
+	if err := n.Leave(context.Background()); err != nil {
+		t.Errorf("Leave after Close: %v", err)
+	}
+}
