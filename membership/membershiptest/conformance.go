@@ -332,7 +332,7 @@ func testLeave(t *testing.T, s *suite) {
 	for _, n := range ns[:2] {
 		n.await(t, s.b.ConvergeWithin, "Left", is(membership.Left, gone.spec.ID))
 		if i := n.index(is(membership.Failed, gone.spec.ID)); i >= 0 {
-			t.Errorf("%s saw a graceful leave as a failure", n.spec.Name)
+			t.Errorf("%s saw a graceful leave as a failure; events: %v", n.spec.Name, n.seen[n.mark:])
 		}
 	}
 	s.converge(t, ns[:2]...)
