@@ -1,0 +1,209 @@
+package replica
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/replica/internal/peer"
+)
+
+// recordOverhead is what a record costs besides its key and value: the
+// record, its map slot and the entry's fixed fields.
+const recordOverhead = 160
+
+// A record is an entry held by this node, as owner or as a copy.
+type record struct {
+	e peer.Entry
+	// received is when a copy last changed here (owners: last write).
+	received time.Time
+	// backups are the nodes an owner knows to hold the current version.
+	backups []nodeid.ID
+}
+
+func (r *record) size() int64 {
+	return int64(len(r.e.Key)+len(r.e.Value)) + recordOverhead
+}
+
+// A table holds a node's entries and serialises the writes to each of them.
+type table struct {
+	mu    sync.Mutex
+	m     map[string]*record
+	bytes int64
+	max   int64
+	locks map[string]*keyLock
+}
+
+// A keyLock serialises the writes to one key; waiters counts the holders and
+// waiters so the lock is freed with its last user.
+type keyLock struct {
+	ch      chan struct{}
+	waiters int
+}
+
+func newTable(max int64) *table {
+	return &table{m: make(map[string]*record), max: max, locks: make(map[string]*keyLock)}
+}
+
+// lock takes the write lock of key, waiting at most until ctx is done.
+func (t *table) lock(ctx context.Context, key string) (unlock func(), err error) {
+	t.mu.Lock()
+	l := t.locks[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		t.locks[key] = l
+	}
+	l.waiters++
+	t.mu.Unlock()
+	release := func() {
+		t.mu.Lock()
+		if l.waiters--; l.waiters == 0 {
+			delete(t.locks, key)
+		}
+		t.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}
+
+// get returns a copy of key's entry.
+func (t *table) get(key string) (peer.Entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.m[key]
+	if r == nil {
+		return peer.Entry{}, false
+	}
+	return r.e, true
+}
+
+// backups returns the nodes known to hold the current version of key.
+func (t *table) backups(key string) []nodeid.ID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.m[key]; r != nil {
+		return append([]nodeid.ID(nil), r.backups...)
+	}
+	return nil
+}
+
+// put stores e, replacing what is held, if the memory bound allows it.
+func (t *table) put(e peer.Entry, now time.Time, backups []nodeid.ID) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.putLocked(e, now, backups)
+}
+
+func (t *table) putLocked(e peer.Entry, now time.Time, backups []nodeid.ID) error {
+	nr := &record{e: e, received: now, backups: backups}
+	var old int64
+	if r := t.m[e.Key]; r != nil {
+		old = r.size()
+	}
+	if grow := nr.size() - old; grow > 0 && t.bytes+grow > t.max {
+		return ErrFull
+	}
+	t.bytes += nr.size() - old
+	t.m[e.Key] = nr
+	return nil
+}
+
+// setBackups records which nodes hold version v of key.
+func (t *table) setBackups(key string, v uint64, backups []nodeid.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.m[key]; r != nil && r.e.Version == v {
+		r.backups = backups
+	}
+}
+
+// offer stores a copy if it is newer than what is held, and returns what is
+// held afterwards (values left out). A copy of the same version and owner is
+// accepted again (a retry).
+func (t *table) offer(e peer.Entry, now time.Time) peer.Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur := t.m[e.Key]
+	switch {
+	case cur == nil, e.Version > cur.e.Version:
+		if err := t.putLocked(e, now, nil); err != nil {
+			if cur == nil {
+				return peer.Entry{Key: e.Key}
+			}
+			return meta(cur.e)
+		}
+		return meta(e)
+	default:
+		return meta(cur.e)
+	}
+}
+
+// remove forgets key if it is held for owner (any owner if owner is None).
+func (t *table) remove(key string, owner nodeid.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.m[key]; r != nil && (owner == nodeid.None || r.e.Owner == owner) {
+		t.bytes -= r.size()
+		delete(t.m, key)
+	}
+}
+
+// owned returns the keys of the entries owner owns here.
+func (t *table) ownedBy(owner nodeid.ID, withDeleted bool) []peer.Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var es []peer.Entry
+	for _, r := range t.m {
+		if r.e.Owner == owner && (withDeleted || !r.e.Deleted) {
+			es = append(es, r.e)
+		}
+	}
+	return es
+}
+
+// each calls f for every record under the table's lock; f must not block.
+func (t *table) each(f func(r *record)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range t.m {
+		f(r)
+	}
+}
+
+// usage returns the bytes held and the number of entries.
+func (t *table) usage() (bytes int64, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.bytes, len(t.m)
+}
+
+// meta is e without its value.
+func meta(e peer.Entry) peer.Entry {
+	e.Value = nil
+	return e
+}
+
+// slide moves the expiry of version v of key.
+func (t *table) slide(key string, v uint64, expires int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.m[key]; r != nil && r.e.Version == v {
+		r.e.Expires = expires
+	}
+}
+
+// addBackup records that b holds version v of key.
+func (t *table) addBackup(key string, v uint64, b nodeid.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.m[key]; r != nil && r.e.Version == v && !slices.Contains(r.backups, b) {
+		r.backups = append(r.backups, b)
+	}
+}
