@@ -265,8 +265,9 @@ const maxUpdateTries = 16
 
 // Update replaces the value under key with what f makes of it (old is nil
 // and exists false for a new entry), atomically: if another write came
-// between the read and the write, f runs again on the newer value.
-func (s *Store) Update(ctx context.Context, key string, f func(old []byte, exists bool) ([]byte, error)) (Item, error) {
+// between the read and the write, f runs again on the newer value. opts
+// apply to the write (WithTTL).
+func (s *Store) Update(ctx context.Context, key string, f func(old []byte, exists bool) ([]byte, error), opts ...WriteOption) (Item, error) {
 	for range maxUpdateTries {
 		cur, err := s.Get(ctx, key)
 		exists := err == nil
@@ -281,7 +282,7 @@ func (s *Store) Update(ctx context.Context, key string, f func(old []byte, exist
 		if exists {
 			opt = IfVersion(cur.Version)
 		}
-		it, err := s.Put(ctx, key, v, opt)
+		it, err := s.Put(ctx, key, v, append(slices.Clip(opts), opt)...)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
