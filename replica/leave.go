@@ -10,6 +10,7 @@ import (
 
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/replica/internal/peer"
+	"github.com/trellisrpc/trellis/topology"
 )
 
 // Leave hands every entry this node owns to one of its neighbours, which
@@ -55,6 +56,7 @@ func (s *Store) handOff(ctx context.Context, to nodeid.ID, keys []string) error 
 		}
 	}()
 	var batch []peer.Entry
+	holders := make(map[nodeid.ID][]string) // this node's backups, to drop their copies
 	for _, k := range keys {
 		unlock, err := s.tab.lock(ctx, k)
 		if err != nil {
@@ -64,6 +66,11 @@ func (s *Store) handOff(ctx context.Context, to nodeid.ID, keys []string) error 
 		e, ok := s.tab.get(k)
 		if !ok || e.Owner != s.self {
 			continue
+		}
+		for _, b := range s.tab.backups(k) {
+			if b != to {
+				holders[b] = append(holders[b], k)
+			}
 		}
 		e.Version++
 		e.Owner = to
@@ -79,7 +86,12 @@ func (s *Store) handOff(ctx context.Context, to nodeid.ID, keys []string) error 
 	}
 	now := s.now()
 	for _, e := range batch {
-		s.tab.offer(e, now)
+		s.tab.point(e, now)
+	}
+	// The copies this node's backups hold name it as owner: without them,
+	// nobody would take the entries over a second time when it is gone.
+	for b, ks := range holders {
+		s.drop(cctx, b, s.self, ks)
 	}
 	return nil
 }
@@ -87,8 +99,9 @@ func (s *Store) handOff(ctx context.Context, to nodeid.ID, keys []string) error 
 // sweepEvery is how often a store expires entries and forgets old copies.
 const sweepEvery = time.Second
 
-// sweep expires entries: this node's own become tombstones (replicated),
-// tombstones and copies past their time are forgotten.
+// sweep expires entries (this node's own become tombstones, replicated;
+// tombstones and copies past their time are forgotten) and repairs the
+// copies of this node's entries that its backups lack.
 func (s *Store) sweep() {
 	defer s.wg.Done()
 	tick := time.NewTicker(sweepEvery)
@@ -104,15 +117,23 @@ func (s *Store) sweep() {
 		var forget []peer.Entry
 		t := s.topology()
 		grace := int64(4 * s.cfg.Timeout)
+		settled := s.now().Add(-copyGrace)
 		s.tab.each(func(r *record) {
 			e := r.e
 			switch {
-			case e.Expires == 0:
-			case e.Deleted && e.Expires < now:
+			case r.pointer:
+				if r.received.Before(s.now().Add(-s.cfg.TombstoneTTL)) {
+					forget = append(forget, e)
+				}
+			case e.Deleted && e.Expires != 0 && e.Expires < now:
 				forget = append(forget, e)
-			case e.Owner == s.self && e.Expires < now:
-				expired = append(expired, e.Key)
-			case e.Owner != s.self && e.Expires+grace < now && t.Contains(e.Owner):
+			case e.Owner == s.self:
+				if e.Expires != 0 && e.Expires < now {
+					expired = append(expired, e.Key)
+				}
+			case e.Expires != 0 && e.Expires+grace < now && t.Contains(e.Owner):
+				forget = append(forget, e)
+			case r.received.Before(settled) && !s.needed(e.Owner, t):
 				forget = append(forget, e)
 			}
 		})
@@ -123,6 +144,11 @@ func (s *Store) sweep() {
 			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 			s.expire(ctx, k)
 			cancel()
+		}
+		// Copies that could not be made when the topology changed (a new
+		// neighbour not reachable yet) are made now.
+		if t.Contains(s.self) {
+			s.rereplicate(t)
 		}
 	}
 }
@@ -144,4 +170,20 @@ func (s *Store) expire(ctx context.Context, key string) {
 	if s.tab.put(e, s.now(), nil) == nil {
 		s.replicate(ctx, e)
 	}
+}
+
+// copyGrace is how long a copy this node no longer needs to hold is kept:
+// its owner may see the topology that makes this node its backup a little
+// later than this node does.
+const copyGrace = 2 * time.Second
+
+// needed reports whether this node should hold copies of owner's entries
+// under t: it backs owner up, or owner is gone and has not been taken over
+// by another node.
+func (s *Store) needed(owner nodeid.ID, t topology.Topology) bool {
+	if t.Contains(owner) {
+		return slices.Contains(s.backupsOf(owner, t), s.self)
+	}
+	succ := s.successor(owner)
+	return succ == nodeid.None || succ == s.self
 }

@@ -23,12 +23,20 @@ func (s *Store) do(ctx context.Context, op peer.Op) (Item, error) {
 	if s.ctx.Err() != nil {
 		return Item{}, ErrClosed
 	}
+	if err := s.ready(ctx); err != nil {
+		return Item{}, err
+	}
 	var owner nodeid.ID
 	var lastErr error
 	for try := 0; try < maxRedirects; try++ {
 		if owner == nodeid.None {
 			var err error
 			if owner, err = s.locate(ctx, op.Key); err != nil {
+				if errors.Is(err, errMoving) && ctx.Err() == nil {
+					lastErr = err
+					s.awaitChange(ctx, 300*time.Millisecond)
+					continue
+				}
 				if errors.Is(err, ErrNotFound) && op.Kind == peer.OpPut {
 					owner = s.creator(op.Key)
 					if s.cfg.Mode == ModeMigrate {
@@ -58,14 +66,9 @@ func (s *Store) do(ctx context.Context, op peer.Op) (Item, error) {
 		case err == nil:
 			return s.item(e), nil
 		case errors.As(err, &no):
+			// The entry moved; follow it, or look again from the start.
 			owner, lastErr = no.Owner, err
-			if owner == nodeid.None {
-				// Nobody claims it any more; look again from the start.
-				if _, err := s.locate(ctx, op.Key); errors.Is(err, ErrNotFound) && op.Kind != peer.OpPut {
-					return Item{}, err
-				}
-			}
-		case runtime.NotSent(err) && ctx.Err() == nil:
+		case (runtime.NotSent(err) || errors.Is(err, errMoving)) && ctx.Err() == nil:
 			// The owner is unreachable: wait for the topology to change
 			// (its failure or its return), then look again.
 			lastErr = err
@@ -140,9 +143,9 @@ func (s *Store) locate(ctx context.Context, key string) (nodeid.ID, error) {
 		cancel()
 		switch {
 		case errors.Is(err, ErrNotFound):
-			if hint(key) == cand {
-				return nodeid.None, ErrNotFound
-			}
+			// Not even its creator is sure that an entry does not exist
+			// (it may have been taken over while the creator was cut
+			// off): only asking everyone is.
 			cand = nodeid.None
 		case err != nil:
 			if ctx.Err() != nil {
@@ -165,9 +168,10 @@ func (s *Store) locate(ctx context.Context, key string) (nodeid.ID, error) {
 func (s *Store) ask(ctx context.Context, key string) (nodeid.ID, error) {
 	t := s.topology()
 	var (
-		mu   sync.Mutex
-		best peer.Entry
-		wg   sync.WaitGroup
+		mu     sync.Mutex
+		best   peer.Entry
+		failed int
+		wg     sync.WaitGroup
 	)
 	if e, ok := s.tab.get(key); ok {
 		best = e
@@ -182,27 +186,39 @@ func (s *Store) ask(ctx context.Context, key string) (nodeid.ID, error) {
 			cctx, cancel := s.callCtx(ctx)
 			defer cancel()
 			e, err := s.peer(id).Lookup(cctx, key, false)
-			if err != nil {
+			if errors.Is(err, ErrNotFound) {
 				return
 			}
 			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				return
+			}
 			if e.Version > best.Version {
 				best = e
 			}
-			mu.Unlock()
 		}(m.ID)
 	}
 	wg.Wait()
-	if best.Version == 0 || best.Deleted {
+	switch {
+	case failed > 0:
+		// A member that did not answer may hold the newest copy.
+		return nodeid.None, fmt.Errorf("%w: %d members did not answer", errMoving, failed)
+	case best.Version == 0 || best.Deleted:
+		s.log.Info("no member holds the entry", "key", key, "members", len(t.Members), "epoch", t.Epoch)
 		return nodeid.None, ErrNotFound
-	}
-	if !t.Contains(best.Owner) {
-		if next := s.successor(best.Owner); next != nodeid.None {
-			return next, nil
-		}
+	case !t.Contains(best.Owner):
+		// Its owner is gone and the newest copy is not taken over yet.
+		return nodeid.None, fmt.Errorf("%w: owner %s is gone", errMoving, best.Owner)
 	}
 	return best.Owner, nil
 }
+
+// errMoving is the error of an operation on an entry whose owner cannot be
+// told yet: a member did not answer, or the entry is being taken over.
+// Operations wait for the next topology and look again.
+var errMoving = errors.New("replica: entry's owner unknown for now")
 
 // apply runs op on an entry this node owns (or creates), on behalf of
 // caller.
@@ -316,6 +332,12 @@ func (s *Store) send(ctx context.Context, b nodeid.ID, es []peer.Entry) error {
 		return fmt.Errorf("replica: node %s answered %d results for %d entries", b, len(held), len(es))
 	}
 	for i, h := range held {
+		if h.Version > es[i].Version && es[i].Owner == s.self {
+			// Another node took the entry over while this one was cut
+			// off: this node's copy is stale and must not be served.
+			s.tab.demote(h)
+			s.log.Info("another node took an entry over: this node no longer owns it", "key", h.Key, "owner", h.Owner, "version", h.Version)
+		}
 		if h.Version != es[i].Version || h.Owner != es[i].Owner {
 			return fmt.Errorf("replica: node %s holds %q at version %d owned by %s, not version %d", b, h.Key, h.Version, h.Owner, es[i].Version)
 		}
@@ -332,7 +354,7 @@ func (s *Store) migrate(ctx context.Context, owner nodeid.ID, key string) error 
 }
 
 // handOver makes to the owner of cur (the caller holds cur's lock): to
-// adopts it, and this node keeps a copy naming the new owner, so that
+// adopts it, and this node keeps a pointer to the new owner, so that
 // requests that still arrive here are redirected.
 func (s *Store) handOver(ctx context.Context, cur peer.Entry, to nodeid.ID) (peer.Entry, error) {
 	next := cur
@@ -343,6 +365,26 @@ func (s *Store) handOver(ctx context.Context, cur peer.Entry, to nodeid.ID) (pee
 	if err := s.peer(to).Adopt(cctx, []peer.Entry{next}); err != nil {
 		return peer.Entry{}, err
 	}
-	s.tab.offer(next, s.now())
+	s.tab.point(meta(next), s.now())
 	return meta(next), nil
+}
+
+// ready waits until this node is a member of a committed topology: before
+// that it cannot tell who holds what.
+func (s *Store) ready(ctx context.Context) error {
+	if s.topology().Contains(s.self) {
+		return nil
+	}
+	_, err := s.cl.Wait(ctx, func(t topology.Topology) bool { return t.Contains(s.self) })
+	if err != nil {
+		return fmt.Errorf("replica: this node is not in a committed topology yet: %w", err)
+	}
+	// The store's own view follows the cluster's shortly.
+	for !s.topology().Contains(s.self) {
+		s.awaitChange(ctx, 10*time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
 }

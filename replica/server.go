@@ -83,7 +83,7 @@ func (v *server) Apply(ctx context.Context, op peer.Op) (peer.Entry, error) {
 	s.awaitAdoptions(ctx)
 	e, ok := s.tab.get(op.Key)
 	if !ok && op.Kind != peer.OpPut {
-		return peer.Entry{}, ErrNotFound
+		return peer.Entry{}, &peer.NotOwnerError{}
 	}
 	if ok && e.Owner != s.self {
 		return peer.Entry{}, &peer.NotOwnerError{Owner: e.Owner}

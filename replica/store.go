@@ -249,6 +249,34 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, opts ...Write
 	return s.do(ctx, op)
 }
 
+// Create stores value under key, a key this node made with NewKey, as a new
+// entry owned by this node. Unlike Put, it does not look for the key
+// elsewhere first: a fresh key cannot exist yet. It fails with ErrConflict
+// if the entry exists here.
+func (s *Store) Create(ctx context.Context, key string, value []byte, opts ...WriteOption) (Item, error) {
+	if hint(key) != s.self {
+		return Item{}, fmt.Errorf("replica: create %q: not a key made by this node's NewKey", key)
+	}
+	if s.ctx.Err() != nil {
+		return Item{}, ErrClosed
+	}
+	if err := s.ready(ctx); err != nil {
+		return Item{}, err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	op := peer.Op{Kind: peer.OpPut, Key: key, Value: value, TTL: int64(s.cfg.TTL), IfAbsent: true}
+	for _, o := range opts {
+		o(&op)
+	}
+	e, err := s.apply(ctx, s.self, op)
+	if err != nil {
+		return Item{}, err
+	}
+	return s.item(e), nil
+}
+
 // Delete deletes the entry stored under key; its tombstone keeps a stale
 // copy from bringing it back.
 func (s *Store) Delete(ctx context.Context, key string, opts ...WriteOption) error {
@@ -299,6 +327,9 @@ type Stats struct {
 	Copies int
 	// Tombstones is the number of deleted entries remembered.
 	Tombstones int
+	// Pointers is the number of entries this node only knows the owner
+	// of (it handed them over).
+	Pointers int
 	// Bytes is the memory charged against Config.MaxBytes.
 	Bytes int64
 }
@@ -308,6 +339,8 @@ func (s *Store) Stats() Stats {
 	var st Stats
 	s.tab.each(func(r *record) {
 		switch {
+		case r.pointer:
+			st.Pointers++
 		case r.e.Deleted:
 			st.Tombstones++
 		case r.e.Owner == s.self:

@@ -21,6 +21,10 @@ type record struct {
 	received time.Time
 	// backups are the nodes an owner knows to hold the current version.
 	backups []nodeid.ID
+	// pointer marks a record without a value that only says who owns the
+	// entry now (left where the entry was handed over, or where a stale
+	// owner learnt that another node took the entry over).
+	pointer bool
 }
 
 func (r *record) size() int64 {
@@ -132,7 +136,7 @@ func (t *table) offer(e peer.Entry, now time.Time) peer.Entry {
 	defer t.mu.Unlock()
 	cur := t.m[e.Key]
 	switch {
-	case cur == nil, e.Version > cur.e.Version:
+	case cur == nil, e.Version > cur.e.Version, cur.pointer && e.Version >= cur.e.Version:
 		if err := t.putLocked(e, now, nil); err != nil {
 			if cur == nil {
 				return peer.Entry{Key: e.Key}
@@ -161,7 +165,7 @@ func (t *table) ownedBy(owner nodeid.ID, withDeleted bool) []peer.Entry {
 	defer t.mu.Unlock()
 	var es []peer.Entry
 	for _, r := range t.m {
-		if r.e.Owner == owner && (withDeleted || !r.e.Deleted) {
+		if r.e.Owner == owner && !r.pointer && (withDeleted || !r.e.Deleted) {
 			es = append(es, r.e)
 		}
 	}
@@ -206,4 +210,30 @@ func (t *table) addBackup(key string, v uint64, b nodeid.ID) {
 	if r := t.m[key]; r != nil && r.e.Version == v && !slices.Contains(r.backups, b) {
 		r.backups = append(r.backups, b)
 	}
+}
+
+// demote replaces the entry held for key by a pointer to the owner of the
+// newer version newer (values left out), if what is held is older.
+func (t *table) demote(newer peer.Entry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.m[newer.Key]; r != nil && r.e.Version < newer.Version {
+		t.pointLocked(newer, r.received)
+	}
+}
+
+// point replaces what is held for e's key by a pointer to e's owner.
+func (t *table) point(e peer.Entry, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pointLocked(e, now)
+}
+
+func (t *table) pointLocked(e peer.Entry, now time.Time) {
+	if r := t.m[e.Key]; r != nil {
+		t.bytes -= r.size()
+	}
+	r := &record{e: meta(e), received: now, pointer: true}
+	t.bytes += r.size()
+	t.m[e.Key] = r
 }

@@ -96,17 +96,17 @@ func (s *Store) successorIn(owner nodeid.ID, prev, t topology.Topology) nodeid.I
 }
 
 // adopt takes over the entries of owner, which left t: it collects the
-// newest copy of each from owner's former neighbours, owns them with a
+// newest copy of each from the members, owns them with a
 // higher version, replicates them and has the other copies dropped.
 func (s *Store) adopt(owner nodeid.ID, prev, t topology.Topology) {
 	ctx, cancel := context.WithTimeout(s.ctx, 4*s.cfg.Timeout)
 	defer cancel()
-	sources := prev.Neighbours(owner)
-	if len(sources) == 0 || !slices.Contains(sources, s.self) {
-		sources = nil
-		for _, m := range t.Members {
-			sources = append(sources, m.ID)
-		}
+	// The owner's former neighbours hold its copies, but a copy may also
+	// still be on a neighbour of an earlier topology if the owner died
+	// while re-replicating: every member is asked.
+	var sources []nodeid.ID
+	for _, m := range t.Members {
+		sources = append(sources, m.ID)
 	}
 	newest := make(map[string]peer.Entry)
 	keep := func(es []peer.Entry) {

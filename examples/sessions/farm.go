@@ -77,6 +77,9 @@ func (fm *farm) start(ctx context.Context, i int, name, httpAddr string) (*proc,
 	}
 	cmd := exec.Command(fm.exe, "-node", name, "-http", httpAddr, "-gossip", fm.seeds[i],
 		"-seeds", strings.Join(fm.seeds, ","), "-key", fm.flags.key)
+	if fm.flags.verbose {
+		cmd.Args = append(cmd.Args, "-v")
+	}
 	cmd.Stderr = fm.out
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -118,14 +121,18 @@ func (fm *farm) start(ctx context.Context, i int, name, httpAddr string) (*proc,
 
 // kill kills p with SIGKILL and waits for it to exit.
 func (p *proc) kill() {
-	p.dead = true
+	if !p.dead {
+		p.dead = true
+	}
 	p.cmd.Process.Kill()
 	<-p.exited
 }
 
 // stop stops p with SIGTERM: it hands its sessions over and leaves.
 func (p *proc) stop(ctx context.Context) error {
-	p.dead = true
+	if !p.dead {
+		p.dead = true
+	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
@@ -170,6 +177,8 @@ type status struct {
 
 func getStatus(ctx context.Context, url string) (status, error) {
 	var st status
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", url+"api/status", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -219,3 +228,36 @@ func (fm *farm) agreed(ctx context.Context, live []*proc) (status, bool) {
 
 // errStatus is a visit's non-200 answer.
 var errStatus = errors.New("visit refused")
+
+// replicated waits until the servers agree on a topology and every live
+// session has its full count of copies: each owner's neighbours (two in a
+// ring of three or more) hold one.
+func (fm *farm) replicated(ctx context.Context) error {
+	if _, err := fm.settle(ctx); err != nil {
+		return err
+	}
+	live := fm.live()
+	backups := min(2, len(live)-1)
+	tick := time.NewTicker(25 * time.Millisecond) // polling other processes: no event to await
+	defer tick.Stop()
+	for {
+		owned, copies := 0, 0
+		var err error
+		for _, p := range live {
+			var st status
+			if st, err = getStatus(ctx, p.url); err != nil {
+				break
+			}
+			owned += st.Owned
+			copies += st.Copies
+		}
+		if err == nil && copies >= backups*owned {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("sessions not fully replicated (%d owned, %d copies): %w", owned, copies, ctx.Err())
+		}
+	}
+}

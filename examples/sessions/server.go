@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -84,7 +85,7 @@ func runServer(f serverFlags) error {
 		return err
 	}
 	defer store.Close()
-	sessions, err := session.New(session.Options{Store: store, InsecureCookie: true})
+	sessions, err := session.New(session.Options{Store: store, InsecureCookie: true, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -131,31 +132,37 @@ type visitReply struct {
 	Backups []string `json:"backups"`
 }
 
+var (
+	errDone        = errors.New("already counted")
+	errNotExpected = errors.New("counter not as expected")
+)
+
 // bump increments the session's counter. With expect ≥ 0 the increment is
 // idempotent: the counter becomes expect+1 only if it is expect, and a
 // counter already at expect+1 is a retry of an increment that was applied.
 func (w *web) bump(r *http.Request, expect int) (visitReply, int, error) {
 	s := session.From(r)
 	var n int
-	var conflict bool
 	err := s.Update(func(v map[string]string) error {
 		n, _ = strconv.Atoi(v["count"])
-		conflict = false
 		switch {
 		case expect < 0 || n == expect:
 			n++
 			v["count"] = strconv.Itoa(n)
+			return nil
 		case n == expect+1:
+			return errDone
 		default:
-			conflict = true
+			return errNotExpected
 		}
-		return nil
 	})
-	if err != nil {
-		return visitReply{}, http.StatusServiceUnavailable, err
-	}
-	if conflict {
+	switch {
+	case errors.Is(err, errNotExpected):
 		return visitReply{Count: n}, http.StatusConflict, fmt.Errorf("counter is %d, not %d", n, expect)
+	case errors.Is(err, errDone):
+		// A retry of an increment that was applied.
+	case err != nil:
+		return visitReply{}, http.StatusServiceUnavailable, err
 	}
 	owner, backups := s.Where()
 	rep := visitReply{Count: n, Node: w.name, Owner: w.nameOf(owner)}
@@ -173,6 +180,13 @@ func (w *web) nameOf(id nodeid.ID) string {
 }
 
 func (w *web) visit(rw http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Has("peek") {
+		// The count as loaded, without a visit.
+		n, _ := strconv.Atoi(session.From(r).Get("count"))
+		rw.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(rw).Encode(visitReply{Count: n, Node: w.name})
+		return
+	}
 	expect := -1
 	if e := r.URL.Query().Get("expect"); e != "" {
 		expect, _ = strconv.Atoi(e)

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"strings"
@@ -57,6 +58,8 @@ type Options struct {
 	SameSite http.SameSite
 	// Timeout bounds loading and saving a session (default 5 s).
 	Timeout time.Duration
+	// Logger receives the manager's logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // A Manager loads and saves the sessions of the requests it handles.
@@ -83,6 +86,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{opts: opts}, nil
 }
@@ -163,7 +169,7 @@ func (s *Session) Where() (owner nodeid.ID, backups []nodeid.ID) {
 func (s *Session) Update(f func(values map[string]string) error) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.m.opts.Timeout)
 	defer cancel()
-	it, err := s.m.opts.Store.Update(ctx, s.id, func(old []byte, exists bool) ([]byte, error) {
+	change := func(old []byte, exists bool) ([]byte, error) {
 		vals, err := decode(old)
 		if err != nil {
 			return nil, err
@@ -177,7 +183,24 @@ func (s *Session) Update(f func(values map[string]string) error) error {
 		}
 		s.mu.Unlock()
 		return cbor.Marshal(vals)
-	}, replica.WithTTL(s.m.opts.TTL))
+	}
+	var it replica.Item
+	var err error
+	s.mu.Lock()
+	created := s.version == 0
+	s.mu.Unlock()
+	if created {
+		// A new session: its id was made here a moment ago, so it is
+		// created here without looking for it first.
+		var v []byte
+		if v, err = change(nil, false); err == nil {
+			it, err = s.m.opts.Store.Create(ctx, s.id, v, replica.WithTTL(s.m.opts.TTL))
+		}
+		created = !errors.Is(err, replica.ErrConflict)
+	}
+	if !created {
+		it, err = s.m.opts.Store.Update(ctx, s.id, change, replica.WithTTL(s.m.opts.TTL))
+	}
 	if err != nil {
 		return fmt.Errorf("session %s: update: %w", s.id, err)
 	}
@@ -266,6 +289,7 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 				s.id, s.values, s.version, s.owner, s.backups = c.Value, vals, it.Version, it.Owner, it.Backups
 			case errors.Is(err, replica.ErrNotFound):
 				// Expired or never stored: start a new one.
+				m.opts.Logger.Info("session not found: a new one starts", "session", c.Value)
 			default:
 				http.Error(w, "session unavailable: "+err.Error(), http.StatusServiceUnavailable)
 				return
