@@ -123,7 +123,7 @@
 // or two per forged packet. A claim of a member's ID with a higher incarnation,
 // or with the member's incarnation and a sequence number ahead of it, is
 // refuted as in SWIM: the member raises its incarnation above the claim, and its
-// next heartbeat (at its next tick, at most Interval/4 later) replaces the
+// heartbeat, sent at once (at most once per Interval/4), replaces the
 // impostor everywhere, with its own address and join time, so its place in the
 // leader order. The member learns of the claim directly if it hears it, or from
 // any observer: an observer that replaces a life by one from another address

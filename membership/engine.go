@@ -51,6 +51,7 @@ type engine struct {
 	lastTick    time.Time
 	peersCursor int
 	lastWarn    time.Time // of the last impersonation or implausibility warning
+	lastRefuted time.Time // when the last refutation was sent at once
 	seeds       []netip.AddrPort
 	learned     map[netip.AddrPort]learnedAddr
 	buf         []byte

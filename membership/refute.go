@@ -101,8 +101,8 @@ func (e *engine) onConflict(now time.Time, p *packet, from netip.AddrPort) {
 }
 
 // refute raises the local incarnation above claimed, a life of the local ID this
-// node does not have, as SWIM does: the next heartbeat (at the next tick) starts
-// a new life that every observer prefers to the impostor's, with this node's
+// node does not have, as SWIM does, and heartbeats at once (at most once a
+// tick; otherwise at the next tick). That heartbeat starts a new life that every observer prefers to the impostor's, with this node's
 // address and its unchanged join time (so its place in the leader order). A claim
 // at or above the incarnation ceiling is not outbid: observers refuse it too, and
 // outbidding it would make this node's own heartbeats implausible.
@@ -115,7 +115,15 @@ func (e *engine) refute(now time.Time, claimed uint64, from netip.AddrPort, how 
 	}
 	s.Incarnation = max(claimed, s.Incarnation) + 1
 	e.stats.impersonations.Add(1)
-	e.nextBeat = now
+	if e.lastRefuted.IsZero() || now.Sub(e.lastRefuted) >= e.tickEvery {
+		// At once, but at most once a tick: a flood of claims cannot make this
+		// node flood the cluster with heartbeats.
+		e.lastRefuted = now
+		e.sendHeartbeat(0)
+		e.nextBeat = now.Add(e.cfg.Interval)
+	} else {
+		e.nextBeat = now // the next tick sends it
+	}
 	e.warn("membership: another member claims the local ID; refuting with a higher incarnation",
 		"how", how, "from", from, "claimed", claimed, "incarnation", s.Incarnation)
 }
