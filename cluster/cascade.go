@@ -9,17 +9,79 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/generated/controlplane"
+	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
 )
 
 // ErrStaleEpoch is returned to a leader whose proposal is not newer than
-// what a member has committed or prepared.
+// what a member has committed or prepared, or is based on a topology older
+// than the member's and would not be allowed to replace it.
 var ErrStaleEpoch = errors.New("cluster: stale topology epoch")
 
-// lead runs on the leader: if the live membership differs from the committed
-// topology and the policy allows it, cascade a new topology.
+// A StaleEpochError is a member's refusal of a proposal: it says what the
+// member holds, so that the leader's next proposal goes past it.
+// errors.Is(err, ErrStaleEpoch) holds for it, also on the leader that
+// receives it.
+type StaleEpochError struct {
+	Member    string // the refusing member's name
+	Proposed  uint64 // the proposal's epoch
+	Committed uint64 // the epoch the member has committed
+	Prepared  uint64 // the epoch the member has prepared (0: none)
+	Reason    string // why, in a few words
+}
+
+// Error implements error.
+func (e *StaleEpochError) Error() string {
+	return fmt.Sprintf("%v: %s refuses epoch %d (committed %d, prepared %d): %s", ErrStaleEpoch, e.Member, e.Proposed, e.Committed, e.Prepared, e.Reason)
+}
+
+// Is reports whether target is ErrStaleEpoch.
+func (e *StaleEpochError) Is(target error) bool { return target == ErrStaleEpoch }
+
+// lagGrace is how long after a commit a leader waits before it takes a
+// member that still advertises an older epoch for one that missed the
+// commit (its heartbeats carry the new epoch within one interval).
+const lagGrace = time.Second
+
+// round is a cascade in its prepare phase: a member of the proposal that
+// becomes suspect, fails or leaves cancels it, and the leader plans again.
+type round struct {
+	members map[nodeid.ID]bool
+	cancel  context.CancelCauseFunc
+}
+
+// advertised is what the live members advertise of their committed epochs,
+// compared with the leader's committed topology.
+type advertised struct {
+	ahead   uint64   // the highest epoch above the leader's, 0 if none
+	lagging []string // members of the leader's topology that advertise an older epoch
+}
+
+func (c *Cluster) advertisedEpochs(live []membership.Member, committed topology.Topology, since time.Duration) advertised {
+	var a advertised
+	for _, m := range live {
+		if m.ID == c.self {
+			continue
+		}
+		epoch, ok := MemberEpoch(m)
+		if !ok {
+			continue // not said yet
+		}
+		if epoch > committed.Epoch {
+			a.ahead = max(a.ahead, epoch)
+		} else if epoch < committed.Epoch && since >= lagGrace && committed.Contains(m.ID) {
+			a.lagging = append(a.lagging, m.Name)
+		}
+	}
+	return a
+}
+
+// lead runs on the leader: if the live membership differs from the
+// committed topology, members have committed epochs the leader has not, or
+// members lag behind, and the policy allows it, cascade a new topology with
+// an epoch above every one seen.
 func (c *Cluster) lead(ctx context.Context) {
 	live := c.disc.Members()
 	members := make([]topology.Member, 0, len(live))
@@ -30,8 +92,13 @@ func (c *Cluster) lead(ctx context.Context) {
 	}
 	c.mu.Lock()
 	prev := c.committed
-	epoch := max(prev.Epoch, c.maxEpoch) + 1
+	since := time.Since(c.committedAt)
+	again := c.incomplete
+	seen := c.maxEpoch
+	refused := c.refused
 	c.mu.Unlock()
+	adv := c.advertisedEpochs(live, prev, since)
+	epoch := max(prev.Epoch, seen, adv.ahead) + 1
 
 	var prevp *topology.Topology
 	if prev.Epoch > 0 {
@@ -39,40 +106,76 @@ func (c *Cluster) lead(ctx context.Context) {
 	}
 	next := topology.Compute(c.cfg.Strategy, members, prevp)
 	next.Epoch = epoch
-	c.mu.Lock()
-	again := c.incomplete
-	c.mu.Unlock()
-	if !again && prev.Epoch > 0 && slices.Equal(next.Members, prev.Members) && slices.Equal(next.Edges, prev.Edges) {
+	same := prev.Epoch > 0 && slices.Equal(next.Members, prev.Members) && slices.Equal(next.Edges, prev.Edges)
+	var why string
+	switch {
+	case adv.ahead > 0:
+		// Members committed epochs this node did not (it was cut off
+		// while the others moved on): its own last topology is stale, so
+		// the policy is checked by the members that hold the newer ones
+		// (see admit).
+		why = fmt.Sprintf("members committed epoch %d, this node %d", adv.ahead, prev.Epoch)
+	case !same:
+		why = "the membership changed"
+	case again:
+		why = "the last commit did not reach every member"
+	case len(adv.lagging) > 0:
+		why = fmt.Sprintf("members lag behind epoch %d: %v", prev.Epoch, adv.lagging)
+	default:
 		return // nothing changed
 	}
-	last := make([]nodeid.ID, 0, len(prev.Members))
-	for _, m := range prev.Members {
-		last = append(last, m.ID)
+	if refused != "" && refused == fmt.Sprint(visible) {
+		return // refused by a member's policy check: wait for the membership to change
 	}
-	if !topology.CanCommit(c.cfg.Policy, last, visible) {
-		why := fmt.Sprintf("policy %s: %d of the %d members of epoch %d visible", c.cfg.Policy.Name(), len(visible), len(last), prev.Epoch)
-		c.mu.Lock()
-		if c.blocked != why {
-			c.blocked = why
-			c.log.Warn("cluster: not pushing a topology", "reason", why)
+	if adv.ahead == 0 {
+		last := make([]nodeid.ID, 0, len(prev.Members))
+		for _, m := range prev.Members {
+			last = append(last, m.ID)
 		}
-		c.mu.Unlock()
-		return
+		if !topology.CanCommit(c.cfg.Policy, last, visible) {
+			block := fmt.Sprintf("policy %s: %d of the %d members of epoch %d visible", c.cfg.Policy.Name(), len(visible), len(last), prev.Epoch)
+			c.mu.Lock()
+			if c.blocked != block {
+				c.blocked = block
+				c.log.Warn("cluster: not pushing a topology", "reason", block)
+			}
+			c.mu.Unlock()
+			return
+		}
 	}
-	p := proposal(c.self, next, prev.Edges)
+	p := proposal(c.self, next, prev)
+	c.log.Debug("cluster: cascading", "epoch", epoch, "why", why)
 	start := time.Now()
 	var err error
 	defer func() { c.stats.record(time.Since(start), err != nil) }()
-	pctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
+
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r := &round{members: make(map[nodeid.ID]bool, len(members)), cancel: cancel}
+	for _, m := range members {
+		r.members[m.ID] = true
+	}
+	c.mu.Lock()
+	c.round = r
+	c.mu.Unlock()
+	pctx, pcancel := context.WithTimeout(rctx, c.cfg.PhaseTimeout)
 	err = c.prepare(pctx, p)
-	cancel()
+	pcancel()
+	c.mu.Lock()
+	c.round = nil
+	c.mu.Unlock()
 	if err != nil {
+		if cause := context.Cause(rctx); cause != nil {
+			c.log.Info("cluster: prepare cancelled; planning again", "epoch", epoch, "cause", cause)
+			return
+		}
+		c.learn(err, visible)
 		c.log.Info("cluster: prepare failed; will retry", "epoch", epoch, "err", err)
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
+	cctx, ccancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
 	err = c.commit(cctx, c.self, epoch)
-	cancel()
+	ccancel()
 	c.mu.Lock()
 	// Some members may not have committed: cascade again (a new epoch,
 	// perhaps the same edges) until every member has.
@@ -83,8 +186,55 @@ func (c *Cluster) lead(ctx context.Context) {
 	}
 }
 
-func proposal(leader nodeid.ID, t topology.Topology, prev []topology.Edge) controlplane.Proposal {
-	p := controlplane.Proposal{Leader: leader, Epoch: t.Epoch, Strategy: t.Strategy}
+// learn records what members said when they refused a proposal: the
+// epochs they hold (the next proposal goes past them), and whether one
+// refused it on policy grounds (then the leader waits until the membership
+// it sees changes).
+func (c *Cluster) learn(err error, visible []nodeid.ID) {
+	var refs []*StaleEpochError
+	collect(err, &refs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range refs {
+		c.maxEpoch = max(c.maxEpoch, e.Committed, e.Prepared)
+		if e.Reason == reasonPolicy {
+			c.refused = fmt.Sprint(visible)
+		}
+	}
+}
+
+// collect appends every StaleEpochError in err's tree to refs.
+func collect(err error, refs *[]*StaleEpochError) {
+	if e, ok := err.(*StaleEpochError); ok {
+		*refs = append(*refs, e)
+		return
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			collect(e, refs)
+		}
+	case interface{ Unwrap() error }:
+		if e := u.Unwrap(); e != nil {
+			collect(e, refs)
+		}
+	}
+}
+
+// replan cancels the prepare in progress if id is one of its members: the
+// leader plans again with the membership as it now is, instead of waiting
+// for the phase timeout.
+func (c *Cluster) replan(id nodeid.ID, why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.round != nil && c.round.members[id] {
+		c.round.cancel(errors.New(why))
+	}
+}
+
+func proposal(leader nodeid.ID, t topology.Topology, prevTop topology.Topology) controlplane.Proposal {
+	prev := prevTop.Edges
+	p := controlplane.Proposal{Leader: leader, Epoch: t.Epoch, Strategy: t.Strategy, Base: prevTop.Epoch}
 	for _, m := range t.Members {
 		p.Members = append(p.Members, controlplane.Member{ID: m.ID, Name: m.Name, Addr: m.Addr})
 	}
@@ -185,19 +335,56 @@ func (c *Cluster) prepare(ctx context.Context, p controlplane.Proposal) error {
 	}
 	c.mu.Lock()
 	c.maxEpoch = max(c.maxEpoch, p.Epoch)
-	switch {
-	case p.Epoch <= c.committed.Epoch:
+	if err := c.admit(&p); err != nil {
 		c.mu.Unlock()
-		return fmt.Errorf("%w: proposed %d, committed %d", ErrStaleEpoch, p.Epoch, c.committed.Epoch)
-	case c.pending != nil && p.Epoch < c.pending.Epoch:
-		c.mu.Unlock()
-		return fmt.Errorf("%w: proposed %d, prepared %d", ErrStaleEpoch, p.Epoch, c.pending.Epoch)
+		return err
 	}
 	c.pending = &p
+	c.pendingAt = time.Now()
 	c.mu.Unlock()
 	return c.forward(ctx, children(&p, c.self), func(ctx context.Context, k controlplane.Cascade) error {
 		return k.Prepare(ctx, p)
 	})
+}
+
+const reasonPolicy = "the policy refuses it"
+
+// admit decides whether this member may prepare p. c.mu must be held.
+func (c *Cluster) admit(p *controlplane.Proposal) error {
+	refuse := func(reason string) error {
+		e := &StaleEpochError{Member: c.node.Name(), Proposed: p.Epoch, Committed: c.committed.Epoch, Reason: reason}
+		if c.pending != nil {
+			e.Prepared = c.pending.Epoch
+		}
+		return e
+	}
+	switch {
+	case p.Epoch <= c.committed.Epoch:
+		return refuse("not above the committed epoch")
+	case c.pending != nil && p.Epoch < c.pending.Epoch:
+		return refuse("below the prepared epoch")
+	case c.pending != nil && p.Epoch == c.pending.Epoch && p.Leader != c.pending.Leader:
+		// Two leaders proposing the same epoch: the first one prepared
+		// wins here, so no epoch is committed with two topologies (a
+		// leader commits only once every member has prepared).
+		return refuse("the epoch is prepared for another leader")
+	}
+	if c.committed.Epoch > p.Base && c.committed.Epoch > 0 {
+		// The leader checked its policy against an older topology than
+		// this member's: check against this one.
+		last := make([]nodeid.ID, 0, len(c.committed.Members))
+		for _, m := range c.committed.Members {
+			last = append(last, m.ID)
+		}
+		proposed := make([]nodeid.ID, 0, len(p.Members))
+		for _, m := range p.Members {
+			proposed = append(proposed, m.ID)
+		}
+		if !topology.CanCommit(c.cfg.Policy, last, proposed) {
+			return refuse(reasonPolicy)
+		}
+	}
+	return nil
 }
 
 // commit installs the prepared proposal of epoch, forwards the commit down
@@ -206,10 +393,10 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 	c.mu.Lock()
 	p := c.pending
 	if p == nil || p.Epoch != epoch || p.Leader != leader {
-		committed := c.committed.Epoch
+		retried := c.committed.Epoch == epoch && c.committedBy == leader
 		c.mu.Unlock()
-		if committed == epoch {
-			return nil // a retried commit
+		if retried {
+			return nil
 		}
 		return fmt.Errorf("%w: commit of epoch %d by %s, nothing prepared for it", ErrStaleEpoch, epoch, leader)
 	}
@@ -219,8 +406,12 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 		return err
 	}
 	c.committed = t
+	c.committedBy = leader
+	c.committedAt = time.Now()
 	c.pending = nil
 	c.blocked = ""
+	c.refused = ""
+	c.advertise()
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()

@@ -11,6 +11,18 @@
 // two sides of a partition never commit topologies that share members; the
 // minority keeps serving what it can reach and rejoins when the partition
 // heals.
+//
+// The cluster converges after any fault: every member advertises the epoch
+// it has committed in its membership metadata (see MemberEpoch), so a
+// leader that was cut off while the others moved on sees their newer
+// epochs and cascades a topology with an epoch above all of them; a member
+// that has committed an epoch newer than the one a proposal was based on
+// checks the policy against its own topology before it prepares, and a
+// member prepares each epoch for one leader only, so two leaders' crossing
+// proposals never commit one epoch with two topologies. A member of the
+// proposal that becomes suspect, fails or leaves while it is being
+// prepared makes the leader plan again at once; a member declared failed
+// has its connections aborted, so that calls through it fail at once.
 package cluster
 
 import (
@@ -18,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,14 +77,20 @@ type Cluster struct {
 	self nodeid.ID
 	log  *slog.Logger
 
-	mu         sync.Mutex
-	committed  topology.Topology
-	pending    *controlplane.Proposal
-	maxEpoch   uint64                  // the highest epoch seen in any proposal
-	unwanted   map[nodeid.ID]time.Time // connections outside the topology, since when
-	changed    chan struct{}           // closed and replaced at each commit
-	blocked    string                  // why the leader last declined to push (logged once)
-	incomplete bool                    // the last commit did not reach every member
+	mu          sync.Mutex
+	committed   topology.Topology
+	committedBy nodeid.ID // the leader that committed it
+	committedAt time.Time
+	pending     *controlplane.Proposal
+	pendingAt   time.Time
+	round       *round                  // the leader's cascade in its prepare phase
+	refused     string                  // the visible members when a member's policy check refused our proposal
+	appMeta     []byte                  // the application's part of the membership metadata
+	maxEpoch    uint64                  // the highest epoch seen in any proposal or refusal
+	unwanted    map[nodeid.ID]time.Time // connections outside the topology, since when
+	changed     chan struct{}           // closed and replaced at each commit
+	blocked     string                  // why the leader last declined to push (logged once)
+	incomplete  bool                    // the last commit did not reach every member
 
 	stats cascadeStats
 
@@ -118,6 +137,9 @@ func New(cfg Config) (*Cluster, error) {
 		changed:  make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 	}
+	if err := runtime.RegisterErrorType[*StaleEpochError](c.node, "trellis.cluster.StaleEpochError"); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 	if err := controlplane.RegisterCascade(c.node, (*cascadeServer)(c)); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -134,6 +156,9 @@ func (c *Cluster) Start() error {
 	c.cancel = cancel
 	c.started = time.Now()
 	c.sub = c.disc.Subscribe(membership.DefaultEventBuffer)
+	c.mu.Lock()
+	c.advertise() // epoch 0: a member that restarted is seen to lag at once
+	c.mu.Unlock()
 	c.wg.Add(2)
 	go c.watchMembership(ctx)
 	go c.loop(ctx)
@@ -237,6 +262,19 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 			return
 		}
 		c.log.Debug("cluster: membership event", "event", e.String())
+		switch e.Kind {
+		case membership.Suspected, membership.Failed, membership.Left:
+			c.replan(e.Member.ID, fmt.Sprintf("%s became %s", e.Member.Name, strings.ToLower(e.Kind.String())))
+		case membership.Joined:
+			c.mu.Lock()
+			if c.committed.Contains(e.Member.ID) {
+				// A member of the committed topology heard again: a
+				// new life, or back from the other side of a partition.
+				// Whatever it holds now, the leader cascades again.
+				c.incomplete = true
+			}
+			c.mu.Unlock()
+		}
 		switch e.Kind {
 		case membership.Failed:
 			// The member is dead (or cut off): its connections are

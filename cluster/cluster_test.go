@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -54,9 +55,29 @@ func startMember(t *testing.T, name, bind string, seeds ...string) *member {
 // startMemberWith starts a member using strategy s.
 func startMemberWith(t *testing.T, s topology.Strategy, name, bind string, seeds ...string) *member {
 	t.Helper()
+	return startMemberOpts(t, memberOpts{strategy: s}, name, bind, seeds...)
+}
+
+// memberOpts are the less common settings of a test member.
+type memberOpts struct {
+	strategy topology.Strategy
+	fabric   *fabric   // carries the membership packets (nil: plain UDP)
+	id       nodeid.ID // the node's ID (zero: random)
+	addr     string    // the RPC address (empty: any port)
+}
+
+// startMemberOpts starts a member with o.
+func startMemberOpts(t *testing.T, o memberOpts, name, bind string, seeds ...string) *member {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	node, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0"})
+	if o.strategy == nil {
+		o.strategy = topology.Ring{}
+	}
+	if o.addr == "" {
+		o.addr = "127.0.0.1:0"
+	}
+	node, err := runtime.NewNode(runtime.Config{Name: name, Addr: o.addr, ID: o.id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +88,15 @@ func startMemberWith(t *testing.T, s topology.Strategy, name, bind string, seeds
 	if bind != "" {
 		mcfg.BindAddr = bind
 	}
+	if o.fabric != nil {
+		tr, err := o.fabric.listen(mcfg.BindAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mcfg.Transport = tr
+		o.fabric.attach(node)
+	}
+	s := o.strategy
 	disc, err := membership.New(mcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +111,11 @@ func startMemberWith(t *testing.T, s topology.Strategy, name, bind string, seeds
 	if err := testsvc.RegisterControl(node, impl); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: s})
+	var logger *slog.Logger
+	if os.Getenv("TRELLIS_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: s, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,16 +12,21 @@ import (
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/topology"
 )
 
 // startRing starts n members that join one after the other and agree on a
 // ring: ms[i] is a neighbour of ms[i-1] and ms[i+1].
 func startRing(t *testing.T, n int) []*member {
+	return startRingOpts(t, memberOpts{}, n)
+}
+
+func startRingOpts(t *testing.T, o memberOpts, n int) []*member {
 	t.Helper()
 	seeds := []string{freeUDPAddr(t)}
-	ms := []*member{startMember(t, "N0", seeds[0], seeds...)}
+	ms := []*member{startMemberOpts(t, o, "N0", seeds[0], seeds...)}
 	for i := 1; i < n; i++ {
-		ms = append(ms, startMember(t, fmt.Sprintf("N%d", i), "", seeds...))
+		ms = append(ms, startMemberOpts(t, o, fmt.Sprintf("N%d", i), "", seeds...))
 		seeds = append(seeds, ms[i].disc.Local().PacketAddr.String())
 		agree(t, ms, 5*time.Second) // join order is ring order
 	}
@@ -135,5 +141,145 @@ func TestFailedVerdictFailsCallsThroughTheMember(t *testing.T) {
 		case <-time.After(3 * time.Second):
 			t.Fatalf("%s call still hangs 3 s after %s declared %s failed", c.name, c.relay.name, victim.name)
 		}
+	}
+}
+
+// committedTogether waits until the members ms have committed one topology
+// of exactly those members, and returns it.
+func committedTogether(t *testing.T, ms []*member, within time.Duration) topology.Topology {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		first := ms[0].cl.Topology()
+		ok := len(first.Members) == len(ms)
+		for _, m := range ms {
+			ok = ok && m.cl.Topology().Equal(first) && first.Contains(m.node.ID())
+		}
+		if ok {
+			return first
+		}
+		if time.Now().After(deadline) {
+			for _, m := range ms {
+				top := m.cl.Topology()
+				t.Logf("%s: epoch %d %s", m.name, top.Epoch, topology.Diagram(top))
+			}
+			t.Fatalf("%d members did not commit one topology of themselves within %v", len(ms), within)
+		}
+		time.Sleep(20 * time.Millisecond) // polling: the members commit independently
+	}
+}
+
+// TestHealAfterPartition cuts a five-member cluster in two, the leader on
+// the minority side, until the majority has committed a topology without
+// the minority; once the network is whole, every member must commit one
+// topology, with an epoch above the majority's, within 3 s (connections ==
+// edges). On the previous main the old leader, again the oldest member and
+// seeing the members of its own last topology, pushed nothing, and nobody
+// else led: the cluster stayed on two topologies.
+func TestHealAfterPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 5 nodes and waits for failure detection")
+	}
+	tests := []struct {
+		name     string
+		minority []int // indexes of the members cut off (ms[0] leads)
+	}{
+		{"leader cut off", []int{0}},
+		{"2|3 with the leader on the 2-side", []int{0, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFabric()
+			ms := startRingOpts(t, memberOpts{fabric: f}, 5)
+			before := ms[0].cl.Topology()
+			var minority, majority []*member
+			for i, m := range ms {
+				if slices.Contains(tt.minority, i) {
+					minority = append(minority, m)
+				} else {
+					majority = append(majority, m)
+				}
+			}
+			f.split(minority)
+			moved := committedTogether(t, majority, 5*time.Second)
+			t.Logf("majority committed epoch %d: %s", moved.Epoch, topology.Diagram(moved))
+			for _, m := range minority {
+				if top := m.cl.Topology(); top.Epoch != before.Epoch {
+					t.Errorf("%s, on the minority side, committed epoch %d", m.name, top.Epoch)
+				}
+			}
+			f.heal()
+			healed := time.Now()
+			top := agree(t, ms, 3*time.Second)
+			t.Logf("one topology %v after the heal: epoch %d %s", time.Since(healed).Round(time.Millisecond), top.Epoch, topology.Diagram(top))
+			if top.Epoch <= moved.Epoch {
+				t.Errorf("agreed on epoch %d, not above the majority's %d", top.Epoch, moved.Epoch)
+			}
+		})
+	}
+}
+
+// TestRestartWithSameID restarts the youngest member, with the same ID and
+// addresses, faster than the failure detector notices: the membership and
+// its order are what they were, and the cluster must give the member the
+// topology again (on the previous main the leader saw the same members and
+// pushed nothing, and the restarted member stayed without a topology).
+func TestRestartWithSameID(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 5 nodes")
+	}
+	ms := startRing(t, 5)
+	old := ms[4]
+	bind := old.disc.Local().PacketAddr.String()
+	addr := old.node.Addr().String()
+	var seeds []string
+	for _, m := range ms {
+		if m != old {
+			seeds = append(seeds, m.disc.Local().PacketAddr.String())
+		}
+	}
+	old.kill()
+	restarted := time.Now()
+	ms[4] = startMemberOpts(t, memberOpts{id: old.node.ID(), addr: addr}, old.name, bind, seeds...)
+	top := agree(t, ms, 3*time.Second)
+	t.Logf("one topology %v after the restart: epoch %d %s", time.Since(restarted).Round(time.Millisecond), top.Epoch, topology.Diagram(top))
+}
+
+// hang makes m stop answering anything (every call it receives blocks until
+// the test ends) and silences its membership, as a host that hangs would;
+// its connections stay open.
+func (m *member) hang(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the members' own cleanups
+	m.node.SetInterceptor(runtime.TransformerFuncs{In: func(*runtime.Message) error {
+		<-release
+		return nil
+	}})
+	m.freeze()
+	m.dead = true // no longer counted as live
+}
+
+// TestTwoFailuresConvergeInOneRound kills one member and hangs another
+// 100 ms later. The leader plans without the first while the second is only
+// suspected; when the second is declared failed, the prepare under way must
+// be abandoned and the cluster converge at once, not after the 2 s phase
+// timeout.
+func TestTwoFailuresConvergeInOneRound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 5 nodes and waits for failure detection")
+	}
+	ms := startRing(t, 5)
+	first, second := ms[1], ms[3]
+	start := time.Now()
+	first.kill()
+	time.Sleep(100 * time.Millisecond) // the schedule under test: failures 100 ms apart
+	second.hang(t)
+	top := agree(t, ms, 6*time.Second)
+	took := time.Since(start)
+	t.Logf("agreement %v after the first failure: epoch %d %s", took.Round(time.Millisecond), top.Epoch, topology.Diagram(top))
+	// One failure is detected in about 1.25 s and cascaded in a few ms; the
+	// phase timeout (2 s) would take it past 3.3 s.
+	if took > 2800*time.Millisecond {
+		t.Errorf("two failures 100 ms apart took %v to converge", took)
 	}
 }

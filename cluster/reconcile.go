@@ -20,7 +20,7 @@ func (c *Cluster) reconcile(ctx context.Context) {
 	for _, id := range t.Neighbours(c.self) {
 		keep[id] = true
 	}
-	if p := c.pending; p != nil {
+	if p := c.pending; p != nil && p.Epoch > t.Epoch && time.Since(c.pendingAt) < 2*c.cfg.PhaseTimeout {
 		for _, es := range [][]controlplane.Edge{p.Edges, p.Previous} {
 			for _, e := range es {
 				if e.A == c.self {

@@ -18,7 +18,10 @@ import (
 // the call to its children in the tree before answering.
 type Cascade interface {
 	// Prepare offers a topology. A member refuses a proposal whose epoch is
-	// not above the topology it has committed, or below one it has prepared.
+	// not above the topology it has committed, below one it has prepared,
+	// or equal to one it has prepared for another leader; and a proposal
+	// based on an epoch older than the one it has committed if the
+	// cluster's policy would not let the proposal replace its own.
 	Prepare(ctx context.Context, p Proposal) error
 	// Commit installs the prepared topology of the given epoch.
 	Commit(ctx context.Context, leader nodeid.ID, epoch uint64) error
@@ -39,6 +42,10 @@ type Proposal struct {
 	// Previous are the edges of the topology committed before (the tree
 	// along which the proposal travels spans old and new edges).
 	Previous []Edge
+	// Base is the epoch of the leader's last committed topology, the one
+	// its policy check was made against. A member that has committed a
+	// later epoch checks the policy against its own topology.
+	Base uint64
 }
 
 // A Member is a member of a proposed topology.

@@ -164,7 +164,7 @@ func cascadePrepareHandler(ctx context.Context, impl any, call *runtime.ServerCa
 
 // wireAppendProposal appends the CBOR encoding of *v to b.
 func wireAppendProposal(b []byte, v *Proposal) []byte {
-	b = wire.AppendMapHeader(b, 6)
+	b = wire.AppendMapHeader(b, 7)
 	b = wire.AppendString(b, "Leader")
 	b = wire.AppendUint(b, uint64(v.Leader))
 	b = wire.AppendString(b, "Epoch")
@@ -198,6 +198,8 @@ func wireAppendProposal(b []byte, v *Proposal) []byte {
 			b = wireAppendEdge(b, &v.Previous[i0])
 		}
 	}
+	b = wire.AppendString(b, "Base")
+	b = wire.AppendUint(b, v.Base)
 	return b
 }
 
@@ -300,6 +302,14 @@ func wireDecodeProposal(d *wire.Decoder, v *Proposal) error {
 					}
 				}
 				d.Leave()
+			}
+		case "Base":
+			if seen&(1<<6) != 0 {
+				return d.DuplicateKey("Base")
+			}
+			seen |= (1 << 6)
+			if v.Base, err = wire.Uint[uint64](d); err != nil {
+				return err
 			}
 		default:
 			return d.Unknown(key)

@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/trellisrpc/trellis/membership"
+)
+
+// A member advertises, in its membership metadata, the epoch of the
+// topology it has committed, so that a leader sees at once when members
+// have committed epochs it has not (it was cut off while the others moved
+// on) or when a member lags behind (it restarted). The record is
+//
+//	byte 0     metaVersion
+//	uvarint    epoch of the committed topology
+//	the rest   the application's metadata (Cluster.SetMeta)
+//
+// Empty metadata means a member that has not said yet (a cluster that is
+// just starting, or a node without a cluster).
+const metaVersion = 1
+
+// metaSetter is implemented by discovery backends whose members carry
+// metadata (membership.Node does). Without it the cluster still works, but
+// a leader learns of other epochs only from the members' answers to its
+// proposals.
+type metaSetter interface {
+	SetMeta(meta []byte) error
+}
+
+// encodeMeta returns the metadata advertising epoch and app.
+func encodeMeta(epoch uint64, app []byte) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(app))
+	b = append(b, metaVersion)
+	b = binary.AppendUvarint(b, epoch)
+	return append(b, app...)
+}
+
+// decodeMeta returns the epoch and application metadata in meta; ok is
+// false if meta is empty or not a record of this version.
+func decodeMeta(meta []byte) (epoch uint64, app []byte, ok bool) {
+	if len(meta) < 2 || meta[0] != metaVersion {
+		return 0, nil, false
+	}
+	epoch, n := binary.Uvarint(meta[1:])
+	if n <= 0 {
+		return 0, nil, false
+	}
+	return epoch, meta[1+n:], true
+}
+
+// MemberMeta returns the application metadata that member m set with
+// Cluster.SetMeta (nil if none, or if m runs no cluster).
+func MemberMeta(m membership.Member) []byte {
+	_, app, _ := decodeMeta(m.Meta)
+	return app
+}
+
+// MemberEpoch returns the epoch of the topology member m has committed, as
+// it last advertised it; ok is false if m has not advertised one.
+func MemberEpoch(m membership.Member) (epoch uint64, ok bool) {
+	epoch, _, ok = decodeMeta(m.Meta)
+	return epoch, ok
+}
+
+// SetMeta sets the application's part of this member's membership
+// metadata (the cluster owns the metadata and advertises its own state
+// beside it); the others read it with MemberMeta. It fails if the discovery
+// backend carries no metadata or app is too long.
+func (c *Cluster) SetMeta(app []byte) error {
+	ms, ok := c.disc.(metaSetter)
+	if !ok {
+		return errors.New("cluster: the discovery backend carries no member metadata")
+	}
+	if len(app) > membership.MaxMetaLen-1-binary.MaxVarintLen64 {
+		return fmt.Errorf("cluster: metadata of %d bytes, limit %d", len(app), membership.MaxMetaLen-1-binary.MaxVarintLen64)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.appMeta = append([]byte(nil), app...)
+	return ms.SetMeta(encodeMeta(c.committed.Epoch, c.appMeta))
+}
+
+// advertise publishes the committed epoch in the membership metadata.
+// c.mu must be held.
+func (c *Cluster) advertise() {
+	if ms, ok := c.disc.(metaSetter); ok {
+		if err := ms.SetMeta(encodeMeta(c.committed.Epoch, c.appMeta)); err != nil {
+			c.log.Warn("cluster: cannot advertise the committed epoch", "err", err)
+		}
+	}
+}
