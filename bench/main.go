@@ -206,7 +206,7 @@ type Result struct {
 func orchestrate(o orchOpts) error {
 	for _, s := range o.systems {
 		if findSystem(s) == nil {
-			return fmt.Errorf("unknown system %q (have trellis, grpc, netrpc, raw, raw-go)", s)
+			return fmt.Errorf("unknown system %q (have trellis, trellis-metrics, trellis-traced, grpc, netrpc, raw, raw-go)", s)
 		}
 	}
 	for _, p := range o.payloads {
@@ -262,6 +262,7 @@ func orchestrate(o orchOpts) error {
 			if len(rs) > 0 {
 				printTable(os.Stdout, rs)
 				printRatios(os.Stdout, rs)
+				printObservability(os.Stdout, rs)
 			}
 			printFigures(os.Stdout, figs[i])
 			printTargets(os.Stdout, rs, figs[i])

@@ -3,7 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
-	"fmt"
+	"sync"
 
 	"github.com/trellisrpc/trellis/transport"
 )
@@ -33,7 +33,8 @@ type OutgoingCall struct {
 // proxies or Client.Call). It calls next to proceed, at most once, and
 // returns its error or another; it may derive the context it passes on.
 // The error is the call's outcome, machinery failures included (see
-// ErrorKind).
+// ErrorKind). call and its Metadata are valid until the interceptor
+// returns: they are reused for later calls.
 type ClientInterceptor func(ctx context.Context, call *OutgoingCall, next func(ctx context.Context) error) error
 
 // An IncomingCall describes a call this node serves, as server
@@ -60,7 +61,8 @@ type IncomingCall struct {
 // receives. It calls next at most once; the error it returns is the call's
 // outcome (returning an error without calling next refuses the call). A
 // panic of the implementation reaches it as an error for which
-// errors.Is(err, ErrRemotePanic) holds.
+// errors.Is(err, ErrRemotePanic) holds. call is valid until the
+// interceptor returns.
 //
 // Calls refused before dispatch (unknown method, overloaded, node shutting
 // down) do not reach server interceptors.
@@ -120,56 +122,99 @@ func (n *Node) Intercept(client ClientInterceptor, server ServerInterceptor, rel
 	n.icept.Store(next)
 }
 
+// outgoing is a call on its way through the client interceptors. It is
+// pooled, with its next function bound once, so that a chain costs no
+// allocation per call.
+type outgoing struct {
+	OutgoingCall
+	c             *Client
+	chain         []ClientInterceptor
+	i             int // the next interceptor to run
+	args, results any
+	next          func(context.Context) error // o.proceed
+}
+
+var outgoingPool = sync.Pool{New: func() any {
+	o := new(outgoing)
+	o.next = o.proceed
+	return o
+}}
+
 // callIntercepted runs a call through the client interceptors.
 func (c *Client) callIntercepted(ctx context.Context, chain []ClientInterceptor, m *MethodDesc, args, results any) error {
-	oc := &OutgoingCall{Service: c.svc, Method: m, Target: c.target}
-	var step func(i int) func(ctx context.Context) error
-	step = func(i int) func(ctx context.Context) error {
-		called := false
-		return func(ctx context.Context) error {
-			if called {
-				return c.notSent(m, fmt.Errorf("client interceptor %d called next twice", i-1))
-			}
-			called = true
-			if i == len(chain) {
-				return c.call(ctx, m, args, results, oc)
-			}
-			return chain[i](ctx, oc, step(i+1))
-		}
-	}
-	return step(0)(ctx)
+	o := outgoingPool.Get().(*outgoing)
+	o.OutgoingCall = OutgoingCall{Service: c.svc, Method: m, Target: c.target, Metadata: o.Metadata[:0]}
+	o.c, o.chain, o.i, o.args, o.results = c, chain, 0, args, results
+	err := o.proceed(ctx)
+	clear(o.Metadata)
+	o.OutgoingCall = OutgoingCall{Metadata: o.Metadata[:0]}
+	o.c, o.chain, o.args, o.results = nil, nil, nil, nil
+	outgoingPool.Put(o)
+	return err
 }
+
+// proceed runs the next interceptor, or the call itself after the last.
+func (o *outgoing) proceed(ctx context.Context) error {
+	i := o.i
+	o.i++
+	switch {
+	case i < len(o.chain):
+		return o.chain[i](ctx, &o.OutgoingCall, o.next)
+	case i == len(o.chain):
+		return o.c.call(ctx, o.Method, o.args, o.results, &o.OutgoingCall)
+	}
+	return o.c.notSent(o.Method, errors.New("a client interceptor called next twice"))
+}
+
+// incoming is a served call on its way through the server interceptors;
+// pooled like outgoing.
+type incoming struct {
+	IncomingCall
+	sc    *ServerCall
+	chain []ServerInterceptor
+	i     int
+	next  func(context.Context) error // in.proceed
+}
+
+var incomingPool = sync.Pool{New: func() any {
+	in := new(incoming)
+	in.next = in.proceed
+	return in
+}}
 
 // invokeIntercepted runs a served call's handler through the server
 // interceptors; the implementation's panic is recovered into an error
 // inside the chain, so that interceptors see it.
 func (sc *ServerCall) invokeIntercepted(chain []ServerInterceptor) (err error) {
+	in := incomingPool.Get().(*incoming)
+	in.IncomingCall = IncomingCall{Service: sc.entry.svc, Method: sc.entry.method, Caller: sc.caller, Hops: sc.hops, Metadata: sc.metadata, RequestBytes: len(sc.body)}
+	in.sc, in.chain, in.i = sc, chain, 0
 	defer func() {
 		if v := recover(); v != nil {
 			sc.node.log.Error("trellis: server interceptor panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v)
 			err = panicError{v}
 		}
+		in.IncomingCall, in.sc, in.chain = IncomingCall{}, nil, nil
+		incomingPool.Put(in)
 	}()
-	ic := &IncomingCall{Service: sc.entry.svc, Method: sc.entry.method, Caller: sc.caller, Hops: sc.hops, Metadata: sc.metadata, RequestBytes: len(sc.body)}
-	var step func(i int) func(ctx context.Context) error
-	step = func(i int) func(ctx context.Context) error {
-		called := false
-		return func(ctx context.Context) error {
-			if called {
-				return fmt.Errorf("trellis: server interceptor %d called next twice", i-1)
-			}
-			called = true
-			if i == len(chain) {
-				err := sc.invokeHandler(ctx)
-				if sc.reply != nil {
-					ic.ReplyBytes = sc.reply.Len() - 1 // less the envelope's flags
-				}
-				return err
-			}
-			return chain[i](ctx, ic, step(i+1))
+	return in.proceed(&sc.ctx)
+}
+
+// proceed runs the next interceptor, or the handler after the last.
+func (in *incoming) proceed(ctx context.Context) error {
+	i := in.i
+	in.i++
+	switch {
+	case i < len(in.chain):
+		return in.chain[i](ctx, &in.IncomingCall, in.next)
+	case i == len(in.chain):
+		err := in.sc.invokeHandler(ctx)
+		if in.sc.reply != nil {
+			in.ReplyBytes = in.sc.reply.Len() - 1 // less the envelope's flags
 		}
+		return err
 	}
-	return step(0)(&sc.ctx)
+	return errors.New("trellis: a server interceptor called next twice")
 }
 
 // Is makes a recovered panic match ErrRemotePanic, for server interceptors.

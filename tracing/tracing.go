@@ -7,6 +7,13 @@
 // envelope without decoding the call's body. Failed calls are recorded on
 // their spans with their kind (runtime.ErrorKind).
 //
+// Sampling is decided where a trace starts, by the caller's TracerProvider
+// (for example sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))).
+// Servers and relays follow the sampled flag of the trace context they
+// receive: a call its caller did not sample gets no span on them (and its
+// context still reaches the calls its handler makes), so an unsampled
+// call costs them little more than reading the flag.
+//
 // The package is opt-in: a program that does not import it links no
 // OpenTelemetry code. Instrument installs interceptors on a node (see
 // runtime.Node.Intercept).
@@ -131,8 +138,12 @@ func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next f
 
 // server traces a call served, as a child of the caller's span.
 func (tr *tracer) server(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
-	md := call.Metadata
-	ctx = tr.prop.Extract(ctx, carrier{&md})
+	ctx = tr.prop.Extract(ctx, carrier{&call.Metadata})
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
+		// The trace's root decided not to record it: record nothing here
+		// either, but keep its context for the calls the handler makes.
+		return next(ctx)
+	}
 	ctx, span := tr.t.Start(ctx, spanName(call.Service, call.Method), trace.WithSpanKind(trace.SpanKindServer))
 	if span.IsRecording() {
 		span.SetAttributes(callAttributes(call.Service, call.Method)...)
@@ -147,8 +158,8 @@ func (tr *tracer) server(ctx context.Context, call *runtime.IncomingCall, next f
 // context replaces the previous one in the metadata sent on.
 func (tr *tracer) relay(call *runtime.RelayedCall) func(error) {
 	ctx := tr.prop.Extract(context.Background(), carrier{&call.Metadata})
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return nil // an untraced call stays untraced
+	if sc := trace.SpanContextFromContext(ctx); !sc.IsValid() || !sc.IsSampled() {
+		return nil // an untraced or unsampled call passes as it is
 	}
 	ctx, span := tr.t.Start(ctx, "trellis.relay", trace.WithSpanKind(trace.SpanKindInternal))
 	if span.IsRecording() {

@@ -28,10 +28,14 @@ func (r routes) NextHop(dst runtime.NodeID) (runtime.NodeID, bool) {
 // line starts n nodes connected in a line with routes along it, each
 // serving Kitchen and traced into rec.
 func line(t *testing.T, n int, rec *tracetest.SpanRecorder) []*runtime.Node {
+	return lineWith(t, n, rec, func(int) sdktrace.Sampler { return sdktrace.AlwaysSample() })
+}
+
+// lineWith is line with node i sampling the traces it starts with sampler(i).
+func lineWith(t *testing.T, n int, rec *tracetest.SpanRecorder, sampler func(i int) sdktrace.Sampler) []*runtime.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	ns := make([]*runtime.Node, n)
 	for i := range ns {
 		node, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0"})
@@ -46,6 +50,7 @@ func line(t *testing.T, n int, rec *tracetest.SpanRecorder) []*runtime.Node {
 		if err := testsvc.RegisterKitchen(node, testsvc.NewImpl()); err != nil {
 			t.Fatal(err)
 		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sampler(i)))
 		if err := tracing.Instrument(node, tracing.Config{TracerProvider: tp}); err != nil {
 			t.Fatal(err)
 		}
@@ -144,6 +149,28 @@ func TestTraceAcrossRelays(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUnsampledCallsStayUnrecorded checks that the caller's sampling
+// decision holds along the route: a call its caller does not sample gets no
+// span on the relay nor on the server, although they would sample every
+// trace they started themselves.
+func TestUnsampledCallsStayUnrecorded(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	ns := lineWith(t, 3, rec, func(i int) sdktrace.Sampler {
+		if i == 0 {
+			return sdktrace.NeverSample()
+		}
+		return sdktrace.AlwaysSample()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := testsvc.NewKitchenProxy(ns[0], ns[2].ID()).Echo(ctx, "quiet", 1); err != nil {
+		t.Fatal(err)
+	}
+	if spans := rec.Ended(); len(spans) != 0 {
+		t.Errorf("an unsampled call left spans: %v", names(spans))
 	}
 }
 
