@@ -273,7 +273,12 @@ func (s *Store) apply(ctx context.Context, caller nodeid.ID, op peer.Op) (peer.E
 	if err := s.tab.put(next, now, nil); err != nil {
 		return peer.Entry{}, err
 	}
-	if err := s.replicate(ctx, next); err != nil {
+	if s.cfg.Async {
+		err = s.enqueue(ctx, next)
+	} else {
+		err = s.replicate(ctx, next)
+	}
+	if err != nil {
 		return peer.Entry{}, err
 	}
 	return next, nil

@@ -77,6 +77,15 @@ type Config struct {
 	// MaxBytes bounds the memory the node's entries and copies take
 	// (default 256 MiB); writes beyond it fail with ErrFull.
 	MaxBytes int64
+	// Async makes writes asynchronous: a write is acknowledged once the
+	// owner has applied it, and sent to the backups in the background, in
+	// batches. Faster, but a write acknowledged less than the replication
+	// lag before the owner dies is lost.
+	Async bool
+	// MaxLag bounds the writes an owner may have applied and not yet sent
+	// to a backup, in asynchronous mode; a write waits while a backup is
+	// that far behind (default 1024).
+	MaxLag int
 	// Timeout bounds each call a store makes to another store when the
 	// caller's context has no earlier deadline (default 2 s).
 	Timeout time.Duration
@@ -118,6 +127,7 @@ type Store struct {
 	topo     topology.Topology
 	history  []topology.Topology // recent committed topologies, oldest first
 	adopting map[nodeid.ID]chan struct{}
+	queues   map[nodeid.ID]*asyncQueue // asynchronous mode: per backup
 }
 
 // historyLen is how many committed topologies a store remembers to find the
@@ -141,6 +151,9 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = 1024
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -149,7 +162,7 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		cfg: cfg, cl: cfg.Cluster, node: n, self: n.ID(),
 		log: log.With("component", "replica"), tab: newTable(cfg.MaxBytes), now: time.Now,
-		adopting: make(map[nodeid.ID]chan struct{}),
+		adopting: make(map[nodeid.ID]chan struct{}), queues: make(map[nodeid.ID]*asyncQueue),
 	}
 	for _, e := range []struct {
 		name string

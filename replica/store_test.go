@@ -164,3 +164,35 @@ func TestMigrateMode(t *testing.T) {
 		t.Fatalf("got %q owned by %s, want 2 owned by the node that served the read", got.Value, got.Owner)
 	}
 }
+
+func TestAsyncModeReplicatesInTheBackground(t *testing.T) {
+	f := farmtest.New(t, 3, replica.Config{Async: true, MaxLag: 4})
+	ctx := ctxT(t, 20*time.Second)
+	owner := f.Servers[0]
+	var keys []string
+	for i := range 50 {
+		k := owner.Store.NewKey()
+		keys = append(keys, k)
+		if _, err := owner.Store.Create(ctx, k, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The queues drain: both backups hold every entry, then the owner can
+	// die with nothing lost.
+	for _, s := range f.Servers[1:] {
+		for s.Store.Stats().Copies != len(keys) {
+			if ctx.Err() != nil {
+				t.Fatalf("%s holds %d copies, want %d", s.Name, s.Store.Stats().Copies, len(keys))
+			}
+			time.Sleep(10 * time.Millisecond) // polling the store's counters: no event to await
+		}
+	}
+	owner.Kill()
+	f.Agree()
+	for i, k := range keys {
+		got, err := f.Servers[1+i%2].Store.Get(ctx, k)
+		if err != nil || string(got.Value) != fmt.Sprint(i) {
+			t.Fatalf("key %d after the owner's kill: %q, %v", i, got.Value, err)
+		}
+	}
+}
