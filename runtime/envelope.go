@@ -218,40 +218,36 @@ func appendMetadata(b []byte, md Metadata) []byte {
 }
 
 // parseMetadata decodes metadata, checking counts and sizes against their
-// caps before allocating.
+// caps before allocating. The keys and values share one string.
 func parseMetadata(p []byte) (Metadata, []byte, error) {
 	count, n := binary.Uvarint(p)
 	if n <= 0 || count == 0 || count > maxMetadataEntries {
 		return nil, nil, fmt.Errorf("bad metadata count")
 	}
 	p = p[n:]
-	md := make(Metadata, 0, count)
-	total := 0
-	str := func() (string, error) {
-		l, n := binary.Uvarint(p)
-		if n <= 0 || l > uint64(len(p)-n) {
-			return "", errShort
+	// First pass: find the strings and check the limits.
+	type span struct{ off, len int }
+	var spans [2 * maxMetadataEntries]span
+	start, off, total := p, 0, 0
+	for i := range 2 * count {
+		l, n := binary.Uvarint(p[off:])
+		if n <= 0 || l > uint64(len(p)-off-n) {
+			return nil, nil, errShort
 		}
 		total += int(l)
 		if total > maxMetadataBytes {
-			return "", fmt.Errorf("metadata exceeds %d bytes", maxMetadataBytes)
+			return nil, nil, fmt.Errorf("metadata exceeds %d bytes", maxMetadataBytes)
 		}
-		s := string(p[n : n+int(l)])
-		p = p[n+int(l):]
-		return s, nil
+		spans[i] = span{off + n, int(l)}
+		off += n + int(l)
 	}
-	for range count {
-		k, err := str()
-		if err != nil {
-			return nil, nil, err
-		}
-		v, err := str()
-		if err != nil {
-			return nil, nil, err
-		}
-		md = append(md, MetadataEntry{k, v})
+	all := string(start[:off])
+	md := make(Metadata, count)
+	for i := range md {
+		k, v := spans[2*i], spans[2*i+1]
+		md[i] = MetadataEntry{all[k.off : k.off+k.len], all[v.off : v.off+v.len]}
 	}
-	return md, p, nil
+	return md, p[off:], nil
 }
 
 // validMetadata checks outgoing metadata against the limits a receiver applies.

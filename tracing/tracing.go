@@ -22,6 +22,7 @@ package tracing
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -49,10 +50,18 @@ type Config struct {
 
 // A tracer holds what the interceptors of one node share.
 type tracer struct {
-	t    trace.Tracer
-	prop propagation.TextMapPropagator
-	node runtime.NodeID
+	t     trace.Tracer
+	prop  propagation.TextMapPropagator
+	node  runtime.NodeID
+	names sync.Map // *runtime.MethodDesc -> string: span names, made once
 }
+
+// Span options, made once.
+var (
+	kindClient   = trace.WithSpanKind(trace.SpanKindClient)
+	kindServer   = trace.WithSpanKind(trace.SpanKindServer)
+	kindInternal = trace.WithSpanKind(trace.SpanKindInternal)
+)
 
 // Instrument installs the interceptors that trace the calls node makes,
 // serves and relays, from now on.
@@ -91,11 +100,16 @@ func (c carrier) Keys() []string {
 
 // spanName names a call's spans as OpenTelemetry's RPC conventions do:
 // service/method.
-func spanName(svc *runtime.ServiceDesc, m *runtime.MethodDesc) string {
-	if svc == nil {
-		return m.Name
+func (tr *tracer) spanName(svc *runtime.ServiceDesc, m *runtime.MethodDesc) string {
+	if n, ok := tr.names.Load(m); ok {
+		return n.(string)
 	}
-	return svc.Name + "/" + m.Name
+	n := m.Name
+	if svc != nil {
+		n = svc.Name + "/" + m.Name
+	}
+	tr.names.Store(m, n)
+	return n
 }
 
 func callAttributes(svc *runtime.ServiceDesc, m *runtime.MethodDesc) []attribute.KeyValue {
@@ -122,7 +136,7 @@ func end(span trace.Span, err error) {
 
 // client traces a call made.
 func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
-	ctx, span := tr.t.Start(ctx, spanName(call.Service, call.Method), trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := tr.t.Start(ctx, tr.spanName(call.Service, call.Method), kindClient)
 	if span.IsRecording() {
 		span.SetAttributes(callAttributes(call.Service, call.Method)...)
 		span.SetAttributes(attribute.String("trellis.target", call.Target.String()))
@@ -144,7 +158,7 @@ func (tr *tracer) server(ctx context.Context, call *runtime.IncomingCall, next f
 		// either, but keep its context for the calls the handler makes.
 		return next(ctx)
 	}
-	ctx, span := tr.t.Start(ctx, spanName(call.Service, call.Method), trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := tr.t.Start(ctx, tr.spanName(call.Service, call.Method), kindServer)
 	if span.IsRecording() {
 		span.SetAttributes(callAttributes(call.Service, call.Method)...)
 		span.SetAttributes(attribute.String("trellis.caller", call.Caller.String()), attribute.Int("trellis.hops", call.Hops))
@@ -161,7 +175,7 @@ func (tr *tracer) relay(call *runtime.RelayedCall) func(error) {
 	if sc := trace.SpanContextFromContext(ctx); !sc.IsValid() || !sc.IsSampled() {
 		return nil // an untraced or unsampled call passes as it is
 	}
-	ctx, span := tr.t.Start(ctx, "trellis.relay", trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := tr.t.Start(ctx, "trellis.relay", kindInternal)
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("trellis.source", call.Source.String()),
