@@ -45,11 +45,15 @@ func BenchmarkEcho(b *testing.B) {
 			}
 			k := testsvc.NewKitchenProxy(nodes[0], id)
 			b.ReportAllocs()
-			for b.Loop() {
-				if _, _, err := k.Echo(ctx, "x", 1); err != nil {
-					b.Fatal(err)
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := k.Echo(ctx, "x", 1); err != nil {
+						b.Error(err)
+						return
+					}
 				}
-			}
+			})
 		})
 	}
 }
