@@ -76,8 +76,9 @@
 // A graceful Leave sends the leave three times and is seen as Left within a
 // network delay. A restart is told apart from a late packet by its incarnation
 // (Config.Incarnation, default the start time in nanoseconds): when a member
-// with a known ID appears with a higher incarnation, the old life ends with a
-// Failed event and the new one begins with Joined; packets of the old life are
+// with a known ID appears with a higher incarnation (from another address only
+// once the old life has been silent for two intervals, see Trust), the old life
+// ends with a Failed event and the new one begins with Joined; packets of the old life are
 // then refused. A member declared failed that is heard again with the same
 // incarnation (a healed partition or cable) simply Joins again, keeping its join
 // time and so its place in the order. A restarted node whose incarnation is
@@ -120,7 +121,13 @@
 // (both undone by the member's next heartbeat), answer probes in its name.
 //
 // What it cannot do is take a live member's place for longer than a heartbeat
-// or two per forged packet. A claim of a member's ID with a higher incarnation,
+// or two per forged packet. A member's life is bound to the address its
+// packets come from: while an observer still hears the member's current life
+// (within two intervals), it refuses a leave, a restart or a refutation of
+// that ID from any other address (a real restart on a new port is accepted
+// once the old life has fallen silent), so a forger that cannot spoof the
+// member's source address never makes observers declare it failed or gone. A
+// claim of a member's ID with a higher incarnation,
 // or with the member's incarnation and a sequence number ahead of it, is
 // refuted as in SWIM: the member raises its incarnation above the claim, and its
 // heartbeat, sent at once (at most once per Interval/4), replaces the

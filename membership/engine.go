@@ -33,6 +33,7 @@ type engine struct {
 	peersEvery   time.Duration // period of peers messages in unicast mode
 	learnedTTL   time.Duration // a learned address is dropped when not mentioned this long
 	tickEvery    time.Duration // the period at which tick is expected to run
+	confirmAfter time.Duration // a new life from another address waits for the current one to be this silent
 	stallAfter   time.Duration // a longer gap between ticks is a local stall
 
 	mu          sync.Mutex
@@ -108,6 +109,7 @@ func newEngine(cfg Config, tr Transport, keys *keyring, hub *EventHub, seed uint
 	e.learnedTTL = max(50*cfg.Interval, 3*e.peersEvery)
 	e.tickEvery = tickPeriod(cfg.Interval)
 	e.stallAfter = 4 * e.tickEvery
+	e.confirmAfter = 2 * cfg.Interval
 	return e
 }
 
@@ -254,9 +256,12 @@ func (e *engine) handle(now time.Time, b []byte, from netip.AddrPort) {
 }
 
 // refresh records direct evidence that pe lives: one of its own packets arrived.
+// Its packet address stays the one its life was first heard from: a member
+// sends everything of a life from one socket, and a packet from elsewhere
+// (signed by another holder of the key) must not redirect probes and
+// heartbeats.
 func (e *engine) refresh(pe *peer, now time.Time, from netip.AddrPort) {
 	pe.lastHeard = now
-	pe.m.PacketAddr = from
 	if pe.m.State == StateSuspected {
 		pe.m.State = StateAlive
 		e.stats.refutations.Add(1)
@@ -268,6 +273,17 @@ func (e *engine) onHeartbeat(now time.Time, p *packet, from netip.AddrPort, pe *
 	leaving := p.flags&flagLeaving != 0
 	if why := e.checkJoinTime(now, p, pe, tb, newLife); why != "" {
 		e.implausible(p, from, why)
+		return
+	}
+	if pe != nil && from != pe.m.PacketAddr && (leaving || newLife) && now.Sub(pe.lastHeard) < e.confirmAfter {
+		// A leave, a restart or a refutation that comes from another address
+		// while the member's current life is still heard: a restart on a new
+		// port is accepted once the current life has fallen silent; an
+		// impostor never is. The current life is told, and refutes.
+		e.stats.ignored.Add(1)
+		e.log.Debug("membership: a new life from another address while the current one is heard",
+			"member", pe.m.Name, "id", pe.m.ID, "from", from, "incarnation", p.inc, "leaving", leaving)
+		e.reportConflict(now, pe.m.ID, max(p.inc, pe.m.Incarnation), max(p.seq, pe.win.top), pe.m.PacketAddr, &pe.lastConflict)
 		return
 	}
 	switch {

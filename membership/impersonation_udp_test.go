@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/nodeid"
 )
 
 // Over real UDP on 127.0.0.1: a member holding the key forges a heartbeat with
@@ -96,6 +97,18 @@ func TestNodeUDPImpersonationRefuted(t *testing.T) {
 		t.Errorf("refutation took %v, want at most 1s", took)
 	}
 	for _, o := range observers {
+		for {
+			ev, ok := o.sub.TryNext()
+			if !ok {
+				break
+			}
+			o.pending = append(o.pending, ev)
+		}
+		for _, ev := range o.pending {
+			if ev.Member.ID == self.ID && (ev.Kind == membership.Failed || ev.Kind == membership.Left || ev.Member.Addr != self.Addr) {
+				t.Errorf("%s: event %v during the attack", o.Local().Name, ev)
+			}
+		}
 		l, _ := o.Leader()
 		if l.ID != self.ID || l.Addr != self.Addr || !l.JoinTime.Equal(self.JoinTime) {
 			t.Errorf("%s: leader %+v, want the real victim", o.Local().Name, l)
@@ -104,4 +117,41 @@ func TestNodeUDPImpersonationRefuted(t *testing.T) {
 	if victim.Stats().Impersonations == 0 {
 		t.Error("the victim counted no impersonation")
 	}
+}
+
+// A real restart on a new port (a new life from another address) is accepted
+// once the previous life has fallen silent, however quickly it restarts.
+func TestNodeUDPRestartOnNewPort(t *testing.T) {
+	checkGoroutines(t)
+	mk := func(name string, id nodeid.ID, seeds ...string) *liveNode {
+		n, err := membership.New(membership.Config{ID: id, Name: name, Addr: name + ":9000", Keys: [][]byte{testKey},
+			DisableMulticast: true, BindAddr: "127.0.0.1:0", Seeds: seeds, Interval: fastInterval})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := &liveNode{Node: n, sub: n.Subscribe(0)}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return ln
+	}
+	obs := mk("observer", 0, "127.0.0.1:1")
+	seed := obs.Local().PacketAddr.String()
+	const id = nodeid.ID(0xfeed)
+	first := mk("restarter", id, seed)
+	obs.await(t, "the first life joined", is(membership.Joined, id))
+	first.Close()
+	second := mk("restarter", id, seed) // at once, on a new port
+	if second.Local().PacketAddr == first.Local().PacketAddr {
+		t.Skip("the new life got the same port")
+	}
+	start := time.Now()
+	ev := obs.await(t, "the second life joined", is(membership.Joined, id))
+	if ev.Member.Incarnation != second.Local().Incarnation {
+		t.Fatalf("joined incarnation %d, want the second life's %d", ev.Member.Incarnation, second.Local().Incarnation)
+	}
+	t.Logf("second life accepted %v after its start", time.Since(start))
 }

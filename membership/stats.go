@@ -30,7 +30,9 @@ type Stats struct {
 	// that changes within a life.
 	Implausible uint64
 	// Ignored counts authentic packets not acted upon: the node's own multicast
-	// echo, packets that claim the local node's ID (see Impersonations),
+	// echo, packets that claim the local node's ID (see Impersonations), a
+	// leave or new life of a member from another address while its current
+	// life is still heard,
 	// packets from a member over the MaxMembers cap, and probes or acks that
 	// concern no current suspicion.
 	Ignored uint64
