@@ -72,7 +72,7 @@ func runRouteClient(o clientOpts) (err error) {
 		return fmt.Errorf("relay: %v", err)
 	}
 	ctx := context.Background()
-	a, err := trellis.NewNode(trellis.Config{Name: "A", ID: aID})
+	a, err := trellis.NewNode(trellis.Config{Name: "A", ID: aID, Keyring: benchKeyring})
 	if err != nil {
 		return err
 	}

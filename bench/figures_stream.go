@@ -51,7 +51,7 @@ func runStreamClient(o clientOpts) (err error) {
 	}
 	defer tcp.close()
 	ctx := context.Background()
-	n, err := trellis.NewNode(trellis.Config{Name: "bench-stream-client"})
+	n, err := trellis.NewNode(trellis.Config{Name: "bench-stream-client", Keyring: benchKeyring})
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func TestStreamFigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	n, err := trellis.NewNode(trellis.Config{Name: "client"})
+	n, err := trellis.NewNode(trellis.Config{Name: "client", Keyring: benchKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestRouteFigure(t *testing.T) {
 	if info != " peer "+cNode.ID().String() {
 		t.Fatalf("relay says %q", info)
 	}
-	a, err := trellis.NewNode(trellis.Config{Name: "A", ID: aID})
+	a, err := trellis.NewNode(trellis.Config{Name: "A", ID: aID, Keyring: benchKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}

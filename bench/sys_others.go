@@ -11,13 +11,35 @@ import (
 
 	"github.com/trellisrpc/trellis/bench/echo"
 	"github.com/trellisrpc/trellis/bench/pb"
+	"github.com/trellisrpc/trellis/keyring"
 	trellis "github.com/trellisrpc/trellis/runtime"
 )
 
 // ---- Trellis: the generated proxy over one connection ----
 
-func serveTrellis(addr string) (string, func(), error) {
-	n, err := newTrellisServer(addr)
+// benchKeyring is the cluster key of the benchmark's Trellis nodes, which
+// may run in separate processes: a fixed key, fit for a benchmark only.
+var benchKeyring = func() *keyring.Ring {
+	r, err := keyring.New([]byte("trellis-bench-cluster-key-000000"))
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()
+
+// authOn is the authentication of the "trellis" system (the default: the
+// cluster key), authOff that of "trellis-open" (Insecure), to measure what
+// authentication costs in the same run.
+var (
+	authOn  = trellis.Config{Keyring: benchKeyring}
+	authOff = trellis.Config{Insecure: true}
+)
+
+func serveTrellis(addr string) (string, func(), error)     { return serveTrellisWith(addr, authOn) }
+func serveTrellisOpen(addr string) (string, func(), error) { return serveTrellisWith(addr, authOff) }
+
+func serveTrellisWith(addr string, auth trellis.Config) (string, func(), error) {
+	n, err := newTrellisServerWith(addr, auth)
 	if err != nil {
 		return "", nil, err
 	}
@@ -25,9 +47,11 @@ func serveTrellis(addr string) (string, func(), error) {
 }
 
 // newTrellisServer starts a node serving Echoer (and Streamer, for the
-// stream figures) on addr.
-func newTrellisServer(addr string) (*trellis.Node, error) {
-	n, err := trellis.NewNode(trellis.Config{Name: "bench-server", Addr: addr})
+// stream figures) on addr, with the cluster key.
+func newTrellisServer(addr string) (*trellis.Node, error) { return newTrellisServerWith(addr, authOn) }
+
+func newTrellisServerWith(addr string, auth trellis.Config) (*trellis.Node, error) {
+	n, err := trellis.NewNode(trellis.Config{Name: "bench-server", Addr: addr, Keyring: auth.Keyring, Insecure: auth.Insecure})
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +68,15 @@ type trellisClient struct {
 }
 
 func dialTrellis(ctx context.Context, addr string) (caller, error) {
-	n, err := trellis.NewNode(trellis.Config{Name: "bench-client"})
+	return dialTrellisWith(ctx, addr, authOn)
+}
+
+func dialTrellisOpen(ctx context.Context, addr string) (caller, error) {
+	return dialTrellisWith(ctx, addr, authOff)
+}
+
+func dialTrellisWith(ctx context.Context, addr string, auth trellis.Config) (caller, error) {
+	n, err := trellis.NewNode(trellis.Config{Name: "bench-client", Keyring: auth.Keyring, Insecure: auth.Insecure})
 	if err != nil {
 		return nil, err
 	}

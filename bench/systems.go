@@ -24,7 +24,8 @@ type system struct {
 }
 
 var systems = []*system{
-	{"trellis", "Trellis, generated proxy, one connection, CBOR", serveTrellis, dialTrellis},
+	{"trellis", "Trellis, generated proxy, one connection, CBOR, cluster key", serveTrellis, dialTrellis},
+	{"trellis-open", "the same with authentication off (Insecure)", serveTrellisOpen, dialTrellisOpen},
 	{"grpc", "gRPC-Go unary, protobuf, default options", serveGRPC, dialGRPC},
 	{"netrpc", "net/rpc with gob, one connection", serveNetRPC, dialNetRPC},
 	{"raw", "raw TCP echo, pipelined, requests handled inline (the floor)", serveRawInline, dialRaw},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
@@ -77,13 +78,17 @@ func startMemberOpts(t *testing.T, o memberOpts, name, bind string, seeds ...str
 	if o.addr == "" {
 		o.addr = "127.0.0.1:0"
 	}
-	node, err := runtime.NewNode(runtime.Config{Name: name, Addr: o.addr, ID: o.id})
+	ring, err := keyring.New(testKey) // one ring for the RPC handshakes and the heartbeats
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := runtime.NewNode(runtime.Config{Name: name, Addr: o.addr, ID: o.id, Keyring: ring})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mcfg := membership.Config{
 		ID: node.ID(), Name: name, Addr: node.Addr().String(),
-		Keys: [][]byte{testKey}, DisableMulticast: true, BindAddr: "127.0.0.1:0", Seeds: seeds,
+		Keyring: ring, DisableMulticast: true, BindAddr: "127.0.0.1:0", Seeds: seeds,
 	}
 	if bind != "" {
 		mcfg.BindAddr = bind

@@ -5,25 +5,32 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"hash"
 	"sync"
+
+	clusterkeys "github.com/trellisrpc/trellis/keyring"
 )
 
-// MinKeyLen is the shortest cluster key accepted, in bytes.
-const MinKeyLen = 16
+// MinKeyLen is the shortest cluster key accepted, in bytes (keyring.MinKeyLen).
+const MinKeyLen = clusterkeys.MinKeyLen
 
-// ErrNoKeys is returned when a configuration or a key rotation has no key.
-var ErrNoKeys = errors.New("membership: keyring is empty")
+// ErrNoKeys is returned when a configuration or a key rotation has no key. It
+// is keyring.ErrNoKeys, so errors.Is matches either name.
+var ErrNoKeys = clusterkeys.ErrNoKeys
 
-// keyring authenticates packets with HMAC-SHA256 bound to the cluster label. The
-// first key signs; every key verifies, so keys rotate without downtime: add the
-// new key second everywhere, then move it first everywhere, then drop the old one.
+// keyring authenticates packets with HMAC-SHA256 bound to the cluster label,
+// with the keys of a shared *keyring.Ring. The first key signs; every key
+// verifies, so keys rotate without downtime: add the new key second
+// everywhere, then move it first everywhere, then drop the old one. The
+// keyed hashes are derived from the ring once per generation, so a rotation
+// made through the ring (by another layer sharing it) takes effect at the
+// next packet.
 type keyring struct {
+	ring    *clusterkeys.Ring
 	mu      sync.Mutex
 	label   []byte
 	tag     uint32
+	gen     uint64 // the ring's generation macs were made from
 	macs    []hash.Hash
 	scratch [sha256.Size]byte
 }
@@ -36,38 +43,34 @@ func clusterTag(label string) uint32 {
 	return binary.BigEndian.Uint32(sum[:4])
 }
 
+// newKeyring returns a keyring over a new ring holding keys.
 func newKeyring(label string, keys [][]byte) (*keyring, error) {
-	k := &keyring{label: []byte(label), tag: clusterTag(label)}
-	if err := k.setKeys(keys); err != nil {
+	ring, err := clusterkeys.New(keys...)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return keyringOn(label, ring), nil
 }
 
-func checkKeys(keys [][]byte) error {
-	if len(keys) == 0 {
-		return ErrNoKeys
-	}
-	for i, key := range keys {
-		if len(key) < MinKeyLen {
-			return fmt.Errorf("membership: key %d is %d bytes, want at least %d", i, len(key), MinKeyLen)
-		}
-	}
-	return nil
+// keyringOn returns a keyring over ring, which it shares with its other users.
+func keyringOn(label string, ring *clusterkeys.Ring) *keyring {
+	return &keyring{ring: ring, label: []byte(label), tag: clusterTag(label)}
 }
 
-func (k *keyring) setKeys(keys [][]byte) error {
-	if err := checkKeys(keys); err != nil {
-		return err
+// setKeys replaces the ring's keys (for every user of the ring).
+func (k *keyring) setKeys(keys [][]byte) error { return k.ring.Set(keys...) }
+
+// refresh rebuilds the keyed hashes if the ring changed. k.mu must be held.
+func (k *keyring) refresh() {
+	if k.macs != nil && k.ring.Generation() == k.gen {
+		return
 	}
+	keys, gen := k.ring.Keys()
 	macs := make([]hash.Hash, len(keys))
 	for i, key := range keys {
-		macs[i] = hmac.New(sha256.New, append([]byte(nil), key...))
+		macs[i] = hmac.New(sha256.New, key)
 	}
-	k.mu.Lock()
-	k.macs = macs
-	k.mu.Unlock()
-	return nil
+	k.macs, k.gen = macs, gen
 }
 
 // sum computes the truncated MAC of msg with mac into k.scratch. k.mu must be held.
@@ -85,6 +88,7 @@ func (k *keyring) sum(mac hash.Hash, msg []byte) []byte {
 func (k *keyring) sign(pkt []byte) []byte {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.refresh()
 	return append(pkt, k.sum(k.macs[0], pkt)...)
 }
 
@@ -97,6 +101,7 @@ func (k *keyring) verify(pkt []byte) bool {
 	msg, tag := pkt[:len(pkt)-tagLen], pkt[len(pkt)-tagLen:]
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.refresh()
 	ok := 0
 	for _, mac := range k.macs {
 		ok |= subtle.ConstantTimeCompare(k.sum(mac, msg), tag)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	clusterkeys "github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/nodeid"
 )
 
@@ -46,8 +47,8 @@ const (
 	DefaultMaxClockSkew = 10 * time.Second
 )
 
-// Config configures a Node. The zero value of every field but Keys has a usable
-// default.
+// Config configures a Node. The zero value of every field but Keyring (or
+// Keys) has a usable default.
 type Config struct {
 	// ID is the node's identity; zero means nodeid.New(). Keep it across restarts
 	// (with a higher Incarnation) if observers should see a restart as a new life
@@ -72,8 +73,13 @@ type Config struct {
 	// ClusterLabel names the cluster. It is bound into every packet's
 	// authentication tag, so clusters sharing a key and a group stay apart.
 	ClusterLabel string
-	// Keys is the keyring: each key at least MinKeyLen bytes. The first signs,
-	// all verify. Required.
+	// Keyring holds the cluster's keys: the first signs, all verify. Give the
+	// same ring to the node's RPC transport (runtime.Config.Keyring) so that
+	// one rotation (keyring.Ring.Set, or Node.SetKeys) rotates both. Either
+	// Keyring or Keys is required, not both.
+	Keyring *clusterkeys.Ring
+	// Keys, when Keyring is nil, are the keys of a ring private to this node:
+	// each at least MinKeyLen bytes; the first signs, all verify.
 	Keys [][]byte
 
 	// Transport carries packets. Nil means UDP, set up by Start from the fields
@@ -134,8 +140,17 @@ type Config struct {
 
 // normalize returns c with defaults filled in, or an error for a bad setting.
 func (c Config) normalize() (Config, error) {
-	if err := checkKeys(c.Keys); err != nil {
-		return c, fmt.Errorf("membership: config: %w", err)
+	switch {
+	case c.Keyring != nil && len(c.Keys) > 0:
+		return c, errors.New("membership: config: both Keyring and Keys are set; give one")
+	case c.Keyring != nil:
+		if c.Keyring.Len() == 0 {
+			return c, fmt.Errorf("membership: config: Keyring: %w (make it with keyring.New)", ErrNoKeys)
+		}
+	default:
+		if err := clusterkeys.Check(c.Keys...); err != nil {
+			return c, fmt.Errorf("membership: config: %w", err)
+		}
 	}
 	if len(c.Name) > MaxNameLen {
 		return c, fmt.Errorf("membership: config: name is %d bytes, limit %d", len(c.Name), MaxNameLen)

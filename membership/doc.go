@@ -6,7 +6,7 @@
 //
 //	node, err := membership.New(membership.Config{
 //		Name: "node1", Addr: "10.0.0.1:7001", // Addr: the RPC address others will dial
-//		Keys: [][]byte{clusterKey},           // shared by the cluster, ≥ 16 bytes
+//		Keyring: ring,                        // keyring.New(clusterKey): shared by the cluster, ≥ 16 bytes
 //	})
 //	sub := node.Subscribe(0)                  // before Start, to see every event
 //	err = node.Start(ctx)
@@ -40,7 +40,8 @@
 //
 // Every packet carries a 128-bit HMAC-SHA256 tag computed over the cluster label
 // and the packet with the first key of the keyring; every key of the ring is
-// accepted, so keys rotate without downtime (Node.SetKeys). A 4-byte tag derived
+// accepted, so keys rotate without downtime (Node.SetKeys, or Set on the
+// *keyring.Ring shared with the RPC transport, which rotates both). A 4-byte tag derived
 // from the label tells a foreign cluster's packet (counted in
 // Stats.ForeignCluster) from a forgery (Stats.Forged). Each sender's sequence
 // numbers pass a 64-wide anti-replay window, and a lower incarnation than known is

@@ -40,8 +40,10 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := newKeyring(cfg.ClusterLabel, cfg.Keys)
-	if err != nil {
+	var keys *keyring
+	if cfg.Keyring != nil {
+		keys = keyringOn(cfg.ClusterLabel, cfg.Keyring)
+	} else if keys, err = newKeyring(cfg.ClusterLabel, cfg.Keys); err != nil {
 		return nil, fmt.Errorf("membership: keyring: %w", err)
 	}
 	var seed [8]byte
@@ -226,8 +228,9 @@ func (n *Node) SetMeta(meta []byte) error {
 	return nil
 }
 
-// SetKeys replaces the keyring (the first key signs, all verify), for key rotation
-// without downtime.
+// SetKeys replaces the keyring's keys (the first key signs, all verify), for key
+// rotation without downtime. With Config.Keyring this sets the shared ring, so
+// it rotates the keys of its other users (the RPC transport) as well.
 func (n *Node) SetKeys(keys [][]byte) error {
 	if err := n.keys.setKeys(keys); err != nil {
 		return fmt.Errorf("membership: set keys: %w", err)

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 // serveUntilStdinCloses serves Kitchen and Control, prints the address on
 // stdout, and exits when its parent closes stdin (or dies).
 func serveUntilStdinCloses() int {
-	n, err := trellis.NewNode(trellis.Config{Name: "subprocess", Addr: "127.0.0.1:0"})
+	n, err := trellis.NewNode(trellis.Config{Name: "subprocess", Addr: "127.0.0.1:0", Keyring: testKeyring})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -267,7 +267,7 @@ func TestClosingClientFailsInflightCalls(t *testing.T) {
 	func() {
 		ctx := testCtx(t)
 		server := newNode(t, "server", "127.0.0.1:0")
-		client, err := trellis.NewNode(trellis.Config{Name: "client"})
+		client, err := trellis.NewNode(trellis.Config{Name: "client", Keyring: testKeyring})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,14 +7,17 @@ import (
 	"net"
 	"time"
 
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/nodeid"
 )
 
 // NodeID identifies a node; see package nodeid.
 type NodeID = nodeid.ID
 
-// Config configures a Node. Only Addr is needed to serve; the zero value of
-// every other field selects its default.
+// Config configures a Node. A node admits only members: it needs Keyring
+// (the cluster key), or TLS with node certificates, or the explicit opt-out
+// Insecure; NewNode refuses a Config with none of them. Addr is needed to
+// serve; the zero value of every other field selects its default.
 type Config struct {
 	// Name is a human-readable name for logs and diagrams ("Node1").
 	Name string
@@ -30,8 +33,20 @@ type Config struct {
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Label is the cluster label; nodes with different labels refuse to connect.
 	Label string
+	// Keyring holds the cluster's shared keys. Every connection's handshake
+	// proves that both ends hold one (mutual challenge–response, see
+	// transport.Config.Keyring), so only members connect. Give membership
+	// the same ring (membership.Config.Keyring): one keyring.Ring.Set
+	// rotates both.
+	Keyring *keyring.Ring
 	// TLS, when set, secures every connection (see transport.Config.TLS).
+	// A peer whose certificate names a node (transport.NewNodeCertificate)
+	// must be that node.
 	TLS *tls.Config
+	// Insecure lets the node run without Keyring or TLS: any program that
+	// can reach its port is then a peer and can call every registered
+	// service. Only for tests and trusted networks.
+	Insecure bool
 	// KeepaliveInterval and KeepaliveTimeout tune dead-peer detection on
 	// connections (defaults 1 s and 5 s).
 	KeepaliveInterval, KeepaliveTimeout time.Duration

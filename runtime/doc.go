@@ -2,7 +2,12 @@
 // it, calls services on other nodes through the proxies that proxygen
 // generates, and keeps the connections between them.
 //
-// A node is created with NewNode. Generated code registers implementations
+// A node is created with NewNode, given the cluster's keyring
+// (Config.Keyring): only nodes that prove they hold the cluster key connect
+// to it, or to whom it connects. TLS with node certificates also
+// authenticates; running open is the explicit opt-out Config.Insecure.
+//
+// Generated code registers implementations
 // (RegisterFoo) and creates proxies (NewFooProxy); a proxy is a *Client
 // underneath, reachable with ProxyOf. Arguments and results travel as CBOR,
 // decoded only into the static types proxygen saw, with decode limits set.

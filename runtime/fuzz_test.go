@@ -12,7 +12,7 @@ import (
 
 // fuzzNode returns a node without a listener for fuzzing handlers directly.
 func fuzzNode(t testing.TB) *Node {
-	n, err := NewNode(Config{Name: "fuzz", ID: 1})
+	n, err := NewNode(Config{Name: "fuzz", ID: 1, Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}

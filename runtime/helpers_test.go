@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"github.com/trellisrpc/trellis/keyring"
 	"runtime"
 	"testing"
 	"time"
@@ -47,9 +48,19 @@ func newPair(t testing.TB) *pair {
 	}
 }
 
+// testKeyring is the cluster keyring of the nodes these tests make (the
+// server subprocess of the benchmarks included).
+var testKeyring = func() *keyring.Ring {
+	r, err := keyring.New([]byte("runtime-test-cluster-key-0123456"))
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()
+
 func newNode(t testing.TB, name, addr string) *trellis.Node {
 	t.Helper()
-	n, err := trellis.NewNode(trellis.Config{Name: name, Addr: addr})
+	n, err := trellis.NewNode(trellis.Config{Name: name, Addr: addr, Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}

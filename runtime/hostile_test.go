@@ -82,7 +82,7 @@ var echoDesc = &ServiceDesc{Name: "test.Echo", Methods: []*MethodDesc{{
 // the node keeps serving others.
 func TestHostileMessagesCloseTheConnection(t *testing.T) {
 	logs := &logRecorder{}
-	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Logger: slog.New(logs)})
+	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestHostileMessagesCloseTheConnection(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			c, err := transport.Dial(ctx, server.Addr().String(), transport.Config{Self: NodeID(77 + i)}, server.ID())
+			c, err := transport.Dial(ctx, server.Addr().String(), transport.Config{Self: NodeID(77 + i), Keyring: testKeyring}, server.ID())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +133,7 @@ func TestHostileMessagesCloseTheConnection(t *testing.T) {
 		})
 	}
 	// The node still serves a well-behaved caller.
-	client, err := NewNode(Config{Name: "client"})
+	client, err := NewNode(Config{Name: "client", Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}

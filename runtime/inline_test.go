@@ -51,7 +51,7 @@ func TestSlowMethodServedAside(t *testing.T) {
 		return nil
 	}}
 	svc := &ServiceDesc{Name: "test.Aside", Methods: []*MethodDesc{m}}
-	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0"})
+	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestSlowMethodServedAside(t *testing.T) {
 	if err := server.Register(svc, struct{}{}); err != nil {
 		t.Fatal(err)
 	}
-	client, err := NewNode(Config{Name: "client"})
+	client, err := NewNode(Config{Name: "client", Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,9 +50,25 @@ type Node struct {
 	stopMonitor sync.Once
 }
 
-// NewNode creates a node and, if cfg.Addr is set, starts listening.
+// NewNode creates a node and, if cfg.Addr is set, starts listening. It
+// fails with an error wrapping transport.ErrNoAuth when cfg has no Keyring,
+// no TLS and not Insecure.
 func NewNode(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
+	tcfg := transport.Config{
+		Self:              cfg.ID,
+		Label:             cfg.Label,
+		Keyring:           cfg.Keyring,
+		TLS:               cfg.TLS,
+		Insecure:          cfg.Insecure,
+		KeepaliveInterval: cfg.KeepaliveInterval,
+		KeepaliveTimeout:  cfg.KeepaliveTimeout,
+		MaxMessageSize:    cfg.MaxMessageSize,
+		Dial:              cfg.Dial,
+	}
+	if err := tcfg.Validate(); err != nil {
+		return nil, fmt.Errorf("trellis: node %s: %w", cfg.Name, err)
+	}
 	c, err := newCodec(cfg.Limits)
 	if err != nil {
 		return nil, err
@@ -80,16 +96,8 @@ func NewNode(cfg Config) (*Node, error) {
 		defer n.bg.Done()
 		n.inline.run(n.inlineStop)
 	}()
-	n.tcfg = transport.Config{
-		Self:              cfg.ID,
-		Label:             cfg.Label,
-		TLS:               cfg.TLS,
-		KeepaliveInterval: cfg.KeepaliveInterval,
-		KeepaliveTimeout:  cfg.KeepaliveTimeout,
-		MaxMessageSize:    cfg.MaxMessageSize,
-		Dial:              cfg.Dial,
-		Logger:            n.log,
-	}
+	tcfg.Logger = n.log
+	n.tcfg = tcfg
 	if cfg.Addr != "" {
 		ln, err := transport.Listen(cfg.Addr, n.tcfg)
 		if err != nil {

@@ -224,7 +224,7 @@ func TestManyReferencesWithGC(t *testing.T) {
 const holderEnv = "TRELLIS_TEST_HOLDER"
 
 func runHolder(addr string) int {
-	n, err := trellis.NewNode(trellis.Config{Name: "holder"})
+	n, err := trellis.NewNode(trellis.Config{Name: "holder", Keyring: testKeyring})
 	if err != nil {
 		return 1
 	}

@@ -44,10 +44,12 @@ func dialRaw(t testing.TB, n *Node, id NodeID) *rawPeer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
+	// A hello without a key (flags 0) and a zero nonce: rawNode is Insecure.
 	hello := append([]byte(transport.Magic), transport.ProtocolVersion, 0, 0)
 	hello = binary.BigEndian.AppendUint64(hello, uint64(id))
 	hello = binary.BigEndian.AppendUint64(hello, uint64(n.ID()))
-	hello = append(hello, 0)
+	hello = append(hello, 0, 0)
+	hello = append(hello, make([]byte, 32)...)
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := nc.Write(hello); err != nil {
 		t.Fatal(err)
@@ -184,7 +186,8 @@ func pattern(n int, seed byte) []byte {
 
 func rawNode(t testing.TB, logger *slog.Logger) *Node {
 	t.Helper()
-	n, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Logger: logger})
+	// Insecure: the raw peers of these tests handshake by hand, without a key.
+	n, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Insecure: true, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,20 +7,48 @@ import (
 	"net"
 	"time"
 
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/nodeid"
 )
 
-// Config configures the connections of one node. The zero value of every
-// field but Self selects its default.
+// Config configures the connections of one node. Self is required, and so is
+// a way to authenticate peers — Keyring, TLS with node certificates, or the
+// explicit opt-out Insecure; the zero value of every other field selects its
+// default.
 type Config struct {
 	// Self is this node's ID, sent in the handshake. Required.
 	Self nodeid.ID
 	// Label is the cluster label; both ends of a connection must have the same.
 	Label string
+	// Keyring holds the cluster's shared keys (the same ring membership signs
+	// its heartbeats with, so one rotation rotates both). When both ends
+	// have one, each proves to the other that it holds a key of the ring:
+	// an HMAC over both sides' fresh nonces, the protocol version, the label,
+	// both node ids and, with TLS, the TLS session, so a recorded handshake
+	// cannot be replayed. The dialer proves first; the acceptor proves only
+	// to a dialer that did. Without TLS this authenticates the start of the
+	// connection only: an attacker on the path could take over the TCP
+	// connection afterwards; use TLS where that matters.
+	Keyring *keyring.Ring
 	// TLS, when set, wraps every connection in TLS. For mutual
 	// authentication set Certificates and RootCAs, and on the listening side
-	// ClientAuth to tls.RequireAndVerifyClientCert with ClientCAs.
+	// ClientAuth to tls.RequireAndVerifyClientCert with ClientCAs. A peer
+	// whose verified certificate names a node (NodeURI, NewNodeCertificate)
+	// must claim that node's id, or it is refused; such a certificate
+	// authenticates the peer without a Keyring.
 	TLS *tls.Config
+	// Insecure admits peers that authenticate neither with the cluster key
+	// nor with a certificate naming their node: anyone who can reach the
+	// port becomes a peer and can call every service. It is an explicit
+	// opt-out for tests and closed networks; without it, Listen and Dial
+	// refuse a Config that has neither Keyring nor TLS. A peer that does
+	// announce a key must still prove it, and a certificate naming another
+	// node is still refused.
+	Insecure bool
+	// MaxPendingHandshakes caps the handshakes a Listener runs at once; a
+	// connection arriving beyond it is closed at once (default 128; a
+	// quarter of it, at least 4, from any one source address).
+	MaxPendingHandshakes int
 	// HandshakeTimeout bounds the whole handshake, TLS included (default 5 s).
 	HandshakeTimeout time.Duration
 	// KeepaliveInterval is how long the connection may be idle before a ping
@@ -82,6 +110,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.WriteTimeout <= 0 {
 		d.WriteTimeout = 10 * time.Second
+	}
+	if d.MaxPendingHandshakes <= 0 {
+		d.MaxPendingHandshakes = 128
 	}
 	if d.version == 0 {
 		d.version = ProtocolVersion

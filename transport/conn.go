@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -117,7 +118,7 @@ func newConn(nc net.Conn, cfg *Config, remote nodeid.ID) *Conn {
 // The returned connection does not read until Start is called.
 func Dial(ctx context.Context, addr string, cfg Config, want nodeid.ID) (*Conn, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	dial := cfg.Dial
@@ -157,12 +158,35 @@ func Dial(ctx context.Context, addr string, cfg Config, want nodeid.ID) (*Conn, 
 	return newConn(nc, &cfg, remote), nil
 }
 
-func (cfg *Config) validate() error {
+// Validate reports whether the configuration can make connections: a
+// node id, a label that fits the handshake, and a way to authenticate
+// peers (Keyring, TLS, or Insecure). Listen and Dial call it; a program may
+// call it first to fail early.
+func (cfg *Config) Validate() error {
 	if cfg.Self == nodeid.None {
 		return errors.New("transport: Config.Self is the zero node id")
 	}
 	if len(cfg.Label) > maxLabel {
 		return fmt.Errorf("transport: cluster label is %d bytes, the limit is %d", len(cfg.Label), maxLabel)
+	}
+	if cfg.Keyring != nil && cfg.Keyring.Len() == 0 {
+		return errors.New("transport: Config.Keyring holds no key (make it with keyring.New)")
+	}
+	if cfg.Keyring == nil && cfg.TLS == nil && !cfg.Insecure {
+		return ErrNoAuth
+	}
+	return nil
+}
+
+// validateListen adds what the accepting side needs: without a Keyring, a
+// dialer can authenticate only by a client certificate, so TLS must ask
+// for and verify one.
+func (cfg *Config) validateListen() error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Keyring == nil && !cfg.Insecure && cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert {
+		return errors.New("transport: TLS without a Keyring authenticates dialers only by their certificates: set TLS.ClientAuth to tls.RequireAndVerifyClientCert (with ClientCAs), or set Keyring")
 	}
 	return nil
 }

@@ -2,9 +2,25 @@
 // connection (optionally TLS).
 //
 // A connection starts with a handshake that checks the magic, the protocol
-// version, the cluster label and both node identities; a mismatch is a clear
-// error on both sides. After it, the connection carries length-prefixed
-// frames. Each frame has a 16-byte header:
+// version, the cluster label and both node identities, and authenticates
+// both ends; a mismatch or a refusal is a clear error on both sides:
+//
+//	dialer → acceptor   hello: magic, version, label, ids, flags, fresh nonce
+//	acceptor → dialer   hello (or a refusal with its reason)
+//	dialer → acceptor   proof: HMAC of the transcript with the cluster key
+//	acceptor → dialer   verdict: its own proof, or a refusal
+//
+// The proofs (Config.Keyring) cover both nonces, both ids, the label, the
+// version and, with TLS, the TLS session, so a recorded handshake is
+// worthless; the acceptor proves only to a dialer that proved. With TLS, a
+// verified certificate naming a node (NodeURI) binds that node's id and
+// authenticates it without a key. A peer that authenticates neither way is
+// refused unless Config.Insecure opts out. A Listener bounds what a refused
+// handshake costs: a few hundred bytes read, HandshakeTimeout, a cap on
+// handshakes in progress, and refusals logged once per source per minute.
+//
+// After it, the connection carries length-prefixed frames. Each frame has a
+// 16-byte header:
 //
 //	offset size field
 //	0      4    payload length (big endian), at most MaxFramePayload

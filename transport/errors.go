@@ -9,6 +9,11 @@ import (
 // been closed.
 var ErrClosed = errors.New("transport: connection closed")
 
+// ErrNoAuth is returned by Listen, Dial and Config.Validate for a
+// configuration with no way to authenticate peers: no Keyring, no TLS, and
+// not Insecure. Trellis admits only members by default.
+var ErrNoAuth = errors.New("transport: no Keyring, no TLS and not Insecure: set Keyring (the cluster key), or TLS with node certificates, or Insecure: true to admit any peer that can connect")
+
 // ErrPeerTimeout is the cause of a connection closed because the peer sent
 // nothing, not even a keepalive pong, for Config.KeepaliveTimeout.
 var ErrPeerTimeout = errors.New("transport: peer timed out (no keepalive)")

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,15 +17,29 @@ import (
 const Magic = "TRLS"
 
 // ProtocolVersion is the version of the wire protocol spoken by this package.
-const ProtocolVersion = 1
+// Version 2 added the authentication of both ends by the cluster key.
+const ProtocolVersion = 2
 
 // maxLabel caps the cluster label (it travels with a one-byte length).
 const maxLabel = 255
+
+// nonceLen is the length of each side's fresh handshake nonce, and proofLen
+// that of a proof (an HMAC-SHA256).
+const (
+	nonceLen = 32
+	proofLen = 32
+)
 
 // Handshake status codes sent by the accepting side.
 const (
 	statusOK uint8 = iota
 	statusRefused
+)
+
+// Hello flags.
+const (
+	// flagKey: the sender holds the cluster key and will prove it.
+	flagKey uint8 = 1 << iota
 )
 
 // hello is what each side sends: the dialer first, then the acceptor, which
@@ -35,19 +51,36 @@ type hello struct {
 	self    nodeid.ID
 	want    nodeid.ID // the node the sender expects at the other end, or None
 	reason  string
+	// Since version 2:
+	flags uint8
+	nonce [nonceLen]byte
 }
 
+// maxHelloLen bounds an encoded hello: what readHello may read.
+const maxHelloLen = 4 + 3 + maxLabel + 16 + 1 + 255 + 1 + nonceLen
+
 // encodeHello lays out: magic[4] version[1] status[1] labelLen[1] label
-// self[8] want[8] reasonLen[1] reason. A reason longer than 255 bytes is
-// cut.
+// self[8] want[8] reasonLen[1] reason, then, from version 2 on, flags[1]
+// nonce[32]. The version-1 prefix is unchanged, so that a peer of either
+// version reads the other's version and says it does not match. A reason
+// longer than 255 bytes is cut.
 func encodeHello(h hello) []byte {
-	b := make([]byte, 0, 4+3+len(h.label)+16+1+len(h.reason))
+	b := make([]byte, 0, 4+3+len(h.label)+16+1+len(h.reason)+1+nonceLen)
 	b = append(b, Magic...)
 	b = append(b, h.version, h.status, byte(len(h.label)))
 	b = append(b, h.label...)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.self))
 	b = binary.BigEndian.AppendUint64(b, uint64(h.want))
-	reason := h.reason
+	b = appendReason(b, h.reason)
+	if h.version >= 2 {
+		b = append(b, h.flags)
+		b = append(b, h.nonce[:]...)
+	}
+	return b
+}
+
+// appendReason appends a reason with its one-byte length, cut to fit.
+func appendReason(b []byte, reason string) []byte {
 	if len(reason) > 255 {
 		reason = reason[:252] + "..."
 	}
@@ -56,9 +89,11 @@ func encodeHello(h hello) []byte {
 }
 
 // readHello reads and decodes one hello, never reading more than its fields
-// allow (the label and reason lengths are one byte each). The magic is
-// checked as soon as its four bytes have arrived.
-func readHello(r io.Reader) (hello, error) {
+// allow (maxHelloLen). The magic is checked as soon as its four bytes have
+// arrived. The version-2 fields are read only from a hello of version
+// ours, so a hello of any other version is read whole as far as its
+// version-1 prefix goes, and refused for its version.
+func readHello(r io.Reader, ours uint8) (hello, error) {
 	var magic [4]byte
 	if _, err := io.ReadFull(r, magic[:]); err != nil {
 		return hello{}, err
@@ -71,7 +106,8 @@ func readHello(r io.Reader) (hello, error) {
 		return hello{}, err
 	}
 	h := hello{version: fixed[0], status: fixed[1]}
-	label := make([]byte, fixed[2])
+	var buf [255]byte
+	label := buf[:fixed[2]]
 	if _, err := io.ReadFull(r, label); err != nil {
 		return hello{}, err
 	}
@@ -82,12 +118,65 @@ func readHello(r io.Reader) (hello, error) {
 	}
 	h.self = nodeid.ID(binary.BigEndian.Uint64(ids[0:8]))
 	h.want = nodeid.ID(binary.BigEndian.Uint64(ids[8:16]))
-	reason := make([]byte, ids[16])
+	reason := buf[:ids[16]]
 	if _, err := io.ReadFull(r, reason); err != nil {
 		return hello{}, err
 	}
 	h.reason = string(reason)
+	if h.version != ours || h.version < 2 {
+		return h, nil
+	}
+	var ext [1 + nonceLen]byte
+	if _, err := io.ReadFull(r, ext[:]); err != nil {
+		return hello{}, err
+	}
+	h.flags = ext[0]
+	copy(h.nonce[:], ext[1:])
 	return h, nil
+}
+
+// A verdict is the acceptor's last word in a keyed handshake, after it
+// checked the dialer's proof: its own proof, or a refusal with a reason.
+type verdict struct {
+	status uint8
+	reason string
+	proof  [proofLen]byte // when status is statusOK
+}
+
+// maxVerdictLen bounds an encoded verdict.
+const maxVerdictLen = 1 + 1 + 255 + proofLen
+
+// encodeVerdict lays out: status[1] reasonLen[1] reason, then proof[32]
+// when the status is OK.
+func encodeVerdict(v verdict) []byte {
+	b := make([]byte, 0, 2+len(v.reason)+proofLen)
+	b = append(b, v.status)
+	b = appendReason(b, v.reason)
+	if v.status == statusOK {
+		b = append(b, v.proof[:]...)
+	}
+	return b
+}
+
+// readVerdict reads one verdict, never more than maxVerdictLen bytes.
+func readVerdict(r io.Reader) (verdict, error) {
+	var fixed [2]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return verdict{}, err
+	}
+	v := verdict{status: fixed[0]}
+	var buf [255]byte
+	reason := buf[:fixed[1]]
+	if _, err := io.ReadFull(r, reason); err != nil {
+		return verdict{}, err
+	}
+	v.reason = string(reason)
+	if v.status == statusOK {
+		if _, err := io.ReadFull(r, v.proof[:]); err != nil {
+			return verdict{}, err
+		}
+	}
+	return v, nil
 }
 
 type errBadMagic struct{ got [4]byte }
@@ -96,7 +185,8 @@ func (e errBadMagic) Error() string {
 	return fmt.Sprintf("wrong magic %q (want %q): not a Trellis peer", e.got[:], Magic)
 }
 
-// helloError turns a failure to exchange hellos into a *HandshakeError.
+// helloError turns a failure to exchange handshake messages into a
+// *HandshakeError.
 func helloError(addr, doing string, err error) error {
 	var bad errBadMagic
 	switch {
@@ -120,8 +210,9 @@ func roles(dialer bool) (us, them string) {
 }
 
 // check returns why the peer's hello is unacceptable, or "". want is the
-// node we expect at the other end, or None; dialer tells which end we are.
-func (c *Config) check(peer hello, want nodeid.ID, dialer bool) string {
+// node we expect at the other end, or None; dialer tells which end we are;
+// certID is the node id the peer's verified certificate names, or None.
+func (c *Config) check(peer hello, want nodeid.ID, dialer bool, certID nodeid.ID, certErr error) string {
 	us, them := roles(dialer)
 	switch {
 	case peer.version != c.version:
@@ -136,8 +227,24 @@ func (c *Config) check(peer hello, want nodeid.ID, dialer bool) string {
 		return fmt.Sprintf("the %s expected node %s, the %s is node %s", us, want, them, peer.self)
 	case peer.want != nodeid.None && peer.want != c.Self:
 		return fmt.Sprintf("the %s expected node %s, the %s is node %s", them, peer.want, us, c.Self)
+	case certErr != nil:
+		return fmt.Sprintf("the %s's certificate: %v", them, certErr)
+	case certID != nodeid.None && certID != peer.self:
+		return fmt.Sprintf("the %s's certificate is for node %s, the %s claims to be node %s", them, certID, them, peer.self)
+	case c.Insecure || certID != nodeid.None:
+		return "" // admitted without a key, or authenticated by its certificate
+	case c.Keyring == nil:
+		return fmt.Sprintf("the %s is not authenticated: its certificate names no node id and the %s has no cluster key to check", them, us)
+	case peer.flags&flagKey == 0:
+		return fmt.Sprintf("the %s holds no cluster key and its certificate names no node id; the %s admits only members", them, us)
 	}
 	return ""
+}
+
+// keyed reports whether both hellos announce the cluster key, so that both
+// ends prove they hold it.
+func (c *Config) keyed(peer hello) bool {
+	return c.Keyring != nil && peer.flags&flagKey != 0
 }
 
 // quoteLabel quotes a label for a reason, cut so that a reason naming two
@@ -149,45 +256,150 @@ func quoteLabel(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
+// ourHello returns this node's hello, with a fresh nonce.
+func (c *Config) ourHello(want nodeid.ID) hello {
+	h := hello{version: c.version, label: c.Label, self: c.Self, want: want}
+	if c.Keyring != nil {
+		h.flags |= flagKey
+	}
+	rand.Read(h.nonce[:]) // never fails (crypto/rand, Go 1.24+)
+	return h
+}
+
+// Proof roles: each side's proof names the side that made it, so that one
+// side's proof can never pass as the other's.
+const (
+	roleDialer   = "dialer"
+	roleAcceptor = "acceptor"
+)
+
+// transcript lays out what a proof authenticates: a domain string, the
+// proving role, the protocol version, both sides' flags, the label, both
+// node ids, both fresh nonces, and the TLS channel binding (empty without
+// TLS). A proof made for one handshake verifies in no other: the other side's
+// nonce is fresh.
+func transcript(role string, d, a *hello, binding []byte) []byte {
+	b := make([]byte, 0, 64+len(d.label)+2*nonceLen+len(binding))
+	b = append(b, "trellis transport handshake\x00"...)
+	b = append(b, role...)
+	b = append(b, 0, d.version, d.flags, a.flags, byte(len(d.label)))
+	b = append(b, d.label...)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.self))
+	b = binary.BigEndian.AppendUint64(b, uint64(a.self))
+	b = append(b, d.nonce[:]...)
+	b = append(b, a.nonce[:]...)
+	b = append(b, byte(len(binding)))
+	return append(b, binding...)
+}
+
+// prove returns this side's proof over the transcript.
+func (c *Config) prove(role string, d, a *hello, binding []byte) (p [proofLen]byte) {
+	copy(p[:], c.Keyring.Sum(transcript(role, d, a, binding)))
+	return p
+}
+
+// verify reports whether p proves role's transcript with a key of the ring.
+func (c *Config) verify(p [proofLen]byte, role string, d, a *hello, binding []byte) bool {
+	return c.Keyring.Verify(p[:], transcript(role, d, a, binding))
+}
+
+// tlsBinding returns the TLS exporter value both ends of nc derive, binding
+// the proofs to this TLS session (an attacker relaying the handshake into
+// another TLS session cannot reuse them); nil without TLS.
+func tlsBinding(nc net.Conn) []byte {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	b, err := st.ExportKeyingMaterial("EXPORTER-trellis-transport-handshake", nil, 32)
+	if err != nil {
+		return nil // TLS 1.2 without extended master secret: no binding
+	}
+	return b
+}
+
 // clientHandshake runs the dialer's side: send our hello, read the
-// acceptor's, and check it. The caller bounds it with a deadline on nc.
+// acceptor's and check it; when both hold the cluster key, send our proof
+// and check the acceptor's in its verdict. The caller bounds it with a
+// deadline on nc.
 func clientHandshake(nc net.Conn, cfg *Config, want nodeid.ID) (nodeid.ID, error) {
 	addr := nc.RemoteAddr().String()
-	if _, err := nc.Write(encodeHello(hello{version: cfg.version, label: cfg.Label, self: cfg.Self, want: want})); err != nil {
+	ours := cfg.ourHello(want)
+	if _, err := nc.Write(encodeHello(ours)); err != nil {
 		return nodeid.None, helloError(addr, "sending hello", err)
 	}
-	peer, err := readHello(nc)
+	peer, err := readHello(nc, cfg.version)
 	if err != nil {
 		return nodeid.None, helloError(addr, "reading the acceptor's hello", err)
 	}
 	if peer.status != statusOK {
 		return nodeid.None, &HandshakeError{Addr: addr, Reason: peer.reason, Remote: true}
 	}
-	if reason := cfg.check(peer, want, true); reason != "" {
+	certID, certErr := peerCertID(nc)
+	if reason := cfg.check(peer, want, true, certID, certErr); reason != "" {
 		return nodeid.None, &HandshakeError{Addr: addr, Reason: reason}
+	}
+	if !cfg.keyed(peer) {
+		return peer.self, nil
+	}
+	binding := tlsBinding(nc)
+	proof := cfg.prove(roleDialer, &ours, &peer, binding)
+	if _, err := nc.Write(proof[:]); err != nil {
+		return nodeid.None, helloError(addr, "sending proof", err)
+	}
+	v, err := readVerdict(nc)
+	if err != nil {
+		return nodeid.None, helloError(addr, "reading the acceptor's proof", err)
+	}
+	if v.status != statusOK {
+		return nodeid.None, &HandshakeError{Addr: addr, Reason: v.reason, Remote: true}
+	}
+	if !cfg.verify(v.proof, roleAcceptor, &ours, &peer, binding) {
+		return nodeid.None, &HandshakeError{Addr: addr, Reason: "the acceptor's proof does not verify with any cluster key: it is not a member"}
 	}
 	return peer.self, nil
 }
 
 // serverHandshake runs the acceptor's side: read the dialer's hello, answer
-// with ours, refusing with a reason when it does not match. The caller
-// bounds it with a deadline on nc.
+// with ours, refusing with a reason when it does not match; when both hold
+// the cluster key, read the dialer's proof and answer with our own, or
+// refuse. The acceptor proves only to a dialer that proved first. The
+// caller bounds it with a deadline on nc.
 func serverHandshake(nc net.Conn, cfg *Config) (nodeid.ID, error) {
 	addr := nc.RemoteAddr().String()
-	peer, err := readHello(nc)
+	peer, err := readHello(nc, cfg.version)
 	if err != nil {
 		return nodeid.None, helloError(addr, "reading the dialer's hello", err)
 	}
-	reply := hello{version: cfg.version, label: cfg.Label, self: cfg.Self, want: peer.self}
-	reason := cfg.check(peer, nodeid.None, false)
+	ours := cfg.ourHello(peer.self)
+	certID, certErr := peerCertID(nc)
+	reason := cfg.check(peer, nodeid.None, false, certID, certErr)
 	if reason != "" {
-		reply.status, reply.reason = statusRefused, reason
+		ours.status, ours.reason = statusRefused, reason
 	}
-	if _, err := nc.Write(encodeHello(reply)); err != nil {
+	if _, err := nc.Write(encodeHello(ours)); err != nil {
 		return nodeid.None, helloError(addr, "sending hello", err)
 	}
 	if reason != "" {
 		return nodeid.None, &HandshakeError{Addr: addr, Reason: reason}
+	}
+	if !cfg.keyed(peer) {
+		return peer.self, nil
+	}
+	var proof [proofLen]byte
+	if _, err := io.ReadFull(nc, proof[:]); err != nil {
+		return nodeid.None, helloError(addr, "reading the dialer's proof", err)
+	}
+	binding := tlsBinding(nc)
+	if !cfg.verify(proof, roleDialer, &peer, &ours, binding) {
+		reason := fmt.Sprintf("the dialer (node %s) did not prove it holds a cluster key: it is not a member", peer.self)
+		nc.Write(encodeVerdict(verdict{status: statusRefused, reason: reason}))
+		return nodeid.None, &HandshakeError{Addr: addr, Reason: reason}
+	}
+	v := verdict{status: statusOK, proof: cfg.prove(roleAcceptor, &peer, &ours, binding)}
+	if _, err := nc.Write(encodeVerdict(v)); err != nil {
+		return nodeid.None, helloError(addr, "sending proof", err)
 	}
 	return peer.self, nil
 }

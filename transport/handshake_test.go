@@ -2,7 +2,9 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/nodeid"
 )
 
@@ -64,7 +67,7 @@ func TestHandshakeMismatch(t *testing.T) {
 		{
 			name:   "protocol version",
 			dialer: func(c *Config) { c.version = ProtocolVersion + 1 },
-			reason: "protocol version mismatch: dialer speaks 2, acceptor speaks 1",
+			reason: fmt.Sprintf("protocol version mismatch: dialer speaks %d, acceptor speaks %d", ProtocolVersion+1, ProtocolVersion),
 		},
 		{
 			name:   "cluster label",
@@ -140,7 +143,7 @@ func TestHandshakeDialerRefuses(t *testing.T) {
 		{
 			name:   "newer version",
 			answer: helloBytes(Magic, ProtocolVersion+1, 0, "test-cluster", 2, self, ""),
-			reason: "protocol version mismatch: acceptor speaks 2, dialer speaks 1",
+			reason: fmt.Sprintf("protocol version mismatch: acceptor speaks %d, dialer speaks %d", ProtocolVersion+1, ProtocolVersion),
 		},
 		{
 			name:   "label",
@@ -396,8 +399,10 @@ func TestConfigValidate(t *testing.T) {
 		cfg  Config
 		err  string
 	}{
-		{"zero self", Config{}, "Config.Self is the zero node id"},
-		{"long label", Config{Self: 1, Label: strings.Repeat("x", 256)}, "cluster label is 256 bytes, the limit is 255"},
+		{"zero self", Config{Insecure: true}, "Config.Self is the zero node id"},
+		{"long label", Config{Self: 1, Insecure: true, Label: strings.Repeat("x", 256)}, "cluster label is 256 bytes, the limit is 255"},
+		{"no way to authenticate", Config{Self: 1}, "no Keyring, no TLS and not Insecure"},
+		{"empty keyring", Config{Self: 1, Keyring: &keyring.Ring{}}, "Config.Keyring holds no key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -408,6 +413,15 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Dial: %v, want %q", err, tt.err)
 			}
 		})
+	}
+	if err := (&Config{Self: 1}).Validate(); !errors.Is(err, ErrNoAuth) {
+		t.Errorf("Validate without Keyring, TLS or Insecure: %v, want ErrNoAuth", err)
+	}
+	// A listener with TLS and no Keyring must verify client certificates:
+	// they are all that authenticates a dialer.
+	_, err := Listen("127.0.0.1:0", Config{Self: 1, TLS: &tls.Config{}})
+	if err == nil || !strings.Contains(err.Error(), "RequireAndVerifyClientCert") {
+		t.Errorf("Listen with TLS, no Keyring, no client certificates: %v", err)
 	}
 }
 

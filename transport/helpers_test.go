@@ -3,6 +3,9 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/nodeid"
 )
 
@@ -105,6 +109,26 @@ next:
 		return l
 	}
 	return ""
+}
+
+// count returns how many lines contain sub.
+func (r *logRecorder) count(sub string) int {
+	r.root.mu.Lock()
+	defer r.root.mu.Unlock()
+	n := 0
+	for _, l := range r.root.lines {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// all returns a copy of the lines.
+func (r *logRecorder) all() []string {
+	r.root.mu.Lock()
+	defer r.root.mu.Unlock()
+	return append([]string(nil), r.root.lines...)
 }
 
 // waitFor waits for a line containing every one of subs and returns it.
@@ -237,7 +261,7 @@ func (r *recorder) eventLog() []string {
 // testConfig returns a configuration for node self with a shared label and
 // a logger recording to logs (which may be nil).
 func testConfig(self nodeid.ID, logs *logRecorder) Config {
-	cfg := Config{Self: self, Label: "test-cluster", HandshakeTimeout: 5 * time.Second}
+	cfg := Config{Self: self, Label: "test-cluster", Keyring: testRing(), HandshakeTimeout: 5 * time.Second}
 	if logs != nil {
 		cfg.Logger = logs.logger()
 	}
@@ -289,22 +313,20 @@ func pair(t testing.TB, dcfg, lcfg Config) (dialed, accepted *Conn) {
 	return d, a
 }
 
-// helloBytes lays out a hello by hand, independently of encodeHello.
-func helloBytes(magic string, version, status byte, label string, self, want uint64, reason string) []byte {
-	var b bytes.Buffer
-	b.WriteString(magic)
-	b.WriteByte(version)
-	b.WriteByte(status)
-	b.WriteByte(byte(len(label)))
-	b.WriteString(label)
-	binary.Write(&b, binary.BigEndian, self)
-	binary.Write(&b, binary.BigEndian, want)
-	b.WriteByte(byte(len(reason)))
-	b.WriteString(reason)
-	return b.Bytes()
+// testKey is the cluster key of the tests' keyring.
+var testKey = []byte("transport-test-cluster-key-0123")
+
+// testRing returns a new keyring holding testKey.
+func testRing() *keyring.Ring {
+	r, err := keyring.New(testKey)
+	if err != nil {
+		panic(err)
+	}
+	return r
 }
 
-// rawHello is a hello read by hand from a raw connection.
+// rawHello is a hello laid out and read by hand, independently of
+// encodeHello and readHello.
 type rawHello struct {
 	magic      string
 	version    byte
@@ -312,6 +334,34 @@ type rawHello struct {
 	label      string
 	self, want uint64
 	reason     string
+	flags      byte // version 2 on
+	nonce      [32]byte
+}
+
+// bytes lays out h: the version-1 prefix, then, for the current version,
+// flags and nonce.
+func (h rawHello) bytes() []byte {
+	var b bytes.Buffer
+	b.WriteString(h.magic)
+	b.WriteByte(h.version)
+	b.WriteByte(h.status)
+	b.WriteByte(byte(len(h.label)))
+	b.WriteString(h.label)
+	binary.Write(&b, binary.BigEndian, h.self)
+	binary.Write(&b, binary.BigEndian, h.want)
+	b.WriteByte(byte(len(h.reason)))
+	b.WriteString(h.reason)
+	if h.version == ProtocolVersion {
+		b.WriteByte(h.flags)
+		b.Write(h.nonce[:])
+	}
+	return b.Bytes()
+}
+
+// helloBytes lays out a hello by hand that announces the cluster key, with
+// a zero nonce.
+func helloBytes(magic string, version, status byte, label string, self, want uint64, reason string) []byte {
+	return rawHello{magic: magic, version: version, status: status, label: label, self: self, want: want, reason: reason, flags: 1}.bytes()
 }
 
 // readRawHello reads a hello by hand.
@@ -337,11 +387,54 @@ func readRawHello(r io.Reader) (rawHello, error) {
 		return h, err
 	}
 	h.reason = string(reason)
+	if h.version == ProtocolVersion {
+		ext := make([]byte, 33)
+		if _, err := io.ReadFull(r, ext); err != nil {
+			return h, err
+		}
+		h.flags = ext[0]
+		copy(h.nonce[:], ext[1:])
+	}
 	return h, nil
 }
 
-// rawDial connects to addr and completes a valid handshake by hand as node
-// self, returning the raw socket.
+// rawProof computes by hand the proof of role ("dialer" or "acceptor")
+// over the handshake of hellos d and a, without TLS.
+func rawProof(key []byte, role string, d, a rawHello) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("trellis transport handshake\x00"))
+	m.Write([]byte(role))
+	m.Write([]byte{0, d.version, d.flags, a.flags, byte(len(d.label))})
+	m.Write([]byte(d.label))
+	binary.Write(m, binary.BigEndian, d.self)
+	binary.Write(m, binary.BigEndian, a.self)
+	m.Write(d.nonce[:])
+	m.Write(a.nonce[:])
+	m.Write([]byte{0}) // no TLS binding
+	return m.Sum(nil)
+}
+
+// readRawVerdict reads the acceptor's verdict by hand: status, reason and,
+// when the status is OK, its proof.
+func readRawVerdict(r io.Reader) (status byte, reason string, proof []byte, err error) {
+	fixed := make([]byte, 2)
+	if _, err := io.ReadFull(r, fixed); err != nil {
+		return 0, "", nil, err
+	}
+	rb := make([]byte, fixed[1])
+	if _, err := io.ReadFull(r, rb); err != nil {
+		return 0, "", nil, err
+	}
+	if fixed[0] != 0 {
+		return fixed[0], string(rb), nil, nil
+	}
+	proof = make([]byte, 32)
+	_, err = io.ReadFull(r, proof)
+	return fixed[0], string(rb), proof, err
+}
+
+// rawDial connects to addr and completes a valid keyed handshake by hand as
+// node self, returning the raw socket.
 func rawDial(t testing.TB, addr string, self nodeid.ID, label string) net.Conn {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, waitLimit)
@@ -349,19 +442,60 @@ func rawDial(t testing.TB, addr string, self nodeid.ID, label string) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
+	rawHandshake(t, nc, self, label)
+	return nc
+}
+
+// rawHandshake runs a valid keyed handshake by hand as node self on nc.
+func rawHandshake(t testing.TB, nc net.Conn, self nodeid.ID, label string) {
+	t.Helper()
 	nc.SetDeadline(time.Now().Add(waitLimit))
-	if _, err := nc.Write(helloBytes(Magic, ProtocolVersion, 0, label, uint64(self), 0, "")); err != nil {
+	ours := rawHello{magic: Magic, version: ProtocolVersion, label: label, self: uint64(self), flags: 1}
+	rand.Read(ours.nonce[:])
+	if _, err := nc.Write(ours.bytes()); err != nil {
 		t.Fatal(err)
 	}
 	h, err := readRawHello(nc)
 	if err != nil {
 		t.Fatalf("reading the acceptor's hello: %v", err)
 	}
-	if h.magic != Magic || h.status != 0 || h.want != uint64(self) {
+	if h.magic != Magic || h.status != 0 || h.want != uint64(self) || h.flags != 1 {
 		t.Fatalf("unexpected hello from the acceptor: %+v", h)
 	}
+	if _, err := nc.Write(rawProof(testKey, "dialer", ours, h)); err != nil {
+		t.Fatal(err)
+	}
+	status, reason, proof, err := readRawVerdict(nc)
+	if err != nil || status != 0 {
+		t.Fatalf("the acceptor's verdict: status %d %q, %v", status, reason, err)
+	}
+	if !hmac.Equal(proof, rawProof(testKey, "acceptor", ours, h)) {
+		t.Fatal("the acceptor's proof does not verify")
+	}
 	nc.SetDeadline(time.Time{})
-	return nc
+}
+
+// rawAccept answers one valid keyed handshake by hand as node self on nc,
+// returning the dialer's hello.
+func rawAccept(nc net.Conn, self nodeid.ID) (rawHello, error) {
+	h, err := readRawHello(nc)
+	if err != nil {
+		return h, err
+	}
+	ours := rawHello{magic: Magic, version: ProtocolVersion, label: h.label, self: uint64(self), want: h.self, flags: 1}
+	rand.Read(ours.nonce[:])
+	if _, err := nc.Write(ours.bytes()); err != nil {
+		return h, err
+	}
+	proof := make([]byte, 32)
+	if _, err := io.ReadFull(nc, proof); err != nil {
+		return h, err
+	}
+	if !hmac.Equal(proof, rawProof(testKey, "dialer", h, ours)) {
+		return h, errors.New("the dialer's proof does not verify")
+	}
+	_, err = nc.Write(append([]byte{0, 0}, rawProof(testKey, "acceptor", h, ours)...))
+	return h, err
 }
 
 // rawServer accepts one connection on a fresh port and runs serve on it in

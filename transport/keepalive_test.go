@@ -14,12 +14,10 @@ import (
 // after on the raw socket.
 func rawAcceptor(t *testing.T, self nodeid.ID, after func(nc net.Conn)) string {
 	return rawServer(t, func(nc net.Conn) {
-		h, err := readRawHello(nc)
-		if err != nil {
+		if _, err := rawAccept(nc, self); err != nil {
 			t.Errorf("raw acceptor: %v", err)
 			return
 		}
-		nc.Write(helloBytes(Magic, ProtocolVersion, 0, h.label, uint64(self), h.self, ""))
 		nc.SetDeadline(time.Time{})
 		after(nc)
 	})

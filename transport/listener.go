@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -13,10 +14,20 @@ import (
 )
 
 // A Listener accepts connections from other nodes and runs their handshakes
-// concurrently, so a slow or hostile dialer cannot hold up the others.
+// concurrently, so a slow or hostile dialer cannot hold up the others. A
+// handshake costs it a bounded amount: at most Config.MaxPendingHandshakes
+// run at once (a quarter of them from one source address), each reads at
+// most a few hundred bytes and ends by Config.HandshakeTimeout, and refused
+// handshakes are logged once per source address per minute.
 type Listener struct {
-	ln     net.Listener
-	cfg    Config
+	ln      net.Listener
+	cfg     Config
+	refused *refusalLog
+
+	pmu       sync.Mutex
+	pending   int                // handshakes in progress
+	perSource map[netip.Addr]int // handshakes in progress per source address
+
 	conns  chan *Conn
 	done   chan struct{}
 	ctx    context.Context // cancelled by Close: abandons handshakes
@@ -28,7 +39,8 @@ type Listener struct {
 
 // Listen listens on the TCP address addr ("127.0.0.1:0" picks a port).
 func Listen(addr string, cfg Config) (*Listener, error) {
-	if err := cfg.validate(); err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.validateListen(); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -43,11 +55,12 @@ func Listen(addr string, cfg Config) (*Listener, error) {
 // inherited from a supervisor or an in-memory network in a simulation.
 func NewListener(ln net.Listener, cfg Config) (*Listener, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validateListen(); err != nil {
 		ln.Close()
 		return nil, err
 	}
-	l := &Listener{ln: ln, cfg: cfg, conns: make(chan *Conn), done: make(chan struct{})}
+	l := &Listener{ln: ln, cfg: cfg, refused: newRefusalLog(cfg.Logger), perSource: make(map[netip.Addr]int),
+		conns: make(chan *Conn), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(1)
 	go l.acceptLoop()
@@ -87,15 +100,47 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		pause = 0
+		src := sourceOf(nc.RemoteAddr())
+		if !l.admit(src) {
+			l.refused.refused(nc.RemoteAddr(), "transport: handshake refused", errTooManyHandshakes)
+			nc.Close()
+			continue
+		}
 		l.wg.Add(1)
-		go l.handshake(nc)
+		go l.handshake(nc, src)
+	}
+}
+
+var errTooManyHandshakes = errors.New("too many handshakes in progress")
+
+// admit takes a handshake slot for a connection from src, or reports that
+// the listener runs as many as it may (from src, or in all).
+func (l *Listener) admit(src netip.Addr) bool {
+	perSource := max(4, l.cfg.MaxPendingHandshakes/4)
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if l.pending >= l.cfg.MaxPendingHandshakes || l.perSource[src] >= perSource {
+		return false
+	}
+	l.pending++
+	l.perSource[src]++
+	return true
+}
+
+// release gives back the slot admit took.
+func (l *Listener) release(src netip.Addr) {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	l.pending--
+	if l.perSource[src]--; l.perSource[src] <= 0 {
+		delete(l.perSource, src)
 	}
 }
 
 // handshake runs the acceptor's side of one handshake, TLS included, bounded
 // by HandshakeTimeout and abandoned when the listener closes, and hands the
 // connection to Accept.
-func (l *Listener) handshake(nc net.Conn) {
+func (l *Listener) handshake(nc net.Conn, src netip.Addr) {
 	defer l.wg.Done()
 	addr := nc.RemoteAddr().String()
 	setNoDelay(nc)
@@ -119,8 +164,9 @@ func (l *Listener) handshake(nc net.Conn) {
 	if err == nil {
 		err = nc.SetDeadline(time.Time{})
 	}
+	l.release(src)
 	if err != nil {
-		l.cfg.Logger.Info("transport: handshake failed", "addr", addr, "err", err)
+		l.refused.refused(nc.RemoteAddr(), "transport: handshake failed", err)
 		nc.Close()
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/examples/callback/feed"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/runtimetest"
 )
@@ -48,7 +49,14 @@ func run() error {
 	defer cancel()
 
 	// alice serves the feed.
-	alice, err := runtime.NewNode(runtime.Config{Name: "alice", Addr: "127.0.0.1:0"})
+	// The cluster key: only nodes that hold it connect to each other. Both
+	// nodes live in this process; a real cluster shares its key as any
+	// secret (see keyring.NewKey).
+	ring, err := keyring.New(keyring.NewKey())
+	if err != nil {
+		return err
+	}
+	alice, err := runtime.NewNode(runtime.Config{Name: "alice", Addr: "127.0.0.1:0", Keyring: ring})
 	if err != nil {
 		return err
 	}
@@ -59,7 +67,7 @@ func run() error {
 	}
 
 	// bob connects to alice and gets a proxy of her feed.
-	bob, err := runtime.NewNode(runtime.Config{Name: "bob"})
+	bob, err := runtime.NewNode(runtime.Config{Name: "bob", Keyring: ring})
 	if err != nil {
 		return err
 	}

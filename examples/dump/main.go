@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/examples/dump/kv"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/runtime"
 )
 
@@ -57,7 +58,14 @@ func run() error {
 	defer cancel()
 
 	// alice holds the state and serves it.
-	alice, err := runtime.NewNode(runtime.Config{Name: "alice", Addr: "127.0.0.1:0"})
+	// The cluster key: only nodes that hold it connect to each other. Both
+	// nodes live in this process; a real cluster shares its key as any
+	// secret (see keyring.NewKey).
+	ring, err := keyring.New(keyring.NewKey())
+	if err != nil {
+		return err
+	}
+	alice, err := runtime.NewNode(runtime.Config{Name: "alice", Addr: "127.0.0.1:0", Keyring: ring})
 	if err != nil {
 		return err
 	}
@@ -70,7 +78,7 @@ func run() error {
 	fmt.Printf("alice holds %d entries\n", aliceState.Len())
 
 	// bob starts empty and connects to alice.
-	bob, err := runtime.NewNode(runtime.Config{Name: "bob"})
+	bob, err := runtime.NewNode(runtime.Config{Name: "bob", Keyring: ring})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/examples/hello/greeter"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/runtime"
 )
 
@@ -45,7 +46,14 @@ func run() error {
 	defer cancel()
 
 	// The serving node listens on a free port and registers the service.
-	alice, err := runtime.NewNode(runtime.Config{Name: "alice", Addr: "127.0.0.1:0"})
+	// The cluster key: only nodes that hold it connect to each other. Both
+	// nodes live in this process; a real cluster shares its key as any
+	// secret (see keyring.NewKey).
+	ring, err := keyring.New(keyring.NewKey())
+	if err != nil {
+		return err
+	}
+	alice, err := runtime.NewNode(runtime.Config{Name: "alice", Addr: "127.0.0.1:0", Keyring: ring})
 	if err != nil {
 		return err
 	}
@@ -58,7 +66,7 @@ func run() error {
 	}
 
 	// The calling node connects to it and gets a proxy: a greeter.Greeter.
-	bob, err := runtime.NewNode(runtime.Config{Name: "bob"})
+	bob, err := runtime.NewNode(runtime.Config{Name: "bob", Keyring: ring})
 	if err != nil {
 		return err
 	}

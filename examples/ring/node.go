@@ -13,6 +13,7 @@ import (
 
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/examples/ring/ringsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
@@ -53,7 +54,13 @@ func runNode(f nodeFlags, control bool) error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	node, err := runtime.NewNode(runtime.Config{Name: f.name, Addr: f.addr, Logger: logger})
+	// One keyring for the RPC handshakes and the heartbeats: only holders
+	// of the key join, and one Set would rotate both.
+	ring, err := keyring.New([]byte(f.key))
+	if err != nil {
+		return err
+	}
+	node, err := runtime.NewNode(runtime.Config{Name: f.name, Addr: f.addr, Keyring: ring, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -67,7 +74,7 @@ func runNode(f nodeFlags, control bool) error {
 	}
 	disc, err := membership.New(membership.Config{
 		ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
-		Keys: [][]byte{[]byte(f.key)}, ClusterLabel: "ring-example",
+		Keyring: ring, ClusterLabel: "ring-example",
 		// Unicast on loopback: multicast must not leave the machine.
 		DisableMulticast: true, BindAddr: f.gossip, Seeds: strings.Split(f.seed, ","),
 		Logger: logger,

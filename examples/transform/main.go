@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/examples/transform/ledger"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/runtimetest"
 )
@@ -68,14 +69,15 @@ func main() {
 	}
 }
 
-// newNode starts a node with its own journal file and registers the
-// *Account transformer on it. The caller closes both.
-func newNode(name, addr string) (*runtime.Node, *os.File, error) {
+// newNode starts a node of the cluster whose key ring holds, with its own
+// journal file, and registers the *Account transformer on it. The caller
+// closes both.
+func newNode(name, addr string, ring *keyring.Ring) (*runtime.Node, *os.File, error) {
 	journal, err := os.CreateTemp("", "trellis-"+name+"-journal-*.log")
 	if err != nil {
 		return nil, nil, err
 	}
-	n, err := runtime.NewNode(runtime.Config{Name: name, Addr: addr})
+	n, err := runtime.NewNode(runtime.Config{Name: name, Addr: addr, Keyring: ring})
 	if err == nil {
 		err = transformAccounts(n, journal)
 	}
@@ -127,7 +129,12 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	alice, aliceJournal, err := newNode("alice", "127.0.0.1:0")
+	// The cluster key: only nodes that hold it connect to each other.
+	ring, err := keyring.New(keyring.NewKey())
+	if err != nil {
+		return err
+	}
+	alice, aliceJournal, err := newNode("alice", "127.0.0.1:0", ring)
 	if err != nil {
 		return err
 	}
@@ -137,7 +144,7 @@ func run() error {
 		return err
 	}
 
-	bob, bobJournal, err := newNode("bob", "")
+	bob, bobJournal, err := newNode("bob", "", ring)
 	if err != nil {
 		return err
 	}
