@@ -7,13 +7,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/metrics"
 	"github.com/trellisrpc/trellis/runtime"
 )
 
 // Serve a node's metrics on /metrics.
 func ExampleNew() {
-	node, err := runtime.NewNode(runtime.Config{Name: "node1"})
+	ring, err := keyring.New(keyring.NewKey()) // in a real cluster: the key every member holds
+	if err != nil {
+		log.Fatal(err)
+	}
+	node, err := runtime.NewNode(runtime.Config{Name: "node1", Keyring: ring})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/metrics"
 	"github.com/trellisrpc/trellis/runtime"
@@ -87,9 +88,12 @@ func (r routes) NextHop(dst runtime.NodeID) (runtime.NodeID, bool) {
 	return next, ok
 }
 
+// testKeyring is the cluster keyring of the nodes these tests make.
+var testKeyring, _ = keyring.New([]byte("metrics-test-cluster-key-0123456"))
+
 func newNode(t *testing.T, name string) *runtime.Node {
 	t.Helper()
-	n, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0"})
+	n, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0", Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func (h *countingHandler) count(s string) (total, matching int) {
 // node logs a bounded number of records, not one per entry.
 func TestHostileReleaseBounded(t *testing.T) {
 	logs := &countingHandler{}
-	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Logger: slog.New(logs)})
+	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestHostileReleaseBounded(t *testing.T) {
 		return a
 	}
 	attack := func(t *testing.T, args *releaseArgs, times int) {
-		attacker, err := NewNode(Config{Name: "attacker"})
+		attacker, err := NewNode(Config{Name: "attacker", Keyring: testKeyring})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,7 @@ func TestServeAndDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := runtime.NewNode(runtime.Config{Name: "server"})
+	server, err := runtime.NewNode(runtime.Config{Name: "server", Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestServeAndDial(t *testing.T) {
 	}
 
 	var dials atomic.Int32
-	client, err := runtime.NewNode(runtime.Config{Name: "client", Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+	client, err := runtime.NewNode(runtime.Config{Name: "client", Keyring: testKeyring, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
 		dials.Add(1)
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/tracing"
 )
@@ -37,8 +38,12 @@ func lineWith(t *testing.T, n int, rec *tracetest.SpanRecorder, sampler func(i i
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ns := make([]*runtime.Node, n)
+	ring, err := keyring.New(keyring.NewKey()) // the cluster key of the line
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range ns {
-		node, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0"})
+		node, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0", Keyring: ring})
 		if err != nil {
 			t.Fatal(err)
 		}

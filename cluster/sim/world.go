@@ -8,13 +8,14 @@ import (
 
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
 )
 
-// clusterKey authenticates the simulated members' heartbeats.
+// clusterKey authenticates the simulated members' connections and heartbeats.
 var clusterKey = []byte("trellis-simulation-cluster-key-32")
 
 // A Member is one host's software: an RPC node serving the test service, a
@@ -86,7 +87,12 @@ func (w *World) Start(h int) error {
 	nw := w.cfg.Net
 	nw.Restart(h)
 	log := w.cfg.Logger.With("member", m.Name, "life", m.Lives+1)
-	node, err := runtime.NewNode(runtime.Config{Name: m.Name, ID: m.ID, Dial: nw.Dialer(h), Logger: log})
+	// One keyring per member for its RPC handshakes and its heartbeats.
+	ring, err := keyring.New(clusterKey)
+	if err != nil {
+		return fmt.Errorf("sim: %s: %w", m.Name, err)
+	}
+	node, err := runtime.NewNode(runtime.Config{Name: m.Name, ID: m.ID, Keyring: ring, Dial: nw.Dialer(h), Logger: log})
 	if err != nil {
 		return fmt.Errorf("sim: %s: %w", m.Name, err)
 	}
@@ -118,7 +124,7 @@ func (w *World) Start(h int) error {
 		}
 	}
 	disc, err := membership.New(membership.Config{
-		ID: m.ID, Name: m.Name, Addr: nw.StreamAddr(h), Keys: [][]byte{clusterKey},
+		ID: m.ID, Name: m.Name, Addr: nw.StreamAddr(h), Keyring: ring,
 		Transport: pc, DisableMulticast: true, Seeds: seeds, Logger: log,
 	})
 	if err == nil {
