@@ -15,6 +15,7 @@ import (
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/cluster/status"
 	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
@@ -59,7 +60,11 @@ func startCluster(t *testing.T, n int) []*member {
 	ms := make([]*member, n)
 	for i := range ms {
 		name := string(rune('A' + i))
-		node, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0"})
+		ring, err := keyring.New(testKey) // one ring for the RPC handshakes and the heartbeats
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0", Keyring: ring})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +76,7 @@ func startCluster(t *testing.T, n int) []*member {
 			bind = seed
 		}
 		disc, err := membership.New(membership.Config{
-			ID: node.ID(), Name: name, Addr: node.Addr().String(), Keys: [][]byte{testKey},
+			ID: node.ID(), Name: name, Addr: node.Addr().String(), Keyring: ring,
 			DisableMulticast: true, BindAddr: bind, Seeds: []string{seed},
 			Interval: 100 * time.Millisecond, SuspectAfter: 400 * time.Millisecond, FailAfter: 600 * time.Millisecond,
 		})

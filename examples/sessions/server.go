@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/replica"
@@ -52,14 +53,19 @@ func runServer(f serverFlags) error {
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	node, err := runtime.NewNode(runtime.Config{Name: f.name, Addr: "127.0.0.1:0", Logger: logger})
+	// One keyring for the RPC handshakes and the heartbeats.
+	ring, err := keyring.New([]byte(f.key))
+	if err != nil {
+		return err
+	}
+	node, err := runtime.NewNode(runtime.Config{Name: f.name, Addr: "127.0.0.1:0", Keyring: ring, Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer node.Close(context.Background())
 	disc, err := membership.New(membership.Config{
 		ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
-		Keys: [][]byte{[]byte(f.key)}, ClusterLabel: "sessions-example",
+		Keyring: ring, ClusterLabel: "sessions-example",
 		DisableMulticast: true, BindAddr: f.gossip, Seeds: strings.Split(f.seeds, ","), Logger: logger,
 	})
 	if err != nil {

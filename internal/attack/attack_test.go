@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/internal/attack/targetsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
@@ -23,9 +24,18 @@ const testLabel = "attack-test"
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
+func testRing(t *testing.T) *keyring.Ring {
+	t.Helper()
+	r, err := keyring.New(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func startTarget(t *testing.T) *runtime.Node {
 	t.Helper()
-	n, err := runtime.NewNode(runtime.Config{Name: "target", Addr: "127.0.0.1:0", Label: testLabel})
+	n, err := runtime.NewNode(runtime.Config{Name: "target", Addr: "127.0.0.1:0", Label: testLabel, Keyring: testRing(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +52,7 @@ func TestDialMemberRawCall(t *testing.T) {
 	n := startTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, recorded, err := DialMember(ctx, n.Addr().String(), transport.Config{Label: testLabel})
+	c, recorded, err := DialMember(ctx, n.Addr().String(), transport.Config{Label: testLabel, Keyring: testRing(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/replica"
 	"github.com/trellisrpc/trellis/runtime"
@@ -67,13 +68,17 @@ func (f *Farm) Start(name string) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	node, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0"})
+	ring, err := keyring.New(testKey) // one ring for the RPC handshakes and the heartbeats
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0", Keyring: ring})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mcfg := membership.Config{
 		ID: node.ID(), Name: name, Addr: node.Addr().String(),
-		Keys: [][]byte{testKey}, DisableMulticast: true, BindAddr: "127.0.0.1:0",
+		Keyring: ring, DisableMulticast: true, BindAddr: "127.0.0.1:0",
 	}
 	// Every server binds a known address and seeds every earlier one, so
 	// that the farm holds together whichever server dies.

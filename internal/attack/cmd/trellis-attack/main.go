@@ -41,6 +41,7 @@ import (
 
 	"github.com/trellisrpc/trellis/internal/attack"
 	"github.com/trellisrpc/trellis/internal/attack/targetsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	trellis "github.com/trellisrpc/trellis/runtime"
@@ -82,12 +83,23 @@ func main() {
 // rpcConfig is the configuration of the runtime nodes of the target, the
 // caller and the attacker as a member.
 func rpcConfig(name, addr string, key []byte, log *slog.Logger) trellis.Config {
-	return trellis.Config{Name: name, Addr: addr, Label: label, Logger: log}
+	return trellis.Config{Name: name, Addr: addr, Label: label, Keyring: ringOf(key), Logger: log}
+}
+
+// ringOf returns a keyring holding key, or nil for a key that keyring.New
+// refuses: the node's or connection's configuration is then refused with
+// transport.ErrNoAuth.
+func ringOf(key []byte) *keyring.Ring {
+	r, err := keyring.New(key)
+	if err != nil {
+		return nil
+	}
+	return r
 }
 
 // transportConfig is how the attacker dials as a member.
 func transportConfig(key []byte) transport.Config {
-	return transport.Config{Self: nodeid.New(), Label: label}
+	return transport.Config{Self: nodeid.New(), Label: label, Keyring: ringOf(key)}
 }
 
 func memberConfig(id nodeid.ID, name, addr string, key []byte, seeds []string) membership.Config {
