@@ -70,7 +70,7 @@ func serveObserved(withMetrics, withTracing bool) func(addr string) (string, fun
 
 func dialObserved(withMetrics, withTracing bool) func(ctx context.Context, addr string) (caller, error) {
 	return func(ctx context.Context, addr string) (caller, error) {
-		n, err := trellis.NewNode(trellis.Config{Name: "bench-client"})
+		n, err := trellis.NewNode(trellis.Config{Name: "bench-client", Keyring: benchKeyring})
 		if err != nil {
 			return nil, err
 		}

@@ -24,7 +24,7 @@ func BenchmarkEcho(b *testing.B) {
 			ctx := context.Background()
 			var nodes [2]*runtime.Node
 			for i := range nodes {
-				n, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0"})
+				n, err := runtime.NewNode(runtime.Config{Name: name, Addr: "127.0.0.1:0", Keyring: testKeyring})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -21,6 +21,10 @@ import (
 // routes is a fixed routing table.
 type routes map[runtime.NodeID]runtime.NodeID
 
+
+// testKeyring is the cluster keyring of the nodes these tests make.
+var testKeyring, _ = keyring.New([]byte("tracing-test-cluster-key-0123456"))
+
 func (r routes) NextHop(dst runtime.NodeID) (runtime.NodeID, bool) {
 	next, ok := r[dst]
 	return next, ok
@@ -38,12 +42,8 @@ func lineWith(t *testing.T, n int, rec *tracetest.SpanRecorder, sampler func(i i
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ns := make([]*runtime.Node, n)
-	ring, err := keyring.New(keyring.NewKey()) // the cluster key of the line
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i := range ns {
-		node, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0", Keyring: ring})
+		node, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0", Keyring: testKeyring})
 		if err != nil {
 			t.Fatal(err)
 		}
