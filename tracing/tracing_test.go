@@ -21,7 +21,6 @@ import (
 // routes is a fixed routing table.
 type routes map[runtime.NodeID]runtime.NodeID
 
-
 // testKeyring is the cluster keyring of the nodes these tests make.
 var testKeyring, _ = keyring.New([]byte("tracing-test-cluster-key-0123456"))
 
