@@ -582,7 +582,9 @@ func run(args []string) error {
 
 func printTable(w io.Writer, rows []row, d time.Duration) int {
 	over := 0
-	fmt.Fprintf(w, "\nEach attack ran %v against a target node; budget: peak RSS ≤ %d MiB, legitimate p99 ≤ %v.\n\n", d, budgetRSS>>20, budgetP99)
+	fmt.Fprintf(w, "\nEach attack ran %v against a fresh target node; budget: peak RSS ≤ %d MiB, legitimate p99 ≤ %v.\n", d, budgetRSS>>20, budgetP99)
+	fmt.Fprintf(w, "peak RSS: the target's VmHWM; gorout: its peak goroutines; p99/max legit: the legitimate caller's Echo calls\n")
+	fmt.Fprintf(w, "(1 s deadline); forged: how long the target did not show the victim at its own address; log: lines it logged.\n\n")
 	fmt.Fprintf(w, "%-17s %9s %6s %10s %10s %12s %8s %7s  %s\n", "attack", "peak RSS", "gorout", "p99 legit", "max legit", "calls/errors", "forged", "log", "verdict / what the target did")
 	for _, r := range rows {
 		verdict := "ok"
