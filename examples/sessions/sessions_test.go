@@ -21,6 +21,7 @@ import (
 var (
 	chaosDuration = flag.Duration("chaos.duration", 12*time.Second, "how long TestNoAcknowledgedWriteLost runs its faults")
 	chaosSessions = flag.Int("chaos.sessions", 8, "clients (one session each) in TestNoAcknowledgedWriteLost")
+	serverLogs    = flag.Bool("serverlogs", false, "servers log what they do (shown when a test fails)")
 )
 
 // buildExample builds this example into a temporary directory once.
@@ -68,7 +69,7 @@ func startFarm(t *testing.T, n int) *farm {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var logs bytes.Buffer
-	fm, err := newFarm(exampleBinary(t), serverFlags{key: "sessions-test-cluster-key-0123456789", verbose: testing.Verbose()}, n, &lockedWriter{w: &logs})
+	fm, err := newFarm(exampleBinary(t), serverFlags{key: "sessions-test-cluster-key-0123456789", verbose: *serverLogs}, n, &lockedWriter{w: &logs})
 	if err != nil {
 		t.Fatal(err)
 	}
