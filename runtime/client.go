@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	goruntime "runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,7 +105,16 @@ type call struct {
 	relayID   uint64
 }
 
-var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+// newCall returns a call from the node's pool. The pool is the node's, not
+// the process's, so that a node running in a testing/synctest bubble only
+// ever waits on channels made in that bubble (a bubble's channel must not
+// be used from another).
+func (n *Node) newCall() *call {
+	if cl, ok := n.calls.Get().(*call); ok {
+		return cl
+	}
+	return &call{done: make(chan struct{}, 1)}
+}
 
 // Call calls method m with args, decoding the reply into results. args and
 // results are pointers to the CBOR structs that proxygen generates; either
@@ -177,7 +185,7 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 		}
 	}
 
-	cl := callPool.Get().(*call)
+	cl := n.newCall()
 	cl.results, cl.svc, cl.method, cl.target, cl.err, cl.transformer, cl.info = results, c.svc, m, c.target, nil, tf, oc
 	if oc != nil {
 		oc.RequestBytes = buf.Len()
@@ -188,7 +196,7 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 		err := p.closed
 		p.mu.Unlock()
 		transport.PutBuffer(buf)
-		callPool.Put(cl)
+		n.calls.Put(cl)
 		return c.takeBack(exported, c.notSent(m, err))
 	}
 	p.calls[id] = cl
@@ -201,7 +209,7 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 	}
 	if err := send(ctx, kindRequest, id, buf); err != nil {
 		if p.forget(id) {
-			callPool.Put(cl)
+			n.calls.Put(cl)
 			return c.takeBack(exported, c.notSent(m, ctxErr(err)))
 		}
 		// The connection failed and already completed the call.
@@ -217,7 +225,7 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 			<-cl.done
 			return c.takeBack(exported, p.finish(cl))
 		}
-		callPool.Put(cl)
+		n.calls.Put(cl)
 		err := ctx.Err()
 		if err != context.DeadlineExceeded || req.timeout == 0 {
 			// Tell the server to stop; the connection stays up. (A deadline
@@ -295,7 +303,7 @@ func (p *peer) forget(id uint64) bool {
 func (p *peer) finish(cl *call) error {
 	err := cl.err
 	cl.results, cl.svc, cl.method, cl.err, cl.transformer, cl.info = nil, nil, nil, nil, nil, nil
-	callPool.Put(cl)
+	p.node.calls.Put(cl)
 	return err
 }
 

@@ -24,6 +24,7 @@ type Node struct {
 	tcfg   transport.Config
 	ln     *transport.Listener
 
+	calls    sync.Pool // *call, see newCall
 	refs     refTable
 	streams  streamTable
 	services atomic.Pointer[serviceTable]

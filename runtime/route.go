@@ -122,14 +122,14 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		buf = nextHopCopy(payload)
 	}
 
-	cl := callPool.Get().(*call)
+	cl := n.newCall()
 	cl.relayFrom, cl.relayID = p, id
 	qid := q.nextCall.Add(1)
 	p.mu.Lock()
 	if p.relayed[id].to != nil || p.serving[id] != nil {
 		p.mu.Unlock()
 		transport.PutBuffer(buf)
-		callPool.Put(cl)
+		n.calls.Put(cl)
 		if done != nil {
 			done(ErrProtocol)
 		}
@@ -142,14 +142,14 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		q.mu.Unlock()
 		p.forgetRelay(id).finish(ErrUnreachable)
 		transport.PutBuffer(buf)
-		callPool.Put(cl)
+		n.calls.Put(cl)
 		return fail(codeUnreachable, "next hop connection closed")
 	}
 	q.calls[qid] = cl
 	q.mu.Unlock()
 	if err := q.send(context.Background(), kindRequest, qid, buf); err != nil && q.forget(qid) {
 		p.forgetRelay(id).finish(err)
-		callPool.Put(cl)
+		n.calls.Put(cl)
 		return fail(codeUnreachable, err.Error())
 	}
 	return nil
@@ -196,7 +196,7 @@ func (p *peer) forgetRelay(id uint64) relayLink {
 func (q *peer) forwardReply(cl *call, payload []byte) {
 	from, id := cl.relayFrom, cl.relayID
 	cl.relayFrom, cl.relayID = nil, 0
-	callPool.Put(cl)
+	q.node.calls.Put(cl)
 	l := from.forgetRelay(id)
 	if l.to == nil {
 		return // the origin side cancelled or closed
@@ -211,7 +211,7 @@ func (q *peer) forwardReply(cl *call, payload []byte) {
 func (q *peer) failRelayed(cl *call, reason error) {
 	from, id := cl.relayFrom, cl.relayID
 	cl.relayFrom, cl.relayID = nil, 0
-	callPool.Put(cl)
+	q.node.calls.Put(cl)
 	l := from.forgetRelay(id)
 	if l.to == nil {
 		return

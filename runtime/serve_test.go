@@ -5,8 +5,11 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/trellisrpc/trellis/cluster/sim"
+	"github.com/trellisrpc/trellis/internal/testsvc"
 	"github.com/trellisrpc/trellis/runtime"
 )
 
@@ -55,5 +58,33 @@ func TestServeAndDial(t *testing.T) {
 	}
 	if id != server.ID() || dials.Load() != 1 {
 		t.Fatalf("connected to %v with %d dials; want %v with 1", id, dials.Load(), server.ID())
+	}
+}
+
+// TestNodesInSuccessiveBubbles runs a call in two testing/synctest bubbles
+// one after the other: nothing a node pools may carry a channel of one
+// bubble into the next (that is a fatal error).
+func TestNodesInSuccessiveBubbles(t *testing.T) {
+	for i := range 2 {
+		synctest.Test(t, func(t *testing.T) {
+			nw := sim.NewNetwork(uint64(i), 2, sim.LinkConditions{Delay: time.Millisecond})
+			server, _ := runtime.NewNode(runtime.Config{Name: "server"})
+			defer server.Close(context.Background())
+			ln, _ := nw.Listen(1)
+			if err := server.Serve(ln); err != nil {
+				t.Fatal(err)
+			}
+			testsvc.RegisterKitchen(server, testsvc.NewImpl())
+			client, _ := runtime.NewNode(runtime.Config{Name: "client", Dial: nw.Dialer(0)})
+			defer client.Close(context.Background())
+			if err := client.ConnectTo(context.Background(), server.ID(), nw.StreamAddr(1)); err != nil {
+				t.Fatal(err)
+			}
+			for j := range 3 {
+				if s, n, err := testsvc.NewKitchenProxy(client, server.ID()).Echo(context.Background(), "hi", j); err != nil || s != "hi" || n != j {
+					t.Fatalf("bubble %d, call %d: %q %d %v", i, j, s, n, err)
+				}
+			}
+		})
 	}
 }
