@@ -43,6 +43,9 @@ const (
 	InvCallDeadline = "no call hangs past its deadline"
 	// InvTypedErrors: a call fails only with one of runtime's typed errors.
 	InvTypedErrors = "calls fail with typed errors"
+	// InvNoRoutingLoop: no call fails because it used up its hop budget
+	// going round in circles.
+	InvNoRoutingLoop = "no routing loop"
 	// InvGoroutines: once every member is closed, the goroutines return to
 	// the number before the run.
 	InvGoroutines = "goroutines return to baseline"
@@ -50,7 +53,7 @@ const (
 
 // Invariants lists every invariant Run checks.
 var Invariants = []string{InvOneTopologyPerEpoch, InvMinorityCommitsNothing, InvFormed, InvConverges,
-	InvCallDeadline, InvTypedErrors, InvGoroutines}
+	InvCallDeadline, InvTypedErrors, InvNoRoutingLoop, InvGoroutines}
 
 // Options tune Run. The zero value selects the defaults.
 type Options struct {
@@ -65,6 +68,8 @@ type Options struct {
 	// CallSlack is how long past its deadline a call may take to return
 	// (default 100 ms).
 	CallSlack time.Duration
+	// Policy is the members' commit policy (default topology.Majority{}).
+	Policy topology.Policy
 	// Logger receives the members' logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -184,7 +189,7 @@ func (r *runner) run() {
 		r.violate("setup", "%v", err)
 		return
 	}
-	r.w, err = NewWorld(WorldConfig{Net: r.nw, IDs: s.IDs, Strategy: strategy, OnCommit: r.commit, Logger: r.o.Logger})
+	r.w, err = NewWorld(WorldConfig{Net: r.nw, IDs: s.IDs, Strategy: strategy, Policy: r.o.Policy, OnCommit: r.commit, Logger: r.o.Logger})
 	if err != nil {
 		r.violate("setup", "%v", err)
 		return
@@ -532,6 +537,8 @@ func (r *runner) launchCall() {
 			r.violate(InvTypedErrors, "call n%d -> n%d returned %q, %d", from, to, s, n)
 		case !typed(err):
 			r.violate(InvTypedErrors, "call n%d -> n%d failed with an untyped error: %v", from, to, err)
+		case strings.Contains(err.Error(), "hop budget used up"):
+			r.violate(InvNoRoutingLoop, "call n%d -> n%d: %v", from, to, err)
 		}
 	}()
 }

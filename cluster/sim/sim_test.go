@@ -8,8 +8,11 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/trellisrpc/trellis/cluster/sim"
+	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/topology"
 )
 
 var (
@@ -40,6 +43,9 @@ var knownDefects = []struct {
 	{regexp.MustCompile(`^one topology per epoch: epoch \d+: .*\{n\d \| \}`),
 		"a member restarted alone in a partition commits a topology of its own from epoch 1 (it remembers no epoch), " +
 			"so an epoch is committed with two topologies"},
+	{regexp.MustCompile(`^no routing loop: .*hop budget used up`),
+		"issue 11 defect 4, what 3e9933b leaves: during a repair, relays that each route around their own dead link " +
+			"pass a call round a cycle of three or more until its hop budget is spent"},
 	{regexp.MustCompile(`^(one topology per epoch|the minority commits nothing): `),
 		"a leader behind on epochs judges the majority by its own stale topology (and an equal epoch from another leader is prepared), " +
 			"so a side without a majority of the latest topology commits, and two leaders may commit the same epoch"},
@@ -131,4 +137,43 @@ func blockedNote(rep *sim.Report) string {
 		return ""
 	}
 	return " (not due: " + rep.Blocked + ")"
+}
+
+// TestInvariantsCatchSplitBrain checks the checker: with the Always policy
+// both sides of a 2|3 partition commit, and Run must say so.
+func TestInvariantsCatchSplitBrain(t *testing.T) {
+	s := &sim.Schedule{
+		Seed: 42, Nodes: 5, Strategy: "ring", Ascending: true,
+		Conditions: sim.LinkConditions{Delay: time.Millisecond},
+		Faults:     3 * time.Second, Quiet: 7 * time.Second,
+		Steps: []sim.Step{
+			{At: 3 * time.Second, Kind: sim.Partition, Groups: [][]int{{0, 1}, {2, 3, 4}}},
+			{At: 7 * time.Second, Kind: sim.Heal},
+		},
+	}
+	for h := range s.Nodes {
+		s.IDs = append(s.IDs, nodeid.ID(100+h))
+		s.Starts = append(s.Starts, time.Duration(h)*time.Millisecond)
+	}
+	cases := []struct {
+		policy topology.Policy
+		want   bool // a minority commit is reported
+	}{
+		{topology.Majority{}, false},
+		{topology.Always{}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.policy.Name(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rep := sim.Run(s, sim.Options{Policy: tc.policy})
+				got := false
+				for _, v := range rep.Violations {
+					got = got || v.Invariant == sim.InvMinorityCommitsNothing
+				}
+				if got != tc.want {
+					t.Fatalf("minority commit reported: %v, want %v; violations: %v", got, tc.want, rep.Violations)
+				}
+			})
+		})
+	}
 }

@@ -45,6 +45,8 @@ type WorldConfig struct {
 	IDs []nodeid.ID
 	// Strategy arranges the members (default topology.Ring{}).
 	Strategy topology.Strategy
+	// Policy decides when a leader may commit (default topology.Majority{}).
+	Policy topology.Policy
 	// OnCommit, if set, is called for every topology a member commits, from
 	// the member's own watcher goroutine.
 	OnCommit func(m *Member, t topology.Topology)
@@ -135,7 +137,7 @@ func (w *World) Start(h int) error {
 		stop()
 		return fmt.Errorf("sim: %s: %w", m.Name, err)
 	}
-	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: w.cfg.Strategy, Logger: log})
+	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: w.cfg.Strategy, Policy: w.cfg.Policy, Logger: log})
 	if err == nil {
 		err = cl.Start()
 	}
