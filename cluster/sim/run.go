@@ -380,7 +380,7 @@ func (r *runner) commit(m *Member, t topology.Topology) {
 	side := groups[m.Host]
 	n := 0
 	for _, x := range ref.Members {
-		if h := r.hostOf(x.ID); h >= 0 && groups[h] == side && r.w.Members[h].alive {
+		if h := r.hostOf(x.ID); h >= 0 && groups[h] == side && r.w.Members[h].alive.Load() {
 			n++
 		}
 	}
@@ -462,7 +462,7 @@ func (r *runner) majorityLost() string {
 	r.mu.Unlock()
 	n := 0
 	for _, m := range top.Members {
-		if h := r.hostOf(m.ID); h >= 0 && r.w.Members[h].alive {
+		if h := r.hostOf(m.ID); h >= 0 && r.w.Members[h].alive.Load() {
 			n++
 		}
 	}
@@ -484,7 +484,7 @@ func (r *runner) names(ids []nodeid.ID) []string {
 func (r *runner) state() string {
 	var b strings.Builder
 	for _, m := range r.w.Members {
-		if !m.alive {
+		if !m.alive.Load() {
 			fmt.Fprintf(&b, "  %s: down\n", m.Name)
 			continue
 		}
@@ -507,7 +507,7 @@ func (r *runner) launchCall() {
 		to++
 	}
 	m := r.w.Members[from]
-	if !m.alive {
+	if !m.alive.Load() {
 		return
 	}
 	c := &call{from: from, to: to, start: time.Now()}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
@@ -29,13 +30,13 @@ type Member struct {
 	Cluster *cluster.Cluster
 	Lives   int // how many times it was started
 
-	alive  bool
+	alive  atomic.Bool // read by the commit watchers
 	cancel context.CancelFunc // stops the commit watcher
 	done   chan struct{}      // closed when the watcher has returned
 }
 
 // Alive reports whether the member's software runs.
-func (m *Member) Alive() bool { return m.alive }
+func (m *Member) Alive() bool { return m.alive.Load() }
 
 // WorldConfig configures a World.
 type WorldConfig struct {
@@ -83,7 +84,7 @@ func NewWorld(cfg WorldConfig) (*World, error) {
 // member h's software.
 func (w *World) Start(h int) error {
 	m := w.Members[h]
-	if m.alive {
+	if m.alive.Load() {
 		return fmt.Errorf("sim: %s already runs", m.Name)
 	}
 	nw := w.cfg.Net
@@ -148,7 +149,7 @@ func (w *World) Start(h int) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.Node, m.Disc, m.Cluster, m.cancel, m.done = node, disc, cl, cancel, make(chan struct{})
-	m.alive = true
+	m.alive.Store(true)
 	m.Lives++
 	go w.watch(ctx, m, cl, m.done)
 	return nil
@@ -177,7 +178,7 @@ func (w *World) watch(ctx context.Context, m *Member, cl *cluster.Cluster, done 
 // the kernel, so its peers read EOF).
 func (w *World) Kill(h int, crash bool) {
 	m := w.Members[h]
-	if !m.alive {
+	if !m.alive.Load() {
 		return
 	}
 	if crash {
@@ -189,7 +190,7 @@ func (w *World) Kill(h int, crash bool) {
 }
 
 func (w *World) stop(m *Member) {
-	m.alive = false
+	m.alive.Store(false)
 	m.cancel()
 	<-m.done
 	m.Cluster.Close()
@@ -203,10 +204,10 @@ func (w *World) stop(m *Member) {
 // up to a second.
 func (w *World) Close() {
 	for _, m := range w.Members {
-		if !m.alive {
+		if !m.alive.Load() {
 			continue
 		}
-		m.alive = false
+		m.alive.Store(false)
 		m.cancel()
 		<-m.done
 		m.Cluster.Close()
@@ -221,7 +222,7 @@ func (w *World) Close() {
 func (w *World) Live() []*Member {
 	var out []*Member
 	for _, m := range w.Members {
-		if m.alive {
+		if m.alive.Load() {
 			out = append(out, m)
 		}
 	}
