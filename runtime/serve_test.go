@@ -68,14 +68,20 @@ func TestNodesInSuccessiveBubbles(t *testing.T) {
 	for i := range 2 {
 		synctest.Test(t, func(t *testing.T) {
 			nw := sim.NewNetwork(uint64(i), 2, sim.LinkConditions{Delay: time.Millisecond})
-			server, _ := runtime.NewNode(runtime.Config{Name: "server"})
+			server, err := runtime.NewNode(runtime.Config{Name: "server", Keyring: testKeyring})
+			if err != nil {
+				t.Fatal(err)
+			}
 			defer server.Close(context.Background())
 			ln, _ := nw.Listen(1)
 			if err := server.Serve(ln); err != nil {
 				t.Fatal(err)
 			}
 			testsvc.RegisterKitchen(server, testsvc.NewImpl())
-			client, _ := runtime.NewNode(runtime.Config{Name: "client", Dial: nw.Dialer(0)})
+			client, err := runtime.NewNode(runtime.Config{Name: "client", Keyring: testKeyring, Dial: nw.Dialer(0)})
+			if err != nil {
+				t.Fatal(err)
+			}
 			defer client.Close(context.Background())
 			if err := client.ConnectTo(context.Background(), server.ID(), nw.StreamAddr(1)); err != nil {
 				t.Fatal(err)
