@@ -30,7 +30,7 @@ type Member struct {
 	Cluster *cluster.Cluster
 	Lives   int // how many times it was started
 
-	alive  atomic.Bool // read by the commit watchers
+	alive  atomic.Bool        // read by the commit watchers
 	cancel context.CancelFunc // stops the commit watcher
 	done   chan struct{}      // closed when the watcher has returned
 }
