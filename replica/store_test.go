@@ -196,3 +196,36 @@ func TestAsyncModeReplicatesInTheBackground(t *testing.T) {
 		}
 	}
 }
+
+func TestEntriesExpireAndTombstonesHold(t *testing.T) {
+	f := farmtest.New(t, 2, replica.Config{TTL: 300 * time.Millisecond})
+	ctx := ctxT(t, 20*time.Second)
+	s := f.Servers[0]
+	k := s.Store.NewKey()
+	if _, err := s.Store.Create(ctx, k, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Reads slide the expiry: read for longer than the TTL.
+	for range 4 {
+		if _, err := s.Store.Get(ctx, k); err != nil {
+			t.Fatalf("read within the sliding TTL: %v", err)
+		}
+		time.Sleep(150 * time.Millisecond) // the TTL runs on the clock
+	}
+	// Left alone (a read would slide it), the entry expires: the sweep,
+	// every second, turns it into a tombstone.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Store.Stats().Tombstones != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no tombstone 5 s after the TTL: %+v", s.Store.Stats())
+		}
+		time.Sleep(100 * time.Millisecond) // the sweep runs on the clock
+	}
+	if _, err := f.Servers[1].Store.Get(ctx, k); !errors.Is(err, replica.ErrNotFound) {
+		t.Fatalf("read after expiry: %v, want ErrNotFound", err)
+	}
+	// Its tombstone keeps a conditional write of the old version out.
+	if _, err := s.Store.Put(ctx, k, []byte("y"), replica.IfVersion(1)); !errors.Is(err, replica.ErrConflict) {
+		t.Fatalf("write of the expired version: %v, want ErrConflict", err)
+	}
+}
