@@ -35,11 +35,11 @@ func (c *Collector) method(svc *runtime.ServiceDesc, m *runtime.MethodDesc) *met
 // interceptClient measures a call made.
 func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
 	mm := c.method(call.Service, call.Method)
-	c.clientInFlight.Inc()
+	c.clientActive.Add(1)
 	start := time.Now()
 	err := next(ctx)
 	mm.clientLatency.Observe(since(start))
-	c.clientInFlight.Dec()
+	c.clientActive.Add(-1)
 	if err == nil {
 		mm.clientOK.Inc()
 	} else {
@@ -60,11 +60,11 @@ func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingC
 // interceptServer measures a call served.
 func (c *Collector) interceptServer(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
 	mm := c.method(call.Service, call.Method)
-	c.serverInFlight.Inc()
+	c.serverActive.Add(1)
 	start := time.Now()
 	err := next(ctx)
 	mm.serverLatency.Observe(since(start))
-	c.serverInFlight.Dec()
+	c.serverActive.Add(-1)
 	if err == nil {
 		mm.serverOK.Inc()
 	} else {

@@ -28,6 +28,7 @@ package metrics
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,7 +83,8 @@ type Collector struct {
 	clientLatency, serverLatency     *prometheus.HistogramVec // service, method
 	clientSent, clientReceived       *prometheus.CounterVec   // service, method
 	serverReceived, serverSent       *prometheus.CounterVec   // service, method
-	clientInFlight, serverInFlight   prometheus.Gauge
+	clientInFlight, serverInFlight   prometheus.GaugeFunc
+	clientActive, serverActive       atomic.Int64 // the in-flight gauges' values
 	routed, relayed, relayedFailures prometheus.Counter
 	hops                             prometheus.Histogram
 	methods                          sync.Map // *runtime.MethodDesc -> *methodMetrics
@@ -130,8 +132,10 @@ func New(cfg Config) (*Collector, error) {
 	c.clientReceived = counter("client_received_bytes_total", "Bytes of the replies received (envelope and results).", mlabels)
 	c.serverReceived = counter("server_received_bytes_total", "Bytes of the encoded arguments of the calls served.", mlabels)
 	c.serverSent = counter("server_sent_bytes_total", "Bytes of the encoded results of the calls served.", mlabels)
-	c.clientInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "trellis", Name: "client_calls_in_flight", Help: "Calls made and awaiting their outcome.", ConstLabels: cl})
-	c.serverInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "trellis", Name: "server_calls_in_flight", Help: "Calls being served.", ConstLabels: cl})
+	c.clientInFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "trellis", Name: "client_calls_in_flight", Help: "Calls made and awaiting their outcome.", ConstLabels: cl},
+		func() float64 { return float64(c.clientActive.Load()) })
+	c.serverInFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "trellis", Name: "server_calls_in_flight", Help: "Calls being served.", ConstLabels: cl},
+		func() float64 { return float64(c.serverActive.Load()) })
 	c.routed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "client_routed_calls_total", Help: "Calls made to a node that is not a neighbour, handed to a neighbour to relay.", ConstLabels: cl})
 	c.relayed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "relayed_calls_total", Help: "Calls this node relayed between two other nodes.", ConstLabels: cl})
 	c.relayedFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "relayed_call_failures_total", Help: "Relayed calls whose reply could not be forwarded (next hop lost, caller gone).", ConstLabels: cl})
