@@ -10,9 +10,13 @@ import (
 	"github.com/trellisrpc/trellis/tracing"
 )
 
-// Trace 1 % of the calls a node starts, and every call whose caller traces it.
+// Trace 1 % of the calls a node starts, and every call whose caller traces
+// it. RootRatio draws the 1 % before any span is made, so the other calls
+// cost almost nothing; a sampler such as
+// sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01)) would decide the
+// same after making a span for every call.
 func ExampleInstrument() {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))))
+	tp := sdktrace.NewTracerProvider() // export spans with sdktrace.WithBatcher(exporter)
 	ring, err := keyring.New(keyring.NewKey()) // in a real cluster: the key every member holds
 	if err != nil {
 		log.Fatal(err)
@@ -21,7 +25,7 @@ func ExampleInstrument() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := tracing.Instrument(node, tracing.Config{TracerProvider: tp}); err != nil {
+	if err := tracing.Instrument(node, tracing.Config{TracerProvider: tp, RootRatio: 0.01}); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -22,6 +22,8 @@ package tracing
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 
 	"go.opentelemetry.io/otel"
@@ -46,14 +48,24 @@ type Config struct {
 	// Propagator writes and reads the trace context in call metadata
 	// (default: propagation.TraceContext{}, the W3C format).
 	Propagator propagation.TextMapPropagator
+	// RootRatio, if above 0, is the share of the calls made without a
+	// trace in their context that start one (a cheap draw per call, before
+	// any span is made); the others carry no trace context and cost almost
+	// nothing. A node then starts no trace of its own for the calls it
+	// serves: a call that arrives without a trace context is not traced.
+	// With 0 (the default) every call gets a span and the TracerProvider's
+	// sampler decides, on clients and servers alike. Calls made within a
+	// trace always follow it.
+	RootRatio float64
 }
 
 // A tracer holds what the interceptors of one node share.
 type tracer struct {
-	t     trace.Tracer
-	prop  propagation.TextMapPropagator
-	node  runtime.NodeID
-	names sync.Map // *runtime.MethodDesc -> string: span names, made once
+	rootRatio float64
+	t         trace.Tracer
+	prop      propagation.TextMapPropagator
+	node      runtime.NodeID
+	names     sync.Map // *runtime.MethodDesc -> string: span names, made once
 }
 
 // Span options, made once.
@@ -75,7 +87,10 @@ func Instrument(node *runtime.Node, cfg Config) error {
 	if cfg.Propagator == nil {
 		cfg.Propagator = propagation.TraceContext{}
 	}
-	tr := &tracer{t: cfg.TracerProvider.Tracer(ScopeName), prop: cfg.Propagator, node: node.ID()}
+	if cfg.RootRatio < 0 || cfg.RootRatio > 1 {
+		return fmt.Errorf("tracing: Instrument: RootRatio %v is not between 0 and 1", cfg.RootRatio)
+	}
+	tr := &tracer{t: cfg.TracerProvider.Tracer(ScopeName), prop: cfg.Propagator, node: node.ID(), rootRatio: cfg.RootRatio}
 	node.Intercept(tr.client, tr.server, tr.relay)
 	return nil
 }
@@ -136,6 +151,9 @@ func end(span trace.Span, err error) {
 
 // client traces a call made.
 func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
+	if tr.rootRatio > 0 && rand.Float64() >= tr.rootRatio && !trace.SpanContextFromContext(ctx).IsValid() {
+		return next(ctx) // not chosen to start a trace
+	}
 	ctx, span := tr.t.Start(ctx, tr.spanName(call.Service, call.Method), kindClient)
 	if span.IsRecording() {
 		span.SetAttributes(callAttributes(call.Service, call.Method)...)
@@ -153,9 +171,10 @@ func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next f
 // server traces a call served, as a child of the caller's span.
 func (tr *tracer) server(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
 	ctx = tr.prop.Extract(ctx, carrier{&call.Metadata})
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() {
-		// The trace's root decided not to record it: record nothing here
-		// either, but keep its context for the calls the handler makes.
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() || !sc.IsValid() && tr.rootRatio > 0 {
+		// The trace's root decided not to record it, or the call is not
+		// traced and this node starts no trace: record nothing here, but
+		// keep the context for the calls the handler makes.
 		return next(ctx)
 	}
 	ctx, span := tr.t.Start(ctx, tr.spanName(call.Service, call.Method), kindServer)

@@ -178,6 +178,64 @@ func TestUnsampledCallsStayUnrecorded(t *testing.T) {
 	}
 }
 
+// TestRootRatio checks that with Config.RootRatio about that share of the
+// calls made outside a trace are traced, each with its server span as the
+// child of its client span, and that no server starts a trace of its own.
+func TestRootRatio(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ns [2]*runtime.Node
+	for i := range ns {
+		n, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close(ctx)
+		testsvc.RegisterKitchen(n, testsvc.NewImpl())
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+		if err := tracing.Instrument(n, tracing.Config{TracerProvider: tp, RootRatio: 0.25}); err != nil {
+			t.Fatal(err)
+		}
+		ns[i] = n
+	}
+	if _, err := ns[0].Connect(ctx, ns[1].Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	k := testsvc.NewKitchenProxy(ns[0], ns[1].ID())
+	const calls = 400
+	for range calls {
+		if _, _, err := k.Echo(ctx, "x", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clients := map[trace.SpanID]bool{}
+	var servers []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch s.SpanKind() {
+		case trace.SpanKindClient:
+			clients[s.SpanContext().SpanID()] = true
+		case trace.SpanKindServer:
+			servers = append(servers, s)
+		}
+	}
+	// 100 expected; the bounds are 7 standard deviations away.
+	if len(clients) < 40 || len(clients) > 160 {
+		t.Errorf("%d of %d calls traced with RootRatio 0.25", len(clients), calls)
+	}
+	if len(servers) != len(clients) {
+		t.Errorf("%d server spans for %d client spans", len(servers), len(clients))
+	}
+	for _, s := range servers {
+		if !clients[s.Parent().SpanID()] {
+			t.Errorf("server span %s has no client parent: a server started a trace", s.SpanContext().SpanID())
+		}
+	}
+	if err := tracing.Instrument(ns[0], tracing.Config{RootRatio: 2}); err == nil {
+		t.Error("RootRatio 2 accepted")
+	}
+}
+
 func names(spans []sdktrace.ReadOnlySpan) []string {
 	var out []string
 	for _, s := range spans {
