@@ -187,7 +187,7 @@ func TestRootRatio(t *testing.T) {
 	defer cancel()
 	var ns [2]*runtime.Node
 	for i := range ns {
-		n, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0"})
+		n, err := runtime.NewNode(runtime.Config{Name: fmt.Sprintf("N%d", i), Addr: "127.0.0.1:0", Keyring: testKeyring})
 		if err != nil {
 			t.Fatal(err)
 		}
