@@ -208,6 +208,9 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 		send = p.sendInline
 	}
 	if err := send(ctx, kindRequest, id, buf); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			n.log.Warn("trellis: call refused: arguments too large", "peer", c.target, "method", methodName(c.svc, m), "err", err)
+		}
 		if p.forget(id) {
 			n.calls.Put(cl)
 			return c.takeBack(exported, c.notSent(m, ctxErr(err)))

@@ -18,6 +18,8 @@
 // registered with RegisterError and RegisterErrorType keep their identity
 // across the wire, so errors.Is and errors.As work on the caller's side.
 // Failures of the machinery are typed: see ErrUnreachable, ErrCanceled,
-// ErrDeadlineExceeded, ErrRemotePanic, ErrProtocol, ErrUnknownMethod and
-// ErrClosed, all wrapped in a *CallError that names the node and method.
+// ErrDeadlineExceeded, ErrRemotePanic, ErrProtocol, ErrUnknownMethod,
+// ErrTooLarge (arguments or results over Config.MaxMessageSize: the call
+// fails at once, the connection stays up) and ErrClosed, all wrapped in a
+// *CallError that names the node and method.
 package runtime

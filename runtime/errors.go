@@ -41,6 +41,11 @@ var (
 	// ErrOverloaded: the remote node has Config.MaxConcurrentCalls calls of
 	// this caller in progress and refused one more.
 	ErrOverloaded = errors.New("trellis: remote node overloaded")
+	// ErrTooLarge: the encoded arguments (refused by the caller's node,
+	// before sending) or results (refused by the server's node, which
+	// sends this error instead) exceed Config.MaxMessageSize. The side that
+	// refused logs it; the connection stays up.
+	ErrTooLarge = errors.New("trellis: message too large")
 )
 
 // ctxError is a machinery error that is also its context counterpart.
@@ -100,6 +105,7 @@ const (
 	codeNoRoute
 	codeUnreachable
 	codeRefused // shutting down: the call was not started
+	codeTooLarge
 )
 
 // wireError is the CBOR form of an error reply.
@@ -240,6 +246,8 @@ func machineryError(w *wireError) error {
 		base = ErrNoRoute
 	case codeUnreachable:
 		base = ErrUnreachable
+	case codeTooLarge:
+		base = ErrTooLarge
 	default:
 		base = ErrProtocol
 	}

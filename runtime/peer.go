@@ -154,6 +154,9 @@ func (p *peer) sendInline(ctx context.Context, kind transport.Kind, id uint64, b
 }
 
 func (p *peer) sendErr(err error) error {
+	if errors.Is(err, transport.ErrTooLarge) {
+		return fmt.Errorf("%w: %v", ErrTooLarge, err)
+	}
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		if p.node.isClosing() {
 			return ErrClosed

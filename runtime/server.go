@@ -286,12 +286,24 @@ func (sc *ServerCall) serve() {
 	p.mu.Lock()
 	alone := len(p.serving) == 1 && !sc.batched // no other call being served or waiting: reply at once
 	p.mu.Unlock()
+	var err2 error
 	if alone {
-		p.sendInline(context.Background(), kindResponse, sc.id, reply)
+		err2 = p.sendInline(context.Background(), kindResponse, sc.id, reply)
 	} else {
-		p.send(context.Background(), kindResponse, sc.id, reply)
+		err2 = p.send(context.Background(), kindResponse, sc.id, reply)
 	}
-	return
+	sc.replyTooLarge(err2)
+}
+
+// replyTooLarge turns a reply refused as too large into an error reply, so
+// that the caller hears of it at once, and logs it here.
+func (sc *ServerCall) replyTooLarge(err error) {
+	if !errors.Is(err, ErrTooLarge) {
+		return
+	}
+	n, method := sc.node, methodName(sc.entry.svc, sc.entry.method)
+	n.log.Warn("trellis: reply refused: results too large", "peer", sc.caller, "method", method, "err", err)
+	n.replyError(sc.peer, sc.id, wireError{Code: codeTooLarge, Message: "results of " + method + ": " + err.Error()})
 }
 
 // Reply encodes the results of the call (a pointer to the generated results
@@ -337,7 +349,7 @@ func (sc *ServerCall) replyTransformed(t Transformer, reply *transport.Buffer) {
 	buf := transport.GetBuffer()
 	buf.Write(appendResponse(buf.AvailableBuffer(), false, msg.Metadata))
 	buf.Write(msg.Body)
-	p.send(context.Background(), kindResponse, sc.id, buf)
+	sc.replyTooLarge(p.send(context.Background(), kindResponse, sc.id, buf))
 }
 
 // endServing removes a served call from p's table.

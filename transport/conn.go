@@ -278,7 +278,7 @@ func (c *Conn) send(ctx context.Context, kind Kind, id uint64, buf *Buffer, bulk
 	}
 	if n > c.cfg.MaxMessageSize {
 		PutBuffer(buf)
-		return fmt.Errorf("transport: send: message of %d bytes exceeds the cap of %d", n, c.cfg.MaxMessageSize)
+		return fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, n, c.cfg.MaxMessageSize)
 	}
 	charge := n
 	if half := c.cfg.MaxQueuedBytes / 2; half > 0 && charge > half {

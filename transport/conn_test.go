@@ -372,13 +372,16 @@ func TestSendRefused(t *testing.T) {
 	}{
 		{"kind zero", 0, 1, "invalid message kind 0"},
 		{"control kind", framePing, 1, "invalid message kind 240"},
-		{"over MaxMessageSize", 1, 1001, "message of 1001 bytes exceeds the cap of 1000"},
+		{"over MaxMessageSize", 1, 1001, "transport: message exceeds MaxMessageSize: 1001 bytes, the cap is 1000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := d.Send(ctxT(t), tt.kind, 1, bufferOf(make([]byte, tt.size)))
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("Send: %v, want %q", err, tt.err)
+			}
+			if tooLarge := tt.size > 1000; errors.Is(err, ErrTooLarge) != tooLarge {
+				t.Errorf("Send: %v; errors.Is ErrTooLarge is %v, want %v", err, !tooLarge, tooLarge)
 			}
 		})
 	}

@@ -14,6 +14,10 @@ var ErrClosed = errors.New("transport: connection closed")
 // not Insecure. Trellis admits only members by default.
 var ErrNoAuth = errors.New("transport: no Keyring, no TLS and not Insecure: set Keyring (the cluster key), or TLS with node certificates, or Insecure: true to admit any peer that can connect")
 
+// ErrTooLarge is the cause of a Send refused because the message exceeds
+// Config.MaxMessageSize. The connection stays up.
+var ErrTooLarge = errors.New("transport: message exceeds MaxMessageSize")
+
 // ErrPeerTimeout is the cause of a connection closed because the peer sent
 // nothing, not even a keepalive pong, for Config.KeepaliveTimeout.
 var ErrPeerTimeout = errors.New("transport: peer timed out (no keepalive)")

@@ -1,0 +1,96 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// growDesc is a service whose method Grow answers a string of the length
+// asked for, or echoes its argument: a small call with a big reply, or a
+// big call.
+var growDesc = &ServiceDesc{Name: "test.Grow", Methods: []*MethodDesc{{
+	Name: "Grow", ID: 1,
+	Handler: func(ctx context.Context, impl any, call *ServerCall) error {
+		var a growArgs
+		if err := call.Decode(&a); err != nil {
+			return err
+		}
+		if a.N > 0 {
+			a.S = strings.Repeat("x", a.N)
+		}
+		return call.Reply(&a)
+	},
+}}}
+
+type growArgs struct {
+	_ struct{} `cbor:",toarray"`
+	N int
+	S string
+}
+
+// TestTooLarge sends an argument and asks for a reply over MaxMessageSize:
+// each fails at once with ErrTooLarge (not ErrUnreachable, not a deadline),
+// is logged by the side that refused it, and the connection stays up for
+// the next call.
+func TestTooLarge(t *testing.T) {
+	const limit = 1 << 20
+	serverLogs, clientLogs := &logRecorder{}, &logRecorder{}
+	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, MaxMessageSize: limit, Logger: slog.New(serverLogs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close(context.Background())
+	if err := server.Register(growDesc, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := NewNode(Config{Name: "client", Keyring: testKeyring, MaxMessageSize: limit, Logger: slog.New(clientLogs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := client.Connect(ctx, server.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(client, id, growDesc)
+	tests := []struct {
+		name string
+		args growArgs
+		logs *logRecorder
+		log  string
+	}{
+		{"argument", growArgs{S: strings.Repeat("a", limit+1)}, clientLogs, "call refused: arguments too large"},
+		{"reply", growArgs{N: limit + 1}, serverLogs, "reply refused: results too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			var res growArgs
+			err := c.Call(ctx, growDesc.Methods[0], &tt.args, &res)
+			elapsed := time.Since(start)
+			var ce *CallError
+			if !errors.Is(err, ErrTooLarge) || !errors.As(err, &ce) || errors.Is(err, ErrUnreachable) {
+				t.Fatalf("Call: %v, want a *CallError wrapping ErrTooLarge", err)
+			}
+			if elapsed > time.Second {
+				t.Errorf("ErrTooLarge came after %v, want within a second", elapsed)
+			}
+			if !tt.logs.contains(tt.log) {
+				t.Errorf("no log line %q on the refusing side", tt.log)
+			}
+			// The connection is still up: a call that fits is answered.
+			if err := c.Call(ctx, growDesc.Methods[0], &growArgs{N: 10}, &res); err != nil || len(res.S) != 10 {
+				t.Fatalf("the next call: %v, %d bytes", err, len(res.S))
+			}
+			if !client.Connected(id) {
+				t.Fatal("the connection was closed")
+			}
+		})
+	}
+}
