@@ -45,7 +45,7 @@ func main() {
 		serve   = flag.String("serve", "", "internal: serve `system` in this process")
 		client  = flag.String("client", "", "internal: run the client of `system` in this process")
 		addr    = flag.String("addr", "127.0.0.1:0", "with -serve: the address to listen on")
-		sysList = flag.String("systems", "trellis,grpc,netrpc,raw,raw-go", "comma-separated `systems` to measure")
+		sysList = flag.String("systems", "trellis,trellis-open,grpc,netrpc,raw,raw-go", "comma-separated `systems` to measure")
 		pl      = flag.String("payloads", "small,large", "comma-separated `payloads`: small (16 B name, 3 tags, 64 B payload), large (64 KiB payload)")
 		phases  = flag.String("phases", "seq,conc,stream,route,p99", "comma-separated `phases`: seq (one caller, p50/p99), conc (concurrent callers: calls/s, allocs and CPU per call); Trellis figures after the table: stream (remote io.Reader vs plain TCP copy, MB/s), route (one caller, routed A→C via B vs direct A→B), p99 (small-call p99 of the concurrent callers during a stream vs without)")
 		rounds  = flag.Int("rounds", 3, "measure each phase in `n` rounds, interleaved across the systems; report the median (rates, latencies) or the total (per-call costs)")
@@ -206,7 +206,7 @@ type Result struct {
 func orchestrate(o orchOpts) error {
 	for _, s := range o.systems {
 		if findSystem(s) == nil {
-			return fmt.Errorf("unknown system %q (have trellis, trellis-metrics, trellis-traced, grpc, netrpc, raw, raw-go)", s)
+			return fmt.Errorf("unknown system %q (have trellis, trellis-open, trellis-metrics, trellis-traced, grpc, netrpc, raw, raw-go)", s)
 		}
 	}
 	for _, p := range o.payloads {
@@ -591,6 +591,14 @@ func printTargets(w io.Writer, rs []Result, f *Figures) {
 		return float64(t.ClientCPU+t.ServerCPU) / float64(raw.ClientCPU+raw.ServerCPU)
 	}, 1.5, false, "×")
 	add("large-payload throughput ÷ raw", conc(tl) && conc(rawl), func() float64 { return tl.CallsPerSec / rawl.CallsPerSec }, 0.85, true, "×")
+	// Authentication (the cluster key, "trellis") against none
+	// ("trellis-open", Insecure), same run: at most 5 % slower.
+	if open := find(rs, "trellis-open", "small"); conc(open) {
+		add("small-call throughput, auth on ÷ off", conc(t), func() float64 { return t.CallsPerSec / open.CallsPerSec }, 0.95, true, "×")
+		add("CPU per small call, auth on ÷ off", conc(t), func() float64 {
+			return float64(t.ClientCPU+t.ServerCPU) / float64(open.ClientCPU+open.ServerCPU)
+		}, 1.05, false, "×")
+	}
 	if len(rs) == 0 {
 		ts = nil
 	}
