@@ -88,6 +88,7 @@ type Cluster struct {
 	appMeta     []byte                  // the application's part of the membership metadata
 	maxEpoch    uint64                  // the highest epoch seen in any proposal or refusal
 	unwanted    map[nodeid.ID]time.Time // connections outside the topology, since when
+	dialing     map[nodeid.ID]bool      // neighbours being dialled in the background
 	changed     chan struct{}           // closed and replaced at each commit
 	blocked     string                  // why the leader last declined to push (logged once)
 	incomplete  bool                    // the last commit did not reach every member
@@ -134,6 +135,7 @@ func New(cfg Config) (*Cluster, error) {
 		self:     cfg.Node.ID(),
 		log:      cfg.Logger.With("node", cfg.Node.Name()),
 		unwanted: make(map[nodeid.ID]time.Time),
+		dialing:  make(map[nodeid.ID]bool),
 		changed:  make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 	}

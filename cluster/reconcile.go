@@ -6,6 +6,7 @@ import (
 
 	"github.com/trellisrpc/trellis/generated/controlplane"
 	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/topology"
 )
 
 // reconcile makes the node's connections match the committed topology: it
@@ -36,11 +37,7 @@ func (c *Cluster) reconcile(ctx context.Context) {
 	for _, id := range t.Neighbours(c.self) {
 		if c.self < id && !c.node.Connected(id) {
 			m, _ := t.Lookup(id)
-			dctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
-			if err := c.node.ConnectTo(dctx, id, m.Addr); err != nil {
-				c.log.Info("cluster: cannot connect to neighbour; will retry", "peer", m.Name, "err", err)
-			}
-			cancel()
+			c.dial(ctx, m)
 		}
 	}
 
@@ -81,4 +78,30 @@ func (c *Cluster) reconcile(ctx context.Context) {
 			c.node.Disconnect(dctx, id)
 		}()
 	}
+}
+
+// dial connects to neighbour m in the background, unless a dial to it is
+// in progress: a neighbour that does not answer (a cut cable) must not hold
+// up the loop, which leads and reconciles.
+func (c *Cluster) dial(ctx context.Context, m topology.Member) {
+	c.mu.Lock()
+	if c.dialing[m.ID] {
+		c.mu.Unlock()
+		return
+	}
+	c.dialing[m.ID] = true
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		dctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
+		err := c.node.ConnectTo(dctx, m.ID, m.Addr)
+		cancel()
+		c.mu.Lock()
+		delete(c.dialing, m.ID)
+		c.mu.Unlock()
+		if err != nil {
+			c.log.Info("cluster: cannot connect to neighbour; will retry", "peer", m.Name, "err", err)
+		}
+	}()
 }

@@ -3,17 +3,17 @@
 #
 # Five members (internal/faultnode) run in five namespaces joined by a
 # bridge; N1 starts first and leads, the others join in order (ring
-# N1-N2-N3-N4-N5). N1 keeps four calls in flight to N3, relayed by N2. The
-# script then
+# N1-N2-N3-N4-N5). The script then
 #   1. cuts the leader's cable for 5 s, then heals it;
 #   2. partitions the bridge 2|3 with the leader on the 2-side for 5 s, then
 #      heals it;
-#   3. cuts N3's cable while N1's calls to it are in flight, then heals it;
+#   3. cuts N3's cable while N1 keeps four calls in flight to it, then
+#      heals it;
 # and checks after each fault that the side without a majority committed
 # nothing, that one topology (connections == edges) is agreed within 3 s of
 # the heal, that no call in flight hung more than 1 s past its path's
-# verdict (N2 declaring N3 failed, for the calls relayed through N2), and
-# that no call failed by a routing loop.
+# verdict (the members' verdicts on N3), and that no call failed by a
+# routing loop.
 #
 # FIGURES=1 also measures, over KILLS kills (default 20): kill -> agreed
 # topology; each partition shape's heal -> one topology; and two failures
@@ -21,9 +21,10 @@
 # above. VERBOSE=1 logs what the nodes do; KEEP=DIR keeps the logs. Needs
 # root and iproute2; skips cleanly otherwise. Always tears down.
 #
-# A cable that comes back up carries packets again only about 1.1 s later
-# in the kernels tried (link state propagation), which counts against the
-# 3 s: heals measure 1.5-2.2 s, the cluster's own part a few ms to 0.3 s.
+# Times are taken from the members' own time stamps (the last commit of the
+# agreed topology); polling the namespaces' sockets only confirms that
+# connections == edges. A cable that comes back up carries packets again
+# only about 1.1 s later in the kernels tried (link state propagation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,6 +79,13 @@ start_node() { # start_node I: start member NI (again, after a kill)
 	disown
 }
 kill_node() { for p in $(ip netns pids ${P}-n$1); do kill -KILL $p 2>/dev/null || true; done; }
+hold() { # hold I: start, or stop, NI's calls held in flight (-hold)
+	local p
+	for p in $(ip netns pids ${P}-n$1); do
+		[ "$(cat /proc/$p/comm 2>/dev/null)" == node ] && kill -USR1 $p
+	done
+	return 0
+}
 cut_cable() { ip -n $BR link set vb$1 down; }
 mend_cable() { ip -n $BR link set vb$1 up; }
 
@@ -99,14 +107,26 @@ agreed() { # agreed I...: the members given agree on one topology of exactly the
 	local edges=${first#*edges=}; edges=${edges%% *}
 	[ "$(conns "$@")" == "$edges" ]
 }
-wait_agreed() { # wait_agreed SECONDS I...: prints the ms waited; fails after SECONDS
-	local t0; t0=$(now)
-	local deadline=$((t0 + $1 * 1000)); shift
+# wait_agreed T0 SECONDS I...: waits until the members given agree, and
+# prints how long after T0 (ms) the last of them committed the topology they
+# agree on, from the members' own time stamps: polling the namespaces' sockets
+# is slow on a loaded machine, so the poll only confirms that connections ==
+# edges, and gets a few seconds more than SECONDS for it. Fails if they do not
+# agree in time, or committed more than SECONDS after T0.
+wait_agreed() {
+	local t0=$1 limit=$(($2 * 1000)); shift 2
+	local deadline=$((t0 + limit + 4000))
 	while ! agreed "$@"; do
 		[ "$(now)" -lt $deadline ] || return 1
 		sleep 0.02
 	done
-	echo $(( $(now) - t0 ))
+	local i at=0 ts
+	for i in "$@"; do
+		ts=$(grep ' TOPOLOGY ' "$work/log$i" | tail -n 1 | cut -d' ' -f1)
+		[ "$ts" -gt $at ] && at=$ts
+	done
+	echo $((at - t0))
+	[ $((at - t0)) -le $limit ]
 }
 commits_between() { # commits_between A B I...: TOPOLOGY lines of the members given stamped in [A, B]
 	local i
@@ -123,7 +143,7 @@ for i in $nodes; do
 	start_node $i
 	sleep 0.3 # join order: each member joins after the previous one
 done
-if ! wait_agreed 20 $nodes >/dev/null; then
+if ! wait_agreed $(now) 20 $nodes >/dev/null; then
 	echo "converge-netns: FAIL: no agreement on 5 members"; dump; exit 1
 fi
 echo "agreed: $(top 1)"
@@ -132,17 +152,17 @@ echo "agreed: $(top 1)"
 # without a majority for 5 s, heal with the command in $heal and check.
 heal_check() {
 	local label=$1 minority=$2 majority=$3 t_fault=$4
-	if ! wait_agreed 1 $majority >/dev/null; then fail "$label: the majority ($majority) did not agree while split"; fi
+	if ! wait_agreed $(now) 1 $majority >/dev/null; then fail "$label: the majority ($majority) did not agree while split"; fi
 	local t_heal; t_heal=$(now)
 	local during; during=$(commits_between $t_fault $t_heal $minority)
 	if [ -n "$during" ]; then fail "$label: the minority ($minority) committed while split:"; echo "$during"; fi
-	eval "$heal"
+	local t_whole; t_whole=$(now); eval "$heal"
 	local ms
-	if ms=$(wait_agreed 3 $nodes); then
+	if ms=$(wait_agreed $t_whole 3 $nodes); then
 		echo "$label: one topology ${ms} ms after the heal: $(top 1)"
 		echo "$label $ms" >>"$work/heals"
 	else
-		fail "$label: no single topology within 3 s of the heal"; dump
+		fail "$label: no single topology within 3 s of the heal (${ms:-none} ms)"; dump
 	fi
 }
 
@@ -158,15 +178,23 @@ sleep 5
 heal="ip -n $BR link set vb1 master br0; ip -n $BR link set vb2 master br0"
 heal_check "2|3, leader on the 2-side" "1 2" "3 4 5" $t
 
-echo "== 3. N3's cable is cut while N1's calls to it are in flight (relayed by N2)"
-sleep 1 # the calls resume on the healed ring
+echo "== 3. N3's cable is cut while N1's calls to it are in flight"
+hold 1; sleep 1 # four calls in flight from N1 to N3
 t_cut=$(now); cut_cable 3; sleep 3
-v=$(verdict 2 N3 $t_cut)
-if [ -z "$v" ]; then
-	fail "N2 gave no verdict on N3 within 3 s of the cut"
-else
-	echo "N2 declared N3 failed $((v - t_cut)) ms after the cut"
-	# Calls started before the cut: each must end within 1 s of N2's verdict.
+hold 1 # no more calls: the heal below is measured without drains of calls that never end
+# The verdict that ends a call is that of the member next to N3 on its path
+# (N1 itself if the calls go direct); the bound is taken from the last of
+# the members' verdicts, when every one of them has decided.
+v=""
+for i in 1 2 4 5; do
+	vi=$(verdict $i N3 $t_cut)
+	if [ -z "$vi" ]; then fail "N$i gave no verdict on N3 within 3 s of the cut"; continue; fi
+	echo "N$i declared N3 failed $((vi - t_cut)) ms after the cut"
+	[ -z "$v" ] || [ "$vi" -gt "$v" ] && v=$vi
+done
+if [ -n "$v" ]; then
+	echo "route from N1 to N3 at the cut: $(top 1 | sed -E 's/.*leader=[^ ]* //')"
+	# Calls in flight at the cut: each must end within 1 s of the verdicts.
 	late=$(awk -v c="$t_cut" -v v="$v" '$2 == "CALL" && $5 == "N3" {
 		split($8, s, "="); split($7, a, "="); end = s[2] + a[2]; if (s[2] < c && end > c) { if (end > v + 1000) print; n++ } }
 		END { if (n == 0) print "none in flight" }' "$work/log1")
@@ -195,10 +223,10 @@ if [ "${FIGURES:-}" == 1 ]; then
 	for k in $(seq 1 "${KILLS:-20}"); do
 		victim=$(( (k - 1) % 5 + 1 ))
 		rest=$(for i in $nodes; do [ $i == $victim ] || echo -n "$i "; done)
-		kill_node $victim
-		if ms=$(wait_agreed 6 $rest); then echo $ms >>"$work/kills"; else fail "kill $k (N$victim): no agreement within 6 s"; fi
+		t0=$(now); kill_node $victim
+		if ms=$(wait_agreed $t0 6 $rest); then echo $ms >>"$work/kills"; else fail "kill $k (N$victim): no agreement within 6 s"; fi
 		start_node $victim
-		wait_agreed 10 $nodes >/dev/null || { fail "N$victim did not rejoin"; dump; break; }
+		wait_agreed $(now) 10 $nodes >/dev/null || { fail "N$victim did not rejoin"; dump; break; }
 	done
 	echo "kill -> agreed topology (N=5): $(pct <"$work/kills")"
 	# each partition shape: heal -> one topology
@@ -217,14 +245,14 @@ if [ "${FIGURES:-}" == 1 ]; then
 		a=$(( (k - 1) % 5 + 1 )); b=$(( (k + 1) % 5 + 1 ))
 		rest=$(for i in $nodes; do [ $i == $a ] || [ $i == $b ] || echo -n "$i "; done)
 		t0=$(now); kill_node $a; sleep 0.1; cut_cable $b
-		if wait_agreed 8 $rest >/dev/null; then
-			ms=$(( $(now) - t0 )); echo $ms >>"$work/two"
+		if ms=$(wait_agreed $t0 8 $rest); then
+			echo $ms >>"$work/two"
 			echo "  N$a killed, N$b cut 100 ms later: agreed $ms ms after the first failure"
 		else
 			fail "two failures (N$a, N$b): no agreement"
 		fi
 		mend_cable $b; start_node $a
-		wait_agreed 10 $nodes >/dev/null || { fail "no rejoin after the two failures"; dump; break; }
+		wait_agreed $(now) 10 $nodes >/dev/null || { fail "no rejoin after the two failures"; dump; break; }
 	done
 	echo "two failures 100 ms apart -> agreed, from the first: $(pct <"$work/two")"
 fi

@@ -8,9 +8,10 @@
 //	<ms> VERDICT <name> failed=<member>
 //	<ms> CALL <name> -> <target> ok|failed after=<ms> started=<ms> err=<error>
 //
-// With -hold TARGET it keeps -inflight calls to TARGET in flight at all
-// times (each blocks on TARGET until it fails or a 30 s deadline passes)
-// and logs each one's end; with -ping TARGET it calls TARGET every 50 ms.
+// With -hold TARGET, a SIGUSR1 makes it keep -inflight calls to TARGET in
+// flight at all times (each blocks on TARGET until it fails or a 30 s
+// deadline passes) and log each one's end; the next SIGUSR1 stops them.
+// With -ping TARGET it calls TARGET every 50 ms.
 // It runs until killed or interrupted.
 package main
 
@@ -134,7 +135,10 @@ func run(name, addr, gossip, seeds, key, hold string, inflight int, ping string,
 		}
 		return 0, false
 	}
-	if hold != "" {
+	// SIGUSR1 starts the calls held in flight, the next one stops them.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	holdCalls := func(ctx context.Context) {
 		for range inflight {
 			go func() {
 				for ctx.Err() == nil {
@@ -155,6 +159,31 @@ func run(name, addr, gossip, seeds, key, hold string, inflight int, ping string,
 				}
 			}()
 		}
+	}
+	if hold != "" {
+		go func() {
+			var stopHolds context.CancelFunc
+			for {
+				select {
+				case <-ctx.Done():
+					if stopHolds != nil {
+						stopHolds()
+					}
+					return
+				case <-usr1:
+				}
+				if stopHolds != nil {
+					stopHolds()
+					stopHolds = nil
+					o.say("HOLD %s stopped", name)
+					continue
+				}
+				var hctx context.Context
+				hctx, stopHolds = context.WithCancel(ctx)
+				holdCalls(hctx)
+				o.say("HOLD %s started", name)
+			}
+		}()
 	}
 	if ping != "" {
 		go func() {
