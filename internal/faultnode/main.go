@@ -30,6 +30,7 @@ import (
 
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
@@ -79,7 +80,11 @@ func run(name, addr, gossip, seeds, key, hold string, inflight int, ping string,
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	o := &out{w: bufio.NewWriter(os.Stdout)}
 
-	node, err := runtime.NewNode(runtime.Config{Name: name, Addr: addr, Logger: logger})
+	ring, err := keyring.New([]byte(key)) // one ring for the RPC handshakes and the heartbeats
+	if err != nil {
+		return err
+	}
+	node, err := runtime.NewNode(runtime.Config{Name: name, Addr: addr, Keyring: ring, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -89,7 +94,7 @@ func run(name, addr, gossip, seeds, key, hold string, inflight int, ping string,
 	}
 	disc, err := membership.New(membership.Config{
 		ID: node.ID(), Name: name, Addr: node.Addr().String(),
-		Keys: [][]byte{[]byte(key)}, ClusterLabel: "faultnode",
+		Keyring: ring, ClusterLabel: "faultnode",
 		DisableMulticast: true, BindAddr: gossip, Seeds: strings.Split(seeds, ","),
 		Logger: logger,
 	})
