@@ -20,6 +20,7 @@ import (
 type proc struct {
 	name   string
 	url    string // http://127.0.0.1:port/
+	status string // the cluster status page, or "-"
 	gossip string
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -80,6 +81,9 @@ func (fm *farm) start(ctx context.Context, i int, name, httpAddr string) (*proc,
 	if fm.flags.verbose {
 		cmd.Args = append(cmd.Args, "-v")
 	}
+	if fm.flags.status != "" {
+		cmd.Args = append(cmd.Args, "-status", "127.0.0.1:0")
+	}
 	cmd.Stderr = fm.out
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -95,7 +99,8 @@ func (fm *farm) start(ctx context.Context, i int, name, httpAddr string) (*proc,
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
 			switch {
-			case len(f) >= 3 && f[0] == "READY":
+			case len(f) >= 5 && f[0] == "READY":
+				p.status = strings.TrimPrefix(f[4], "status=")
 				ready <- strings.TrimPrefix(f[2], "http=")
 			case len(f) >= 2 && f[0] == "LEFT":
 				close(p.left)

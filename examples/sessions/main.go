@@ -7,6 +7,7 @@
 //
 //	go run ./examples/sessions          # the scenario
 //	go run ./examples/sessions -serve   # keep the farm running; open the URLs it prints
+//	go run ./examples/sessions -serve -status 127.0.0.1:0   # each server also serves the cluster's status page
 //
 // The same binary runs one server (-node), which is what the scenario starts.
 package main
@@ -27,6 +28,7 @@ func main() {
 	flag.StringVar(&f.seeds, "seeds", "", "membership seed addresses, comma-separated")
 	flag.StringVar(&f.key, "key", "sessions-example-cluster-key-0123456789", "cluster key (at least 32 bytes)")
 	flag.BoolVar(&f.verbose, "v", false, "log what the server does")
+	flag.StringVar(&f.status, "status", "", "serve the cluster's status page on this address (with -serve: each server on a free port)")
 	flag.BoolVar(&serve, "serve", false, "start the farm and keep it running until interrupted")
 	flag.IntVar(&f.servers, "servers", 4, "servers in the farm (scenario)")
 	flag.Parse()

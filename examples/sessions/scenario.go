@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -92,10 +93,14 @@ func runScenario(f serverFlags, serve bool) error {
 	fmt.Printf("1. The farm is up: %s\n", st.Ring)
 	if serve {
 		for _, p := range fm.procs {
-			fmt.Printf("   %s  %s\n", p.name, p.url)
+			fmt.Printf("   %s  %s", p.name, p.url)
+			if p.status != "-" {
+				fmt.Printf("   (cluster status: %s)", p.status)
+			}
+			fmt.Println()
 		}
 		fmt.Println("\nOpen any of them; every page load counts a visit in your session. Ctrl-C stops the farm.")
-		sig, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		<-sig.Done()
 		return nil

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
+	clusterstatus "github.com/trellisrpc/trellis/cluster/status"
 	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
@@ -29,6 +30,7 @@ import (
 // serverFlags configure one web server.
 type serverFlags struct {
 	name, http, gossip, seeds, key string
+	status                         string // address of the cluster status page ("" for none)
 	verbose                        bool
 	servers                        int
 }
@@ -106,7 +108,22 @@ func runServer(f serverFlags) error {
 	mux.HandleFunc("GET /api/status", w.status)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(ln)
-	fmt.Printf("READY %s http=http://%s/ id=%s\n", f.name, ln.Addr(), node.ID())
+	statusURL := "-"
+	if f.status != "" {
+		st, err := clusterstatus.New(clusterstatus.Config{Node: node, Membership: disc, Cluster: cl})
+		if err != nil {
+			return err
+		}
+		sl, err := net.Listen("tcp", f.status)
+		if err != nil {
+			return err
+		}
+		ss := &http.Server{Handler: st, ReadHeaderTimeout: 5 * time.Second}
+		go ss.Serve(sl)
+		defer ss.Close()
+		statusURL = "http://" + sl.Addr().String() + "/"
+	}
+	fmt.Printf("READY %s http=http://%s/ id=%s status=%s\n", f.name, ln.Addr(), node.ID(), statusURL)
 
 	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
