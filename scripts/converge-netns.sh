@@ -17,8 +17,9 @@
 #
 # FIGURES=1 also measures, over KILLS kills (default 20): kill -> agreed
 # topology; each partition shape's heal -> one topology; and two failures
-# 100 ms apart (a kill, then a cable cut); SCENARIOS=0 skips the checks
-# above. VERBOSE=1 logs what the nodes do; KEEP=DIR keeps the logs. Needs
+# 100 ms apart (a kill, then a cable cut); SHAPES="1|2_3_4_5 ..." picks the
+# partition shapes (minority|majority, "_" for spaces); SCENARIOS=0 skips
+# the checks above. VERBOSE=1 logs what the nodes do; KEEP=DIR keeps the logs. Needs
 # root and iproute2; skips cleanly otherwise. Always tears down.
 #
 # Times are taken from the members' own time stamps (the last commit of the
@@ -180,6 +181,7 @@ heal_check "2|3, leader on the 2-side" "1 2" "3 4 5" $t
 
 echo "== 3. N3's cable is cut while N1's calls to it are in flight"
 hold 1; sleep 1 # four calls in flight from N1 to N3
+route=$(top 1 | sed -E 's/.*leader=[^ ]* //')
 t_cut=$(now); cut_cable 3; sleep 3
 hold 1 # no more calls: the heal below is measured without drains of calls that never end
 # The verdict that ends a call is that of the member next to N3 on its path
@@ -193,7 +195,7 @@ for i in 1 2 4 5; do
 	[ -z "$v" ] || [ "$vi" -gt "$v" ] && v=$vi
 done
 if [ -n "$v" ]; then
-	echo "route from N1 to N3 at the cut: $(top 1 | sed -E 's/.*leader=[^ ]* //')"
+	echo "topology at the cut: $route"
 	# Calls in flight at the cut: each must end within 1 s of the verdicts.
 	late=$(awk -v c="$t_cut" -v v="$v" '$2 == "CALL" && $5 == "N3" {
 		split($8, s, "="); split($7, a, "="); end = s[2] + a[2]; if (s[2] < c && end > c) { if (end > v + 1000) print; n++ } }
@@ -202,7 +204,7 @@ if [ -n "$v" ]; then
 	elif [ -n "$late" ]; then fail "calls hung past 1 s after the verdict:"; echo "$late"
 	else
 		awk -v c="$t_cut" -v v="$v" '$2 == "CALL" && $5 == "N3" { split($8, s, "="); split($7, a, "=");
-			if (s[2] < c && s[2] + a[2] > c) printf "  call in flight at the cut failed %d ms after the verdict: %s\n", s[2] + a[2] - v, substr($0, index($0, "err=")) }' "$work/log1" | head -n 4
+			if (s[2] < c && s[2] + a[2] > c) printf "  call in flight at the cut failed %d ms after the last verdict: %s\n", s[2] + a[2] - v, substr($0, index($0, "err=")) }' "$work/log1" | head -n 4
 	fi
 fi
 heal="mend_cable 3"; heal_check "cable cut" "" "1 2 4 5" $t_cut
@@ -215,6 +217,7 @@ fi # SCENARIOS
 
 if [ "${FIGURES:-}" == 1 ]; then
 	echo "== figures"
+	if [ -n "${SHAPES+set}" ]; then read -r -a SHAPES <<<"$SHAPES"; else SHAPES=("1|2 3 4 5" "2|1 3 4 5" "1 2|3 4 5" "4 5|1 2 3" "1 3|2 4 5"); fi
 	pct() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "n=0"; exit }
 		p50 = v[int((NR + 1) * 0.5)]; i = int(NR * 0.99 + 0.999); if (i > NR) i = NR;
 		printf "n=%d min=%d p50=%d p99=%d max=%d (ms)\n", NR, v[1], p50, v[i], v[NR] }'; }
@@ -229,16 +232,6 @@ if [ "${FIGURES:-}" == 1 ]; then
 		wait_agreed $(now) 10 $nodes >/dev/null || { fail "N$victim did not rejoin"; dump; break; }
 	done
 	echo "kill -> agreed topology (N=5): $(pct <"$work/kills")"
-	# each partition shape: heal -> one topology
-	for shape in "1|2 3 4 5" "2|1 3 4 5" "1 2|3 4 5" "4 5|1 2 3" "1 3|2 4 5"; do
-		minority=${shape%|*}; majority=${shape#*|}
-		leader=$(top 2 | sed -E 's/.*leader=([^ ]*).*/\1/')
-		t=$(now)
-		for i in $minority; do ip -n $BR link set vb$i master br1; done
-		sleep 4
-		heal=""; for i in $minority; do heal="$heal ip -n $BR link set vb$i master br0;"; done
-		heal_check "partition $minority | $majority (leader $leader)" "$minority" "$majority" $t
-	done
 	# two failures 100 ms apart: a kill, then a cable cut
 	: >"$work/two"
 	for k in 1 2 3 4 5; do
@@ -255,6 +248,17 @@ if [ "${FIGURES:-}" == 1 ]; then
 		wait_agreed $(now) 10 $nodes >/dev/null || { fail "no rejoin after the two failures"; dump; break; }
 	done
 	echo "two failures 100 ms apart -> agreed, from the first: $(pct <"$work/two")"
+	# each partition shape: heal -> one topology
+	for shape in "${SHAPES[@]}"; do
+		shape=${shape//_/ }
+		minority=${shape%|*}; majority=${shape#*|}
+		leader=$(top 2 | sed -E 's/.*leader=([^ ]*).*/\1/')
+		t=$(now)
+		for i in $minority; do ip -n $BR link set vb$i master br1; done
+		sleep 4
+		heal=""; for i in $minority; do heal="$heal ip -n $BR link set vb$i master br0;"; done
+		heal_check "partition $minority | $majority (leader $leader)" "$minority" "$majority" $t
+	done
 fi
 
 [ $ok = 1 ] && echo "converge-netns: PASS" || { echo "converge-netns: FAIL"; exit 1; }
