@@ -3,6 +3,7 @@ package memberlist_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -40,17 +41,21 @@ func TestConfigErrors(t *testing.T) {
 		name string
 		cfg  memberlist.Config
 		want string
+		is   error // if set, the error must also match it (errors.Is)
 	}{
-		{"no keys", memberlist.Config{}, "keyring is empty"},
-		{"short key", memberlist.Config{Keys: [][]byte{[]byte("short")}}, "need at least 16"},
-		{"bad bind", memberlist.Config{Keys: [][]byte{testKey}, BindAddr: "nowhere"}, "bind address"},
-		{"bad preset", memberlist.Config{Keys: [][]byte{testKey}, Preset: 9}, "unknown preset"},
-		{"long name", memberlist.Config{Keys: [][]byte{testKey}, Name: strings.Repeat("x", 65)}, "name is 65 bytes"},
+		{"no keys", memberlist.Config{}, "no key", membership.ErrNoKeys},
+		{"short key", memberlist.Config{Keys: [][]byte{[]byte("short")}}, "need at least 16", nil},
+		{"bad bind", memberlist.Config{Keys: [][]byte{testKey}, BindAddr: "nowhere"}, "bind address", nil},
+		{"bad preset", memberlist.Config{Keys: [][]byte{testKey}, Preset: 9}, "unknown preset", nil},
+		{"long name", memberlist.Config{Keys: [][]byte{testKey}, Name: strings.Repeat("x", 65)}, "name is 65 bytes", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := memberlist.New(tc.cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New: %v, want an error containing %q", err, tc.want)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("New: %v, want errors.Is %v", err, tc.is)
 			}
 		})
 	}
