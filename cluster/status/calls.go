@@ -1,6 +1,7 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"math/bits"
 	"slices"
@@ -14,8 +15,7 @@ import (
 // callStats counts calls per method and side, with lock-free counters once
 // a method has been seen.
 type callStats struct {
-	mu      sync.Mutex
-	methods map[methodKey]*methodCounters
+	methods sync.Map // methodKey -> *methodCounters
 }
 
 type methodKey struct {
@@ -35,24 +35,19 @@ type methodCounters struct {
 	buckets         [latencyBuckets]atomic.Uint64 // bucket i: below 2^i µs
 }
 
-func newCallStats() *callStats {
-	return &callStats{methods: make(map[methodKey]*methodCounters)}
-}
+func newCallStats() *callStats { return &callStats{} }
 
 func (cs *callStats) counters(svc *runtime.ServiceDesc, m *runtime.MethodDesc, server bool) *methodCounters {
 	k := methodKey{m, server}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	mc := cs.methods[k]
-	if mc == nil {
-		name := "?"
-		if svc != nil {
-			name = svc.Name
-		}
-		mc = &methodCounters{service: name, method: m.Name, server: server}
-		cs.methods[k] = mc
+	if mc, ok := cs.methods.Load(k); ok {
+		return mc.(*methodCounters)
 	}
-	return mc
+	name := "?"
+	if svc != nil {
+		name = svc.Name
+	}
+	mc, _ := cs.methods.LoadOrStore(k, &methodCounters{service: name, method: m.Name, server: server})
+	return mc.(*methodCounters)
 }
 
 func (mc *methodCounters) record(d time.Duration, err error) {
@@ -83,12 +78,11 @@ func (cs *callStats) server(ctx context.Context, call *runtime.IncomingCall, nex
 }
 
 func (cs *callStats) snapshot() []MethodStats {
-	cs.mu.Lock()
-	mcs := make([]*methodCounters, 0, len(cs.methods))
-	for _, mc := range cs.methods {
-		mcs = append(mcs, mc)
-	}
-	cs.mu.Unlock()
+	var mcs []*methodCounters
+	cs.methods.Range(func(_, v any) bool {
+		mcs = append(mcs, v.(*methodCounters))
+		return true
+	})
 	out := make([]MethodStats, 0, len(mcs))
 	for _, mc := range mcs {
 		ms := MethodStats{Service: mc.service, Method: mc.method, Side: "client", Calls: mc.calls.Load(), Errors: mc.errors.Load()}
@@ -115,25 +109,7 @@ func (cs *callStats) snapshot() []MethodStats {
 		out = append(out, ms)
 	}
 	slices.SortFunc(out, func(a, b MethodStats) int {
-		if a.Service != b.Service {
-			if a.Service < b.Service {
-				return -1
-			}
-			return 1
-		}
-		if a.Method != b.Method {
-			if a.Method < b.Method {
-				return -1
-			}
-			return 1
-		}
-		if a.Side < b.Side {
-			return -1
-		}
-		if a.Side > b.Side {
-			return 1
-		}
-		return 0
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Method, b.Method), cmp.Compare(a.Side, b.Side))
 	})
 	return out
 }
