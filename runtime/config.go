@@ -52,6 +52,11 @@ type Config struct {
 	KeepaliveInterval, KeepaliveTimeout time.Duration
 	// MaxMessageSize caps one message in either direction (default 64 MiB).
 	MaxMessageSize int
+	// MaxPeerMemory caps the memory that all the node's connections together
+	// hold for their peers in partly received messages, with a fair share
+	// per connection (see transport.Budget): a connection that asks for
+	// more is closed (default 4 × MaxMessageSize, 256 MiB).
+	MaxPeerMemory int
 	// MaxConcurrentCalls caps the calls one peer may have in progress on
 	// this node; calls beyond it fail with ErrOverloaded (default 4096).
 	MaxConcurrentCalls int

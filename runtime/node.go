@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,11 @@ func NewNode(cfg Config) (*Node, error) {
 		MaxMessageSize:    cfg.MaxMessageSize,
 		Dial:              cfg.Dial,
 	}
+	peerMemory := cfg.MaxPeerMemory
+	if peerMemory <= 0 {
+		peerMemory = 4 * cmp.Or(max(cfg.MaxMessageSize, 0), 64<<20)
+	}
+	tcfg.Budget = transport.NewBudget(int64(peerMemory))
 	if err := tcfg.Validate(); err != nil {
 		return nil, fmt.Errorf("trellis: node %s: %w", cfg.Name, err)
 	}

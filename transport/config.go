@@ -64,6 +64,11 @@ type Config struct {
 	// one connection: their buffers, plus a small overhead for each, so that
 	// many empty fragments count too (default 2 × MaxMessageSize).
 	MaxPartialBytes int
+	// Budget, when set, bounds the memory held in partly received messages
+	// by all the connections that share it (give one Budget to all of a
+	// node's), with a fair share per connection; see Budget. Nil: only
+	// MaxPartialBytes bounds each connection.
+	Budget *Budget
 	// MaxQueuedBytes is how many bytes may wait in the write queue before Send
 	// blocks (default 8 MiB). A message larger than half of it counts as
 	// half, so that one big message leaves room for small ones.

@@ -408,6 +408,10 @@ func (c *Conn) readLoop(h Handler, fr *frameReader) {
 		return // another goroutine reads now (see ReadOn)
 	}
 	defer c.exit()
+	fr.release() // nothing more is read: what partial messages held is free
+	if c.cfg.Budget != nil {
+		c.cfg.Budget.leave()
+	}
 	c.fail(err)
 	h.HandleClosed(c.Err())
 }
@@ -415,6 +419,9 @@ func (c *Conn) readLoop(h Handler, fr *frameReader) {
 // newReader returns the frame reader of the connection, reading r.
 func (c *Conn) newReader(r io.Reader, h Handler) *frameReader {
 	fr := newFrameReader(r, c.cfg.MaxMessageSize, c.cfg.MaxPartialBytes)
+	if fr.budget = c.cfg.Budget; fr.budget != nil {
+		fr.budget.join()
+	}
 	fr.onFrame = func() { c.lastRecv.Store(int64(time.Since(c.start))) }
 	if bh, ok := h.(BodyHandler); ok {
 		fr.wantBody = bh.WantBody

@@ -15,8 +15,11 @@ type msgKey struct {
 
 // partialOverhead is what each partly received message counts against
 // Config.MaxPartialBytes on top of its bytes, so that a peer cannot hold
-// unbounded memory by opening many messages with empty fragments.
-const partialOverhead = 64
+// unbounded memory by opening many messages with empty fragments: its real
+// cost, a map entry (a 16-byte key, a 24-byte slice, the table's control
+// byte) in a table that may be half empty after growing, and the slice's
+// first buffer rounded up by the allocator.
+const partialOverhead = 128
 
 // A frameReader decodes the frame stream that follows the handshake. It
 // validates each header before allocating anything for its payload,
@@ -28,6 +31,7 @@ type frameReader struct {
 	maxMessage   int                  // cap on one reassembled message
 	maxPartial   int                  // cap on the memory held by partial messages
 	partialBytes int                  // capacity of the partial messages, plus overheads
+	budget       *Budget              // the node's, charged with partialBytes too; nil: none
 	onFrame      func()               // called after each valid header, if set
 	wantBody     func(Kind, int) bool // see BodyHandler.WantBody; nil: never
 	body         Body                 // the payload left to a BodyHandler, when active
@@ -119,10 +123,11 @@ func (fr *frameReader) next() (Header, []byte, error) {
 			if fr.partialBytes+partialOverhead > fr.maxPartial {
 				return h, nil, fr.tooMuchPartial()
 			}
-			fr.partialBytes += partialOverhead
-			if fr.spare != nil && fr.partialBytes+cap(fr.spare) <= fr.maxPartial {
+			if err := fr.charge(partialOverhead); err != nil {
+				return h, nil, err
+			}
+			if fr.spare != nil && fr.partialBytes+cap(fr.spare) <= fr.maxPartial && fr.charge(cap(fr.spare)) == nil {
 				prev, fr.spare = fr.spare, nil
-				fr.partialBytes += cap(prev)
 			}
 		}
 		start := len(prev)
@@ -136,9 +141,11 @@ func (fr *frameReader) next() (Header, []byte, error) {
 			if newCap < need {
 				return h, nil, fr.tooMuchPartial()
 			}
+			if err := fr.charge(newCap - cap(prev)); err != nil {
+				return h, nil, err
+			}
 			grown := make([]byte, start, newCap)
 			copy(grown, prev)
-			fr.partialBytes += newCap - cap(prev)
 			prev = grown
 		}
 		prev = prev[:start+n]
@@ -153,7 +160,7 @@ func (fr *frameReader) next() (Header, []byte, error) {
 			continue
 		}
 		delete(fr.partial, key)
-		fr.partialBytes -= cap(prev) + partialOverhead
+		fr.uncharge(cap(prev) + partialOverhead)
 		fr.done = prev
 		return h, prev, nil
 	}
@@ -182,6 +189,31 @@ func payloadError(err error) error {
 		err = io.ErrUnexpectedEOF
 	}
 	return &readError{what: "frame payload", err: err}
+}
+
+// charge counts n more bytes held in partial messages, against the node's
+// budget as well when there is one.
+func (fr *frameReader) charge(n int) error {
+	if fr.budget != nil && !fr.budget.take(int64(n), int64(fr.partialBytes)) {
+		return fr.budget.refusal(int64(fr.partialBytes))
+	}
+	fr.partialBytes += n
+	return nil
+}
+
+// uncharge gives back n bytes held in partial messages.
+func (fr *frameReader) uncharge(n int) {
+	fr.partialBytes -= n
+	if fr.budget != nil {
+		fr.budget.give(int64(n))
+	}
+}
+
+// release gives back everything the partial messages hold, when the
+// connection ends.
+func (fr *frameReader) release() {
+	fr.uncharge(fr.partialBytes)
+	fr.partial = nil
 }
 
 func (fr *frameReader) tooMuchPartial() error {

@@ -1,0 +1,62 @@
+package transport
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// A Budget bounds the memory that all the connections of one node hold on
+// behalf of their peers in partly received messages, and shares it fairly:
+// while the budget is less than half used any connection may take from it
+// (within Config.MaxPartialBytes), beyond that a connection may hold no
+// more than its share: the limit divided by the number of connections, or
+// a quarter of the limit if that is more (so that one message of up to a
+// quarter of the limit always fits on an otherwise idle node). A
+// connection that asks for more than it may is closed with a
+// *ProtocolError: a peer that opens many messages and completes none, on
+// one connection or on many, cannot hold more than the node's limit. Give
+// the same Budget to every Listener and Dial of a node (Config.Budget). A
+// Budget is safe for concurrent use.
+type Budget struct {
+	limit int64
+	used  atomic.Int64
+	conns atomic.Int64
+}
+
+// NewBudget returns a budget of limit bytes.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+
+// Limit returns the budget's limit in bytes.
+func (b *Budget) Limit() int64 { return b.limit }
+
+// Used returns the bytes held now by the connections sharing the budget.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+// join and leave count the connections that share the budget.
+func (b *Budget) join()  { b.conns.Add(1) }
+func (b *Budget) leave() { b.conns.Add(-1) }
+
+// take charges n more bytes for a connection that holds held bytes,
+// reporting whether it may.
+func (b *Budget) take(n, held int64) bool {
+	for {
+		used := b.used.Load()
+		if used+n > b.limit {
+			return false
+		}
+		if used+n > b.limit/2 && held+n > max(b.limit/max(1, b.conns.Load()), b.limit/4) {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+// give returns n bytes to the budget.
+func (b *Budget) give(n int64) { b.used.Add(-n) }
+
+func (b *Budget) refusal(held int64) error {
+	return &ProtocolError{Reason: fmt.Sprintf("partly received messages (%d bytes held) exceed this connection's share of the node's budget (%d bytes used of %d, %d connections)",
+		held, b.used.Load(), b.limit, b.conns.Load())}
+}
