@@ -16,7 +16,7 @@ import (
 // sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01)) would decide the
 // same after making a span for every call.
 func ExampleInstrument() {
-	tp := sdktrace.NewTracerProvider() // export spans with sdktrace.WithBatcher(exporter)
+	tp := sdktrace.NewTracerProvider()         // export spans with sdktrace.WithBatcher(exporter)
 	ring, err := keyring.New(keyring.NewKey()) // in a real cluster: the key every member holds
 	if err != nil {
 		log.Fatal(err)

@@ -73,6 +73,11 @@ type Config struct {
 	// blocks (default 8 MiB). A message larger than half of it counts as
 	// half, so that one big message leaves room for small ones.
 	MaxQueuedBytes int
+	// StallTimeout is how long a Send may wait for queue space while
+	// nothing at all leaves the queue; then the peer, which reads nothing,
+	// is disconnected with ErrPeerStalled, and the memory its messages hold
+	// is freed (default 5 s).
+	StallTimeout time.Duration
 	// WriteTimeout bounds each write to the socket, so that a peer that stops
 	// reading cannot block Close forever (default 10 s).
 	WriteTimeout time.Duration
@@ -112,6 +117,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.MaxQueuedBytes <= 0 {
 		d.MaxQueuedBytes = 8 << 20
+	}
+	if d.StallTimeout <= 0 {
+		d.StallTimeout = 5 * time.Second
 	}
 	if d.WriteTimeout <= 0 {
 		d.WriteTimeout = 10 * time.Second

@@ -47,8 +47,9 @@ type Conn struct {
 	log    *slog.Logger
 
 	// lastRecv is the time of the last frame received, in nanoseconds since start.
-	start    time.Time
-	lastRecv atomic.Int64
+	start     time.Time
+	lastRecv  atomic.Int64
+	lastWrite atomic.Int64 // time of the last frame written, likewise
 
 	// Write side: Send appends to queue; the writer goroutine drains it.
 	mu      sync.Mutex
@@ -334,12 +335,7 @@ func (c *Conn) enqueue(ctx context.Context, f outFrame) error {
 		space := c.space
 		c.waiting++
 		c.mu.Unlock()
-		var err error
-		select {
-		case <-space:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+		err := c.waitSpace(ctx, space)
 		c.mu.Lock()
 		c.waiting--
 		if err != nil {
@@ -362,6 +358,33 @@ func (c *Conn) enqueue(ctx context.Context, f outFrame) error {
 	c.mu.Unlock()
 	c.signal()
 	return nil
+}
+
+// waitSpace waits for space to be closed (queue space freed) or ctx to
+// end. If the writer writes nothing for StallTimeout meanwhile, the peer
+// reads nothing: holding its messages longer only costs memory, so the
+// connection fails with ErrPeerStalled.
+func (c *Conn) waitSpace(ctx context.Context, space chan struct{}) error {
+	stall := time.NewTimer(c.cfg.StallTimeout)
+	defer stall.Stop()
+	for {
+		select {
+		case <-space:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stall.C:
+			idle := time.Since(c.start) - time.Duration(c.lastWrite.Load())
+			if idle < c.cfg.StallTimeout {
+				stall.Reset(c.cfg.StallTimeout - idle) // still writing, slowly
+				continue
+			}
+			err := fmt.Errorf("%w: nothing written for %v with the write queue full", ErrPeerStalled, c.cfg.StallTimeout)
+			c.log.Info("transport: closing connection", "err", err)
+			c.fail(err)
+			return err
+		}
+	}
 }
 
 // signal wakes the writer.

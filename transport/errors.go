@@ -22,6 +22,10 @@ var ErrTooLarge = errors.New("transport: message exceeds MaxMessageSize")
 // nothing, not even a keepalive pong, for Config.KeepaliveTimeout.
 var ErrPeerTimeout = errors.New("transport: peer timed out (no keepalive)")
 
+// ErrPeerStalled is the cause of a connection closed because the peer read
+// nothing for Config.StallTimeout while the write queue was full.
+var ErrPeerStalled = errors.New("transport: peer stalled (reads nothing)")
+
 // ErrPeerGone is the cause of a connection closed by the peer.
 var ErrPeerGone = errors.New("transport: connection closed by peer")
 

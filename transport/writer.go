@@ -124,6 +124,12 @@ func (c *Conn) writeLoop() {
 				fail(err, next, pending[i:])
 				return
 			}
+			if f.off > 0 || flags&FlagMore != 0 {
+				// Progress inside a big message, which frees no queue
+				// space until it ends: a blocked Send must not take the
+				// peer for stalled (see waitSpace).
+				c.lastWrite.Store(int64(time.Since(c.start)))
+			}
 			f.off += chunk
 			if flags&FlagMore != 0 {
 				if busy == nil {
