@@ -118,7 +118,9 @@ func TestKeepaliveDetectsDeadPeer(t *testing.T) {
 // pongs alone.
 func TestKeepaliveHealthyIdle(t *testing.T) {
 	checkLeaks(t)
-	const interval, timeout = 30 * time.Millisecond, 100 * time.Millisecond
+	// The timeout is many intervals and long enough that a loaded machine
+	// descheduling either end does not starve the pings for that long.
+	const interval, timeout = 30 * time.Millisecond, 1500 * time.Millisecond
 	cfg := func(self nodeid.ID) Config {
 		c := testConfig(self, nil)
 		c.KeepaliveInterval, c.KeepaliveTimeout = interval, timeout
@@ -129,8 +131,8 @@ func TestKeepaliveHealthyIdle(t *testing.T) {
 	d.Start(dr)
 	a.Start(ar)
 	// The property is about time passing: the connection must survive
-	// many timeouts' worth of idleness.
-	idle := time.NewTimer(10 * timeout)
+	// several timeouts' worth (150 intervals) of idleness.
+	idle := time.NewTimer(3 * timeout)
 	select {
 	case <-d.Done():
 		t.Fatalf("dialer closed while idle: %v", d.Err())
