@@ -260,19 +260,21 @@ func (r *recorder) eventLog() []string {
 	return append([]string(nil), r.events...)
 }
 
-// testKeepaliveTimeout is the KeepaliveTimeout of testConfig. Pings still
-// go out every (default) KeepaliveInterval, but a peer that a test leaves
-// silent on purpose (never started, stalled) or that a loaded machine
-// deschedules for seconds is not dropped with ErrPeerTimeout in tests that
-// are not about keepalive; those set their own timings.
-const testKeepaliveTimeout = 2 * time.Minute
+// testPeerTimeout is the KeepaliveTimeout and StallTimeout of testConfig.
+// Pings still go out every (default) KeepaliveInterval, but a peer that a
+// test leaves silent or unread on purpose (never started, stalled) or that
+// a loaded machine deschedules for seconds is not dropped with
+// ErrPeerTimeout or ErrPeerStalled in tests that are not about those;
+// the tests that are set their own timings.
+const testPeerTimeout = 2 * time.Minute
 
 // testConfig returns a configuration for node self with a shared label and
 // a logger recording to logs (which may be nil).
 func testConfig(self nodeid.ID, logs *logRecorder) Config {
 	cfg := Config{
 		Self: self, Label: "test-cluster", Keyring: testRing(),
-		HandshakeTimeout: 5 * time.Second, KeepaliveTimeout: testKeepaliveTimeout,
+		HandshakeTimeout: 5 * time.Second,
+		KeepaliveTimeout: testPeerTimeout, StallTimeout: testPeerTimeout,
 	}
 	if logs != nil {
 		cfg.Logger = logs.logger()
