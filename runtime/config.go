@@ -55,7 +55,7 @@ type Config struct {
 	// MaxPeerMemory caps the memory that all the node's connections together
 	// hold for their peers in partly received messages, with a fair share
 	// per connection (see transport.Budget): a connection that asks for
-	// more is closed (default 4 × MaxMessageSize, 256 MiB).
+	// more is closed (default 2 × MaxMessageSize, 128 MiB).
 	MaxPeerMemory int
 	// MaxConcurrentCalls caps the calls one peer may have in progress on
 	// this node; calls beyond it fail with ErrOverloaded (default 4096).

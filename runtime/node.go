@@ -70,7 +70,7 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	peerMemory := cfg.MaxPeerMemory
 	if peerMemory <= 0 {
-		peerMemory = 4 * cmp.Or(max(cfg.MaxMessageSize, 0), 64<<20)
+		peerMemory = 2 * cmp.Or(max(cfg.MaxMessageSize, 0), 64<<20)
 	}
 	tcfg.Budget = transport.NewBudget(int64(peerMemory))
 	if err := tcfg.Validate(); err != nil {

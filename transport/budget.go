@@ -6,12 +6,11 @@ import (
 )
 
 // A Budget bounds the memory that all the connections of one node hold on
-// behalf of their peers in partly received messages, and shares it fairly:
-// while the budget is less than half used any connection may take from it
-// (within Config.MaxPartialBytes), beyond that a connection may hold no
-// more than its share: the limit divided by the number of connections, or
-// a quarter of the limit if that is more (so that one message of up to a
-// quarter of the limit always fits on an otherwise idle node). A
+// behalf of their peers in partly received messages, and shares it: the
+// connections together never hold more than the limit, and while the
+// others hold more than half of it a connection may hold no more than its
+// share, the limit divided by the number of connections (so one message
+// of up to half the limit always fits while the others hold little). A
 // connection that asks for more than it may is closed with a
 // *ProtocolError: a peer that opens many messages and completes none, on
 // one connection or on many, cannot hold more than the node's limit. Give
@@ -44,7 +43,7 @@ func (b *Budget) take(n, held int64) bool {
 		if used+n > b.limit {
 			return false
 		}
-		if used+n > b.limit/2 && held+n > max(b.limit/max(1, b.conns.Load()), b.limit/4) {
+		if used-held > b.limit/2 && held+n > b.limit/max(1, b.conns.Load()) {
 			return false
 		}
 		if b.used.CompareAndSwap(used, used+n) {
