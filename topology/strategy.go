@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -45,4 +46,33 @@ func StrategyNames() []string {
 		names = append(names, s.Name())
 	}
 	return names
+}
+
+// ErrTooManyMembers is what a strategy with a limit (see MaxMembers) is
+// refused with when the membership exceeds it.
+var ErrTooManyMembers = errors.New("topology: too many members for the strategy")
+
+// A Limited strategy is meant for at most MaxMembers members: beyond, its
+// topologies cost more (connections, the size of a proposal, the time to
+// compute them) than a cluster should pay. Bus is Limited.
+type Limited interface {
+	MaxMembers() int
+}
+
+// MaxMembers returns the most members s is meant for, and 0 if s has no
+// limit (it does not implement Limited).
+func MaxMembers(s Strategy) int {
+	if l, ok := s.(Limited); ok {
+		return l.MaxMembers()
+	}
+	return 0
+}
+
+// CheckSize returns an error wrapping ErrTooManyMembers if n members exceed
+// the limit of s.
+func CheckSize(s Strategy, n int) error {
+	if limit := MaxMembers(s); limit > 0 && n > limit {
+		return fmt.Errorf("%w: %s serves at most %d members, %d asked for; choose ring or hypercube beyond", ErrTooManyMembers, s.Name(), limit, n)
+	}
+	return nil
 }

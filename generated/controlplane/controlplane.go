@@ -39,8 +39,9 @@ type Proposal struct {
 	Members []Member
 	// Edges are the edges of the proposed topology.
 	Edges []Edge
-	// Previous are the edges of the topology committed before (the tree
-	// along which the proposal travels spans old and new edges).
+	// Previous are the edges of the topology committed before that Edges
+	// lacks: the tree along which the proposal travels, and the connections
+	// kept while it is pending, span old and new edges.
 	Previous []Edge
 	// Base is the epoch of the leader's last committed topology, the one
 	// its policy check was made against. A member that has committed a
