@@ -58,6 +58,10 @@ type sim struct {
 	capture func(to, from netip.AddrPort, p []byte)
 	// mutate, if set, adjusts each node's configuration.
 	mutate func(*membership.Config)
+	// quiet, if set, keeps no log of events and gives each node's
+	// subscription a queue of subBuffer events (large simulations).
+	quiet     bool
+	subBuffer int
 }
 
 func newSim(t testing.TB, seed uint64, c membershiptest.Conditions) *sim {
@@ -79,7 +83,7 @@ func newSim(t testing.TB, seed uint64, c membershiptest.Conditions) *sim {
 }
 
 func simAddr(i int) netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 7947)
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 7947)
 }
 
 // add starts a new node now.
@@ -108,7 +112,11 @@ func (s *sim) boot(sn *simNode, inc uint64) {
 		s.t.Fatal(err)
 	}
 	sn.node, sn.ep, sn.up = n, ep, true
-	sn.sub = n.Subscribe(1 << 16)
+	buf := 1 << 16
+	if s.quiet && s.subBuffer > 0 {
+		buf = s.subBuffer
+	}
+	sn.sub = n.Subscribe(buf)
 	now := s.clock.Now()
 	n.SimStart(now, ep, s.seed+uint64(sn.id))
 	sn.inc = n.Local().Incarnation
@@ -197,6 +205,9 @@ func (s *sim) drain() {
 				break
 			}
 			sn.events = append(sn.events, ev)
+			if s.quiet {
+				continue
+			}
 			s.log = append(s.log, fmt.Sprintf("%s %s %s %s inc=%d", ev.Time.Sub(simEpoch), sn.name, ev.Kind, ev.Member.Name, ev.Member.Incarnation))
 		}
 	}

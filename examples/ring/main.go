@@ -33,6 +33,7 @@ func main() {
 	flag.StringVar(&f.seed, "seed", defaultSeed, "membership seed addresses, comma-separated")
 	flag.StringVar(&f.strategy, "topology", "ring", "topology strategy: "+strings.Join(topology.StrategyNames(), ", "))
 	flag.StringVar(&f.key, "key", "ring-example-cluster-key-0123456789", "cluster key (at least 32 bytes)")
+	flag.StringVar(&f.backend, "membership", "builtin", "membership backend of a node: builtin (heartbeats) or memberlist (hashicorp/memberlist, -gossip is then its UDP and TCP address)")
 	flag.BoolVar(&f.verbose, "v", false, "log what the node does")
 	flag.BoolVar(&control, "control", false, "run under the scenario driver (exit when stdin closes)")
 	flag.Parse()

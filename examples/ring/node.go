@@ -15,6 +15,7 @@ import (
 	"github.com/trellisrpc/trellis/examples/ring/ringsvc"
 	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/membership/memberlist"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
@@ -27,6 +28,7 @@ type nodeFlags struct {
 	gossip   string // membership UDP bind address
 	seed     string // membership seed address
 	strategy string
+	backend  string // "builtin" or "memberlist"
 	key      string
 	verbose  bool
 }
@@ -72,13 +74,7 @@ func runNode(f nodeFlags, control bool) error {
 	if err := ringsvc.RegisterWhere(node, where{f.name}); err != nil {
 		return err
 	}
-	disc, err := membership.New(membership.Config{
-		ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
-		Keyring: ring, ClusterLabel: "ring-example",
-		// Unicast on loopback: multicast must not leave the machine.
-		DisableMulticast: true, BindAddr: f.gossip, Seeds: strings.Split(f.seed, ","),
-		Logger: logger,
-	})
+	disc, err := newDiscovery(f, node, ring, logger)
 	if err != nil {
 		return err
 	}
@@ -180,4 +176,29 @@ func call(ctx context.Context, node *runtime.Node, cl *cluster.Cluster, self, na
 	}
 	return fmt.Sprintf("CALL %s -> %s answered by %s after %d hop(s) in %v, route %s",
 		self, name, ans.Node, ans.Hops, time.Since(start).Round(time.Microsecond), strings.Join(hops, " -> "))
+}
+
+// newDiscovery returns the membership backend f names, with the node's
+// identity: the built-in one on unicast seeds, or memberlist with the Local
+// preset (probes every second) and a rejoin every second, so that a healed
+// partition merges quickly.
+func newDiscovery(f nodeFlags, node *runtime.Node, ring *keyring.Ring, logger *slog.Logger) (membership.Discovery, error) {
+	switch f.backend {
+	case "builtin", "":
+		return membership.New(membership.Config{
+			ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
+			Keyring: ring, ClusterLabel: "ring-example",
+			// Unicast on loopback: multicast must not leave the machine.
+			DisableMulticast: true, BindAddr: f.gossip, Seeds: strings.Split(f.seed, ","),
+			Logger: logger,
+		})
+	case "memberlist":
+		return memberlist.New(memberlist.Config{
+			ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
+			Keyring: ring, ClusterLabel: "ring-example",
+			BindAddr: f.gossip, Seeds: strings.Split(f.seed, ","),
+			Preset: memberlist.Local, RejoinInterval: time.Second, Logger: logger,
+		})
+	}
+	return nil, fmt.Errorf("unknown membership backend %q (builtin or memberlist)", f.backend)
 }

@@ -10,6 +10,7 @@ import (
 
 	ml "github.com/hashicorp/memberlist"
 
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 )
@@ -76,11 +77,18 @@ type Config struct {
 	// every packet and stream and bound into their encryption), and the keys
 	// are derived with it. Empty means membership.DefaultClusterLabel.
 	ClusterLabel string
-	// Keys is the cluster keyring, each key at least membership.MinKeyLen
-	// bytes; the first is primary. memberlist encrypts and authenticates every
-	// packet and stream with AES-GCM under keys derived from these (DeriveKey).
-	// Required.
+	// Keyring is the cluster's shared keyring (package keyring), the one the
+	// RPC transport holds: memberlist encrypts and authenticates every packet
+	// and stream with AES-GCM under keys derived from its keys (DeriveKey),
+	// the first primary, and follows its rotations (Ring.Set) within
+	// KeyCheckInterval. Keyring or Keys is required, not both.
+	Keyring *keyring.Ring
+	// Keys, when Keyring is nil, are the keys of a ring private to this node
+	// (each at least membership.MinKeyLen bytes; the first is primary).
 	Keys [][]byte
+	// KeyCheckInterval is how often the Keyring is checked for a rotation;
+	// zero means 1 s.
+	KeyCheckInterval time.Duration
 
 	// BindAddr is the "host:port" memberlist listens on (UDP and TCP) when
 	// Transport is nil. Empty means ":7948" (DefaultPort); port 0 picks a free
@@ -124,13 +132,22 @@ type Config struct {
 
 // normalize returns c with defaults filled in, or an error for a bad setting.
 func (c Config) normalize() (Config, error) {
-	if len(c.Keys) == 0 {
-		return c, fmt.Errorf("memberlist: config: %w", membership.ErrNoKeys)
-	}
-	for i, k := range c.Keys {
-		if len(k) < membership.MinKeyLen {
-			return c, fmt.Errorf("memberlist: config: key %d is %d bytes, need at least %d", i, len(k), membership.MinKeyLen)
+	switch {
+	case c.Keyring != nil && len(c.Keys) > 0:
+		return c, errors.New("memberlist: config: both Keyring and Keys are set; give one")
+	case c.Keyring != nil:
+		if c.Keyring.Len() == 0 {
+			return c, fmt.Errorf("memberlist: config: Keyring: %w (make it with keyring.New)", membership.ErrNoKeys)
 		}
+	default:
+		ring, err := keyring.New(c.Keys...)
+		if err != nil {
+			return c, fmt.Errorf("memberlist: config: %w", err)
+		}
+		c.Keyring, c.Keys = ring, nil
+	}
+	if c.KeyCheckInterval <= 0 {
+		c.KeyCheckInterval = time.Second
 	}
 	if c.ID == nodeid.None {
 		c.ID = nodeid.New()
@@ -171,7 +188,6 @@ func (c Config) normalize() (Config, error) {
 		return c, fmt.Errorf("memberlist: config: %w", err)
 	}
 	c.Meta = append([]byte(nil), c.Meta...)
-	c.Keys = append([][]byte(nil), c.Keys...)
 	c.Seeds = append([]string(nil), c.Seeds...)
 	return c, nil
 }

@@ -31,6 +31,8 @@ type Node struct {
 	log     *slog.Logger
 	keyring *ml.Keyring
 	meta    atomic.Pointer[[]byte] // the encoded local metadata memberlist advertises
+	keyGen  atomic.Uint64          // the Keyring generation keyring holds
+	keyMu   sync.Mutex             // serialises rekeying
 
 	life    sync.Mutex // serialises Start, Leave and Close
 	started bool
@@ -73,7 +75,8 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	kr, err := newKeyring(cfg.Keys, cfg.ClusterLabel)
+	keys, gen := cfg.Keyring.Keys()
+	kr, err := newKeyring(keys, cfg.ClusterLabel)
 	if err != nil {
 		return nil, fmt.Errorf("memberlist: config: %w", err)
 	}
@@ -86,6 +89,7 @@ func New(cfg Config) (*Node, error) {
 		members: make(map[nodeid.ID]*entry),
 		gone:    make(map[nodeid.ID]gone),
 	}
+	n.keyGen.Store(gen)
 	n.self = membership.Member{ID: cfg.ID, Name: cfg.Name, Addr: cfg.Addr, Meta: cfg.Meta,
 		Incarnation: cfg.Incarnation, State: membership.StateAlive, Local: true}
 	return n, nil
@@ -203,10 +207,17 @@ func (n *Node) rejoinLoop(list *ml.Memberlist) {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.RejoinInterval)
 	defer t.Stop()
+	kt := time.NewTicker(n.cfg.KeyCheckInterval)
+	defer kt.Stop()
 	for {
 		select {
 		case <-n.done:
 			return
+		case <-kt.C:
+			if err := n.syncKeys(); err != nil {
+				n.log.Error("memberlist: following a key rotation", "err", err)
+			}
+			continue
 		case <-t.C:
 		}
 		targets := n.rejoinTargets(time.Now())
@@ -327,17 +338,33 @@ func (n *Node) readvertise() error {
 	return nil
 }
 
-// SetKeys replaces the keyring (the first key is primary, all are accepted),
-// for key rotation without downtime.
+// SetKeys replaces the keys of the Keyring (the first is primary, all are
+// accepted), for key rotation without downtime; with a shared Keyring, this
+// rotates the keys of everything that holds it.
 func (n *Node) SetKeys(keys [][]byte) error {
-	for i, k := range keys {
-		if len(k) < membership.MinKeyLen {
-			return fmt.Errorf("memberlist: set keys: key %d is %d bytes, need at least %d", i, len(k), membership.MinKeyLen)
-		}
-	}
-	if err := rekey(n.keyring, keys, n.cfg.ClusterLabel); err != nil {
+	if err := n.cfg.Keyring.Set(keys...); err != nil {
 		return fmt.Errorf("memberlist: set keys: %w", err)
 	}
+	if err := n.syncKeys(); err != nil {
+		return fmt.Errorf("memberlist: set keys: %w", err)
+	}
+	return nil
+}
+
+// syncKeys gives memberlist the keys derived from the Keyring's, if they
+// changed since the last time.
+func (n *Node) syncKeys() error {
+	n.keyMu.Lock()
+	defer n.keyMu.Unlock()
+	keys, gen := n.cfg.Keyring.Keys()
+	if gen == n.keyGen.Load() {
+		return nil
+	}
+	if err := rekey(n.keyring, keys, n.cfg.ClusterLabel); err != nil {
+		return err
+	}
+	n.keyGen.Store(gen)
+	n.log.Info("memberlist: keys rotated", "keys", len(keys), "generation", gen)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/membership/memberlist"
 	"github.com/trellisrpc/trellis/membership/memberlist/memberlisttest"
@@ -17,7 +18,7 @@ import (
 
 func startNode(t *testing.T, cfg memberlist.Config) *memberlist.Node {
 	t.Helper()
-	if cfg.Keys == nil {
+	if cfg.Keys == nil && cfg.Keyring == nil {
 		cfg.Keys = [][]byte{testKey}
 	}
 	if cfg.Tune == nil {
@@ -44,7 +45,8 @@ func TestConfigErrors(t *testing.T) {
 		is   error // if set, the error must also match it (errors.Is)
 	}{
 		{"no keys", memberlist.Config{}, "no key", membership.ErrNoKeys},
-		{"short key", memberlist.Config{Keys: [][]byte{[]byte("short")}}, "need at least 16", nil},
+		{"both keyrings", memberlist.Config{Keys: [][]byte{testKey}, Keyring: mustRing(testKey)}, "both Keyring and Keys", nil},
+		{"short key", memberlist.Config{Keys: [][]byte{[]byte("short")}}, "at least 16", nil},
 		{"bad bind", memberlist.Config{Keys: [][]byte{testKey}, BindAddr: "nowhere"}, "bind address", nil},
 		{"bad preset", memberlist.Config{Keys: [][]byte{testKey}, Preset: 9}, "unknown preset", nil},
 		{"long name", memberlist.Config{Keys: [][]byte{testKey}, Name: strings.Repeat("x", 65)}, "name is 65 bytes", nil},
@@ -106,6 +108,39 @@ func TestKeyRotation(t *testing.T) {
 	}
 	if err := a.SetKeys([][]byte{[]byte("short")}); err == nil {
 		t.Error("SetKeys accepted a short key")
+	}
+}
+
+func mustRing(keys ...[]byte) *keyring.Ring {
+	r, err := keyring.New(keys...)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// A rotation of a shared keyring (keyring.Ring.Set, by whoever holds it)
+// reaches memberlist without a call to the Node.
+func TestSharedKeyringRotation(t *testing.T) {
+	nw := memberlisttest.NewNetwork()
+	k2 := []byte("the next cluster key, 16+ bytes")
+	ring := mustRing(testKey)
+	a := startNode(t, memberlist.Config{Name: "a", Transport: nw.NewTransport(), Keyring: ring, KeyCheckInterval: 10 * time.Millisecond})
+	if err := ring.Set(k2); err != nil {
+		t.Fatal(err)
+	}
+	// A node holding only the new key joins once a has followed the rotation.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := startNode(t, memberlist.Config{Name: "c", Transport: nw.NewTransport(), Seeds: []string{a.Local().PacketAddr.String()},
+			Keys: [][]byte{k2}})
+		if len(c.Members()) == 2 {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("a node with the rotated key could not join within 5 s")
+		}
 	}
 }
 
