@@ -89,7 +89,7 @@ func simulateCascade(t *testing.T, s topology.Strategy, n int, enc cbor.EncMode,
 	prevTop := topology.Compute(s, ms[:n-1], nil)
 	var next topology.Topology
 	compute := minOf(func() { next = topology.Compute(s, ms, &prevTop) })
-	p := proposal(leader, next, prevTop.Edges)
+	p := proposal(leader, next, prevTop)
 	b, err := enc.Marshal(p)
 	if err != nil {
 		t.Fatal(err)

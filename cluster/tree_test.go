@@ -28,7 +28,7 @@ func TestChildrenMatchesReference(t *testing.T) {
 		}
 		prev := topology.Compute(s, prevMembers, nil)
 		next := topology.Compute(s, nextMembers, &prev)
-		p := proposal(nextMembers[0].ID, next, prev.Edges)
+		p := proposal(nextMembers[0].ID, next, prev)
 		// Hostile extras: an edge to a non-member, a self loop, a duplicate.
 		p.Previous = append(p.Previous, controlplane.Edge{A: nextMembers[0].ID, B: nodeid.ID(1)},
 			controlplane.Edge{A: nextMembers[0].ID, B: nextMembers[0].ID})
@@ -49,7 +49,7 @@ func BenchmarkChildren(b *testing.B) {
 		ms := simMembers(n)
 		prev := topology.Compute(topology.Ring{}, ms[:n-1], nil)
 		next := topology.Compute(topology.Ring{}, ms, &prev)
-		p := proposal(ms[0].ID, next, prev.Edges)
+		p := proposal(ms[0].ID, next, prev)
 		self := ms[n/2].ID
 		b.Run(fmt.Sprintf("ring-%d", n), func(b *testing.B) {
 			for b.Loop() {
