@@ -423,10 +423,9 @@ func testLeaderChange(t *testing.T, s *suite) {
 	s.mark()
 	s.kill(t, lead)
 	for _, n := range ns[1:] {
-		e := n.await(t, s.b.DetectWithin, "LeaderChanged to the next oldest", is(membership.LeaderChanged, ns[1].spec.ID))
-		if e.Previous != lead.spec.ID {
-			t.Errorf("%s: leader changed from %v, want %v", n.spec.Name, e.Previous, lead.spec.ID)
-		}
+		// (Previous is the old leader unless a false suspicion on a loaded
+		// machine made the node follow someone else in between.)
+		n.await(t, s.b.DetectWithin, "LeaderChanged to the next oldest", is(membership.LeaderChanged, ns[1].spec.ID))
 		// The leader's end is published before the new leader.
 		if f := n.index(is(membership.Failed, lead.spec.ID)); f < 0 || f > n.index(is(membership.LeaderChanged, ns[1].spec.ID)) {
 			t.Errorf("%s: LeaderChanged before the old leader's Failed", n.spec.Name)
