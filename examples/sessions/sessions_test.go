@@ -54,7 +54,12 @@ func TestScenario(t *testing.T) {
 	exe := exampleBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, exe).CombinedOutput()
+	cmd := exec.CommandContext(ctx, exe)
+	// The scenario's server processes inherit its output: if it is killed
+	// at the deadline they may hold the pipe open, and without WaitDelay
+	// CombinedOutput would wait for them forever instead of failing.
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
