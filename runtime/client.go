@@ -356,7 +356,7 @@ func (p *peer) complete(id uint64, payload []byte) error {
 	switch {
 	case resp.isError:
 		var w wireError
-		if err := p.node.codec.dec.Unmarshal(resp.body, &w); err != nil {
+		if err := p.node.codec.unmarshal(resp.body, &w); err != nil {
 			perr = fmt.Errorf("reply %d: decoding error: %w", id, err)
 			cl.fail(fmt.Errorf("%w: %v", ErrProtocol, perr))
 		} else if w.Code == codeApp {

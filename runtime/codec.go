@@ -29,6 +29,11 @@ type WireCodec interface {
 	DecodeCBOR(d *wire.Decoder) error
 }
 
+// scanFrom is the size from which a message bound for a generated decoder
+// is checked against its decode budget before it is decoded; a smaller one
+// decodes into a few hundred KiB at most (see wire.Limits.Budget).
+const scanFrom = 64 << 10
+
 // decoders recycles the decoders of generated wire structs.
 var decoders = sync.Pool{New: func() any { return new(wire.Decoder) }}
 
@@ -36,6 +41,14 @@ var decoders = sync.Pool{New: func() any { return new(wire.Decoder) }}
 // that is valid but not in the generated decoder's exact form (see
 // wire.ErrNotExact) goes to the reflective decoder.
 func (c *codec) decodeWire(data []byte, v WireCodec) error {
+	if len(data) >= scanFrom {
+		// A generated decoder charges the budget as it goes, so it would
+		// allocate up to the whole budget before refusing a message:
+		// a large message is checked before it is decoded.
+		if err := c.checkBudget(data, reflect.TypeOf(v).Elem(), nil); err != nil {
+			return err
+		}
+	}
 	d := decoders.Get().(*wire.Decoder)
 	d.Reset(data, c.limits)
 	err := v.DecodeCBOR(d)
@@ -46,9 +59,18 @@ func (c *codec) decodeWire(data []byte, v WireCodec) error {
 	decoders.Put(d)
 	if err == wire.ErrNotExact {
 		reflect.ValueOf(v).Elem().SetZero()
-		return c.dec.Unmarshal(data, v)
+		return c.unmarshal(data, v)
 	}
 	return err
+}
+
+// unmarshal decodes data into v, a pointer, with the reflective decoder,
+// once the message is known to fit its decode budget (see checkBudget).
+func (c *codec) unmarshal(data []byte, v any) error {
+	if err := c.checkBudget(data, reflect.TypeOf(v).Elem(), nil); err != nil {
+		return err
+	}
+	return c.dec.Unmarshal(data, v)
 }
 
 // DecodeLimits bound what a decoded message may hold, so that hostile input
@@ -60,6 +82,13 @@ type DecodeLimits struct {
 	MaxArrayElements int
 	// MaxMapPairs caps one map (default 1<<20).
 	MaxMapPairs int
+	// MaxAmplification caps what one message decodes into, as a multiple
+	// of its size (default 10): the slices, map entries, strings and
+	// pointed-to values of the decoded arguments or results may take at
+	// most 64 KiB plus MaxAmplification times the encoded size. A message
+	// beyond it is refused with an error for which errors.Is(err,
+	// wire.ErrBudget) holds, before it is decoded in full.
+	MaxAmplification int
 }
 
 // withDefaults fills in the zero fields of l.
@@ -72,6 +101,9 @@ func (l DecodeLimits) withDefaults() DecodeLimits {
 	}
 	if l.MaxMapPairs <= 0 {
 		l.MaxMapPairs = 1 << 20
+	}
+	if l.MaxAmplification <= 0 {
+		l.MaxAmplification = wire.DefaultAmplification
 	}
 	return l
 }
@@ -112,6 +144,6 @@ func newCodec(l DecodeLimits) (*codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trellis: CBOR decoding mode: %w", err)
 	}
-	limits := wire.Limits{MaxNesting: l.MaxNesting, MaxArrayElements: l.MaxArrayElements, MaxMapPairs: l.MaxMapPairs}
+	limits := wire.Limits{MaxNesting: l.MaxNesting, MaxArrayElements: l.MaxArrayElements, MaxMapPairs: l.MaxMapPairs, MaxAmplification: l.MaxAmplification}
 	return &codec{enc: enc, dec: dec, limits: limits}, nil
 }

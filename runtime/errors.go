@@ -213,7 +213,7 @@ func (r *errorRegistry) decode(c *codec, w *wireError) error {
 	}
 	if t, ok := r.types[w.Name]; ok {
 		v := reflect.New(t)
-		if c.dec.Unmarshal(w.Data, v.Interface()) == nil {
+		if c.unmarshal(w.Data, v.Interface()) == nil {
 			re.Err, _ = v.Elem().Interface().(error)
 		}
 	}

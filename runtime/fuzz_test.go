@@ -3,10 +3,12 @@ package runtime
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/wire"
 	"github.com/trellisrpc/trellis/transport"
 )
 
@@ -160,5 +162,46 @@ func FuzzTransformerDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var v outer
 		set.fromWire(c.dec, b, reflect.ValueOf(&v).Elem(), 0, wireCtx{})
+	})
+}
+
+// budgetShape has one of each kind the budget walk looks into.
+type budgetShape struct {
+	S     string
+	B     []byte
+	Ints  []int64
+	Strs  [][]string
+	M     map[string]*budgetShape
+	Any   any
+	Arr   [2]*int
+	When  time.Time
+	Ref   Ref
+	Inner struct{ X []uint16 } `cbor:"inner"`
+}
+
+// FuzzCheckBudget walks arbitrary input as messages of a few types: it
+// never panics, refuses only with wire.ErrBudget (malformed input is left
+// to the decoder), and the decoder does not panic on what it lets through.
+func FuzzCheckBudget(f *testing.F) {
+	c, err := newCodec(DecodeLimits{MaxAmplification: 2})
+	if err != nil {
+		f.Fatal(err)
+	}
+	seed, _ := c.enc.Marshal(&budgetShape{S: "s", Ints: []int64{1, 2}, Strs: [][]string{{"", "a"}}, M: map[string]*budgetShape{"k": {}}, Any: []any{1, "x"}})
+	f.Add(seed)
+	f.Add([]byte{0x82, 0x81, 0x60, 0x82, 0x60, 0x60})
+	f.Add([]byte{0xa1, 0x63, 'A', 'n', 'y', 0x82, 0xa0, 0x80})
+	types := []reflect.Type{reflect.TypeFor[budgetShape](), reflect.TypeFor[[][]string](), reflect.TypeFor[any](), reflect.TypeFor[releaseArgs]()}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, typ := range types {
+			err := c.checkBudget(b, typ, nil)
+			if err != nil && !errors.Is(err, wire.ErrBudget) {
+				t.Fatalf("%v: error %v is not wire.ErrBudget", typ, err)
+			}
+			if err == nil {
+				v := reflect.New(typ)
+				c.dec.Unmarshal(b, v.Interface())
+			}
+		}
 	})
 }

@@ -453,11 +453,14 @@ func (n *Node) encode(v any, buf *bytes.Buffer, peer NodeID) ([]any, error) {
 func (n *Node) decode(data []byte, v any, peer NodeID) error {
 	if s := n.marshal.Load(); s != nil {
 		if rv := reflect.ValueOf(v); s.contains(rv.Type()) {
+			if err := n.codec.checkBudget(data, rv.Type().Elem(), s); err != nil {
+				return err
+			}
 			return s.fromWire(n.codec.dec, data, rv.Elem(), 0, wireCtx{n: n, peer: peer})
 		}
 	}
 	if c, ok := v.(WireCodec); ok {
 		return n.codec.decodeWire(data, c)
 	}
-	return n.codec.dec.Unmarshal(data, v)
+	return n.codec.unmarshal(data, v)
 }

@@ -251,7 +251,7 @@ func wireDecodeProposal(d *wire.Decoder, v *Proposal) error {
 			if d.Nil() {
 				v.Members = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(40)
 				if err != nil {
 					return err
 				}
@@ -271,7 +271,7 @@ func wireDecodeProposal(d *wire.Decoder, v *Proposal) error {
 			if d.Nil() {
 				v.Edges = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(16)
 				if err != nil {
 					return err
 				}
@@ -291,7 +291,7 @@ func wireDecodeProposal(d *wire.Decoder, v *Proposal) error {
 			if d.Nil() {
 				v.Previous = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(16)
 				if err != nil {
 					return err
 				}

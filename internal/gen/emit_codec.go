@@ -457,6 +457,14 @@ func (c *codecWriter) decodeStruct(form *structForm, label string) []jen.Code {
 	return code
 }
 
+// goSizes are the sizes that generated decoders charge to the decode
+// budget (see wire.Decoder.Charge): those of gc on amd64, so that the
+// output does not depend on the platform that runs go generate.
+var goSizes = types.SizesFor("gc", "amd64")
+
+// sizeOf returns the size of a value of type t, as a literal.
+func sizeOf(t types.Type) jen.Code { return jen.Lit(int(goSizes.Sizeof(t))) }
+
 // decodeValue returns the statements that decode dst, an addressable
 // expression of type t, from d; err is declared.
 func (c *codecWriter) decodeValue(t types.Type, dst *jen.Statement, depth int) []jen.Code {
@@ -493,7 +501,10 @@ func (c *codecWriter) decodeValue(t types.Type, dst *jen.Statement, depth int) [
 		}
 		return []jen.Code{jen.If(d.Clone().Dot("Nil").Call()).
 			Block(dst.Clone().Op("=").Nil()).
-			Else().Block(append([]jen.Code{dst.Clone().Op("=").New(c.g.typeCode(u.Elem()))}, elem...)...)}
+			Else().Block(append([]jen.Code{
+			jen.If(err.Clone().Op("=").Add(d.Clone()).Dot("Alloc").Call(sizeOf(u.Elem())), err.Clone().Op("!=").Nil()).
+				Block(jen.Return(err.Clone())),
+			dst.Clone().Op("=").New(c.g.typeCode(u.Elem()))}, elem...)...)}
 	case *types.Slice:
 		if isByteElem(u.Elem()) {
 			return read("Bytes")
@@ -502,7 +513,7 @@ func (c *codecWriter) decodeValue(t types.Type, dst *jen.Statement, depth int) [
 		return []jen.Code{jen.If(d.Clone().Dot("Nil").Call()).
 			Block(dst.Clone().Op("=").Nil()).
 			Else().Block(
-			jen.List(jen.Id(n), err.Clone()).Op(":=").Add(d.Clone()).Dot("Array").Call(),
+			jen.List(jen.Id(n), err.Clone()).Op(":=").Add(d.Clone()).Dot("Slice").Call(sizeOf(u.Elem())),
 			jen.If(err.Clone().Op("!=").Nil()).Block(jen.Return(err.Clone())),
 			dst.Clone().Op("=").Make(c.g.typeCode(t), jen.Id(n)),
 			jen.For(jen.Id(i).Op(":=").Range().Add(dst.Clone())).
@@ -514,7 +525,7 @@ func (c *codecWriter) decodeValue(t types.Type, dst *jen.Statement, depth int) [
 		return []jen.Code{jen.If(d.Clone().Dot("Nil").Call()).
 			Block(dst.Clone().Op("=").Nil()).
 			Else().Block(
-			jen.List(jen.Id(n), err.Clone()).Op(":=").Add(d.Clone()).Dot("Map").Call(),
+			jen.List(jen.Id(n), err.Clone()).Op(":=").Add(d.Clone()).Dot("MapOf").Call(sizeOf(u.Key()), sizeOf(u.Elem())),
 			jen.If(err.Clone().Op("!=").Nil()).Block(jen.Return(err.Clone())),
 			dst.Clone().Op("=").Make(c.g.typeCode(t), jen.Id(n)),
 			jen.For(jen.Range().Id(n)).Block(slices.Concat(

@@ -91,6 +91,9 @@ func (v *handlesBumpArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.T = nil
 	} else {
+		if err = d.Alloc(16); err != nil {
+			return err
+		}
 		v.T = new(Tally)
 		if err = wireDecodeTally(d, v.T); err != nil {
 			return err
@@ -280,6 +283,9 @@ func (v *handlesSizeArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.B = nil
 	} else {
+		if err = d.Alloc(16); err != nil {
+			return err
+		}
 		v.B = new(Blob)
 		if err = wireDecodeBlob(d, v.B); err != nil {
 			return err

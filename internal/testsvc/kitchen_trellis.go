@@ -852,7 +852,7 @@ func (v *kitchenRoundTripPlainArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.Ps = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(8)
 		if err != nil {
 			return err
 		}
@@ -861,6 +861,9 @@ func (v *kitchenRoundTripPlainArgs) DecodeCBOR(d *wire.Decoder) error {
 			if d.Nil() {
 				v.Ps[i0] = nil
 			} else {
+				if err = d.Alloc(272); err != nil {
+					return err
+				}
 				v.Ps[i0] = new(Plain)
 				if err = wireDecodePlain(d, v.Ps[i0]); err != nil {
 					return err
@@ -872,7 +875,7 @@ func (v *kitchenRoundTripPlainArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.M = nil
 	} else {
-		n1, err := d.Map()
+		n1, err := d.MapOf(16, 272)
 		if err != nil {
 			return err
 		}
@@ -948,7 +951,7 @@ func (v *kitchenRoundTripPlainResults) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.R1 = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(8)
 		if err != nil {
 			return err
 		}
@@ -957,6 +960,9 @@ func (v *kitchenRoundTripPlainResults) DecodeCBOR(d *wire.Decoder) error {
 			if d.Nil() {
 				v.R1[i0] = nil
 			} else {
+				if err = d.Alloc(272); err != nil {
+					return err
+				}
 				v.R1[i0] = new(Plain)
 				if err = wireDecodePlain(d, v.R1[i0]); err != nil {
 					return err
@@ -968,7 +974,7 @@ func (v *kitchenRoundTripPlainResults) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.R2 = nil
 	} else {
-		n1, err := d.Map()
+		n1, err := d.MapOf(16, 272)
 		if err != nil {
 			return err
 		}
@@ -1131,7 +1137,7 @@ func (v *kitchenSumArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.Xs = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(8)
 		if err != nil {
 			return err
 		}
@@ -1282,7 +1288,7 @@ func wireDecodeReq(d *wire.Decoder, v *Req) error {
 			if d.Nil() {
 				v.Tags = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(16)
 				if err != nil {
 					return err
 				}
@@ -1589,7 +1595,7 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.Ints = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(8)
 				if err != nil {
 					return err
 				}
@@ -1609,7 +1615,7 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.Map = nil
 			} else {
-				n1, err := d.Map()
+				n1, err := d.MapOf(16, 24)
 				if err != nil {
 					return err
 				}
@@ -1623,7 +1629,7 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 					if d.Nil() {
 						e0 = nil
 					} else {
-						n2, err := d.Array()
+						n2, err := d.Slice(16)
 						if err != nil {
 							return err
 						}
@@ -1650,7 +1656,7 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.IntMap = nil
 			} else {
-				n1, err := d.Map()
+				n1, err := d.MapOf(8, 16)
 				if err != nil {
 					return err
 				}
@@ -1679,7 +1685,7 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.U8Map = nil
 			} else {
-				n1, err := d.Map()
+				n1, err := d.MapOf(1, 1)
 				if err != nil {
 					return err
 				}
@@ -1708,6 +1714,9 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.Ptr = nil
 			} else {
+				if err = d.Alloc(16); err != nil {
+					return err
+				}
 				v.Ptr = new(Point)
 				if err = wireDecodePoint(d, v.Ptr); err != nil {
 					return err
@@ -1721,10 +1730,16 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.PtrPtr = nil
 			} else {
+				if err = d.Alloc(8); err != nil {
+					return err
+				}
 				v.PtrPtr = new(*int)
 				if d.Nil() {
 					*v.PtrPtr = nil
 				} else {
+					if err = d.Alloc(8); err != nil {
+						return err
+					}
 					*v.PtrPtr = new(int)
 					if **v.PtrPtr, err = wire.Int[int](d); err != nil {
 						return err
@@ -1755,6 +1770,9 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.Tree = nil
 			} else {
+				if err = d.Alloc(40); err != nil {
+					return err
+				}
 				v.Tree = new(Tree)
 				if err = wireDecodeTree(d, v.Tree); err != nil {
 					return err
@@ -1768,7 +1786,7 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.Nested = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(24)
 				if err != nil {
 					return err
 				}
@@ -1777,7 +1795,7 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 					if d.Nil() {
 						v.Nested[i0] = nil
 					} else {
-						n2, err := d.Array()
+						n2, err := d.Slice(16)
 						if err != nil {
 							return err
 						}
@@ -1800,7 +1818,7 @@ func wireDecodePlain(d *wire.Decoder, v *Plain) error {
 			if d.Nil() {
 				v.Tags = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(16)
 				if err != nil {
 					return err
 				}
@@ -1931,7 +1949,7 @@ func wireDecodeTree(d *wire.Decoder, v *Tree) error {
 			if d.Nil() {
 				v.Kids = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(8)
 				if err != nil {
 					return err
 				}
@@ -1940,6 +1958,9 @@ func wireDecodeTree(d *wire.Decoder, v *Tree) error {
 					if d.Nil() {
 						v.Kids[i0] = nil
 					} else {
+						if err = d.Alloc(40); err != nil {
+							return err
+						}
 						v.Kids[i0] = new(Tree)
 						if err = wireDecodeTree(d, v.Kids[i0]); err != nil {
 							return err

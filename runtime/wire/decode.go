@@ -15,7 +15,52 @@ type Limits struct {
 	MaxNesting       int // nested arrays and maps (default 32)
 	MaxArrayElements int // items of one array (default 1<<20)
 	MaxMapPairs      int // pairs of one map (default 1<<20)
+	// MaxAmplification caps what one input decodes into: the memory the
+	// decoded value takes (slices, map entries, strings, pointed-to
+	// values) may exceed neither BudgetFloor nor MaxAmplification times
+	// the size of the input (default 10).
+	MaxAmplification int
 }
+
+// BudgetFloor is what any input may decode into, however small: the
+// decode budget of an input of n bytes is BudgetFloor + MaxAmplification×n.
+const BudgetFloor = 64 << 10
+
+// Budget returns the decode budget of an input of size bytes under l.
+func (l Limits) Budget(size int) int {
+	f := l.MaxAmplification
+	if f <= 0 {
+		f = DefaultAmplification
+	}
+	return BudgetFloor + f*size
+}
+
+// DefaultAmplification is the default of Limits.MaxAmplification: a
+// message of small integers decodes into 8 times its size ([]int64), of
+// one-byte strings into 8.5 times ([]string), of empty strings into 16.
+const DefaultAmplification = 10
+
+// ErrBudget reports input that would decode into more memory than its
+// decode budget (see Limits.MaxAmplification). It is refused at the first
+// item that exceeds it, before that item is allocated.
+var ErrBudget = errors.New("cbor: the input decodes into more than its budget")
+
+// A BudgetError reports input refused by the decode budget; errors.Is(err,
+// ErrBudget) holds.
+type BudgetError struct {
+	Offset int // where decoding stopped
+	Size   int // of the input
+	Budget int // bytes the input could decode into
+	Need   int // bytes decoded so far, with the item refused
+}
+
+func (e *BudgetError) Error() string {
+	return fmt.Sprintf("cbor: at byte %d: a message of %d bytes decodes into more than its budget of %d bytes (%d so far): refused before decoding it all",
+		e.Offset, e.Size, e.Budget, e.Need)
+}
+
+// Is makes errors.Is(err, ErrBudget) hold.
+func (e *BudgetError) Is(target error) bool { return target == ErrBudget }
 
 // A SyntaxError reports input that is not the encoding of the value
 // expected, with the offset where decoding stopped.
@@ -44,6 +89,7 @@ type Decoder struct {
 	off    int
 	depth  int
 	limits Limits
+	budget int // bytes the rest of the input may still decode into
 }
 
 // Reset makes d decode data with limits l.
@@ -57,7 +103,37 @@ func (d *Decoder) Reset(data []byte, l Limits) {
 	if l.MaxMapPairs <= 0 {
 		l.MaxMapPairs = 1 << 20
 	}
-	*d = Decoder{data: data, limits: l}
+	*d = Decoder{data: data, limits: l, budget: l.Budget(len(data))}
+}
+
+// Charge counts size bytes of memory, about to be allocated for the value
+// being decoded, against the input's decode budget, and fails with a
+// *BudgetError when the budget is spent. The typed reads and Slice, MapOf
+// and Alloc charge what they allocate; generated code calls Charge for
+// what it allocates itself.
+func (d *Decoder) Charge(size uint64) error {
+	if size > uint64(d.budget) {
+		total := d.limits.Budget(len(d.data))
+		need := uint64(total-d.budget) + size
+		return &BudgetError{Offset: d.off, Size: len(d.data), Budget: total, Need: int(min(need, math.MaxInt))}
+	}
+	d.budget -= int(size)
+	return nil
+}
+
+// charge is Charge for n items of size bytes each, which leaves d.off at
+// start if it fails.
+func (d *Decoder) charge(n, size uint64, start int) error {
+	if size != 0 && n > math.MaxUint64/size {
+		n, size = math.MaxUint64, 1
+	}
+	end := d.off
+	d.off = start // for the error's offset
+	if err := d.Charge(n * size); err != nil {
+		return err
+	}
+	d.off = end
+	return nil
 }
 
 // Finish reports an error if bytes remain after the item.
@@ -263,21 +339,88 @@ func (d *Decoder) length(major byte, want string) ([]byte, error) {
 	return b, nil
 }
 
+// str reads a string of major type major that the caller copies: its
+// bytes are charged to the budget.
+func (d *Decoder) str(major byte, want string) ([]byte, error) {
+	start := d.off
+	b, err := d.length(major, want)
+	if err == nil {
+		err = d.charge(uint64(len(b)), 1, start)
+	}
+	return b, err
+}
+
 // Key reads a text string, such as a map key, without copying it: the
 // slice is valid as long as the input is.
 func (d *Decoder) Key() ([]byte, error) { return d.length(majorText, "a text string") }
 
+// Sizes charged by the methods that do not know the size of what the
+// caller allocates (generated code of earlier versions calls them).
+const (
+	defaultElemSize  = 8  // Array: an element of a slice
+	defaultEntrySize = 32 // Map: an entry of a map
+)
+
 // Array reads the head of an array and enters it: its n items follow, then
 // the caller calls Leave. n is within the limits and the input (each item
-// takes at least a byte), so that the caller may allocate n items.
+// takes at least a byte), so that the caller may allocate n items; 8 bytes
+// per item are charged to the budget. Generated code calls Slice instead.
 func (d *Decoder) Array() (int, error) {
-	return d.enter(majorArray, "an array", d.limits.MaxArrayElements, 1)
+	return d.Slice(defaultElemSize)
+}
+
+// Slice is Array for an array decoded into a slice whose elements take
+// size bytes each: n×size bytes are charged to the budget.
+func (d *Decoder) Slice(size uintptr) (int, error) {
+	start := d.off
+	n, err := d.enter(majorArray, "an array", d.limits.MaxArrayElements, 1)
+	if err == nil {
+		if err = d.charge(uint64(n), uint64(size), start); err != nil {
+			d.depth--
+		}
+	}
+	return n, err
 }
 
 // Map reads the head of a map and enters it: its n key-value pairs follow,
-// then the caller calls Leave.
+// then the caller calls Leave; 32 bytes per pair are charged to the
+// budget. Generated code calls MapOf instead.
 func (d *Decoder) Map() (int, error) {
-	return d.enter(majorMap, "a map", d.limits.MaxMapPairs, 2)
+	start := d.off
+	n, err := d.enter(majorMap, "a map", d.limits.MaxMapPairs, 2)
+	if err == nil {
+		if err = d.charge(uint64(n), defaultEntrySize, start); err != nil {
+			d.depth--
+		}
+	}
+	return n, err
+}
+
+// MapOf is Map for a map decoded into a Go map whose keys and values take
+// keySize and valueSize bytes: what a map of n such entries takes is
+// charged to the budget (see MapEntrySize).
+func (d *Decoder) MapOf(keySize, valueSize uintptr) (int, error) {
+	start := d.off
+	n, err := d.enter(majorMap, "a map", d.limits.MaxMapPairs, 2)
+	if err == nil {
+		if err = d.charge(uint64(n), MapEntrySize(keySize, valueSize), start); err != nil {
+			d.depth--
+		}
+	}
+	return n, err
+}
+
+// MapEntrySize estimates what one entry of a Go map with keys and values
+// of the given sizes takes: its slot, its control byte, and the room the
+// map keeps free (a load factor of 7/8).
+func MapEntrySize(keySize, valueSize uintptr) uint64 {
+	return (uint64(keySize)+uint64(valueSize)+1)*8/7 + 1
+}
+
+// Alloc charges size bytes, the value a pointer being decoded points to,
+// to the budget.
+func (d *Decoder) Alloc(size uintptr) error {
+	return d.charge(1, uint64(size), d.off)
 }
 
 func (d *Decoder) enter(major byte, want string, limit, minSize int) (int, error) {
@@ -308,7 +451,7 @@ func (d *Decoder) Leave() { d.depth-- }
 // as a struct encoded as an array, and enters it.
 func (d *Decoder) ArrayOf(n int, what string) error {
 	start := d.off
-	got, err := d.Array()
+	got, err := d.enter(majorArray, "an array", d.limits.MaxArrayElements, 1)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,11 @@
 // for the same value, so either side of a call may use either codec; its
 // Decoder accepts that encoding, enforces the same limits (nesting, array
 // and map sizes, duplicate map keys) and fails with a *SyntaxError on
-// anything else, before allocating more than the input can justify.
+// anything else, before allocating more than the input can justify. It
+// also keeps a decode budget per input (see Limits.MaxAmplification):
+// generated code tells it what it allocates (Slice, MapOf, Alloc; the
+// typed reads charge strings), and an input that would decode into more
+// than its budget fails with a *BudgetError.
 //
 // The functions are for generated code; applications do not call them.
 package wire

@@ -57,7 +57,7 @@ func String[T ~string](d *Decoder) (T, error) {
 	if d.Nil() {
 		return "", nil
 	}
-	b, err := d.length(majorText, "a text string")
+	b, err := d.str(majorText, "a text string")
 	return T(b), err
 }
 
@@ -67,7 +67,7 @@ func Bytes[T ~[]byte](d *Decoder) (T, error) {
 	if d.Nil() {
 		return nil, nil
 	}
-	b, err := d.length(majorBytes, "a byte string")
+	b, err := d.str(majorBytes, "a byte string")
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -153,6 +154,57 @@ func TestContainerLimits(t *testing.T) {
 			err := tt.read(&d)
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Fatalf("error %v, want one mentioning %q", err, tt.err)
+			}
+		})
+	}
+}
+
+// TestBudget checks what the reads charge to the decode budget, and that
+// an input beyond its budget is refused with a *BudgetError, where the
+// item that exceeds it starts.
+func TestBudget(t *testing.T) {
+	big := func(head []byte, n int, item byte) []byte {
+		b := append([]byte(nil), head...)
+		for range n {
+			b = append(b, item)
+		}
+		return b
+	}
+	const n = 100_000 // beyond the floor: the factor decides
+	arr := AppendArrayHeader(nil, n)
+	tests := []struct {
+		name   string
+		data   []byte
+		factor int
+		read   func(d *Decoder) error
+		refuse bool
+	}{
+		{"small ints into 8-byte slots, factor 10", big(arr, n, 0x00), 10, func(d *Decoder) error { _, err := d.Slice(8); return err }, false},
+		{"small ints into 8-byte slots, factor 7", big(arr, n, 0x00), 7, func(d *Decoder) error { _, err := d.Slice(8); return err }, true},
+		{"empty strings into string headers", big(arr, n, 0x60), 10, func(d *Decoder) error { _, err := d.Slice(16); return err }, true},
+		{"an old decoder's array", big(arr, n, 0x00), 10, func(d *Decoder) error { _, err := d.Array(); return err }, false},
+		{"an old decoder's map", big(AppendMapHeader(nil, n/2), n, 0x00), 1, func(d *Decoder) error { _, err := d.Map(); return err }, true},
+		{"map entries", big(AppendMapHeader(nil, n/2), n, 0x00), 10, func(d *Decoder) error { _, err := d.MapOf(8, 8); return err }, false},
+		{"pointed-to values", []byte{0xf6}, 10, func(d *Decoder) error { return d.Alloc(1 << 20) }, true},
+		{"a string is charged its bytes", AppendString(nil, string(make([]byte, 1<<20))), 1, func(d *Decoder) error {
+			d.budget = 1<<20 - 1
+			_, err := String[string](d)
+			return err
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var d Decoder
+			d.Reset(tt.data, Limits{MaxAmplification: tt.factor})
+			err := tt.read(&d)
+			var be *BudgetError
+			switch {
+			case tt.refuse && (!errors.Is(err, ErrBudget) || !errors.As(err, &be)):
+				t.Fatalf("error %v, want a *BudgetError", err)
+			case tt.refuse && be.Offset != 0:
+				t.Fatalf("refused at byte %d, want 0 (where the item starts)", be.Offset)
+			case !tt.refuse && err != nil:
+				t.Fatalf("error %v, want none", err)
 			}
 		})
 	}

@@ -223,7 +223,7 @@ func (v *ledgerSettleArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.Postings = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(32)
 		if err != nil {
 			return err
 		}
@@ -276,7 +276,7 @@ func (v *ledgerSettleResults) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.R0 = nil
 	} else {
-		n1, err := d.Map()
+		n1, err := d.MapOf(16, 8)
 		if err != nil {
 			return err
 		}
@@ -290,6 +290,9 @@ func (v *ledgerSettleResults) DecodeCBOR(d *wire.Decoder) error {
 			if d.Nil() {
 				e0 = nil
 			} else {
+				if err = d.Alloc(56); err != nil {
+					return err
+				}
 				e0 = new(Account)
 				if err = wireDecodeAccount(d, e0); err != nil {
 					return err
@@ -560,6 +563,9 @@ func wireDecodePosting(d *wire.Decoder, v *Posting) error {
 			if d.Nil() {
 				v.Account = nil
 			} else {
+				if err = d.Alloc(56); err != nil {
+					return err
+				}
 				v.Account = new(Account)
 				if err = wireDecodeAccount(d, v.Account); err != nil {
 					return err

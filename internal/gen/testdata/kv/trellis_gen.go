@@ -495,7 +495,7 @@ func (v *storePeersArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.In = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(16)
 		if err != nil {
 			return err
 		}
@@ -551,7 +551,7 @@ func (v *storePeersResults) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.R0 = nil
 	} else {
-		n1, err := d.Map()
+		n1, err := d.MapOf(16, 24)
 		if err != nil {
 			return err
 		}
@@ -565,7 +565,7 @@ func (v *storePeersResults) DecodeCBOR(d *wire.Decoder) error {
 			if d.Nil() {
 				e0 = nil
 			} else {
-				n2, err := d.Array()
+				n2, err := d.Slice(40)
 				if err != nil {
 					return err
 				}
@@ -849,7 +849,7 @@ func (v *storeTagArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.Tags = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(32)
 		if err != nil {
 			return err
 		}
@@ -1086,7 +1086,7 @@ func wireDecodeSharedUser(d *wire.Decoder, v *shared.User) error {
 			if d.Nil() {
 				v.Groups = nil
 			} else {
-				n1, err := d.Array()
+				n1, err := d.Slice(16)
 				if err != nil {
 					return err
 				}
