@@ -268,6 +268,9 @@ func (s *budgetScan) array(t reflect.Type, n uint64, depth int) error {
 	if err := s.charge(1, boxed); err != nil {
 		return err
 	}
+	if fields == nil && elem.t != nil && elem.ptrs == 0 && !elem.skip && isLeaf(elem.t.Kind()) {
+		return s.leaves(n, elem.t.Kind() == reflect.Array)
+	}
 	for i := range n {
 		e := elem
 		if t != nil && t.Kind() == reflect.Struct {
@@ -280,6 +283,69 @@ func (s *budgetScan) array(t reflect.Type, n uint64, depth int) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// isLeaf reports whether values of kind k hold no further allocation but
+// the bytes of a string.
+func isLeaf(k reflect.Kind) bool {
+	switch k {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.String:
+		return true
+	}
+	return false
+}
+
+// leaves walks n items decoded into leaf values (see isLeaf): the hot
+// loop of a long array of numbers or strings. Strings are charged their
+// bytes, unless inline (an array of bytes).
+func (s *budgetScan) leaves(n uint64, inline bool) error {
+	var strs uint64
+	start := s.off
+	data, off := s.data, s.off
+	for range n {
+		if off >= len(data) {
+			return errMalformed
+		}
+		b := data[off]
+		switch major, info := b>>5, b&0x1f; {
+		case info < 24 && (major == 2 || major == 3):
+			off += 1 + int(info) // a short string, the common case
+			strs += uint64(info)
+		case info < 24 && (major <= 1 || major == 7):
+			off++
+		default:
+			s.off = off
+			major, arg, err := s.head()
+			if err != nil {
+				return err
+			}
+			switch major {
+			case 0, 1, 7:
+			case 2, 3:
+				if arg > uint64(len(data)-s.off) {
+					return errMalformed
+				}
+				s.off += int(arg)
+				strs += arg
+			default:
+				return errMalformed // not a leaf: the decoder refuses it
+			}
+			off = s.off
+		}
+	}
+	if off > len(data) {
+		return errMalformed
+	}
+	if !inline {
+		s.off = start // for the error's offset
+		if err := s.charge(1, strs); err != nil {
+			return err
+		}
+	}
+	s.off = off
 	return nil
 }
 
