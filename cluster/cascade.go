@@ -390,6 +390,7 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 		c.mu.Unlock()
 		return err
 	}
+	prev := c.committed
 	c.committed = t
 	c.committedBy = leader
 	c.committedAt = time.Now()
@@ -410,7 +411,11 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 			return k.Commit(ctx, leader, epoch)
 		})
 	}()
-	c.node.SetRouter(newRouter(t, c.self, c.node.Connected))
+	r := newRouter(t, c.self, c.node.Connected)
+	if len(prev.Edges) > 0 {
+		r.prev = newRouter(prev, c.self, c.node.Connected) // calls routed before this commit are still arriving
+	}
+	c.node.SetRouter(r)
 	c.log.Info("cluster: topology committed", "epoch", t.Epoch, "topology", diagram(t))
 	err = <-forwarded
 	c.poke() // reconcile now

@@ -6,8 +6,11 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
 )
+
+var _ runtime.SourceChecker = (*router)(nil)
 
 // router routes calls along the committed topology. When the link to the
 // next hop is down (the neighbour crashed, and the leader has not yet
@@ -22,13 +25,23 @@ type router struct {
 	primary   topology.RoutingTable
 	connected func(nodeid.ID) bool
 
+	// prev routes along the topology committed before t: calls routed
+	// along it may still arrive (see PlausibleSource). Its own prev is nil.
+	prev *router
+
 	mu  sync.Mutex
 	alt map[string]topology.RoutingTable // routes without some links, by the links left out
+	via map[viaKey]topology.RoutingTable // neighbours' routes, by the links left out
+}
+
+type viaKey struct {
+	down string // the links of self left out
+	via  nodeid.ID
 }
 
 func newRouter(t topology.Topology, self nodeid.ID, connected func(nodeid.ID) bool) *router {
 	return &router{t: t, self: self, primary: topology.Routes(t, self), connected: connected,
-		alt: make(map[string]topology.RoutingTable)}
+		alt: make(map[string]topology.RoutingTable), via: make(map[viaKey]topology.RoutingTable)}
 }
 
 // NextHop implements runtime.Router.
@@ -88,4 +101,73 @@ func (r *router) without(down []nodeid.ID) topology.Topology {
 		}
 	}
 	return t
+}
+
+// PlausibleSource implements runtime.SourceChecker: a routed call from src
+// may come from neighbour via if via is one hop closer to src than this
+// node, on the committed topology or on the topology without this node's
+// links that are down (around which calls are routed), or the same on the
+// topology committed before (calls routed along it may still arrive). A
+// call that takes a longer detour (around a link down elsewhere, before the
+// leader commits a topology without it) is refused: its caller sees the
+// refusal and may retry once the topology is repaired.
+func (r *router) PlausibleSource(src, via nodeid.ID) bool {
+	return r.plausible(src, via) || r.prev != nil && r.prev.plausible(src, via)
+}
+
+// plausible is PlausibleSource for r's topology alone.
+func (r *router) plausible(src, via nodeid.ID) bool {
+	if r.closer(src, via, nil) {
+		return true
+	}
+	var down []nodeid.ID
+	for _, nb := range r.t.Neighbours(r.self) {
+		if nb != via && !r.connected(nb) {
+			down = append(down, nb)
+		}
+	}
+	return len(down) > 0 && r.closer(src, via, down)
+}
+
+// closer reports whether via is a neighbour of self one hop closer to src
+// than self, over the topology without self's links to down.
+func (r *router) closer(src, via nodeid.ID, down []nodeid.ID) bool {
+	key := viaKey{fmt.Sprint(down), via}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	self := r.primary
+	if down != nil {
+		var ok bool
+		if self, ok = r.alt[key.down]; !ok {
+			if len(r.alt) > 64 {
+				clear(r.alt)
+			}
+			self = topology.Routes(r.without(down), r.self)
+			r.alt[key.down] = self
+		}
+	}
+	if d, ok := self.Distance(via); !ok || d != 1 {
+		return false // not a neighbour
+	}
+	ds, ok := self.Distance(src)
+	if !ok {
+		return false
+	}
+	if via == src {
+		return true
+	}
+	rt, ok := r.via[key]
+	if !ok {
+		if len(r.via) > 256 {
+			clear(r.via)
+		}
+		t := r.t
+		if down != nil {
+			t = r.without(down)
+		}
+		rt = topology.Routes(t, via)
+		r.via[key] = rt
+	}
+	dv, ok := rt.Distance(src)
+	return ok && dv < ds
 }

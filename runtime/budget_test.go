@@ -85,6 +85,12 @@ func TestDecodeBudgetRefusesAmplification(t *testing.T) {
 			c := trellis.NewClient(p.client, p.server.ID(), testsvc.KitchenService)
 			call := func(args []byte) (_ uint64, err error) {
 				defer func() {
+					// The server closes the connection: reconnect once it has.
+					for deadline := time.Now().Add(10 * time.Second); p.client.Connected(p.server.ID()); time.Sleep(10 * time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Fatal("the server did not close the connection of an undecodable message")
+						}
+					}
 					if _, err2 := p.client.Connect(ctx, p.server.Addr().String()); err2 != nil {
 						t.Fatalf("reconnecting after %v: %v", err, err2) // the server closes the connection of a bad message
 					}

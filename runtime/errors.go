@@ -108,6 +108,18 @@ const (
 	codeTooLarge
 )
 
+// codeBadRef: a call or release named an object of the server that the
+// caller was not sent (see ErrBadRef), or a routed call came through a
+// link that its source makes implausible. Numbered apart from the list
+// above, which grows.
+const codeBadRef uint8 = 32
+
+// badRefError marks a handler's error as a refused reference (codeBadRef).
+type badRefError struct{ err error }
+
+func (e badRefError) Error() string { return e.err.Error() }
+func (e badRefError) Unwrap() error { return e.err }
+
 // wireError is the CBOR form of an error reply.
 type wireError struct {
 	_       struct{} `cbor:",toarray"`
@@ -230,6 +242,8 @@ func machineryError(w *wireError) error {
 		base = ErrUnknownMethod
 	case codeUnknownObject:
 		base = ErrReleased
+	case codeBadRef:
+		base = ErrBadRef
 	case codeBadRequest:
 		base = ErrProtocol
 	case codeCanceled:
@@ -258,7 +272,7 @@ func machineryError(w *wireError) error {
 // before its handler ran.
 func notRun(code uint8) bool {
 	switch code {
-	case codeUnknownMethod, codeUnknownObject, codeOverloaded, codeRefused, codeNoRoute:
+	case codeUnknownMethod, codeUnknownObject, codeBadRef, codeOverloaded, codeRefused, codeNoRoute:
 		return true
 	}
 	return false

@@ -127,7 +127,7 @@ func FuzzRelease(f *testing.F) {
 			return
 		}
 		n.releaseFrom(8, args.Refs)
-		if e := n.exported(ref.Object, 7); e == nil || e.holders[7] != 1 {
+		if e, _ := n.exported(ref.Object, 7); e == nil || e.holders[7] != 1 {
 			t.Fatalf("node 8's release changed node 7's holding")
 		}
 	})

@@ -34,7 +34,7 @@ var (
 // object alive (the scheme of Cap'n Proto).
 type refTable struct {
 	mu      sync.Mutex
-	next    uint64 // object IDs are never reused
+	ids     refIDs // object IDs: unguessable, never reused
 	exports map[uint64]*export
 	byObj   map[exportKey]uint64 // comparable objects, for reuse of their ID
 	held    map[NodeID]int       // objects each peer holds
@@ -74,6 +74,7 @@ type refCount struct {
 }
 
 func (t *refTable) init() {
+	t.ids = newRefIDs()
 	t.exports = make(map[uint64]*export)
 	t.byObj = make(map[exportKey]uint64)
 	t.held = make(map[NodeID]int)
@@ -107,8 +108,7 @@ func (n *Node) exportRef(v any, svc *ServiceDesc, dest NodeID) (Ref, error) {
 	}
 	e := t.exports[id]
 	if e == nil {
-		t.next++
-		id = t.next
+		id = t.ids.next()
 		e = &export{key: key, obj: v, svc: svc, holders: make(map[NodeID]uint64)}
 		t.exports[id] = e
 		if comparable {
@@ -154,9 +154,15 @@ func (n *Node) importRef(r Ref, svc *ServiceDesc, from NodeID) (any, *Client, er
 		t := &n.refs
 		t.mu.Lock()
 		e := t.exports[r.Object]
+		held := e != nil && e.holders[from] > 0
 		t.mu.Unlock()
-		if e == nil {
+		switch {
+		case e == nil:
 			return nil, nil, fmt.Errorf("%w: object %d of this node", ErrReleased, r.Object)
+		case !held && from != n.cfg.ID:
+			// A reference is valid only for the holder it was sent to.
+			n.refusedRef(from, r.Object, "passed back")
+			return nil, nil, fmt.Errorf("%w: node %s passed back object %d of this node, which it was not sent", ErrBadRef, from, r.Object)
 		}
 		return e.obj, nil, nil
 	}
@@ -287,14 +293,17 @@ func (n *Node) releaser() {
 // releaseStats counts the entries of a release that did not match what the
 // holder was sent.
 type releaseStats struct {
-	unknown int // objects not exported (any more), or never sent to the holder
+	unknown int // objects not exported (any more)
+	foreign int // objects exported, but not to the holder
 	excess  int // entries releasing more references than the holder was sent
 }
 
 // releaseFrom applies a release sent by holder: it only ever lowers the
 // holder's own counts. Entries that do not match what the holder was sent
-// are counted and logged as one summary, at most once per logEvery.
-func (n *Node) releaseFrom(holder NodeID, refs []refCount) {
+// are counted and logged as one summary, at most once per logEvery; if some
+// named objects exported to other nodes only, it returns an error for
+// which errors.Is(err, ErrBadRef) holds (the rest is applied).
+func (n *Node) releaseFrom(holder NodeID, refs []refCount) error {
 	var st releaseStats
 	t := &n.refs
 	for len(refs) > 0 {
@@ -306,12 +315,16 @@ func (n *Node) releaseFrom(holder NodeID, refs []refCount) {
 		}
 		t.mu.Unlock()
 	}
-	if st.unknown+st.excess > 0 {
+	if st.unknown+st.foreign+st.excess > 0 {
 		if ok, held := n.logs.allow("release", holder); ok {
 			n.log.Warn("trellis: a node released references it was not sent", "node", holder,
-				"unknown", st.unknown, "excess", st.excess, "earlier_messages_not_logged", held)
+				"unknown", st.unknown, "foreign", st.foreign, "excess", st.excess, "earlier_messages_not_logged", held)
 		}
 	}
+	if st.foreign > 0 {
+		return fmt.Errorf("%w: node %s released %d objects of node %s exported to other nodes", ErrBadRef, holder, st.foreign, n.cfg.Name)
+	}
+	return nil
 }
 
 // releaseOne applies one entry of a release. t.mu is held.
@@ -323,7 +336,7 @@ func (t *refTable) releaseOne(holder NodeID, rc refCount, st *releaseStats) {
 	}
 	held := e.holders[holder]
 	if held == 0 {
-		st.unknown++
+		st.foreign++
 		return
 	}
 	if rc.Count > held {
@@ -369,16 +382,25 @@ func (n *Node) ForgetNode(id NodeID) {
 	delete(t.release, id)
 }
 
-// exported returns the object id designates if caller holds it.
-func (n *Node) exported(id uint64, caller NodeID) *export {
+// exported returns the object id designates if caller holds it, and
+// whether it exists at all.
+func (n *Node) exported(id uint64, caller NodeID) (e *export, exists bool) {
 	t := &n.refs
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.exports[id]
+	e = t.exports[id]
 	if e == nil || e.holders[caller] == 0 {
-		return nil
+		return nil, e != nil
 	}
-	return e
+	return e, true
+}
+
+// refusedRef logs, at most once per logEvery and peer, that peer named an
+// object of this node that it was not sent.
+func (n *Node) refusedRef(peer NodeID, object uint64, how string) {
+	if ok, held := n.logs.allow("badref", peer); ok {
+		n.log.Warn("trellis: a node named an object it was not sent", "node", peer, "object", object, "how", how, "earlier_not_logged", held)
+	}
 }
 
 // RefStats counts a node's references.
@@ -472,7 +494,9 @@ var refsReleaseMethod = &MethodDesc{
 		if len(args.Refs) > maxReleaseEntries { // decoded reflectively
 			return fmt.Errorf("trellis: node %s: a release of %d entries, more than %d", call.node.cfg.Name, len(args.Refs), maxReleaseEntries)
 		}
-		call.node.releaseFrom(call.caller, args.Refs)
+		if err := call.node.releaseFrom(call.caller, args.Refs); err != nil {
+			return badRefError{err}
+		}
 		return nil
 	},
 }

@@ -100,7 +100,7 @@ func TestHostileReleaseBounded(t *testing.T) {
 	t.Run("many releases at the cap", func(t *testing.T) {
 		attack(t, bogus(maxReleaseEntries), 50)
 	})
-	if e := server.exported(ref.Object, victim); e == nil || e.holders[victim] != 1 {
+	if e, _ := server.exported(ref.Object, victim); e == nil || e.holders[victim] != 1 {
 		t.Fatal("the attacker's releases changed the holding of another node")
 	}
 	total, release := logs.count("released")

@@ -25,6 +25,60 @@ type AvoidingRouter interface {
 	NextHopAvoiding(dst, avoid NodeID) (next NodeID, ok bool)
 }
 
+// A SourceChecker is a Router that also judges where a routed message may
+// come from. A routed message names its source, which the node that
+// serves it takes as the caller (whose references it may use); a node
+// accepts one from a neighbour only if that neighbour is the source, or
+// lies on a route the source's messages plausibly take to this node.
+// Without a SourceChecker, a node accepts a routed message from a
+// neighbour other than its source only if its own route back to the source
+// goes through that neighbour (routes are symmetric).
+type SourceChecker interface {
+	Router
+	// PlausibleSource reports whether a routed message from node src may
+	// arrive from neighbour via (never src itself).
+	PlausibleSource(src, via NodeID) bool
+}
+
+// plausibleSource reports whether a routed message from src may arrive
+// from p (see SourceChecker).
+func (n *Node) plausibleSource(p *peer, src NodeID) bool {
+	if src == p.id {
+		return true
+	}
+	rp := n.router.Load()
+	if rp == nil {
+		return false // no routes: only neighbours send
+	}
+	if sc, ok := (*rp).(SourceChecker); ok {
+		return sc.PlausibleSource(src, p.id)
+	}
+	next, ok := (*rp).NextHop(src)
+	return ok && next == p.id
+}
+
+// refuseSource answers a routed call whose source is implausible for the
+// link it came on: with ErrBadRef if it names a reference, ErrNoRoute
+// otherwise (for an honest caller, whose call took a route this node does
+// not know yet, it is a routing failure); it is logged at most once per
+// logEvery and neighbour.
+func (n *Node) refuseSource(p *peer, req *request, id uint64) {
+	n.implausible(p, req.src, "call")
+	code := uint8(codeNoRoute)
+	if req.object != 0 {
+		code = codeBadRef
+	}
+	n.replyError(p, id, wireError{Code: code, Message: fmt.Sprintf("node %s: a routed call from %s cannot come from %s", n.cfg.Name, req.src, p.id)})
+}
+
+// implausible logs, at most once per logEvery and neighbour, a routed
+// message whose source is implausible for its link.
+func (n *Node) implausible(p *peer, src NodeID, what string) {
+	if ok, held := n.logs.allow("source", p.id); ok {
+		n.log.Warn("trellis: refused a routed message whose source cannot send through its link", "peer", p.id, "source", src, "message", what, "earlier_not_logged", held)
+	}
+}
+
 // DefaultMaxHops is the hop budget of a routed call; a call that has used it
 // up fails with ErrNoRoute, so a routing loop cannot circulate a call.
 const DefaultMaxHops = 16

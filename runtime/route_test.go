@@ -95,6 +95,12 @@ func TestNoRouteAndTTL(t *testing.T) {
 	}
 }
 
+// trustingRoutes is a routing table that accepts routed calls from any
+// source through any link.
+type trustingRoutes struct{ routes }
+
+func (trustingRoutes) PlausibleSource(src, via trellis.NodeID) bool { return true }
+
 func TestHopBudgetEndsRoutingCycle(t *testing.T) {
 	ns := chain(t, "A", "B", "C")
 	ctx := testCtx(t)
@@ -102,10 +108,12 @@ func TestHopBudgetEndsRoutingCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A cycle: A sends 777 to B, B to C, C to A... no relay sends the call
-	// back where it came from, so only the hop budget ends it.
-	ns[0].SetRouter(routes{777: ns[1].ID()})
-	ns[1].SetRouter(routes{777: ns[2].ID()})
-	ns[2].SetRouter(routes{777: ns[0].ID()})
+	// back where it came from, and these routers accept any source (with
+	// the default check, C would refuse A's call from B, its route to A
+	// being direct), so only the hop budget ends it.
+	ns[0].SetRouter(trustingRoutes{routes{777: ns[1].ID()}})
+	ns[1].SetRouter(trustingRoutes{routes{777: ns[2].ID()}})
+	ns[2].SetRouter(trustingRoutes{routes{777: ns[0].ID()}})
 	err := testsvc.NewKitchenProxy(ns[0], 777).Nothing(ctx)
 	if !errors.Is(err, trellis.ErrNoRoute) || !strings.Contains(err.Error(), "hop budget") {
 		t.Fatalf("call caught in a routing cycle: %v, want ErrNoRoute for the hop budget", err)

@@ -128,6 +128,10 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	if err := parseRequest(payload, &req); err != nil {
 		return &transport.ProtocolError{Reason: fmt.Sprintf("call %d: %v", id, err)}
 	}
+	if req.routed && !n.plausibleSource(p, req.src) {
+		n.refuseSource(p, &req, id)
+		return nil
+	}
 	if req.routed && req.dst != n.cfg.ID {
 		return n.relay(p, id, &req, payload)
 	}
@@ -202,8 +206,12 @@ func (n *Node) lookup(req *request, caller NodeID) (*methodEntry, uint8, string)
 		}
 		return nil, codeUnknownMethod, fmt.Sprintf("node %s has no method with ID %#x (is the caller generated from the same interface?)", n.cfg.Name, req.method)
 	}
-	x := n.exported(req.object, caller)
-	if x == nil {
+	x, exists := n.exported(req.object, caller)
+	switch {
+	case x == nil && exists:
+		n.refusedRef(caller, req.object, "called")
+		return nil, codeBadRef, fmt.Sprintf("node %s did not send object %d to node %s", n.cfg.Name, req.object, caller)
+	case x == nil:
 		return nil, codeUnknownObject, fmt.Sprintf("node %s exports no object %d to node %s (released, or never sent)", n.cfg.Name, req.object, caller)
 	}
 	for _, m := range x.svc.Methods {
@@ -253,6 +261,7 @@ func (sc *ServerCall) serve() {
 		var de *decodeError
 		var pe panicError
 		var ee *encodeError
+		var be badRefError
 		switch {
 		case errors.As(err, &pe):
 			w = wireError{Code: codePanic, Message: pe.Error()}
@@ -260,6 +269,8 @@ func (sc *ServerCall) serve() {
 			w = wireError{Code: codeInternal, Message: ee.Error()}
 		case errors.As(err, &de):
 			w = wireError{Code: codeBadRequest, Message: de.Error()}
+		case errors.As(err, &be):
+			w = wireError{Code: codeBadRef, Message: be.Error()}
 		case cancelled == context.DeadlineExceeded && errors.Is(err, context.DeadlineExceeded):
 			w = wireError{Code: codeDeadline, Message: err.Error()}
 		case cancelled == context.Canceled && errors.Is(err, context.Canceled):

@@ -140,6 +140,10 @@ func (n *Node) handleStream(p *peer, payload []byte) error {
 	if err := parseRequest(payload, &req); err != nil {
 		return &transport.ProtocolError{Reason: fmt.Sprintf("stream message: %v", err)}
 	}
+	if req.routed && !n.plausibleSource(p, req.src) {
+		n.implausible(p, req.src, "stream")
+		return nil // dropped: the stream's ends time out or are reset
+	}
 	if req.routed && req.dst != n.cfg.ID {
 		if req.ttl == 0 {
 			return nil // dropped; the stream's ends time out or are reset

@@ -37,7 +37,7 @@ func (n *Node) handleStreamBody(p *peer, body *transport.Body) error {
 		return err // the connection failed: the transport says why
 	}
 	var req request
-	if parseRequest(head, &req) == nil && req.method == opData && (!req.routed || req.dst == n.cfg.ID) {
+	if parseRequest(head, &req) == nil && req.method == opData && (!req.routed || req.dst == n.cfg.ID && n.plausibleSource(p, req.src)) {
 		seq, k := binary.Uvarint(req.body)
 		if k > 0 && len(req.body) > k && req.body[k] == 0 { // plain data, its header within head
 			from := p.id
