@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 

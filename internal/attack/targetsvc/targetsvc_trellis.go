@@ -717,7 +717,7 @@ func (v *targetStringsArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.Ss = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(24)
 		if err != nil {
 			return err
 		}
@@ -726,7 +726,7 @@ func (v *targetStringsArgs) DecodeCBOR(d *wire.Decoder) error {
 			if d.Nil() {
 				v.Ss[i0] = nil
 			} else {
-				n2, err := d.Array()
+				n2, err := d.Slice(16)
 				if err != nil {
 					return err
 				}

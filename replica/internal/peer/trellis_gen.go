@@ -96,7 +96,7 @@ func (v *peerAdoptArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.Entries = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(80)
 		if err != nil {
 			return err
 		}
@@ -284,7 +284,7 @@ func (v *peerDropArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.Keys = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(16)
 		if err != nil {
 			return err
 		}
@@ -385,7 +385,7 @@ func (v *peerHeldResults) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.R0 = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(80)
 		if err != nil {
 			return err
 		}
@@ -602,7 +602,7 @@ func (v *peerReplicateArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.Entries = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(80)
 		if err != nil {
 			return err
 		}
@@ -650,7 +650,7 @@ func (v *peerReplicateResults) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		v.R0 = nil
 	} else {
-		n1, err := d.Array()
+		n1, err := d.Slice(80)
 		if err != nil {
 			return err
 		}
