@@ -24,7 +24,7 @@ func forgedCall(t *testing.T, x *Node, to NodeID, req request, m *MethodDesc, ar
 	if _, err := x.encode(args, &buf.Buffer, to); err != nil {
 		t.Fatal(err)
 	}
-	cl := callPool.Get().(*call)
+	cl := x.newCall()
 	cl.results, cl.svc, cl.method, cl.target, cl.err, cl.transformer, cl.info = results, echoDesc, m, to, nil, nil, nil
 	id := p.nextCall.Add(1)
 	p.mu.Lock()
