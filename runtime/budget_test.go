@@ -187,7 +187,7 @@ func (l *logText) contains(s string) bool {
 // newPairLogged is newPair with the server's logs kept in logs.
 func newPairLogged(t *testing.T, logs *logText) *pair {
 	t.Helper()
-	server, err := trellis.NewNode(trellis.Config{Name: "server", Addr: "127.0.0.1:0", Logger: slog.New(logs)})
+	server, err := trellis.NewNode(trellis.Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}

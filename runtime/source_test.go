@@ -58,7 +58,7 @@ type echoMsg struct {
 // work, and the server logs the refusals once, not once per message.
 func TestRoutedCallCannotUseAnotherPeersReference(t *testing.T) {
 	logs := &countingHandler{}
-	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Logger: slog.New(logs)})
+	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func (r staticRoutes) NextHop(dst NodeID) (NodeID, bool) {
 
 func newTestNode(t *testing.T, name string) *Node {
 	t.Helper()
-	n, err := NewNode(Config{Name: name})
+	n, err := NewNode(Config{Name: name, Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
 	}
