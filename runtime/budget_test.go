@@ -116,6 +116,9 @@ func TestDecodeBudgetRefusesAmplification(t *testing.T) {
 			case errors.Is(err, trellis.ErrProtocol) && strings.Contains(err.Error(), "budget"):
 			case errors.Is(err, trellis.ErrUnreachable) && logs.contains("budget"):
 			default:
+				logs.mu.Lock()
+				t.Logf("server logs: %q", logs.lines)
+				logs.mu.Unlock()
 				t.Fatalf("call with a %d MiB amplifying message: %v, want ErrProtocol naming the budget", size>>20, err)
 			}
 			if allocated > base+size {
@@ -187,7 +190,10 @@ func (l *logText) contains(s string) bool {
 // newPairLogged is newPair with the server's logs kept in logs.
 func newPairLogged(t *testing.T, logs *logText) *pair {
 	t.Helper()
-	server, err := trellis.NewNode(trellis.Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, Logger: slog.New(logs)})
+	// 16 MiB messages under -race on a busy machine may stall a node for
+	// seconds: keepalives must not end the connections meanwhile.
+	const keepalive = time.Minute
+	server, err := trellis.NewNode(trellis.Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, Logger: slog.New(logs), KeepaliveTimeout: keepalive})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +206,11 @@ func newPairLogged(t *testing.T, logs *logText) *pair {
 	if err := testsvc.RegisterKitchen(server, impl); err != nil {
 		t.Fatal(err)
 	}
-	client := newNode(t, "client", "")
+	client, err := trellis.NewNode(trellis.Config{Name: "client", Keyring: testKeyring, KeepaliveTimeout: keepalive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(context.Background()) })
 	if _, err := client.Connect(testCtx(t), server.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
