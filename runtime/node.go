@@ -54,7 +54,14 @@ type Node struct {
 
 // NewNode creates a node and, if cfg.Addr is set, starts listening. It
 // fails with an error wrapping transport.ErrNoAuth when cfg has no Keyring,
-// no TLS and not Insecure.
+// no TLS and not Insecure; a node that fails leaves nothing running.
+//
+// A node with an Addr accepts calls as soon as NewNode returns: a call
+// that arrives before its service is registered fails with
+// ErrUnknownMethod (it was not run, so the caller may retry). To have
+// every service registered before the first call can arrive, leave Addr
+// empty, register, then call Serve with a listener (see the example of
+// Serve), as with net/http and gRPC.
 func NewNode(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
 	tcfg := transport.Config{
@@ -97,19 +104,23 @@ func NewNode(cfg Config) (*Node, error) {
 	if err := n.Register(refsService, n); err != nil {
 		return nil, err
 	}
+	tcfg.Logger = n.log
+	n.tcfg = tcfg
+	// Listen before starting anything, so that a node that cannot listen
+	// (the port is in use) leaves no goroutine behind.
+	var ln *transport.Listener
+	if cfg.Addr != "" {
+		if ln, err = transport.Listen(cfg.Addr, n.tcfg); err != nil {
+			return nil, fmt.Errorf("trellis: node %s: %w", cfg.Name, err)
+		}
+	}
 	n.bg.Add(2)
 	go n.releaser()
 	go func() {
 		defer n.bg.Done()
 		n.inline.run(n.inlineStop)
 	}()
-	tcfg.Logger = n.log
-	n.tcfg = tcfg
-	if cfg.Addr != "" {
-		ln, err := transport.Listen(cfg.Addr, n.tcfg)
-		if err != nil {
-			return nil, fmt.Errorf("trellis: node %s: %w", cfg.Name, err)
-		}
+	if ln != nil {
 		n.ln = ln
 		n.bg.Add(1)
 		go n.acceptLoop(ln)
@@ -119,7 +130,9 @@ func NewNode(cfg Config) (*Node, error) {
 
 // Serve makes the node accept connections from ln, which it owns from then
 // on (Close closes it): a listener the caller made, for a node whose Config
-// has no Addr. A node serves at most one listener.
+// has no Addr, such as one inherited from a supervisor, or one opened after
+// the services were registered. It returns once the node accepts; the node
+// serves until Close. A node serves at most one listener.
 func (n *Node) Serve(ln net.Listener) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
