@@ -85,6 +85,7 @@ func (fm *farm) start(ctx context.Context, i int, name, httpAddr string) (*proc,
 		cmd.Args = append(cmd.Args, "-status", "127.0.0.1:0")
 	}
 	cmd.Stderr = fm.out
+	cmd.SysProcAttr = procAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -64,7 +64,11 @@ func runServer(f serverFlags) error {
 	if err != nil {
 		return err
 	}
-	defer node.Close(context.Background())
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		node.Close(ctx)
+	}()
 	disc, err := membership.New(membership.Config{
 		ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
 		Keyring: ring, ClusterLabel: "sessions-example",
