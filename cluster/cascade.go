@@ -394,6 +394,7 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 	c.committed = t
 	c.committedBy = leader
 	c.committedAt = time.Now()
+	c.committedLocked(t)
 	c.pending = nil
 	c.blocked = ""
 	c.refused = ""

@@ -1,5 +1,19 @@
 // Package cluster federates Trellis nodes: it ties a runtime.Node to a
-// membership.Discovery and a topology.Strategy. The leader (the oldest live
+// membership.Discovery and a topology.Strategy.
+//
+// An application joins with one call, serves its services on the member's
+// node, and follows the topology:
+//
+//	c, err := cluster.Join(ctx, cluster.Options{Name: "node1", Key: key, Seeds: seeds})
+//	...
+//	defer c.Leave(context.Background())
+//	kv.RegisterStore(c.Node(), store)
+//	for _, nb := range c.Neighbours() { ... }
+//	sub := c.Subscribe(0) // every committed topology, in order
+//
+// New and Start are the lower-level way, for a node and a membership made
+// and owned by the caller.
+// The leader (the oldest live
 // member) computes each new topology when the membership changes and
 // cascades it to the members in two phases (prepare, then commit) through
 // the generated controlplane.Cascade service; every member then keeps
@@ -95,11 +109,17 @@ type Cluster struct {
 
 	stats cascadeStats
 
-	kick    chan struct{}
-	started time.Time
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	sub     *membership.Subscription
+	subs         map[*Subscription]struct{} // topology subscriptions, published to under mu
+	topicsClosed bool
+
+	kick     chan struct{}
+	started  time.Time
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	sub      *membership.Subscription
+	stopOnce sync.Once
+
+	owned bool // made by Join: the cluster owns the node and the membership
 }
 
 // New returns a cluster for cfg.Node; Start makes it run.
@@ -168,13 +188,30 @@ func (c *Cluster) Start() error {
 	return nil
 }
 
-// Close stops the cluster's goroutines. It neither leaves the membership nor
-// closes the node: the caller owns both.
+// Close stops the cluster at once. A cluster made by Join also closes its
+// membership without a goodbye (the others will declare the member failed)
+// and its node without draining (see Leave for the graceful way). A cluster
+// made by New only stops its goroutines: its caller owns the node and the
+// membership.
 func (c *Cluster) Close() {
-	if c.cancel != nil {
-		c.cancel()
-		c.sub.Close()
+	c.stop()
+	if c.owned {
+		c.disc.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		c.node.Close(ctx)
 	}
+	c.closeTopics()
+}
+
+// stop stops the cluster's goroutines.
+func (c *Cluster) stop() {
+	c.stopOnce.Do(func() {
+		if c.cancel != nil {
+			c.cancel()
+			c.sub.Close()
+		}
+	})
 	c.wg.Wait()
 }
 

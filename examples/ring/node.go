@@ -13,7 +13,6 @@ import (
 
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/examples/ring/ringsvc"
-	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/membership/memberlist"
 	"github.com/trellisrpc/trellis/nodeid"
@@ -56,57 +55,35 @@ func runNode(f nodeFlags, control bool) error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	// One keyring for the RPC handshakes and the heartbeats: only holders
-	// of the key join, and one Set would rotate both.
-	ring, err := keyring.New([]byte(f.key))
-	if err != nil {
-		return err
-	}
-	node, err := runtime.NewNode(runtime.Config{Name: f.name, Addr: f.addr, Keyring: ring, Logger: logger})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	c, err := cluster.Join(startCtx, cluster.Options{
+		Name: f.name, Addr: f.addr, Key: []byte(f.key), Label: "ring-example",
+		// Unicast on loopback: multicast must not leave the machine.
+		GossipAddr: f.gossip, Seeds: strings.Split(f.seed, ","),
+		Strategy: strategy, Logger: logger, Discovery: discovery(f.backend),
+	})
+	cancel()
 	if err != nil {
 		return err
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		node.Close(ctx)
+		c.Leave(ctx)
 	}()
-	if err := ringsvc.RegisterWhere(node, where{f.name}); err != nil {
+	if err := ringsvc.RegisterWhere(c.Node(), where{f.name}); err != nil {
 		return err
 	}
-	disc, err := newDiscovery(f, node, ring, logger)
-	if err != nil {
-		return err
-	}
-	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err = disc.Start(startCtx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		disc.Leave(ctx)
-	}()
-	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: strategy, Logger: logger})
-	if err != nil {
-		return err
-	}
-	if err := cl.Start(); err != nil {
-		return err
-	}
-	defer cl.Close()
 
 	out := bufio.NewWriter(os.Stdout)
 	say := func(format string, args ...any) {
 		fmt.Fprintf(out, format+"\n", args...)
 		out.Flush()
 	}
-	say("READY %s rpc=%s id=%s", f.name, node.Addr(), node.ID())
+	say("READY %s rpc=%s id=%s", f.name, c.Node().Addr(), c.ID())
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -115,18 +92,28 @@ func runNode(f nodeFlags, control bool) error {
 			lines <- sc.Text()
 		}
 	}()
-	var epoch uint64
-	for {
-		wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		t, _ := cl.Wait(wctx, func(t topology.Topology) bool { return t.Epoch > epoch })
-		cancel()
-		if t.Epoch > epoch {
-			epoch = t.Epoch
-			say("TOPOLOGY %s epoch=%d members=%d leader=%s %s", f.name, t.Epoch, len(t.Members), t.Members[0].Name, strings.ReplaceAll(topology.Diagram(t), "\n", "; "))
+	changes := c.Subscribe(0)
+	defer changes.Close()
+	topologies := make(chan topology.Topology)
+	go func() {
+		for {
+			ch, err := changes.Next(ctx)
+			if err != nil {
+				return
+			}
+			select {
+			case topologies <- ch.Topology:
+			case <-ctx.Done():
+				return
+			}
 		}
+	}()
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case t := <-topologies:
+			say("TOPOLOGY %s epoch=%d members=%d leader=%s %s", f.name, t.Epoch, len(t.Members), t.Members[0].Name, strings.ReplaceAll(topology.Diagram(t), "\n", "; "))
 		case line, ok := <-lines:
 			if !ok {
 				if control {
@@ -140,18 +127,17 @@ func runNode(f nodeFlags, control bool) error {
 			case "quit":
 				return nil
 			case "call":
-				say("%s", call(ctx, node, cl, f.name, arg))
+				say("%s", call(ctx, c, f.name, arg))
 			case "":
 			default:
 				say("ERROR unknown command %q (try: call NAME, quit)", cmd)
 			}
-		default:
 		}
 	}
 }
 
 // call makes a routed call to the node named name and describes the route.
-func call(ctx context.Context, node *runtime.Node, cl *cluster.Cluster, self, name string) string {
+func call(ctx context.Context, cl *cluster.Cluster, self, name string) string {
 	t := cl.Topology()
 	var target topology.Member
 	for _, m := range t.Members {
@@ -170,7 +156,7 @@ func call(ctx context.Context, node *runtime.Node, cl *cluster.Cluster, self, na
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	ans, err := ringsvc.NewWhereProxy(node, target.ID).Where(cctx, self)
+	ans, err := ringsvc.NewWhereProxy(cl.Node(), target.ID).Where(cctx, self)
 	if err != nil {
 		return fmt.Sprintf("CALL %s -> %s failed: %v", self, name, err)
 	}
@@ -178,27 +164,20 @@ func call(ctx context.Context, node *runtime.Node, cl *cluster.Cluster, self, na
 		self, name, ans.Node, ans.Hops, time.Since(start).Round(time.Microsecond), strings.Join(hops, " -> "))
 }
 
-// newDiscovery returns the membership backend f names, with the node's
-// identity: the built-in one on unicast seeds, or memberlist with the Local
+// discovery returns the membership backend the -membership flag names: nil
+// for the built-in one (on unicast seeds), or memberlist with the Local
 // preset (probes every second) and a rejoin every second, so that a healed
 // partition merges quickly.
-func newDiscovery(f nodeFlags, node *runtime.Node, ring *keyring.Ring, logger *slog.Logger) (membership.Discovery, error) {
-	switch f.backend {
-	case "builtin", "":
-		return membership.New(membership.Config{
-			ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
-			Keyring: ring, ClusterLabel: "ring-example",
-			// Unicast on loopback: multicast must not leave the machine.
-			DisableMulticast: true, BindAddr: f.gossip, Seeds: strings.Split(f.seed, ","),
-			Logger: logger,
-		})
-	case "memberlist":
+func discovery(backend string) func(membership.Config) (membership.Discovery, error) {
+	if backend != "memberlist" {
+		return nil
+	}
+	return func(mc membership.Config) (membership.Discovery, error) {
 		return memberlist.New(memberlist.Config{
-			ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
-			Keyring: ring, ClusterLabel: "ring-example",
-			BindAddr: f.gossip, Seeds: strings.Split(f.seed, ","),
-			Preset: memberlist.Local, RejoinInterval: time.Second, Logger: logger,
+			ID: mc.ID, Name: mc.Name, Addr: mc.Addr,
+			Keyring: mc.Keyring, ClusterLabel: mc.ClusterLabel,
+			BindAddr: mc.BindAddr, Seeds: mc.Seeds,
+			Preset: memberlist.Local, RejoinInterval: time.Second, Logger: mc.Logger,
 		})
 	}
-	return nil, fmt.Errorf("unknown membership backend %q (builtin or memberlist)", f.backend)
 }

@@ -1,0 +1,275 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/trellisrpc/trellis/keyring"
+	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/topology"
+)
+
+// DefaultAddr is the RPC address a joining node listens on when
+// Options.Addr is empty: every interface, a port chosen by the system.
+const DefaultAddr = ":0"
+
+// Options configure Join. Only Key (or Keys) is required: with nothing
+// else, the node listens on a free port, finds the other members by UDP
+// multicast on the local link, and arranges them in a ring that commits
+// while a majority of the last topology's members are visible.
+type Options struct {
+	// Name is the member's human-readable name (default: the host name).
+	Name string
+	// ID is the member's identity (default: a random one).
+	ID nodeid.ID
+	// Addr is the TCP address the node listens on for RPC (default
+	// DefaultAddr). The port may be 0.
+	Addr string
+	// AdvertiseAddr is the RPC address the other members dial (default: the
+	// listening address, its host replaced by an address of this machine
+	// when it is unspecified, as in ":0").
+	AdvertiseAddr string
+
+	// Key is the cluster key (at least 32 bytes): it authenticates the
+	// heartbeats and every RPC connection (a handshake that proves both ends
+	// hold it). Keys, when set, are the keys instead: the first signs, all
+	// verify. Keyring, when set, is the ring itself (keyring.Ring.Set then
+	// rotates the keys of both without downtime).
+	Key     []byte
+	Keys    [][]byte
+	Keyring *keyring.Ring
+	// Insecure lets RPC connections open without the key's handshake (the
+	// heartbeats are authenticated all the same): for a trusted network,
+	// or with TLS.
+	Insecure bool
+	// Label names the cluster: members of clusters with different labels
+	// ignore each other even if they share a key (default
+	// membership.DefaultClusterLabel).
+	Label string
+
+	// Seeds are the UDP addresses ("host:port"; host names are resolved
+	// again every SeedRefresh) of members to heartbeat for discovery. With
+	// Seeds, multicast is off unless Multicast is set; without them,
+	// members are discovered by multicast.
+	Seeds []string
+	// Multicast keeps multicast discovery on alongside Seeds.
+	Multicast bool
+	// GossipAddr is the local UDP address of the membership (default
+	// ":7947" with Seeds, any port otherwise); the first member of a
+	// seeded cluster listens on the seed address.
+	GossipAddr string
+	// SeedRefresh is how often seed host names are resolved again
+	// (default 30 s).
+	SeedRefresh time.Duration
+
+	// TLS, when set, secures every RPC connection (see runtime.Config.TLS).
+	TLS *tls.Config
+	// Strategy arranges the members (default topology.Ring{}).
+	Strategy topology.Strategy
+	// Policy decides when the leader may commit a topology (default
+	// topology.Majority{}).
+	Policy topology.Policy
+	// Logger receives the logs of the node, the membership and the
+	// cluster; nil discards them.
+	Logger *slog.Logger
+
+	// Node, Membership and Cluster, when set, adjust the configuration of
+	// each part after Join has filled it in, for settings Options does not
+	// name (timeouts, limits, failure detection...).
+	Node       func(*runtime.Config)
+	Membership func(*membership.Config)
+	Cluster    func(*Config)
+	// Discovery, when set, creates the membership backend from the
+	// configuration Join computed, instead of membership.New: another
+	// backend (memberlist, a test network) plugs in here.
+	Discovery func(membership.Config) (membership.Discovery, error)
+}
+
+// Join starts a member of a cluster: an RPC node, its membership and its
+// place in the topology, all owned by the returned Cluster. ctx bounds the
+// start-up only. Register the services the member serves on c.Node() (they
+// are advertised to the other members), and end with Leave, or Close.
+func Join(ctx context.Context, o Options) (c *Cluster, err error) {
+	ring := o.Keyring
+	if ring == nil {
+		keys := o.Keys
+		if len(keys) == 0 && o.Key != nil {
+			keys = [][]byte{o.Key}
+		}
+		if len(keys) == 0 {
+			return nil, errors.New("cluster: join: Options.Key is required")
+		}
+		if ring, err = keyring.New(keys...); err != nil {
+			return nil, fmt.Errorf("cluster: join: %w", err)
+		}
+	}
+	if o.Name == "" {
+		o.Name, _ = os.Hostname()
+	}
+	if o.ID == nodeid.None {
+		o.ID = nodeid.New()
+	}
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+	}
+	if o.SeedRefresh <= 0 {
+		o.SeedRefresh = 30 * time.Second
+	}
+
+	ncfg := runtime.Config{Name: o.Name, ID: o.ID, Addr: o.Addr, Label: o.Label, TLS: o.TLS, Logger: o.Logger}
+	if o.Insecure {
+		ncfg.Insecure = true
+	} else {
+		ncfg.Keyring = ring
+	}
+	if o.Node != nil {
+		o.Node(&ncfg)
+	}
+	node, err := runtime.NewNode(ncfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: join: %w", err)
+	}
+	closeNode := func() {
+		cctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		node.Close(cctx)
+	}
+	addr := o.AdvertiseAddr
+	if addr == "" {
+		if node.Addr() == nil {
+			closeNode()
+			return nil, errors.New("cluster: join: the node does not listen (Options.Node cleared Addr?)")
+		}
+		addr = advertiseAddr(node.Addr())
+	}
+
+	mcfg := membership.Config{
+		ID: node.ID(), Name: node.Name(), Addr: addr,
+		ClusterLabel: o.Label, Keyring: ring,
+		DisableMulticast: len(o.Seeds) > 0 && !o.Multicast,
+		BindAddr:         o.GossipAddr, Seeds: o.Seeds, SeedRefresh: o.SeedRefresh,
+		Logger: o.Logger,
+	}
+	if o.Membership != nil {
+		o.Membership(&mcfg)
+	}
+	var disc membership.Discovery
+	if o.Discovery != nil {
+		disc, err = o.Discovery(mcfg)
+	} else {
+		disc, err = membership.New(mcfg)
+	}
+	if err != nil {
+		closeNode()
+		return nil, fmt.Errorf("cluster: join: %w", err)
+	}
+
+	ccfg := Config{Node: node, Discovery: disc, Strategy: o.Strategy, Policy: o.Policy, Logger: o.Logger}
+	if o.Cluster != nil {
+		o.Cluster(&ccfg)
+	}
+	c, err = New(ccfg)
+	if err != nil {
+		closeNode()
+		return nil, err
+	}
+	c.owned = true
+	if err := disc.Start(ctx); err != nil {
+		disc.Close()
+		closeNode()
+		return nil, fmt.Errorf("cluster: join: %w", err)
+	}
+	if err := c.Start(); err != nil {
+		disc.Close()
+		closeNode()
+		return nil, err
+	}
+	return c, nil
+}
+
+// advertiseAddr returns the address other machines can dial for a listening
+// address: an unspecified host is replaced by this machine's first
+// non-loopback IPv4 address (loopback if it has none).
+func advertiseAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	host := "127.0.0.1"
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, ia := range addrs {
+			if ipn, ok := ia.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				host = ipn.IP.String()
+				break
+			}
+		}
+	}
+	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+}
+
+// Node returns the member's RPC node: register services on it, and make
+// plain proxies with it.
+func (c *Cluster) Node() *runtime.Node { return c.node }
+
+// Discovery returns the member's membership backend.
+func (c *Cluster) Discovery() membership.Discovery { return c.disc }
+
+// ID returns the member's ID.
+func (c *Cluster) ID() nodeid.ID { return c.self }
+
+// leaveWait is how many reconciliation intervals Leave waits for the
+// neighbours to drop their connections (the leader sees the departure at
+// once, cascades in milliseconds and drains removed edges after three
+// intervals).
+const leaveWait = 10
+
+// Leave leaves the cluster gracefully: the member announces its departure
+// (the others drop it at once instead of waiting to declare it failed),
+// waits until its neighbours have moved to a topology without it, so that
+// calls relayed through it are not cut, then closes the node, letting the
+// calls it serves finish. ctx bounds the whole; when it is done, what is
+// left is cut short. For a cluster made with New, Leave only stops the
+// cluster's goroutines, like Close: its caller owns the node and the
+// membership.
+func (c *Cluster) Leave(ctx context.Context) error {
+	if !c.owned {
+		c.Close()
+		return nil
+	}
+	c.stop()
+	lerr := c.disc.Leave(ctx)
+	// The others cascade a topology without this member and drain their
+	// connections to it; wait for that, serving meanwhile, but not long:
+	// when the whole cluster stops, nobody is left to cascade.
+	wait := time.NewTimer(leaveWait * c.cfg.Interval)
+	defer wait.Stop()
+	tick := time.NewTicker(c.cfg.Interval)
+	defer tick.Stop()
+wait:
+	for len(c.node.Peers()) > 0 {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-wait.C:
+			break wait
+		case <-tick.C:
+		}
+	}
+	nerr := c.node.Close(ctx)
+	c.closeTopics()
+	if lerr != nil && !errors.Is(lerr, membership.ErrClosed) {
+		return fmt.Errorf("cluster: leave: %w", lerr)
+	}
+	if nerr != nil {
+		return fmt.Errorf("cluster: leave: %w", nerr)
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/topology"
+)
+
+// joined is a set of members started with cluster.Join on loopback.
+type joined struct {
+	t    *testing.T
+	seed string
+	cs   []*cluster.Cluster
+}
+
+// joinN starts n members named M0..M(n-1), M0 on the seed address.
+func joinN(t *testing.T, n int, tune ...func(*cluster.Options)) *joined {
+	t.Helper()
+	j := &joined{t: t, seed: freeUDPAddr(t)}
+	for i := range n {
+		j.join(fmt.Sprintf("M%d", i), tune...)
+	}
+	return j
+}
+
+// join starts one more member.
+func (j *joined) join(name string, tune ...func(*cluster.Options)) *cluster.Cluster {
+	j.t.Helper()
+	gossip := "127.0.0.1:0"
+	if len(j.cs) == 0 {
+		gossip = j.seed
+	}
+	o := cluster.Options{
+		Name: name, Addr: "127.0.0.1:0", Key: testKey,
+		GossipAddr: gossip, Seeds: []string{j.seed},
+	}
+	for _, f := range tune {
+		f(&o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := cluster.Join(ctx, o)
+	if err != nil {
+		j.t.Fatalf("join %s: %v", name, err)
+	}
+	j.t.Cleanup(c.Close)
+	j.cs = append(j.cs, c)
+	return c
+}
+
+// waitMembers waits until every cluster in cs has committed a topology of
+// exactly n members, and returns the first one's.
+func waitMembers(t *testing.T, n int, cs ...*cluster.Cluster) topology.Topology {
+	t.Helper()
+	var top topology.Topology
+	for _, c := range cs {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		tp, err := c.Wait(ctx, func(tp topology.Topology) bool { return len(tp.Members) == n })
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", c.Node().Name(), err)
+		}
+		if top.Epoch == 0 {
+			top = tp
+		}
+	}
+	return top
+}
+
+func TestJoinLeave(t *testing.T) {
+	j := joinN(t, 3)
+	waitMembers(t, 3, j.cs...)
+	if got := len(j.cs[0].Neighbours()); got != 2 {
+		t.Fatalf("a member of a ring of 3 has %d neighbours, want 2", got)
+	}
+
+	// A graceful leave: the others commit a topology without the member
+	// well before failure detection could have declared it failed.
+	leaver := j.cs[2]
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := leaver.Leave(ctx); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	top := waitMembers(t, 2, j.cs[:2]...)
+	if top.Contains(leaver.ID()) {
+		t.Fatalf("the topology after the leave still holds the leaver: %v", top)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the cluster took %v to move on after a graceful leave", d)
+	}
+	if n := len(leaver.Node().Peers()); n != 0 {
+		t.Errorf("the leaver still has %d connections", n)
+	}
+	if _, err := leaver.Subscribe(1).Next(ctx); !errors.Is(err, cluster.ErrSubscriptionClosed) {
+		t.Errorf("subscribing to a cluster that left: %v, want ErrSubscriptionClosed", err)
+	}
+}
+
+func TestJoinOptionsRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		o    cluster.Options
+	}{
+		{"no key", cluster.Options{Addr: "127.0.0.1:0", Seeds: []string{"127.0.0.1:1"}}},
+		{"short key", cluster.Options{Addr: "127.0.0.1:0", Key: []byte("short"), Seeds: []string{"127.0.0.1:1"}}},
+		{"bad address", cluster.Options{Addr: "127.0.0.1:x", Key: testKey, Seeds: []string{"127.0.0.1:1"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := cluster.Join(context.Background(), tc.o)
+			if err == nil {
+				c.Close()
+				t.Fatal("Join accepted the options")
+			}
+		})
+	}
+}
+
+// commitLog records the epochs a member logs as committed.
+type commitLog struct {
+	mu     sync.Mutex
+	epochs []uint64
+}
+
+func (l *commitLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *commitLog) WithAttrs([]slog.Attr) slog.Handler     { return l }
+func (l *commitLog) WithGroup(string) slog.Handler          { return l }
+func (l *commitLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "cluster: topology committed" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "epoch" {
+			l.mu.Lock()
+			l.epochs = append(l.epochs, a.Value.Uint64())
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func TestSubscriptionSeesEveryCommit(t *testing.T) {
+	log := &commitLog{}
+	j := &joined{t: t, seed: freeUDPAddr(t)}
+	first := j.join("M0", func(o *cluster.Options) { o.Logger = slog.New(log) })
+	sub := first.Subscribe(0)
+	slow := first.Subscribe(1) // never read until the end: must not hold anything up
+	var got []cluster.Change
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			ch, err := sub.Next(context.Background())
+			if err != nil {
+				return
+			}
+			got = append(got, ch)
+		}
+	}()
+	for i := 1; i < 4; i++ {
+		j.join(fmt.Sprintf("M%d", i))
+		waitMembers(t, i+1, j.cs...) // one epoch per join
+	}
+	j.cs[3].Close() // a crash
+	waitMembers(t, 3, j.cs[:3]...)
+	first.Close()
+	<-done
+
+	log.mu.Lock()
+	want := log.epochs
+	log.mu.Unlock()
+	var epochs []uint64
+	for _, ch := range got {
+		epochs = append(epochs, ch.Epoch)
+		if ch.Skipped != 0 {
+			t.Errorf("a subscriber that keeps up got a folded change: %v", ch)
+		}
+	}
+	if len(want) < 4 || !slices.Equal(epochs, want) {
+		t.Fatalf("the subscription delivered epochs %v; the member committed %v", epochs, want)
+	}
+	var last cluster.Change
+	for {
+		ch, err := slow.Next(context.Background())
+		if err != nil {
+			break
+		}
+		last = ch
+	}
+	if last.Epoch != want[len(want)-1] {
+		t.Fatalf("the slow subscriber ended at epoch %d, the last commit was %d", last.Epoch, want[len(want)-1])
+	}
+}
