@@ -133,8 +133,8 @@ type commitLog struct {
 }
 
 func (l *commitLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *commitLog) WithAttrs([]slog.Attr) slog.Handler     { return l }
-func (l *commitLog) WithGroup(string) slog.Handler          { return l }
+func (l *commitLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *commitLog) WithGroup(string) slog.Handler            { return l }
 func (l *commitLog) Handle(_ context.Context, r slog.Record) error {
 	if r.Message != "cluster: topology committed" {
 		return nil
