@@ -111,6 +111,9 @@ type Cluster struct {
 
 	subs         map[*Subscription]struct{} // topology subscriptions, published to under mu
 	topicsClosed bool
+	advertised   []byte // the services last put in the membership record
+
+	views viewCache // what cluster proxies choose from
 
 	kick     chan struct{}
 	started  time.Time
@@ -301,6 +304,7 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 			return
 		}
 		c.log.Debug("cluster: membership event", "event", e.String())
+		c.invalidate()
 		switch e.Kind {
 		case membership.Suspected, membership.Failed, membership.Left:
 			c.replan(e.Member.ID, fmt.Sprintf("%s became %s", e.Member.Name, strings.ToLower(e.Kind.String())))
@@ -343,6 +347,7 @@ func (c *Cluster) loop(ctx context.Context) {
 		case <-c.kick:
 		case <-t.C:
 		}
+		c.advertise()
 		if leader, ok := c.disc.Leader(); ok && leader.ID == c.self && c.mayLead() {
 			c.lead(ctx)
 		}

@@ -216,6 +216,7 @@ func (p pendingChange) change(self nodeid.ID) Change {
 // committedLocked tells the subscriptions that t was committed; c.mu is
 // held, so that they see the commits in their order.
 func (c *Cluster) committedLocked(t topology.Topology) {
+	c.invalidate()
 	for s := range c.subs {
 		s.publish(t)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -162,6 +163,38 @@ func echoerEchoHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 	return call.Reply(&w.res)
 }
 
+// EchoerClusterProxy is a Echoer whose calls go to the members of a cluster that
+// serve Echoer, one member chosen per call (see cluster.Balancer).
+type EchoerClusterProxy struct {
+	b *cluster.Balancer[Echoer]
+}
+
+// NewEchoerClusterProxy returns a Echoer that calls the members of c serving Echoer,
+// chosen per call by opts (default: the nearest).
+func NewEchoerClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *EchoerClusterProxy {
+	return &EchoerClusterProxy{b: cluster.NewBalancer[Echoer](c, EchoerService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *EchoerClusterProxy) TrellisBalancer() *cluster.Balancer[Echoer] {
+	return p.b
+}
+
+// EchoerClusterProxy implements Echoer.
+var _ Echoer = (*EchoerClusterProxy)(nil)
+
+// Echo calls Echoer.Echo on a member chosen by the proxy's policy.
+func (p *EchoerClusterProxy) Echo(ctx context.Context, req Req) (Resp, error) {
+	var r0 Resp
+	err := p.b.Call(ctx, echoerEchoMethod, 0, func() []any {
+		return []any{req}
+	}, func(member Echoer) (err error) {
+		r0, err = member.Echo(ctx, req)
+		return err
+	})
+	return r0, err
+}
+
 // StreamerService describes the Streamer interface to the Trellis runtime.
 var StreamerService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/bench/echo.Streamer",
@@ -315,6 +348,38 @@ func streamerDumpHandler(ctx context.Context, impl any, call *runtime.ServerCall
 	}
 	w.res = streamerDumpResults{R0: r0Ref}
 	return call.Reply(&w.res)
+}
+
+// StreamerClusterProxy is a Streamer whose calls go to the members of a cluster that
+// serve Streamer, one member chosen per call (see cluster.Balancer).
+type StreamerClusterProxy struct {
+	b *cluster.Balancer[Streamer]
+}
+
+// NewStreamerClusterProxy returns a Streamer that calls the members of c serving Streamer,
+// chosen per call by opts (default: the nearest).
+func NewStreamerClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *StreamerClusterProxy {
+	return &StreamerClusterProxy{b: cluster.NewBalancer[Streamer](c, StreamerService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *StreamerClusterProxy) TrellisBalancer() *cluster.Balancer[Streamer] {
+	return p.b
+}
+
+// StreamerClusterProxy implements Streamer.
+var _ Streamer = (*StreamerClusterProxy)(nil)
+
+// Dump calls Streamer.Dump on a member chosen by the proxy's policy.
+func (p *StreamerClusterProxy) Dump(ctx context.Context, n int64) (io.Reader, error) {
+	var r0 io.Reader
+	err := p.b.Call(ctx, streamerDumpMethod, 0, func() []any {
+		return []any{n}
+	}, func(member Streamer) (err error) {
+		r0, err = member.Dump(ctx, n)
+		return err
+	})
+	return r0, err
 }
 
 // wireAppendReq appends the CBOR encoding of *v to b.

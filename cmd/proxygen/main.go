@@ -6,7 +6,11 @@
 //	//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Store,Watcher
 //
 // and writes, for each interface Foo, FooService, RegisterFoo, FooProxy and
-// NewFooProxy into one file (trellis_gen.go unless -output says otherwise).
+// NewFooProxy, and FooClusterProxy and NewFooClusterProxy (a Foo whose calls
+// go to a member of a cluster serving Foo; -cluster=false leaves them out),
+// into one file (trellis_gen.go unless -output says otherwise). A method
+// whose doc comment has the line "//trellis:idempotent" may be retried by
+// cluster proxies even after it may have run.
 // The arguments and results of a method whose types are all booleans,
 // numbers, strings, []byte, slices, maps with string or integer keys,
 // pointers and named structs of those (no embedded fields, no field tags
@@ -45,8 +49,9 @@ func run(ctx context.Context, args []string, dir string, stderr io.Writer) int {
 	output := fs.String("output", "", "output file name (default "+gen.DefaultOutput+" in the package directory)")
 	tags := fs.String("tags", "", "comma-separated build tags to load the package with")
 	transformed := fs.String("transformed", "", "comma-separated types that cross through a marshal transformer (Name, or import/path.Name)")
+	clusterProxies := fs.Bool("cluster", true, "also generate cluster proxies (NewFooClusterProxy), which import package cluster")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: proxygen -type A,B [-output file] [-tags tags] [-transformed T,U]\n\n")
+		fmt.Fprintf(stderr, "usage: proxygen -type A,B [-output file] [-tags tags] [-transformed T,U] [-cluster=false]\n\n")
 		fmt.Fprintf(stderr, "Run in a package directory (as go generate does) to generate Trellis\nproxies and handlers for the named interfaces.\n\n")
 		fs.PrintDefaults()
 	}
@@ -72,7 +77,7 @@ func run(ctx context.Context, args []string, dir string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg := gen.Config{Dir: dir, Types: types, Output: *output}
+	cfg := gen.Config{Dir: dir, Types: types, Output: *output, NoClusterProxy: !*clusterProxies}
 	for _, t := range strings.Split(*transformed, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			cfg.Transformed = append(cfg.Transformed, t)

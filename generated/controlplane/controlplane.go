@@ -9,7 +9,7 @@ import (
 	"github.com/trellisrpc/trellis/nodeid"
 )
 
-//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Cascade
+//go:generate go run github.com/trellisrpc/trellis/cmd/proxygen -type Cascade -cluster=false
 
 // Cascade is served by every member of a cluster. The leader proposes each
 // new topology in two phases along a spanning tree of the old and new

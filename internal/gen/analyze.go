@@ -2,6 +2,7 @@ package gen
 
 import (
 	"cmp"
+	"go/ast"
 	"go/token"
 	"go/types"
 	"slices"
@@ -14,9 +15,16 @@ import (
 // reservedMethods are the names of the methods a generated proxy has besides
 // those of its interface (c is its field: a method may not share its name).
 var reservedMethods = map[string]string{
-	"TrellisClient": "method TrellisClient",
-	"c":             "field c",
+	"TrellisClient":   "method TrellisClient",
+	"c":               "field c",
+	"TrellisBalancer": "method TrellisBalancer (its cluster proxy)",
+	"b":               "field b (its cluster proxy)",
 }
+
+// idempotentDirective, alone on a line of a method's doc comment, declares
+// the method idempotent.
+const idempotentDirective = "//trellis:idempotent"
+
 
 // An analyzer checks the interfaces of the -type set against the rules of a
 // Trellis service and builds the model the generator writes code from.
@@ -32,17 +40,24 @@ type analyzer struct {
 	// package's own) that cross through a marshal transformer registered at
 	// run time (runtime.RegisterTransformer): they are not looked into.
 	transformed map[string]bool
+	// docs holds the doc comments of the interface methods declared in the
+	// package, by the position of their names.
+	docs map[token.Pos]*ast.CommentGroup
+	// noCluster turns cluster proxies off.
+	noCluster bool
 }
 
 // analyze validates the interfaces named in typeNames and returns their
 // model, sorted by name, or a Problems error that lists every problem found.
-func analyze(l *loaded, dir string, typeNames, transformed []string) ([]*service, error) {
+func analyze(l *loaded, dir string, typeNames, transformed []string, noCluster bool) ([]*service, error) {
 	a := &analyzer{
 		pkg:         l.pkg.Types,
 		fset:        l.pkg.Fset,
 		problems:    &problemList{dir: dir},
 		services:    map[*types.TypeName]*service{},
 		transformed: map[string]bool{},
+		docs:        methodDocs(l.pkg.Syntax),
+		noCluster:   noCluster,
 	}
 	for _, t := range transformed {
 		if !strings.Contains(t, ".") {
@@ -126,7 +141,41 @@ func (a *analyzer) lookup(name string) (*service, *types.Interface) {
 		return nil, nil
 	}
 	full := a.pkg.Path() + "." + name
-	return &service{obj: obj, name: name, fullName: full, id: runtime.ServiceID(full)}, iface
+	return &service{obj: obj, name: name, fullName: full, id: runtime.ServiceID(full), cluster: !a.noCluster}, iface
+}
+
+// methodDocs returns the doc comments of the interface methods declared in
+// files, by the position of their names.
+func methodDocs(files []*ast.File) map[token.Pos]*ast.CommentGroup {
+	docs := map[token.Pos]*ast.CommentGroup{}
+	for _, f := range files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			if it, ok := n.(*ast.InterfaceType); ok && it.Methods != nil {
+				for _, field := range it.Methods.List {
+					for _, name := range field.Names {
+						if field.Doc != nil {
+							docs[name.Pos()] = field.Doc
+						}
+					}
+				}
+			}
+			return true
+		})
+	}
+	return docs
+}
+
+// hasDirective reports whether doc has line alone on a line.
+func hasDirective(doc *ast.CommentGroup, line string) bool {
+	if doc == nil {
+		return false
+	}
+	for _, c := range doc.List {
+		if strings.TrimSpace(c.Text) == line {
+			return true
+		}
+	}
+	return false
 }
 
 // methods checks every method of iface, embedded ones included, and
@@ -163,7 +212,7 @@ func (a *analyzer) method(s *service, fn *types.Func) *method {
 		a.problems.addf(pos, "method %s: it has no signature", name)
 		return nil
 	}
-	m := &method{name: name, variadic: sig.Variadic()}
+	m := &method{name: name, variadic: sig.Variadic(), idempotent: hasDirective(a.docs[fn.Pos()], idempotentDirective)}
 	m.signature = signatureString(sig)
 	m.id = runtime.MethodID(s.fullName, name, m.signature)
 
@@ -191,6 +240,9 @@ func (a *analyzer) method(s *service, fn *types.Func) *method {
 		at := a.position(p.Pos(), fn.Pos())
 		v := a.value(p.Type(), at, "method "+name+": "+label, root)
 		m.params = append(m.params, v)
+		if v != nil && v.passing == asStream {
+			m.oneShot = true
+		}
 		sourceNames = append(sourceNames, p.Name())
 	}
 	for i := 0; i < end; i++ {

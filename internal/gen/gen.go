@@ -43,6 +43,10 @@ type Config struct {
 	BuildFlags []string
 	// Env is the environment of the go command; nil means the current one.
 	Env []string
+	// NoClusterProxy leaves out the cluster proxies (FooClusterProxy), and
+	// with them the generated code's import of package cluster: a package
+	// that cluster itself imports needs this.
+	NoClusterProxy bool
 }
 
 // An Output is a generated file.
@@ -79,7 +83,7 @@ func Generate(ctx context.Context, cfg Config) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	services, err := analyze(l, dir, cfg.Types, cfg.Transformed)
+	services, err := analyze(l, dir, cfg.Types, cfg.Transformed, cfg.NoClusterProxy)
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,11 @@ type service struct {
 	proxy    string // StoreProxy
 	newProxy string // NewStoreProxy
 	fromRef  string // storeFromRef
+	// cluster reports whether a cluster proxy is generated, named
+	// clusterProxy and made by newClusterProxy.
+	cluster         bool
+	clusterProxy    string // StoreClusterProxy
+	newClusterProxy string // NewStoreClusterProxy
 	prefix   string // store: the prefix of per-method identifiers
 
 	// byRef reports whether a method of the set passes this interface by
@@ -56,6 +61,13 @@ type method struct {
 	params    []*value
 	results   []*value
 	variadic  bool
+	// idempotent reports whether the method's doc comment has a
+	// "//trellis:idempotent" line: cluster proxies may retry it after a
+	// failure even if it may have run.
+	idempotent bool
+	// oneShot reports whether a call cannot be made twice (it passes a
+	// stream), so cluster proxies never retry it.
+	oneShot bool
 	// sourceNames are the parameters' names in the source ("" or "_" for
 	// unnamed ones), from which field and local names are derived.
 	sourceNames []string
@@ -92,6 +104,9 @@ func (s *service) generated() []string {
 	if s.byRef {
 		names = append(names, s.fromRef)
 	}
+	if s.cluster {
+		names = append(names, s.clusterProxy, s.newClusterProxy)
+	}
 	for _, m := range s.methods {
 		names = append(names, m.desc, m.handler)
 		if len(m.params) > 0 {
@@ -116,11 +131,15 @@ func nameService(s *service) {
 		s.register = "Register" + s.name
 		s.proxy = s.name + "Proxy"
 		s.newProxy = "New" + s.name + "Proxy"
+		s.clusterProxy = s.name + "ClusterProxy"
+		s.newClusterProxy = "New" + s.name + "ClusterProxy"
 	} else {
 		s.desc = s.name + "Service"
 		s.register = "register" + upper
 		s.proxy = s.name + "Proxy"
 		s.newProxy = "new" + upper + "Proxy"
+		s.clusterProxy = s.name + "ClusterProxy"
+		s.newClusterProxy = "new" + upper + "ClusterProxy"
 	}
 	s.fromRef = s.prefix + "FromRef"
 	for _, m := range s.methods {

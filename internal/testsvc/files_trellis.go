@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -434,4 +435,63 @@ func filesLoadSomeHandler(ctx context.Context, impl any, call *runtime.ServerCal
 	}
 	w.res = filesLoadSomeResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// FilesClusterProxy is a Files whose calls go to the members of a cluster that
+// serve Files, one member chosen per call (see cluster.Balancer).
+type FilesClusterProxy struct {
+	b *cluster.Balancer[Files]
+}
+
+// NewFilesClusterProxy returns a Files that calls the members of c serving Files,
+// chosen per call by opts (default: the nearest).
+func NewFilesClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *FilesClusterProxy {
+	return &FilesClusterProxy{b: cluster.NewBalancer[Files](c, FilesService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *FilesClusterProxy) TrellisBalancer() *cluster.Balancer[Files] {
+	return p.b
+}
+
+// FilesClusterProxy implements Files.
+var _ Files = (*FilesClusterProxy)(nil)
+
+// Dump calls Files.Dump on a member chosen by the proxy's policy.
+func (p *FilesClusterProxy) Dump(ctx context.Context, n int64, seed int64, failAt int64) (io.Reader, error) {
+	var r0 io.Reader
+	err := p.b.Call(ctx, filesDumpMethod, 0, func() []any {
+		return []any{n, seed, failAt}
+	}, func(member Files) (err error) {
+		r0, err = member.Dump(ctx, n, seed, failAt)
+		return err
+	})
+	return r0, err
+}
+
+// Load calls Files.Load on a member chosen by the proxy's policy.
+// It passes a stream, so it is never retried.
+func (p *FilesClusterProxy) Load(ctx context.Context, r io.Reader) (int64, []byte, error) {
+	var r0 int64
+	var r1 []byte
+	err := p.b.Call(ctx, filesLoadMethod, cluster.OneShot, func() []any {
+		return []any{r}
+	}, func(member Files) (err error) {
+		r0, r1, err = member.Load(ctx, r)
+		return err
+	})
+	return r0, r1, err
+}
+
+// LoadSome calls Files.LoadSome on a member chosen by the proxy's policy.
+// It passes a stream, so it is never retried.
+func (p *FilesClusterProxy) LoadSome(ctx context.Context, r io.Reader, n int64) (int64, error) {
+	var r0 int64
+	err := p.b.Call(ctx, filesLoadSomeMethod, cluster.OneShot, func() []any {
+		return []any{r, n}
+	}, func(member Files) (err error) {
+		r0, err = member.LoadSome(ctx, r, n)
+		return err
+	})
+	return r0, err
 }

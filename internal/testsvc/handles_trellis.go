@@ -6,6 +6,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -367,6 +368,62 @@ func handlesSizeHandler(ctx context.Context, impl any, call *runtime.ServerCall)
 	}
 	w.res = handlesSizeResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// HandlesClusterProxy is a Handles whose calls go to the members of a cluster that
+// serve Handles, one member chosen per call (see cluster.Balancer).
+type HandlesClusterProxy struct {
+	b *cluster.Balancer[Handles]
+}
+
+// NewHandlesClusterProxy returns a Handles that calls the members of c serving Handles,
+// chosen per call by opts (default: the nearest).
+func NewHandlesClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *HandlesClusterProxy {
+	return &HandlesClusterProxy{b: cluster.NewBalancer[Handles](c, HandlesService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *HandlesClusterProxy) TrellisBalancer() *cluster.Balancer[Handles] {
+	return p.b
+}
+
+// HandlesClusterProxy implements Handles.
+var _ Handles = (*HandlesClusterProxy)(nil)
+
+// Bump calls Handles.Bump on a member chosen by the proxy's policy.
+func (p *HandlesClusterProxy) Bump(ctx context.Context, t *Tally, d int) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, handlesBumpMethod, 0, func() []any {
+		return []any{t, d}
+	}, func(member Handles) (err error) {
+		r0, err = member.Bump(ctx, t, d)
+		return err
+	})
+	return r0, err
+}
+
+// Rename calls Handles.Rename on a member chosen by the proxy's policy.
+func (p *HandlesClusterProxy) Rename(ctx context.Context, h Holder, prefix string) (Holder, error) {
+	var r0 Holder
+	err := p.b.Call(ctx, handlesRenameMethod, 0, func() []any {
+		return []any{h, prefix}
+	}, func(member Handles) (err error) {
+		r0, err = member.Rename(ctx, h, prefix)
+		return err
+	})
+	return r0, err
+}
+
+// Size calls Handles.Size on a member chosen by the proxy's policy.
+func (p *HandlesClusterProxy) Size(ctx context.Context, b *Blob) (int64, error) {
+	var r0 int64
+	err := p.b.Call(ctx, handlesSizeMethod, 0, func() []any {
+		return []any{b}
+	}, func(member Handles) (err error) {
+		r0, err = member.Size(ctx, b)
+		return err
+	})
+	return r0, err
 }
 
 // wireAppendTally appends the CBOR encoding of *v to b.

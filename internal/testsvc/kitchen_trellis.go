@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -271,6 +272,57 @@ func controlStartedHandler(ctx context.Context, impl any, call *runtime.ServerCa
 		return err
 	}
 	return impl.(Control).Started(ctx, args.Tag)
+}
+
+// ControlClusterProxy is a Control whose calls go to the members of a cluster that
+// serve Control, one member chosen per call (see cluster.Balancer).
+type ControlClusterProxy struct {
+	b *cluster.Balancer[Control]
+}
+
+// NewControlClusterProxy returns a Control that calls the members of c serving Control,
+// chosen per call by opts (default: the nearest).
+func NewControlClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *ControlClusterProxy {
+	return &ControlClusterProxy{b: cluster.NewBalancer[Control](c, ControlService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *ControlClusterProxy) TrellisBalancer() *cluster.Balancer[Control] {
+	return p.b
+}
+
+// ControlClusterProxy implements Control.
+var _ Control = (*ControlClusterProxy)(nil)
+
+// Blocked calls Control.Blocked on a member chosen by the proxy's policy.
+func (p *ControlClusterProxy) Blocked(ctx context.Context, tag string) (string, error) {
+	var r0 string
+	err := p.b.Call(ctx, controlBlockedMethod, 0, func() []any {
+		return []any{tag}
+	}, func(member Control) (err error) {
+		r0, err = member.Blocked(ctx, tag)
+		return err
+	})
+	return r0, err
+}
+
+// Mallocs calls Control.Mallocs on a member chosen by the proxy's policy.
+func (p *ControlClusterProxy) Mallocs(ctx context.Context) (uint64, error) {
+	var r0 uint64
+	err := p.b.Call(ctx, controlMallocsMethod, 0, nil, func(member Control) (err error) {
+		r0, err = member.Mallocs(ctx)
+		return err
+	})
+	return r0, err
+}
+
+// Started calls Control.Started on a member chosen by the proxy's policy.
+func (p *ControlClusterProxy) Started(ctx context.Context, tag string) error {
+	return p.b.Call(ctx, controlStartedMethod, 0, func() []any {
+		return []any{tag}
+	}, func(member Control) error {
+		return member.Started(ctx, tag)
+	})
 }
 
 // KitchenService describes the Kitchen interface to the Trellis runtime.
@@ -1225,6 +1277,132 @@ func kitchenSumHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 	}
 	w.res = kitchenSumResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// KitchenClusterProxy is a Kitchen whose calls go to the members of a cluster that
+// serve Kitchen, one member chosen per call (see cluster.Balancer).
+type KitchenClusterProxy struct {
+	b *cluster.Balancer[Kitchen]
+}
+
+// NewKitchenClusterProxy returns a Kitchen that calls the members of c serving Kitchen,
+// chosen per call by opts (default: the nearest).
+func NewKitchenClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *KitchenClusterProxy {
+	return &KitchenClusterProxy{b: cluster.NewBalancer[Kitchen](c, KitchenService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *KitchenClusterProxy) TrellisBalancer() *cluster.Balancer[Kitchen] {
+	return p.b
+}
+
+// KitchenClusterProxy implements Kitchen.
+var _ Kitchen = (*KitchenClusterProxy)(nil)
+
+// Block calls Kitchen.Block on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) Block(ctx context.Context, tag string) error {
+	return p.b.Call(ctx, kitchenBlockMethod, 0, func() []any {
+		return []any{tag}
+	}, func(member Kitchen) error {
+		return member.Block(ctx, tag)
+	})
+}
+
+// Echo calls Kitchen.Echo on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) Echo(ctx context.Context, s string, n int) (string, int, error) {
+	var r0 string
+	var r1 int
+	err := p.b.Call(ctx, kitchenEchoMethod, 0, func() []any {
+		return []any{s, n}
+	}, func(member Kitchen) (err error) {
+		r0, r1, err = member.Echo(ctx, s, n)
+		return err
+	})
+	return r0, r1, err
+}
+
+// EchoReq calls Kitchen.EchoReq on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) EchoReq(ctx context.Context, r Req) (Req, error) {
+	var r0 Req
+	err := p.b.Call(ctx, kitchenEchoReqMethod, 0, func() []any {
+		return []any{r}
+	}, func(member Kitchen) (err error) {
+		r0, err = member.EchoReq(ctx, r)
+		return err
+	})
+	return r0, err
+}
+
+// Fail calls Kitchen.Fail on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) Fail(ctx context.Context, kind string) error {
+	return p.b.Call(ctx, kitchenFailMethod, 0, func() []any {
+		return []any{kind}
+	}, func(member Kitchen) error {
+		return member.Fail(ctx, kind)
+	})
+}
+
+// Nothing calls Kitchen.Nothing on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) Nothing(ctx context.Context) error {
+	return p.b.Call(ctx, kitchenNothingMethod, 0, nil, func(member Kitchen) error {
+		return member.Nothing(ctx)
+	})
+}
+
+// Panic calls Kitchen.Panic on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) Panic(ctx context.Context, msg string) error {
+	return p.b.Call(ctx, kitchenPanicMethod, 0, func() []any {
+		return []any{msg}
+	}, func(member Kitchen) error {
+		return member.Panic(ctx, msg)
+	})
+}
+
+// RoundTrip calls Kitchen.RoundTrip on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) RoundTrip(ctx context.Context, e Everything) (Everything, error) {
+	var r0 Everything
+	err := p.b.Call(ctx, kitchenRoundTripMethod, 0, func() []any {
+		return []any{e}
+	}, func(member Kitchen) (err error) {
+		r0, err = member.RoundTrip(ctx, e)
+		return err
+	})
+	return r0, err
+}
+
+// RoundTripPlain calls Kitchen.RoundTripPlain on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) RoundTripPlain(ctx context.Context, a1 Plain, ps []*Plain, m map[Name]Plain) (Plain, []*Plain, map[Name]Plain, error) {
+	var r0 Plain
+	var r1 []*Plain
+	var r2 map[Name]Plain
+	err := p.b.Call(ctx, kitchenRoundTripPlainMethod, 0, func() []any {
+		return []any{a1, ps, m}
+	}, func(member Kitchen) (err error) {
+		r0, r1, r2, err = member.RoundTripPlain(ctx, a1, ps, m)
+		return err
+	})
+	return r0, r1, r2, err
+}
+
+// Sleep calls Kitchen.Sleep on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) Sleep(ctx context.Context, d time.Duration) error {
+	return p.b.Call(ctx, kitchenSleepMethod, 0, func() []any {
+		return []any{d}
+	}, func(member Kitchen) error {
+		return member.Sleep(ctx, d)
+	})
+}
+
+// Sum calls Kitchen.Sum on a member chosen by the proxy's policy.
+func (p *KitchenClusterProxy) Sum(ctx context.Context, xs ...int) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, kitchenSumMethod, 0, func() []any {
+		return []any{xs}
+	}, func(member Kitchen) (err error) {
+		r0, err = member.Sum(ctx, xs...)
+		return err
+	})
+	return r0, err
 }
 
 // wireAppendReq appends the CBOR encoding of *v to b.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -179,6 +180,38 @@ func callbackNotifyHandler(ctx context.Context, impl any, call *runtime.ServerCa
 	return call.Reply(&w.res)
 }
 
+// CallbackClusterProxy is a Callback whose calls go to the members of a cluster that
+// serve Callback, one member chosen per call (see cluster.Balancer).
+type CallbackClusterProxy struct {
+	b *cluster.Balancer[Callback]
+}
+
+// NewCallbackClusterProxy returns a Callback that calls the members of c serving Callback,
+// chosen per call by opts (default: the nearest).
+func NewCallbackClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *CallbackClusterProxy {
+	return &CallbackClusterProxy{b: cluster.NewBalancer[Callback](c, CallbackService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *CallbackClusterProxy) TrellisBalancer() *cluster.Balancer[Callback] {
+	return p.b
+}
+
+// CallbackClusterProxy implements Callback.
+var _ Callback = (*CallbackClusterProxy)(nil)
+
+// Notify calls Callback.Notify on a member chosen by the proxy's policy.
+func (p *CallbackClusterProxy) Notify(ctx context.Context, msg string) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, callbackNotifyMethod, 0, func() []any {
+		return []any{msg}
+	}, func(member Callback) (err error) {
+		r0, err = member.Notify(ctx, msg)
+		return err
+	})
+	return r0, err
+}
+
 // CounterService describes the Counter interface to the Trellis runtime.
 var CounterService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/testsvc.Counter",
@@ -341,6 +374,38 @@ func counterAddHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 	}
 	w.res = counterAddResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// CounterClusterProxy is a Counter whose calls go to the members of a cluster that
+// serve Counter, one member chosen per call (see cluster.Balancer).
+type CounterClusterProxy struct {
+	b *cluster.Balancer[Counter]
+}
+
+// NewCounterClusterProxy returns a Counter that calls the members of c serving Counter,
+// chosen per call by opts (default: the nearest).
+func NewCounterClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *CounterClusterProxy {
+	return &CounterClusterProxy{b: cluster.NewBalancer[Counter](c, CounterService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *CounterClusterProxy) TrellisBalancer() *cluster.Balancer[Counter] {
+	return p.b
+}
+
+// CounterClusterProxy implements Counter.
+var _ Counter = (*CounterClusterProxy)(nil)
+
+// Add calls Counter.Add on a member chosen by the proxy's policy.
+func (p *CounterClusterProxy) Add(ctx context.Context, d int) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, counterAddMethod, 0, func() []any {
+		return []any{d}
+	}, func(member Counter) (err error) {
+		r0, err = member.Add(ctx, d)
+		return err
+	})
+	return r0, err
 }
 
 // RegistryService describes the Registry interface to the Trellis runtime.
@@ -1085,4 +1150,100 @@ func registrySubscribeHandler(ctx context.Context, impl any, call *runtime.Serve
 	}
 	w.res = registrySubscribeResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// RegistryClusterProxy is a Registry whose calls go to the members of a cluster that
+// serve Registry, one member chosen per call (see cluster.Balancer).
+type RegistryClusterProxy struct {
+	b *cluster.Balancer[Registry]
+}
+
+// NewRegistryClusterProxy returns a Registry that calls the members of c serving Registry,
+// chosen per call by opts (default: the nearest).
+func NewRegistryClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *RegistryClusterProxy {
+	return &RegistryClusterProxy{b: cluster.NewBalancer[Registry](c, RegistryService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *RegistryClusterProxy) TrellisBalancer() *cluster.Balancer[Registry] {
+	return p.b
+}
+
+// RegistryClusterProxy implements Registry.
+var _ Registry = (*RegistryClusterProxy)(nil)
+
+// Drop calls Registry.Drop on a member chosen by the proxy's policy.
+func (p *RegistryClusterProxy) Drop(ctx context.Context) error {
+	return p.b.Call(ctx, registryDropMethod, 0, nil, func(member Registry) error {
+		return member.Drop(ctx)
+	})
+}
+
+// Fire calls Registry.Fire on a member chosen by the proxy's policy.
+func (p *RegistryClusterProxy) Fire(ctx context.Context, msg string) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, registryFireMethod, 0, func() []any {
+		return []any{msg}
+	}, func(member Registry) (err error) {
+		r0, err = member.Fire(ctx, msg)
+		return err
+	})
+	return r0, err
+}
+
+// Ignore calls Registry.Ignore on a member chosen by the proxy's policy.
+func (p *RegistryClusterProxy) Ignore(ctx context.Context, cb Callback) error {
+	return p.b.Call(ctx, registryIgnoreMethod, 0, func() []any {
+		return []any{cb}
+	}, func(member Registry) error {
+		return member.Ignore(ctx, cb)
+	})
+}
+
+// IsLocal calls Registry.IsLocal on a member chosen by the proxy's policy.
+func (p *RegistryClusterProxy) IsLocal(ctx context.Context, c Counter) (bool, error) {
+	var r0 bool
+	err := p.b.Call(ctx, registryIsLocalMethod, 0, func() []any {
+		return []any{c}
+	}, func(member Registry) (err error) {
+		r0, err = member.IsLocal(ctx, c)
+		return err
+	})
+	return r0, err
+}
+
+// NewCounter calls Registry.NewCounter on a member chosen by the proxy's policy.
+func (p *RegistryClusterProxy) NewCounter(ctx context.Context, start int) (Counter, error) {
+	var r0 Counter
+	err := p.b.Call(ctx, registryNewCounterMethod, 0, func() []any {
+		return []any{start}
+	}, func(member Registry) (err error) {
+		r0, err = member.NewCounter(ctx, start)
+		return err
+	})
+	return r0, err
+}
+
+// Relay calls Registry.Relay on a member chosen by the proxy's policy.
+func (p *RegistryClusterProxy) Relay(ctx context.Context, to nodeid.ID, cb Callback, msg string) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, registryRelayMethod, 0, func() []any {
+		return []any{to, cb, msg}
+	}, func(member Registry) (err error) {
+		r0, err = member.Relay(ctx, to, cb, msg)
+		return err
+	})
+	return r0, err
+}
+
+// Subscribe calls Registry.Subscribe on a member chosen by the proxy's policy.
+func (p *RegistryClusterProxy) Subscribe(ctx context.Context, cb Callback, msg string, keep bool) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, registrySubscribeMethod, 0, func() []any {
+		return []any{cb, msg, keep}
+	}, func(member Registry) (err error) {
+		r0, err = member.Subscribe(ctx, cb, msg, keep)
+		return err
+	})
+	return r0, err
 }

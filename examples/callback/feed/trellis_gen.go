@@ -5,6 +5,7 @@ package feed
 import (
 	"context"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -175,6 +176,44 @@ func feedUnsubscribeHandler(ctx context.Context, impl any, call *runtime.ServerC
 	return impl.(Feed).Unsubscribe(ctx, args.Topic)
 }
 
+// FeedClusterProxy is a Feed whose calls go to the members of a cluster that
+// serve Feed, one member chosen per call (see cluster.Balancer).
+type FeedClusterProxy struct {
+	b *cluster.Balancer[Feed]
+}
+
+// NewFeedClusterProxy returns a Feed that calls the members of c serving Feed,
+// chosen per call by opts (default: the nearest).
+func NewFeedClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *FeedClusterProxy {
+	return &FeedClusterProxy{b: cluster.NewBalancer[Feed](c, FeedService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *FeedClusterProxy) TrellisBalancer() *cluster.Balancer[Feed] {
+	return p.b
+}
+
+// FeedClusterProxy implements Feed.
+var _ Feed = (*FeedClusterProxy)(nil)
+
+// Subscribe calls Feed.Subscribe on a member chosen by the proxy's policy.
+func (p *FeedClusterProxy) Subscribe(ctx context.Context, topic string, s Subscriber) error {
+	return p.b.Call(ctx, feedSubscribeMethod, 0, func() []any {
+		return []any{topic, s}
+	}, func(member Feed) error {
+		return member.Subscribe(ctx, topic, s)
+	})
+}
+
+// Unsubscribe calls Feed.Unsubscribe on a member chosen by the proxy's policy.
+func (p *FeedClusterProxy) Unsubscribe(ctx context.Context, topic string) error {
+	return p.b.Call(ctx, feedUnsubscribeMethod, 0, func() []any {
+		return []any{topic}
+	}, func(member Feed) error {
+		return member.Unsubscribe(ctx, topic)
+	})
+}
+
 // SubscriberService describes the Subscriber interface to the Trellis runtime.
 var SubscriberService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/callback/feed.Subscriber",
@@ -256,4 +295,33 @@ func subscriberEventHandler(ctx context.Context, impl any, call *runtime.ServerC
 		return err
 	}
 	return impl.(Subscriber).Event(ctx, args.E)
+}
+
+// SubscriberClusterProxy is a Subscriber whose calls go to the members of a cluster that
+// serve Subscriber, one member chosen per call (see cluster.Balancer).
+type SubscriberClusterProxy struct {
+	b *cluster.Balancer[Subscriber]
+}
+
+// NewSubscriberClusterProxy returns a Subscriber that calls the members of c serving Subscriber,
+// chosen per call by opts (default: the nearest).
+func NewSubscriberClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *SubscriberClusterProxy {
+	return &SubscriberClusterProxy{b: cluster.NewBalancer[Subscriber](c, SubscriberService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *SubscriberClusterProxy) TrellisBalancer() *cluster.Balancer[Subscriber] {
+	return p.b
+}
+
+// SubscriberClusterProxy implements Subscriber.
+var _ Subscriber = (*SubscriberClusterProxy)(nil)
+
+// Event calls Subscriber.Event on a member chosen by the proxy's policy.
+func (p *SubscriberClusterProxy) Event(ctx context.Context, e Event) error {
+	return p.b.Call(ctx, subscriberEventMethod, 0, func() []any {
+		return []any{e}
+	}, func(member Subscriber) error {
+		return member.Event(ctx, e)
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -293,6 +294,59 @@ func storeSumHandler(ctx context.Context, impl any, call *runtime.ServerCall) er
 		return err
 	}
 	return call.Reply(&storeSumResults{R0: r0})
+}
+
+// StoreClusterProxy is a Store whose calls go to the members of a cluster that
+// serve Store, one member chosen per call (see cluster.Balancer).
+type StoreClusterProxy struct {
+	b *cluster.Balancer[Store]
+}
+
+// NewStoreClusterProxy returns a Store that calls the members of c serving Store,
+// chosen per call by opts (default: the nearest).
+func NewStoreClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *StoreClusterProxy {
+	return &StoreClusterProxy{b: cluster.NewBalancer[Store](c, StoreService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *StoreClusterProxy) TrellisBalancer() *cluster.Balancer[Store] {
+	return p.b
+}
+
+// StoreClusterProxy implements Store.
+var _ Store = (*StoreClusterProxy)(nil)
+
+// Dump calls Store.Dump on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Dump(ctx context.Context) (io.Reader, error) {
+	var r0 io.Reader
+	err := p.b.Call(ctx, storeDumpMethod, 0, nil, func(member Store) (err error) {
+		r0, err = member.Dump(ctx)
+		return err
+	})
+	return r0, err
+}
+
+// Load calls Store.Load on a member chosen by the proxy's policy.
+// It passes a stream, so it is never retried.
+func (p *StoreClusterProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
+	var r0 int64
+	err := p.b.Call(ctx, storeLoadMethod, cluster.OneShot, func() []any {
+		return []any{r}
+	}, func(member Store) (err error) {
+		r0, err = member.Load(ctx, r)
+		return err
+	})
+	return r0, err
+}
+
+// Sum calls Store.Sum on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Sum(ctx context.Context) (Summary, error) {
+	var r0 Summary
+	err := p.b.Call(ctx, storeSumMethod, 0, nil, func(member Store) (err error) {
+		r0, err = member.Sum(ctx)
+		return err
+	})
+	return r0, err
 }
 
 // wireAppendSummary appends the CBOR encoding of *v to b.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -193,4 +194,46 @@ func greeterHelloHandler(ctx context.Context, impl any, call *runtime.ServerCall
 	}
 	w.res = greeterHelloResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// GreeterClusterProxy is a Greeter whose calls go to the members of a cluster that
+// serve Greeter, one member chosen per call (see cluster.Balancer).
+type GreeterClusterProxy struct {
+	b *cluster.Balancer[Greeter]
+}
+
+// NewGreeterClusterProxy returns a Greeter that calls the members of c serving Greeter,
+// chosen per call by opts (default: the nearest).
+func NewGreeterClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *GreeterClusterProxy {
+	return &GreeterClusterProxy{b: cluster.NewBalancer[Greeter](c, GreeterService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *GreeterClusterProxy) TrellisBalancer() *cluster.Balancer[Greeter] {
+	return p.b
+}
+
+// GreeterClusterProxy implements Greeter.
+var _ Greeter = (*GreeterClusterProxy)(nil)
+
+// Count calls Greeter.Count on a member chosen by the proxy's policy.
+func (p *GreeterClusterProxy) Count(ctx context.Context) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, greeterCountMethod, 0, nil, func(member Greeter) (err error) {
+		r0, err = member.Count(ctx)
+		return err
+	})
+	return r0, err
+}
+
+// Hello calls Greeter.Hello on a member chosen by the proxy's policy.
+func (p *GreeterClusterProxy) Hello(ctx context.Context, name string) (Greeting, error) {
+	var r0 Greeting
+	err := p.b.Call(ctx, greeterHelloMethod, 0, func() []any {
+		return []any{name}
+	}, func(member Greeter) (err error) {
+		r0, err = member.Hello(ctx, name)
+		return err
+	})
+	return r0, err
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -159,6 +160,38 @@ func whereWhereHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 	}
 	w.res = whereWhereResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// WhereClusterProxy is a Where whose calls go to the members of a cluster that
+// serve Where, one member chosen per call (see cluster.Balancer).
+type WhereClusterProxy struct {
+	b *cluster.Balancer[Where]
+}
+
+// NewWhereClusterProxy returns a Where that calls the members of c serving Where,
+// chosen per call by opts (default: the nearest).
+func NewWhereClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *WhereClusterProxy {
+	return &WhereClusterProxy{b: cluster.NewBalancer[Where](c, WhereService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *WhereClusterProxy) TrellisBalancer() *cluster.Balancer[Where] {
+	return p.b
+}
+
+// WhereClusterProxy implements Where.
+var _ Where = (*WhereClusterProxy)(nil)
+
+// Where calls Where.Where on a member chosen by the proxy's policy.
+func (p *WhereClusterProxy) Where(ctx context.Context, from string) (Answer, error) {
+	var r0 Answer
+	err := p.b.Call(ctx, whereWhereMethod, 0, func() []any {
+		return []any{from}
+	}, func(member Where) (err error) {
+		r0, err = member.Where(ctx, from)
+		return err
+	})
+	return r0, err
 }
 
 // wireAppendAnswer appends the CBOR encoding of *v to b.

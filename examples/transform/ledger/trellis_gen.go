@@ -6,6 +6,7 @@ import (
 	"context"
 	sync1 "sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -354,6 +355,50 @@ func ledgerSettleHandler(ctx context.Context, impl any, call *runtime.ServerCall
 	return call.Reply(&w.res)
 }
 
+// LedgerClusterProxy is a Ledger whose calls go to the members of a cluster that
+// serve Ledger, one member chosen per call (see cluster.Balancer).
+type LedgerClusterProxy struct {
+	b *cluster.Balancer[Ledger]
+}
+
+// NewLedgerClusterProxy returns a Ledger that calls the members of c serving Ledger,
+// chosen per call by opts (default: the nearest).
+func NewLedgerClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *LedgerClusterProxy {
+	return &LedgerClusterProxy{b: cluster.NewBalancer[Ledger](c, LedgerService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *LedgerClusterProxy) TrellisBalancer() *cluster.Balancer[Ledger] {
+	return p.b
+}
+
+// LedgerClusterProxy implements Ledger.
+var _ Ledger = (*LedgerClusterProxy)(nil)
+
+// Pay calls Ledger.Pay on a member chosen by the proxy's policy.
+func (p *LedgerClusterProxy) Pay(ctx context.Context, a1 Wallet, amount int64, memo string) (int64, error) {
+	var r0 int64
+	err := p.b.Call(ctx, ledgerPayMethod, 0, func() []any {
+		return []any{a1, amount, memo}
+	}, func(member Ledger) (err error) {
+		r0, err = member.Pay(ctx, a1, amount, memo)
+		return err
+	})
+	return r0, err
+}
+
+// Settle calls Ledger.Settle on a member chosen by the proxy's policy.
+func (p *LedgerClusterProxy) Settle(ctx context.Context, postings []Posting) (map[string]*Account, error) {
+	var r0 map[string]*Account
+	err := p.b.Call(ctx, ledgerSettleMethod, 0, func() []any {
+		return []any{postings}
+	}, func(member Ledger) (err error) {
+		r0, err = member.Settle(ctx, postings)
+		return err
+	})
+	return r0, err
+}
+
 // WalletService describes the Wallet interface to the Trellis runtime.
 var WalletService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/examples/transform/ledger.Wallet",
@@ -521,6 +566,38 @@ func walletCreditHandler(ctx context.Context, impl any, call *runtime.ServerCall
 	}
 	w.res = walletCreditResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// WalletClusterProxy is a Wallet whose calls go to the members of a cluster that
+// serve Wallet, one member chosen per call (see cluster.Balancer).
+type WalletClusterProxy struct {
+	b *cluster.Balancer[Wallet]
+}
+
+// NewWalletClusterProxy returns a Wallet that calls the members of c serving Wallet,
+// chosen per call by opts (default: the nearest).
+func NewWalletClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *WalletClusterProxy {
+	return &WalletClusterProxy{b: cluster.NewBalancer[Wallet](c, WalletService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *WalletClusterProxy) TrellisBalancer() *cluster.Balancer[Wallet] {
+	return p.b
+}
+
+// WalletClusterProxy implements Wallet.
+var _ Wallet = (*WalletClusterProxy)(nil)
+
+// Credit calls Wallet.Credit on a member chosen by the proxy's policy.
+func (p *WalletClusterProxy) Credit(ctx context.Context, amount int64, memo string) (int64, error) {
+	var r0 int64
+	err := p.b.Call(ctx, walletCreditMethod, 0, func() []any {
+		return []any{amount, memo}
+	}, func(member Wallet) (err error) {
+		r0, err = member.Credit(ctx, amount, memo)
+		return err
+	})
+	return r0, err
 }
 
 // wireAppendPosting appends the CBOR encoding of *v to b.

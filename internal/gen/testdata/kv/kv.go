@@ -30,6 +30,9 @@ type Pinger interface {
 // Store is served by every node.
 type Store interface {
 	Pinger
+	// Get returns the entry of key.
+	//
+	//trellis:idempotent
 	Get(ctx context.Context, key string) (Entry, error)
 	Put(ctx context.Context, key string, e Entry) error
 	Stat(context.Context, string, bool) (int64, time.Duration, error)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/internal/gen/testdata/kv/shared"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -953,6 +954,133 @@ func storeWatchHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 	return impl.(Store).Watch(ctx, args.Prefix, a2)
 }
 
+// StoreClusterProxy is a Store whose calls go to the members of a cluster that
+// serve Store, one member chosen per call (see cluster.Balancer).
+type StoreClusterProxy struct {
+	b *cluster.Balancer[Store]
+}
+
+// NewStoreClusterProxy returns a Store that calls the members of c serving Store,
+// chosen per call by opts (default: the nearest).
+func NewStoreClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *StoreClusterProxy {
+	return &StoreClusterProxy{b: cluster.NewBalancer[Store](c, StoreService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *StoreClusterProxy) TrellisBalancer() *cluster.Balancer[Store] {
+	return p.b
+}
+
+// StoreClusterProxy implements Store.
+var _ Store = (*StoreClusterProxy)(nil)
+
+// Dump calls Store.Dump on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Dump(ctx context.Context) (io.Reader, error) {
+	var r0 io.Reader
+	err := p.b.Call(ctx, storeDumpMethod, 0, nil, func(member Store) (err error) {
+		r0, err = member.Dump(ctx)
+		return err
+	})
+	return r0, err
+}
+
+// Get calls Store.Get on a member chosen by the proxy's policy.
+// It is idempotent: a call that may have run is retried too.
+func (p *StoreClusterProxy) Get(ctx context.Context, key string) (Entry, error) {
+	var r0 Entry
+	err := p.b.Call(ctx, storeGetMethod, cluster.Idempotent, func() []any {
+		return []any{key}
+	}, func(member Store) (err error) {
+		r0, err = member.Get(ctx, key)
+		return err
+	})
+	return r0, err
+}
+
+// Load calls Store.Load on a member chosen by the proxy's policy.
+// It passes a stream, so it is never retried.
+func (p *StoreClusterProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
+	var r0 int64
+	err := p.b.Call(ctx, storeLoadMethod, cluster.OneShot, func() []any {
+		return []any{r}
+	}, func(member Store) (err error) {
+		r0, err = member.Load(ctx, r)
+		return err
+	})
+	return r0, err
+}
+
+// Open calls Store.Open on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Open(ctx context.Context, name string) (Watcher, error) {
+	var r0 Watcher
+	err := p.b.Call(ctx, storeOpenMethod, 0, func() []any {
+		return []any{name}
+	}, func(member Store) (err error) {
+		r0, err = member.Open(ctx, name)
+		return err
+	})
+	return r0, err
+}
+
+// Peers calls Store.Peers on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Peers(ctx context.Context, in []shared.Region) (map[shared.Region][]shared.User, error) {
+	var r0 map[shared.Region][]shared.User
+	err := p.b.Call(ctx, storePeersMethod, 0, func() []any {
+		return []any{in}
+	}, func(member Store) (err error) {
+		r0, err = member.Peers(ctx, in)
+		return err
+	})
+	return r0, err
+}
+
+// Ping calls Store.Ping on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Ping(ctx context.Context) error {
+	return p.b.Call(ctx, storePingMethod, 0, nil, func(member Store) error {
+		return member.Ping(ctx)
+	})
+}
+
+// Put calls Store.Put on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Put(ctx context.Context, key string, e Entry) error {
+	return p.b.Call(ctx, storePutMethod, 0, func() []any {
+		return []any{key, e}
+	}, func(member Store) error {
+		return member.Put(ctx, key, e)
+	})
+}
+
+// Stat calls Store.Stat on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Stat(ctx context.Context, a1 string, a2 bool) (int64, time.Duration, error) {
+	var r0 int64
+	var r1 time.Duration
+	err := p.b.Call(ctx, storeStatMethod, 0, func() []any {
+		return []any{a1, a2}
+	}, func(member Store) (err error) {
+		r0, r1, err = member.Stat(ctx, a1, a2)
+		return err
+	})
+	return r0, r1, err
+}
+
+// Tag calls Store.Tag on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Tag(ctx context.Context, key string, tags ...shared.Tag) error {
+	return p.b.Call(ctx, storeTagMethod, 0, func() []any {
+		return []any{key, tags}
+	}, func(member Store) error {
+		return member.Tag(ctx, key, tags...)
+	})
+}
+
+// Watch calls Store.Watch on a member chosen by the proxy's policy.
+func (p *StoreClusterProxy) Watch(ctx context.Context, prefix string, a2 Watcher) error {
+	return p.b.Call(ctx, storeWatchMethod, 0, func() []any {
+		return []any{prefix, a2}
+	}, func(member Store) error {
+		return member.Watch(ctx, prefix, a2)
+	})
+}
+
 // WatcherService describes the Watcher interface to the Trellis runtime.
 var WatcherService = &runtime.ServiceDesc{
 	Name: "github.com/trellisrpc/trellis/internal/gen/testdata/kv.Watcher",
@@ -1035,6 +1163,35 @@ func watcherChangedHandler(ctx context.Context, impl any, call *runtime.ServerCa
 		return err
 	}
 	return impl.(Watcher).Changed(ctx, args.Key, args.E)
+}
+
+// WatcherClusterProxy is a Watcher whose calls go to the members of a cluster that
+// serve Watcher, one member chosen per call (see cluster.Balancer).
+type WatcherClusterProxy struct {
+	b *cluster.Balancer[Watcher]
+}
+
+// NewWatcherClusterProxy returns a Watcher that calls the members of c serving Watcher,
+// chosen per call by opts (default: the nearest).
+func NewWatcherClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *WatcherClusterProxy {
+	return &WatcherClusterProxy{b: cluster.NewBalancer[Watcher](c, WatcherService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *WatcherClusterProxy) TrellisBalancer() *cluster.Balancer[Watcher] {
+	return p.b
+}
+
+// WatcherClusterProxy implements Watcher.
+var _ Watcher = (*WatcherClusterProxy)(nil)
+
+// Changed calls Watcher.Changed on a member chosen by the proxy's policy.
+func (p *WatcherClusterProxy) Changed(ctx context.Context, key string, e Entry) error {
+	return p.b.Call(ctx, watcherChangedMethod, 0, func() []any {
+		return []any{key, e}
+	}, func(member Watcher) error {
+		return member.Changed(ctx, key, e)
+	})
 }
 
 // wireAppendSharedUser appends the CBOR encoding of *v to b.

@@ -1,0 +1,277 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/runtime"
+)
+
+// shardCluster starts a caller C (serving nothing) and members serving
+// Shard (names given), plus a member X that serves only Kitchen, and waits
+// until C sees every Shard member advertise it.
+func shardCluster(t *testing.T, names ...string) (*cluster.Cluster, map[string]*testsvc.ShardImpl, map[string]*cluster.Cluster) {
+	t.Helper()
+	j := &joined{t: t, seed: freeUDPAddr(t)}
+	caller := j.join("C")
+	impls := map[string]*testsvc.ShardImpl{}
+	members := map[string]*cluster.Cluster{}
+	for _, n := range names {
+		c := j.join(n)
+		impls[n] = &testsvc.ShardImpl{Name: n, Started: make(chan string, 4)}
+		if err := testsvc.RegisterShard(c.Node(), impls[n]); err != nil {
+			t.Fatal(err)
+		}
+		members[n] = c
+	}
+	x := j.join("X")
+	if err := testsvc.RegisterKitchen(x.Node(), testsvc.NewImpl()); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, len(names)+2, j.cs...)
+	waitServing(t, caller, testsvc.ShardService, len(names))
+	waitServing(t, caller, testsvc.KitchenService, 1)
+	return caller, impls, members
+}
+
+// waitServing waits until c sees n members advertise svc.
+func waitServing(t *testing.T, c *cluster.Cluster, svc *runtime.ServiceDesc, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := 0
+		for _, m := range c.Members() {
+			if m.Serves(svc) {
+				got++
+			}
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d members advertise %s, want %d: %+v", got, svc.Name, n, c.Members())
+		}
+		time.Sleep(20 * time.Millisecond) // advertisements travel in heartbeats: nothing to await
+	}
+}
+
+func TestMembersAdvertiseServices(t *testing.T) {
+	caller, _, members := shardCluster(t, "A")
+	a := members["A"]
+	if err := a.Node().Unregister(testsvc.ShardService.Name); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, caller, testsvc.ShardService, 0)
+	if err := testsvc.RegisterShard(a.Node(), &testsvc.ShardImpl{Name: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, caller, testsvc.ShardService, 1)
+	for _, m := range caller.Members() {
+		want := map[string][]string{
+			"C": nil,
+			"A": {testsvc.ShardService.Name},
+			"X": {testsvc.KitchenService.Name},
+		}[m.Name]
+		var got []string
+		for _, s := range m.Services {
+			got = append(got, s.Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("member %s advertises %v, want %v", m.Name, got, want)
+		}
+	}
+}
+
+func TestClusterProxySendsOnlyToServingMembers(t *testing.T) {
+	caller, impls, _ := shardCluster(t, "A", "B")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	noRetry := cluster.WithRetry(cluster.Retry{Attempts: 1}) // a call sent to X would fail
+	for _, opt := range []cluster.ProxyOption{
+		cluster.WithPolicy(cluster.Nearest), cluster.WithPolicy(cluster.RoundRobin),
+		cluster.WithPolicy(cluster.LocalFirst), cluster.ByKey(nil),
+	} {
+		p := testsvc.NewShardClusterProxy(caller, opt, noRetry)
+		seen := map[string]int{}
+		for i := range 60 {
+			who, err := p.Hit(ctx, fmt.Sprint("k", i))
+			if err != nil {
+				t.Fatalf("%s: call %d: %v", p.TrellisBalancer().Policy(), i, err)
+			}
+			seen[who]++
+		}
+		if seen["A"]+seen["B"] != 60 {
+			t.Errorf("%s: calls answered by %v, want A and B only", p.TrellisBalancer().Policy(), seen)
+		}
+	}
+	if got := impls["A"].Runs.Load() + impls["B"].Runs.Load(); got != 240 {
+		t.Errorf("%d executions for 240 calls", got)
+	}
+
+	// By key: the same key always goes to the same member, the one
+	// KeyOwner names.
+	p := testsvc.NewShardClusterProxy(caller, cluster.ByKey(nil))
+	for i := range 20 {
+		key := fmt.Sprint("key", i)
+		owner, ok := caller.KeyOwner(testsvc.ShardService, key)
+		if !ok {
+			t.Fatal("KeyOwner: nobody serves Shard")
+		}
+		for range 3 {
+			if who, err := p.Who(ctx, key); err != nil || who != owner.Name {
+				t.Fatalf("key %s went to %s (%v), its owner is %s", key, who, err, owner.Name)
+			}
+		}
+	}
+
+	// Nobody serves Control: not sent, typed.
+	none := testsvc.NewControlClusterProxy(caller, noRetry)
+	if err := none.Started(ctx, "x"); !errors.Is(err, cluster.ErrNoMember) {
+		t.Errorf("a call of a service nobody serves: %v, want ErrNoMember", err)
+	}
+}
+
+// keyOwnedBy returns a key whose owner among the Shard members is name.
+func keyOwnedBy(t *testing.T, c *cluster.Cluster, name string) string {
+	t.Helper()
+	for i := range 1000 {
+		k := fmt.Sprint("key", i)
+		if m, _ := c.KeyOwner(testsvc.ShardService, k); m.Name == name {
+			return k
+		}
+	}
+	t.Fatalf("no key owned by %s", name)
+	return ""
+}
+
+func TestNotSentCallIsRetriedOnAnotherMember(t *testing.T) {
+	caller, impls, members := shardCluster(t, "A", "B")
+	key := keyOwnedBy(t, caller, "A")
+	// A's node stops while its membership lives on: the caller still sees
+	// A serving Shard, tries it first, and cannot send the call.
+	closed, cancel := context.WithCancel(context.Background())
+	cancel()
+	members["A"].Node().Close(closed)
+	aID := members["A"].ID()
+	for deadline := time.Now().Add(5 * time.Second); caller.Node().Connected(aID); {
+		if time.Now().After(deadline) {
+			t.Fatal("the caller keeps its connection to a closed node")
+		}
+		time.Sleep(10 * time.Millisecond) // the connection's end is seen by its reader: nothing to await here
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p := testsvc.NewShardClusterProxy(caller, cluster.ByKey(nil))
+	who, err := p.Hit(ctx, key)
+	if err != nil || who != "B" {
+		t.Fatalf("the call was answered by %q (%v), want B after a retry", who, err)
+	}
+	if !slices.ContainsFunc(caller.Members(), func(m cluster.Member) bool { return m.Name == "A" && m.Serves(testsvc.ShardService) }) {
+		t.Fatal("A left the membership before the call: the call did not have to be retried")
+	}
+	if a, b := impls["A"].Runs.Load(), impls["B"].Runs.Load(); a != 0 || b != 1 {
+		t.Fatalf("executions: A %d, B %d; want 0 and 1", a, b)
+	}
+
+	// Without retries, the same call fails, typed as not sent.
+	p = testsvc.NewShardClusterProxy(caller, cluster.ByKey(nil), cluster.WithRetry(cluster.Retry{Attempts: 1}))
+	if _, err := p.Hit(ctx, key); !runtime.NotSent(err) {
+		t.Fatalf("without retries: %v, want an error for which runtime.NotSent holds", err)
+	}
+}
+
+func TestCallThatMayHaveRunIsNotRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		idempotent bool
+	}{
+		{"Hit", false},
+		{"Look (idempotent)", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			caller, impls, members := shardCluster(t, "A", "B")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			impls["A"].Block.Store(true)
+			impls["B"].Block.Store(true)
+			p := testsvc.NewShardClusterProxy(caller, cluster.WithPolicy(cluster.RoundRobin))
+			type answer struct {
+				who string
+				err error
+			}
+			done := make(chan answer, 1)
+			go func() {
+				call := p.Hit
+				if tc.idempotent {
+					call = p.Look
+				}
+				who, err := call(ctx, "k")
+				done <- answer{who, err}
+			}()
+			// The call runs on a member, which then shuts down: the call
+			// may have run, and fails in the machinery.
+			var where string
+			select {
+			case where = <-impls["A"].Started:
+			case where = <-impls["B"].Started:
+			case <-ctx.Done():
+				t.Fatal("the call never started")
+			}
+			other := otherOf(where)
+			impls[other].Block.Store(false)
+			closed, cancelClose := context.WithCancel(context.Background())
+			cancelClose()
+			members[where].Node().Close(closed)
+			a := <-done
+			runs := impls["A"].Runs.Load() + impls["B"].Runs.Load()
+			if tc.idempotent {
+				if a.err != nil || a.who != other || runs != 2 {
+					t.Fatalf("an idempotent call cut off on %s: answered by %q (%v) after %d runs; want a retry on %s", where, a.who, a.err, runs, other)
+				}
+				return
+			}
+			if runs != 1 {
+				t.Fatalf("a call that may have run was executed %d times", runs)
+			}
+			if a.err == nil || runtime.NotSent(a.err) ||
+				!(errors.Is(a.err, runtime.ErrShuttingDown) || errors.Is(a.err, runtime.ErrUnreachable)) {
+				t.Fatalf("the cut call returned %q, %v; want ErrShuttingDown or ErrUnreachable (sent)", a.who, a.err)
+			}
+		})
+	}
+}
+
+func otherOf(name string) string {
+	if name == "A" {
+		return "B"
+	}
+	return "A"
+}
+
+func TestCallAll(t *testing.T) {
+	caller, _, _ := shardCluster(t, "A", "B", "D")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p := testsvc.NewShardClusterProxy(caller)
+	res := cluster.CallAll(ctx, p, func(ctx context.Context, s testsvc.Shard) (string, error) {
+		return s.Who(ctx, "x")
+	})
+	var got []string
+	for _, r := range res {
+		if r.Err != nil || r.Value != r.Member.Name {
+			t.Errorf("member %s: %q, %v", r.Member.Name, r.Value, r.Err)
+		}
+		got = append(got, r.Value)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"A", "B", "D"}) {
+		t.Fatalf("CallAll reached %v, want A, B and D", got)
+	}
+}
