@@ -111,7 +111,7 @@ type Cluster struct {
 
 	subs         map[*Subscription]struct{} // topology subscriptions, published to under mu
 	topicsClosed bool
-	advertised   []byte // the services last put in the membership record
+	svcMeta      []byte // the services advertised in the membership record (encodeServices)
 
 	views viewCache // what cluster proxies choose from
 
@@ -347,7 +347,7 @@ func (c *Cluster) loop(ctx context.Context) {
 		case <-c.kick:
 		case <-t.C:
 		}
-		c.advertise()
+		c.advertiseServices()
 		if leader, ok := c.disc.Leader(); ok && leader.ID == c.self && c.mayLead() {
 			c.lead(ctx)
 		}

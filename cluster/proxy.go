@@ -158,7 +158,7 @@ type Balancer[S any] struct {
 	opts proxyOptions
 	next atomic.Uint64 // round-robin position
 
-	mu      sync.Mutex              // serialises rebuilding targets
+	mu      sync.Mutex               // serialises rebuilding targets
 	targets map[nodeid.ID]*target[S] // kept across views: proxies and counts survive changes
 	cur     atomic.Pointer[targetSet[S]]
 }

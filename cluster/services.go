@@ -79,18 +79,17 @@ func (c *Cluster) Members() []Member {
 	return slices.Clone(c.view().members)
 }
 
-// metaSetter is implemented by membership backends that can change the
-// metadata of the local member's record (membership.Node can).
-type metaSetter interface {
-	SetMeta([]byte) error
-}
+// trellisRuntime prefixes the names of the services every node serves for
+// the runtime itself (the release of references): they are not advertised.
+const trellisRuntime = "github.com/trellisrpc/trellis/runtime."
 
 // localServices returns the services registered on the node, those of the
 // cluster's own control plane left out.
 func (c *Cluster) localServices() []Service {
 	var out []Service
-	for _, svc := range c.node.Services() {
-		if svc == controlplane.CascadeService {
+	for _, name := range c.node.Services() {
+		svc, ok := c.node.Service(name)
+		if !ok || svc == controlplane.CascadeService || strings.HasPrefix(name, trellisRuntime) {
 			continue
 		}
 		out = append(out, Service{Name: svc.Name, Hash: ServiceHash(svc)})
@@ -98,15 +97,16 @@ func (c *Cluster) localServices() []Service {
 	return out
 }
 
-// advertise puts the node's services in the member's membership record
-// when they changed since the last time.
-func (c *Cluster) advertise() {
+// advertiseServices puts the node's services in the member's membership
+// record when they changed since the last time.
+func (c *Cluster) advertiseServices() {
 	svcs := c.localServices()
-	meta, dropped := encodeServices(svcs)
 	c.mu.Lock()
-	same := c.advertised != nil && bytes.Equal(meta, c.advertised)
+	block, dropped := encodeServices(svcs, membership.MaxMetaLen-metaOverhead-len(c.appMeta))
+	same := c.svcMeta != nil && bytes.Equal(block, c.svcMeta)
 	if !same {
-		c.advertised = meta
+		c.svcMeta = block
+		c.advertise()
 	}
 	c.mu.Unlock()
 	if same {
@@ -116,44 +116,31 @@ func (c *Cluster) advertise() {
 	if dropped > 0 {
 		c.log.Warn("cluster: too many services to advertise them all in the membership record", "advertised", len(svcs)-dropped, "left out", dropped)
 	}
-	ms, ok := c.disc.(metaSetter)
-	if !ok {
-		c.log.Warn("cluster: the membership backend cannot advertise services (it has no SetMeta)")
-		return
-	}
-	if err := ms.SetMeta(meta); err != nil {
-		c.log.Warn("cluster: advertising services", "err", err)
-	}
 }
 
-// Services travel in the membership record's metadata:
+// Services travel in the membership record (see meta.go) as
 //
-//	"T" 1 count:u8 (nameLen:u8 name hash:u64le)*
+//	count:u8 (nameLen:u8 name hash:u64le)*
 //
-// Full names are used if they all fit in membership.MaxMetaLen, else the
-// last element of each name's path; services that still do not fit are
-// left out.
-const (
-	metaMagic   = 'T'
-	metaVersion = 1
-)
+// Full names are used if they all fit in the space left, else the last
+// element of each name's path; services that still do not fit are left out.
 
-// encodeServices returns the metadata advertising svcs, and how many had to
-// be left out.
-func encodeServices(svcs []Service) (meta []byte, dropped int) {
-	size := 3
+// encodeServices returns the block advertising svcs in at most size bytes,
+// and how many services had to be left out.
+func encodeServices(svcs []Service, size int) (block []byte, dropped int) {
+	need := 1
 	for _, s := range svcs {
-		size += 1 + len(s.Name) + 8
+		need += 1 + len(s.Name) + 8
 	}
-	short := size > membership.MaxMetaLen
-	b := []byte{metaMagic, metaVersion, 0}
+	short := need > size
+	b := []byte{0}
 	n := 0
 	for _, s := range svcs {
 		name := s.Name
 		if short {
 			name = name[strings.LastIndexByte(name, '/')+1:]
 		}
-		if len(name) > 255 || len(b)+1+len(name)+8 > membership.MaxMetaLen || n == 255 {
+		if len(name) > 255 || len(b)+1+len(name)+8 > size || n == 255 {
 			dropped++
 			continue
 		}
@@ -162,33 +149,28 @@ func encodeServices(svcs []Service) (meta []byte, dropped int) {
 		b = binary.LittleEndian.AppendUint64(b, s.Hash)
 		n++
 	}
-	b[2] = byte(n)
+	b[0] = byte(n)
 	return b, dropped
 }
 
-var errBadMeta = errors.New("cluster: membership metadata is not a service list")
+var errBadMeta = errors.New("cluster: bad service list in membership metadata")
 
-// decodeServices parses metadata written by encodeServices.
-func decodeServices(meta []byte) ([]Service, error) {
-	if len(meta) == 0 {
-		return nil, nil
+// decodeServices parses a block written by encodeServices at the start of
+// b, and returns the services and what follows the block.
+func decodeServices(b []byte) ([]Service, []byte, error) {
+	if len(b) < 1 {
+		return nil, nil, errBadMeta
 	}
-	if len(meta) < 3 || meta[0] != metaMagic || meta[1] != metaVersion {
-		return nil, errBadMeta
-	}
-	n := int(meta[2])
-	b := meta[3:]
+	n := int(b[0])
+	b = b[1:]
 	out := make([]Service, 0, n)
 	for range n {
 		if len(b) < 1 || len(b) < 1+int(b[0])+8 {
-			return nil, errBadMeta
+			return nil, nil, errBadMeta
 		}
 		l := int(b[0])
 		out = append(out, Service{Name: string(b[1 : 1+l]), Hash: binary.LittleEndian.Uint64(b[1+l:])})
 		b = b[1+l+8:]
 	}
-	if len(b) != 0 {
-		return nil, errBadMeta
-	}
-	return out, nil
+	return out, b, nil
 }

@@ -1,8 +1,8 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 
@@ -25,22 +25,23 @@ func TestServicesMetaRoundTrip(t *testing.T) {
 	}{
 		{"none", nil, false, 0},
 		{"one", []Service{{Name: "example.com/kv.Store", Hash: 42}}, false, 0},
-		{"full names fit", long(9), false, 0},
+		{"full names fit", long(8), false, 0},
 		{"short names", long(20), true, 0},
-		{"too many", long(40), true, 40 - 23},
+		{"too many", long(40), true, 40 - 22},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			meta, dropped := encodeServices(tc.svcs)
-			if len(meta) > membership.MaxMetaLen {
+			block, dropped := encodeServices(tc.svcs, membership.MaxMetaLen-metaOverhead)
+			meta := encodeMeta(1<<40, block, []byte("app"))
+			if len(meta) > membership.MaxMetaLen+len("app") {
 				t.Fatalf("metadata of %d bytes, limit %d", len(meta), membership.MaxMetaLen)
 			}
 			if dropped != tc.dropped {
 				t.Fatalf("dropped %d, want %d", dropped, tc.dropped)
 			}
-			got, err := decodeServices(meta)
-			if err != nil {
-				t.Fatal(err)
+			epoch, got, app, ok := decodeMeta(meta)
+			if !ok || epoch != 1<<40 || string(app) != "app" {
+				t.Fatalf("decodeMeta: epoch %d app %q ok %v", epoch, app, ok)
 			}
 			want := tc.svcs[:len(tc.svcs)-tc.dropped]
 			if len(got) != len(want) {
@@ -62,37 +63,40 @@ func TestServicesMetaRoundTrip(t *testing.T) {
 	}
 }
 
-func TestDecodeServicesRefusesGarbage(t *testing.T) {
-	good, _ := encodeServices([]Service{{Name: "a.B", Hash: 1}, {Name: "c.D", Hash: 2}})
+func TestDecodeMetaRefusesGarbage(t *testing.T) {
+	block, _ := encodeServices([]Service{{Name: "a.B", Hash: 1}, {Name: "c.D", Hash: 2}}, 100)
+	good := encodeMeta(7, block, nil)
 	for _, meta := range [][]byte{
-		{'T'}, {'X', 1, 0}, {'T', 2, 0}, {'T', 1, 1}, {'T', 1, 1, 200, 'a'},
-		good[:len(good)-1], append(slices.Clone(good), 0),
+		nil, {metaVersion}, {1, 7, 0}, {metaVersion, 7}, {metaVersion, 7, 1}, {metaVersion, 7, 1, 200, 'a'},
+		{metaVersion, 0x80}, good[:len(good)-1],
 	} {
-		if svcs, err := decodeServices(meta); err == nil {
-			t.Errorf("decodeServices(%q) = %v, want an error", meta, svcs)
+		if _, svcs, _, ok := decodeMeta(meta); ok {
+			t.Errorf("decodeMeta(%q) = %v, want a refusal", meta, svcs)
 		}
 	}
 }
 
-func FuzzDecodeServices(f *testing.F) {
-	good, _ := encodeServices([]Service{{Name: "example.com/kv.Store", Hash: 7}})
-	f.Add(good)
-	f.Add([]byte{'T', 1, 255})
+func FuzzDecodeMeta(f *testing.F) {
+	block, _ := encodeServices([]Service{{Name: "example.com/kv.Store", Hash: 7}}, 100)
+	f.Add(encodeMeta(3, block, []byte("x")))
+	f.Add([]byte{metaVersion, 1, 255})
 	f.Fuzz(func(t *testing.T, meta []byte) {
-		svcs, err := decodeServices(meta)
-		if err != nil {
+		epoch, svcs, app, ok := decodeMeta(meta)
+		if !ok {
 			return
 		}
-		again, dropped := encodeServices(svcs)
-		if dropped == 0 && len(meta) > 0 && string(again) != string(meta) && len(meta) <= membership.MaxMetaLen {
-			// Names that would be shortened re-encode differently; only
-			// compare when they are plainly short.
+		var b []byte
+		if len(svcs) > 0 {
+			b = []byte{byte(len(svcs))}
 			for _, s := range svcs {
-				if strings.Contains(s.Name, "/") {
-					return
-				}
+				b = append(b, byte(len(s.Name)))
+				b = append(b, s.Name...)
+				b = binary.LittleEndian.AppendUint64(b, s.Hash)
 			}
-			t.Fatalf("%q decoded to %v, which encodes as %q", meta, svcs, again)
+		}
+		again := encodeMeta(epoch, b, app)
+		if _, svcs2, app2, ok := decodeMeta(again); !ok || len(svcs2) != len(svcs) || string(app2) != string(app) {
+			t.Fatalf("%q decoded to %d, %v, %q, which does not round-trip", meta, epoch, svcs, app)
 		}
 	})
 }

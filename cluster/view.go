@@ -58,10 +58,12 @@ func (c *Cluster) buildView(gen uint64) *view {
 		mem := Member{ID: m.ID, Name: m.Name, Addr: m.Addr, Leader: i == 0, Local: m.ID == c.self}
 		if mem.Local {
 			mem.Services = c.localServices()
-		} else if svcs, err := decodeServices(m.Meta); err == nil {
+		} else if _, svcs, _, ok := decodeMeta(m.Meta); ok {
 			mem.Services = svcs
-		} else if _, logged := c.views.warn.LoadOrStore(m.ID, true); !logged {
-			c.log.Warn("cluster: a member's record advertises no readable services", "member", m.Name, "err", err)
+		} else if len(m.Meta) > 0 {
+			if _, logged := c.views.warn.LoadOrStore(m.ID, true); !logged {
+				c.log.Warn("cluster: a member's record advertises no readable services", "member", m.Name)
+			}
 		}
 		h, ok := dist[m.ID]
 		if !ok {

@@ -3,22 +3,13 @@ package runtime
 import (
 	"fmt"
 	"maps"
-	"slices"
-	"strings"
 )
 
-// Services returns the services registered on the node (those Trellis
-// serves for itself excluded), ordered by name.
-func (n *Node) Services() []*ServiceDesc {
-	t := n.services.Load()
-	out := make([]*ServiceDesc, 0, len(t.services))
-	for _, svc := range t.services {
-		if svc != refsService {
-			out = append(out, svc)
-		}
-	}
-	slices.SortFunc(out, func(a, b *ServiceDesc) int { return strings.Compare(a.Name, b.Name) })
-	return out
+// Service returns the description of the service registered on the node
+// under name, and whether there is one.
+func (n *Node) Service(name string) (*ServiceDesc, bool) {
+	svc, ok := n.services.Load().services[name]
+	return svc, ok
 }
 
 // Implementation returns the implementation registered for svc on the node,

@@ -25,7 +25,6 @@ var reservedMethods = map[string]string{
 // the method idempotent.
 const idempotentDirective = "//trellis:idempotent"
 
-
 // An analyzer checks the interfaces of the -type set against the rules of a
 // Trellis service and builds the model the generator writes code from.
 type analyzer struct {

@@ -41,7 +41,7 @@ type service struct {
 	cluster         bool
 	clusterProxy    string // StoreClusterProxy
 	newClusterProxy string // NewStoreClusterProxy
-	prefix   string // store: the prefix of per-method identifiers
+	prefix          string // store: the prefix of per-method identifiers
 
 	// byRef reports whether a method of the set passes this interface by
 	// reference, which needs the fromRef helper.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
@@ -176,6 +177,38 @@ func counterAddHandler(ctx context.Context, impl any, call *runtime.ServerCall) 
 	}
 	w.res = counterAddResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// CounterClusterProxy is a Counter whose calls go to the members of a cluster that
+// serve Counter, one member chosen per call (see cluster.Balancer).
+type CounterClusterProxy struct {
+	b *cluster.Balancer[Counter]
+}
+
+// NewCounterClusterProxy returns a Counter that calls the members of c serving Counter,
+// chosen per call by opts (default: the nearest).
+func NewCounterClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *CounterClusterProxy {
+	return &CounterClusterProxy{b: cluster.NewBalancer[Counter](c, CounterService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *CounterClusterProxy) TrellisBalancer() *cluster.Balancer[Counter] {
+	return p.b
+}
+
+// CounterClusterProxy implements Counter.
+var _ Counter = (*CounterClusterProxy)(nil)
+
+// Add calls Counter.Add on a member chosen by the proxy's policy.
+func (p *CounterClusterProxy) Add(ctx context.Context, d int) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, counterAddMethod, 0, func() []any {
+		return []any{d}
+	}, func(member Counter) (err error) {
+		r0, err = member.Add(ctx, d)
+		return err
+	})
+	return r0, err
 }
 
 // TargetService describes the Target interface to the Trellis runtime.
@@ -817,4 +850,84 @@ func targetStringsHandler(ctx context.Context, impl any, call *runtime.ServerCal
 	}
 	w.res = targetStringsResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// TargetClusterProxy is a Target whose calls go to the members of a cluster that
+// serve Target, one member chosen per call (see cluster.Balancer).
+type TargetClusterProxy struct {
+	b *cluster.Balancer[Target]
+}
+
+// NewTargetClusterProxy returns a Target that calls the members of c serving Target,
+// chosen per call by opts (default: the nearest).
+func NewTargetClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *TargetClusterProxy {
+	return &TargetClusterProxy{b: cluster.NewBalancer[Target](c, TargetService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *TargetClusterProxy) TrellisBalancer() *cluster.Balancer[Target] {
+	return p.b
+}
+
+// TargetClusterProxy implements Target.
+var _ Target = (*TargetClusterProxy)(nil)
+
+// Blob calls Target.Blob on a member chosen by the proxy's policy.
+func (p *TargetClusterProxy) Blob(ctx context.Context, n int) ([]byte, error) {
+	var r0 []byte
+	err := p.b.Call(ctx, targetBlobMethod, 0, func() []any {
+		return []any{n}
+	}, func(member Target) (err error) {
+		r0, err = member.Blob(ctx, n)
+		return err
+	})
+	return r0, err
+}
+
+// Echo calls Target.Echo on a member chosen by the proxy's policy.
+func (p *TargetClusterProxy) Echo(ctx context.Context, s string) (string, error) {
+	var r0 string
+	err := p.b.Call(ctx, targetEchoMethod, 0, func() []any {
+		return []any{s}
+	}, func(member Target) (err error) {
+		r0, err = member.Echo(ctx, s)
+		return err
+	})
+	return r0, err
+}
+
+// NewCounter calls Target.NewCounter on a member chosen by the proxy's policy.
+func (p *TargetClusterProxy) NewCounter(ctx context.Context, start int) (Counter, error) {
+	var r0 Counter
+	err := p.b.Call(ctx, targetNewCounterMethod, 0, func() []any {
+		return []any{start}
+	}, func(member Target) (err error) {
+		r0, err = member.NewCounter(ctx, start)
+		return err
+	})
+	return r0, err
+}
+
+// Put calls Target.Put on a member chosen by the proxy's policy.
+func (p *TargetClusterProxy) Put(ctx context.Context, b []byte) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, targetPutMethod, 0, func() []any {
+		return []any{b}
+	}, func(member Target) (err error) {
+		r0, err = member.Put(ctx, b)
+		return err
+	})
+	return r0, err
+}
+
+// Strings calls Target.Strings on a member chosen by the proxy's policy.
+func (p *TargetClusterProxy) Strings(ctx context.Context, ss [][]string) (int, error) {
+	var r0 int
+	err := p.b.Call(ctx, targetStringsMethod, 0, func() []any {
+		return []any{ss}
+	}, func(member Target) (err error) {
+		r0, err = member.Strings(ctx, ss)
+		return err
+	})
+	return r0, err
 }

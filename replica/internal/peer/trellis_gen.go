@@ -6,6 +6,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -709,6 +710,92 @@ func peerReplicateHandler(ctx context.Context, impl any, call *runtime.ServerCal
 	}
 	w.res = peerReplicateResults{R0: r0}
 	return call.Reply(&w.res)
+}
+
+// PeerClusterProxy is a Peer whose calls go to the members of a cluster that
+// serve Peer, one member chosen per call (see cluster.Balancer).
+type PeerClusterProxy struct {
+	b *cluster.Balancer[Peer]
+}
+
+// NewPeerClusterProxy returns a Peer that calls the members of c serving Peer,
+// chosen per call by opts (default: the nearest).
+func NewPeerClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *PeerClusterProxy {
+	return &PeerClusterProxy{b: cluster.NewBalancer[Peer](c, PeerService, opts...)}
+}
+
+// TrellisBalancer returns the balancer behind p (see cluster.CallAll).
+func (p *PeerClusterProxy) TrellisBalancer() *cluster.Balancer[Peer] {
+	return p.b
+}
+
+// PeerClusterProxy implements Peer.
+var _ Peer = (*PeerClusterProxy)(nil)
+
+// Adopt calls Peer.Adopt on a member chosen by the proxy's policy.
+func (p *PeerClusterProxy) Adopt(ctx context.Context, entries []Entry) error {
+	return p.b.Call(ctx, peerAdoptMethod, 0, func() []any {
+		return []any{entries}
+	}, func(member Peer) error {
+		return member.Adopt(ctx, entries)
+	})
+}
+
+// Apply calls Peer.Apply on a member chosen by the proxy's policy.
+func (p *PeerClusterProxy) Apply(ctx context.Context, op Op) (Entry, error) {
+	var r0 Entry
+	err := p.b.Call(ctx, peerApplyMethod, 0, func() []any {
+		return []any{op}
+	}, func(member Peer) (err error) {
+		r0, err = member.Apply(ctx, op)
+		return err
+	})
+	return r0, err
+}
+
+// Drop calls Peer.Drop on a member chosen by the proxy's policy.
+func (p *PeerClusterProxy) Drop(ctx context.Context, owner nodeid.ID, keys []string) error {
+	return p.b.Call(ctx, peerDropMethod, 0, func() []any {
+		return []any{owner, keys}
+	}, func(member Peer) error {
+		return member.Drop(ctx, owner, keys)
+	})
+}
+
+// Held calls Peer.Held on a member chosen by the proxy's policy.
+func (p *PeerClusterProxy) Held(ctx context.Context, owner nodeid.ID) ([]Entry, error) {
+	var r0 []Entry
+	err := p.b.Call(ctx, peerHeldMethod, 0, func() []any {
+		return []any{owner}
+	}, func(member Peer) (err error) {
+		r0, err = member.Held(ctx, owner)
+		return err
+	})
+	return r0, err
+}
+
+// Lookup calls Peer.Lookup on a member chosen by the proxy's policy.
+func (p *PeerClusterProxy) Lookup(ctx context.Context, key string, withValue bool) (Entry, error) {
+	var r0 Entry
+	err := p.b.Call(ctx, peerLookupMethod, 0, func() []any {
+		return []any{key, withValue}
+	}, func(member Peer) (err error) {
+		r0, err = member.Lookup(ctx, key, withValue)
+		return err
+	})
+	return r0, err
+}
+
+// Replicate calls Peer.Replicate on a member chosen by the proxy's policy.
+func (p *PeerClusterProxy) Replicate(ctx context.Context, entries []Entry) ([]Entry, error) {
+	var r0 []Entry
+	err := p.b.Call(ctx, peerReplicateMethod, 0, func() []any {
+		return []any{entries}
+	}, func(member Peer) (err error) {
+		r0, err = member.Replicate(ctx, entries)
+		return err
+	})
+	return r0, err
 }
 
 // wireAppendEntry appends the CBOR encoding of *v to b.
