@@ -112,7 +112,7 @@ type Retry struct {
 }
 
 // DefaultRetry is the retry policy of a cluster proxy.
-var DefaultRetry = Retry{Attempts: 4, Base: 5 * time.Millisecond, Max: 500 * time.Millisecond}
+var DefaultRetry = Retry{Attempts: 5, Base: 10 * time.Millisecond, Max: 500 * time.Millisecond}
 
 // WithRetry sets the retry policy (Attempts 1 turns retries off).
 func WithRetry(r Retry) ProxyOption {

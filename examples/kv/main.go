@@ -28,6 +28,7 @@ import (
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/examples/kv/kvstore"
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/topology"
 )
 
 const key = "kv-example-cluster-key-0123456789abcdef"
@@ -139,6 +140,12 @@ func demo(nkeys int) error {
 	}
 	fmt.Println("1. four store processes join the cluster: kv1, kv2, kv3, kv4")
 	if err := waitServing(client, len(names)); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	_, err = client.Wait(wctx, func(t topology.Topology) bool { return len(t.Members) == len(names)+1 })
+	cancel()
+	if err != nil {
 		return err
 	}
 

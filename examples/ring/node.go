@@ -155,8 +155,16 @@ func call(ctx context.Context, cl *cluster.Cluster, self, name string) string {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	proxy := ringsvc.NewWhereProxy(cl.Node(), target.ID)
 	start := time.Now()
-	ans, err := ringsvc.NewWhereProxy(cl.Node(), target.ID).Where(cctx, self)
+	ans, err := proxy.Where(cctx, self)
+	for runtime.NotSent(err) && cctx.Err() == nil {
+		// Not sent (the edges of a topology just committed are still being
+		// connected): safe to try again.
+		time.Sleep(20 * time.Millisecond)
+		start = time.Now()
+		ans, err = proxy.Where(cctx, self)
+	}
 	if err != nil {
 		return fmt.Sprintf("CALL %s -> %s failed: %v", self, name, err)
 	}
