@@ -113,7 +113,8 @@ type Cluster struct {
 	topicsClosed bool
 	svcMeta      []byte // the services advertised in the membership record (encodeServices)
 
-	views viewCache // what cluster proxies choose from
+	views viewCache   // what cluster proxies choose from
+	dials dialBackoff // neighbours that failed to connect, guarded by mu
 
 	kick     chan struct{}
 	started  time.Time
@@ -159,6 +160,7 @@ func New(cfg Config) (*Cluster, error) {
 		log:      cfg.Logger.With("node", cfg.Node.Name()),
 		unwanted: make(map[nodeid.ID]time.Time),
 		dialing:  make(map[nodeid.ID]bool),
+		dials:    dialBackoff{base: cfg.Interval},
 		changed:  make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 	}

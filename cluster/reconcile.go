@@ -34,7 +34,11 @@ func (c *Cluster) reconcile(ctx context.Context) {
 	}
 	c.mu.Unlock()
 
-	for _, id := range t.Neighbours(c.self) {
+	neighbours := t.Neighbours(c.self)
+	c.mu.Lock()
+	c.dials.keep(neighbours)
+	c.mu.Unlock()
+	for _, id := range neighbours {
 		if c.self < id && !c.node.Connected(id) {
 			m, _ := t.Lookup(id)
 			c.dial(ctx, m)
@@ -85,7 +89,7 @@ func (c *Cluster) reconcile(ctx context.Context) {
 // up the loop, which leads and reconciles.
 func (c *Cluster) dial(ctx context.Context, m topology.Member) {
 	c.mu.Lock()
-	if c.dialing[m.ID] {
+	if c.dialing[m.ID] || !c.dials.due(m.ID, time.Now()) {
 		c.mu.Unlock()
 		return
 	}
@@ -99,9 +103,15 @@ func (c *Cluster) dial(ctx context.Context, m topology.Member) {
 		cancel()
 		c.mu.Lock()
 		delete(c.dialing, m.ID)
+		var wait time.Duration
+		if err != nil {
+			wait = c.dials.failed(m.ID, time.Now())
+		} else {
+			c.dials.forget(m.ID)
+		}
 		c.mu.Unlock()
 		if err != nil {
-			c.log.Info("cluster: cannot connect to neighbour; will retry", "peer", m.Name, "err", err)
+			c.log.Info("cluster: cannot connect to neighbour; will retry", "peer", m.Name, "in", wait, "err", err)
 		}
 	}()
 }
