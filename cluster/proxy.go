@@ -213,6 +213,9 @@ func (b *Balancer[S]) targetsNow() *targetSet[S] {
 	ts := &targetSet[S]{view: v}
 	keep := make(map[nodeid.ID]*target[S], len(b.targets))
 	for i, m := range v.members {
+		if !m.Local && v.hops[i] == unknownHops {
+			continue // not in the committed topology yet: no route to it
+		}
 		t := b.targets[m.ID]
 		if t == nil {
 			t = b.newTarget(m)
@@ -461,6 +464,19 @@ func mix(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// Serving returns the members that cluster proxies for svc choose from:
+// this member if it serves svc, and the members of the committed topology
+// that advertise svc, oldest first.
+func (c *Cluster) Serving(svc *runtime.ServiceDesc) []Member {
+	b := NewBalancer[any](c, svc)
+	ts := b.targetsNow()
+	out := make([]Member, len(ts.list))
+	for i, t := range ts.list {
+		out[i] = t.member
+	}
+	return out
 }
 
 // KeyOwner returns the member that a by-key proxy for svc sends key to
