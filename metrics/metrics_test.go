@@ -122,6 +122,7 @@ func TestCallMetrics(t *testing.T) {
 	}
 	a.SetRouter(routes{c.ID(): b.ID()})
 	b.SetRouter(routes{})
+	c.SetRouter(routes{a.ID(): b.ID()}) // the way back: C accepts a call from A only through B
 	regs := map[string]*prometheus.Registry{}
 	for name, n := range map[string]*runtime.Node{"A": a, "B": b, "C": c} {
 		col, err := metrics.New(metrics.Config{Node: n})
