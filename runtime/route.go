@@ -32,7 +32,8 @@ type AvoidingRouter interface {
 // lies on a route the source's messages plausibly take to this node.
 // Without a SourceChecker, a node accepts a routed message from a
 // neighbour other than its source only if its own route back to the source
-// goes through that neighbour (routes are symmetric).
+// goes through that neighbour (routes are symmetric); without a router,
+// only if the source is not a node it is connected to directly.
 type SourceChecker interface {
 	Router
 	// PlausibleSource reports whether a routed message from node src may
@@ -48,7 +49,10 @@ func (n *Node) plausibleSource(p *peer, src NodeID) bool {
 	}
 	rp := n.router.Load()
 	if rp == nil {
-		return false // no routes: only neighbours send
+		// No routes to judge by (a node outside a topology, behind a relay
+		// that has some): a source connected directly would have sent
+		// directly; any other may only have come through a relay.
+		return n.peer(src) == nil
 	}
 	if sc, ok := (*rp).(SourceChecker); ok {
 		return sc.PlausibleSource(src, p.id)
