@@ -70,6 +70,14 @@ func MemberMeta(m membership.Member) []byte {
 	return app
 }
 
+// MemberServices returns the services member m advertises, ordered by name
+// (nil if none, or if m runs no cluster). Cluster.Members gives the same for
+// every live member at once.
+func MemberServices(m membership.Member) []Service {
+	_, svcs, _, _ := decodeMeta(m.Meta)
+	return svcs
+}
+
 // MemberEpoch returns the epoch of the topology member m has committed, as
 // it last advertised it; ok is false if m has not advertised one.
 func MemberEpoch(m membership.Member) (epoch uint64, ok bool) {

@@ -24,7 +24,7 @@ var examples = []struct {
 	{"callback", "", nil},
 	{"dump", "", nil},
 	{"transform", "", nil},
-	{"ring", "LeaderNode -> Node3 answered by Node3", nil},
+	{"ring", "3 members (leader LeaderNode), 3 edges, ready", []string{"-status", "127.0.0.1:0"}},
 	{"kv", "moved, all of them kv3's", []string{"-keys", "60"}},
 }
 

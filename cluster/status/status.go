@@ -78,6 +78,49 @@ func New(cfg Config) (*Status, error) {
 	return s, nil
 }
 
+// ForCluster returns the status of a member that joined its cluster with
+// cluster.Join: its node, membership and topology, and the services every
+// member advertises. Serve it with http.ListenAndServe or mount it under a
+// prefix with http.StripPrefix. New allows more settings (a Refresh period,
+// a cluster made with cluster.New).
+func ForCluster(c *cluster.Cluster) (*Status, error) {
+	if c == nil {
+		return nil, errors.New("status: ForCluster: nil cluster")
+	}
+	return New(Config{
+		Node:       c.Node(),
+		Membership: c.Discovery(),
+		Cluster:    c,
+		Services:   clusterServices(c),
+	})
+}
+
+// clusterServices returns a Config.Services that lists the services each
+// member advertises in its membership record (cluster.MemberServices), and
+// for c's own member those registered on its node (as the other members
+// will read them once its record is sent again), the runtime's and the
+// cluster's own left out.
+func clusterServices(c *cluster.Cluster) func(membership.Member) []string {
+	names := func(svcs []cluster.Service) []string {
+		out := make([]string, len(svcs))
+		for i, s := range svcs {
+			out[i] = s.Name
+		}
+		return out
+	}
+	return func(m membership.Member) []string {
+		if m.ID != c.ID() {
+			return names(cluster.MemberServices(m))
+		}
+		for _, cm := range c.Members() {
+			if cm.Local {
+				return names(cm.Services)
+			}
+		}
+		return nil
+	}
+}
+
 // Snapshot is the status of a node at one moment: what /status.json holds.
 type Snapshot struct {
 	Time     time.Time `json:"time"`

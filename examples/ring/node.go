@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/status"
 	"github.com/trellisrpc/trellis/examples/ring/ringsvc"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/membership/memberlist"
@@ -28,6 +31,7 @@ type nodeFlags struct {
 	seed     string // membership seed address
 	strategy string
 	backend  string // "builtin" or "memberlist"
+	status   string // address of the status page ("" for none)
 	key      string
 	verbose  bool
 }
@@ -82,6 +86,14 @@ func runNode(f nodeFlags, control bool) error {
 		fmt.Fprintf(out, format+"\n", args...)
 		out.Flush()
 	}
+	if f.status != "" {
+		url, stopStatus, err := serveStatus(c, f.status, logger)
+		if err != nil {
+			return err
+		}
+		defer stopStatus()
+		say("STATUS %s %s", f.name, url)
+	}
 	say("READY %s rpc=%s id=%s", f.name, c.Node().Addr(), c.ID())
 
 	lines := make(chan string)
@@ -134,6 +146,29 @@ func runNode(f nodeFlags, control bool) error {
 			}
 		}
 	}
+}
+
+// serveStatus serves the status page of c on addr, and returns its URL and
+// a function that stops serving.
+func serveStatus(c *cluster.Cluster, addr string, logger *slog.Logger) (url string, stop func(), err error) {
+	st, err := status.ForCluster(c)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("status page: %w", err)
+	}
+	srv := &http.Server{Handler: st, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	return "http://" + ln.Addr().String() + "/", func() {
+		srv.Close()
+		<-done
+	}, nil
 }
 
 // call makes a routed call to the node named name and describes the route.

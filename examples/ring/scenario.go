@@ -2,15 +2,22 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/trellisrpc/trellis/cluster/status"
 )
 
 // proc is one node process started by the scenario.
@@ -35,10 +42,13 @@ type scenario struct {
 	procs    []*proc
 	reports  chan report
 	topology map[string]string // node name → its last TOPOLOGY line (without the name)
+	status   map[string]string // node name → the URL of its status page, once printed
+	shown    map[string]bool   // the status pages whose URLs were shown
 }
 
 // runScenario plays the reference scenario with one process per node.
-func runScenario(f nodeFlags) error {
+// With hold, the nodes are kept up after it until SIGINT or SIGTERM.
+func runScenario(f nodeFlags, hold bool) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -48,7 +58,8 @@ func runScenario(f nodeFlags) error {
 		return err
 	}
 	f.seed = seed
-	s := &scenario{exe: exe, flags: f, reports: make(chan report, 64), topology: make(map[string]string)}
+	s := &scenario{exe: exe, flags: f, reports: make(chan report, 64), topology: make(map[string]string),
+		status: make(map[string]string), shown: make(map[string]bool)}
 	defer s.stopAll()
 
 	fmt.Printf("Trellis reference scenario: %s topology, one process per node on 127.0.0.1\n\n", f.strategy)
@@ -89,6 +100,18 @@ func runScenario(f nodeFlags) error {
 	if err := s.call("LeaderNode", "Node3"); err != nil {
 		return err
 	}
+	if f.status != "" {
+		fmt.Printf("%d. LeaderNode's status page\n", len(steps)+4)
+		if err := s.checkStatus("LeaderNode", 3); err != nil {
+			return err
+		}
+	}
+	if hold {
+		fmt.Println("\nThe nodes stay up; interrupt (Ctrl-C) to stop them.")
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		<-ctx.Done()
+		stop()
+	}
 	fmt.Println("\nStopping every process.")
 	return nil
 }
@@ -110,6 +133,16 @@ func (s *scenario) start(name string, first bool) error {
 	}
 	cmd := exec.Command(s.exe, "-node", name, "-control", "-gossip", gossip, "-seed", s.flags.seed,
 		"-topology", s.flags.strategy, "-key", s.flags.key)
+	if st := s.flags.status; st != "" {
+		if !first { // the first node serves on the address given, the others on free ports
+			host, _, err := net.SplitHostPort(st)
+			if err != nil {
+				return fmt.Errorf("-status: %w", err)
+			}
+			st = net.JoinHostPort(host, "0")
+		}
+		cmd.Args = append(cmd.Args, "-status", st)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -156,6 +189,12 @@ func (s *scenario) settle(ring string) error {
 		if line, ok := s.agreed(); ok {
 			epoch, diagram := splitTopology(line)
 			fmt.Printf("   topology (epoch %s): %s\n", epoch, strings.ReplaceAll(diagram, "; ", "\n                      "))
+			for _, p := range s.live() {
+				if url, ok := s.status[p.name]; ok && !s.shown[p.name] {
+					s.shown[p.name] = true
+					fmt.Printf("   %s's status page: %s\n", p.name, url)
+				}
+			}
 			if s.flags.strategy == "ring" && diagram != ring {
 				return fmt.Errorf("topology %q, the reference scenario expects %q", diagram, ring)
 			}
@@ -174,6 +213,64 @@ func (s *scenario) note(r report) {
 	if rest, ok := strings.CutPrefix(r.line, "TOPOLOGY "+r.proc.name+" "); ok {
 		s.topology[r.proc.name] = rest
 	}
+	if url, ok := strings.CutPrefix(r.line, "STATUS "+r.proc.name+" "); ok {
+		s.status[r.proc.name] = url
+	}
+}
+
+// checkStatus reads the status of the node called name from its status
+// page until it shows members live members in a topology of as many edges
+// (a ring) and the node ready, for at most 5 s, and prints what it shows.
+func (s *scenario) checkStatus(name string, members int) error {
+	url, ok := s.status[name]
+	if !ok {
+		return fmt.Errorf("%s printed no status page URL", name)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		snap, err := getStatus(url + "status.json")
+		if err == nil && len(snap.Members) == members && len(snap.Edges) == members && snap.Ready {
+			fmt.Printf("   %sstatus.json: epoch %d, %d members (leader %s), %d edges, ready\n",
+				url, snap.Epoch, len(snap.Members), leaderName(snap), len(snap.Edges))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("%d members, %d edges, ready %v (%s); want %d, %d, ready",
+					len(snap.Members), len(snap.Edges), snap.Ready, snap.NotReady, members, members)
+			}
+			return fmt.Errorf("%s's status page %s: %w", name, url, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a web page: no event to await
+	}
+}
+
+// leaderName returns the name of the leader a status shows.
+func leaderName(snap status.Snapshot) string {
+	for _, m := range snap.Members {
+		if m.Leader {
+			return m.Name
+		}
+	}
+	return "none"
+}
+
+// getStatus fetches and decodes a status page's JSON.
+func getStatus(url string) (status.Snapshot, error) {
+	var snap status.Snapshot
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return snap, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return snap, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&snap); err != nil {
+		return snap, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return snap, nil
 }
 
 // agreed reports the topology line all live nodes share, if they share one

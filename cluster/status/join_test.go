@@ -1,0 +1,97 @@
+package status_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/status"
+	"github.com/trellisrpc/trellis/internal/testsvc"
+	"github.com/trellisrpc/trellis/topology"
+)
+
+// joinRing starts n members named A, B, ... with cluster.Join on loopback,
+// each serving testsvc.Kitchen, and waits until they all hold a topology of
+// all of them.
+func joinRing(t *testing.T, n int) []*cluster.Cluster {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := pc.LocalAddr().String()
+	pc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cs := make([]*cluster.Cluster, n)
+	for i := range cs {
+		gossip := "127.0.0.1:0"
+		if i == 0 {
+			gossip = seed
+		}
+		c, err := cluster.Join(ctx, cluster.Options{
+			Name: string(rune('A' + i)), Addr: "127.0.0.1:0", Key: testKey,
+			GossipAddr: gossip, Seeds: []string{seed},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		if err := testsvc.RegisterKitchen(c.Node(), testsvc.NewImpl()); err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = c
+	}
+	for _, c := range cs {
+		if _, err := c.Wait(ctx, func(t topology.Topology) bool { return len(t.Members) == n }); err != nil {
+			t.Fatalf("%s: %v", c.Node().Name(), err)
+		}
+	}
+	return cs
+}
+
+// TestForCluster serves the status of a member joined with cluster.Join and
+// checks that the page shows the whole cluster, with the services every
+// member advertises, and that the member is healthy and ready.
+func TestForCluster(t *testing.T) {
+	cs := joinRing(t, 3)
+	st, err := status.ForCluster(cs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(st)
+	t.Cleanup(srv.Close)
+	kitchen := testsvc.KitchenService.Name
+	s := waitSnapshot(t, srv.URL, 10*time.Second, func(s status.Snapshot) error {
+		if !s.Ready || len(s.Members) != 3 || len(s.Edges) != 3 {
+			return fmt.Errorf("ready %v (%s), %d members, %d edges; want ready, 3, 3", s.Ready, s.NotReady, len(s.Members), len(s.Edges))
+		}
+		for _, m := range s.Members {
+			// Every member's services are those it advertises: the
+			// Kitchen, and not the runtime's or the cluster's own.
+			if !slices.Equal(m.Services, []string{kitchen}) {
+				return fmt.Errorf("member %s advertises %q, want [%s]", m.Name, m.Services, kitchen)
+			}
+		}
+		return nil
+	})
+	if s.Name != "B" || s.Node != cs[1].ID().String() || s.Leader != cs[0].ID().String() {
+		t.Errorf("status of %s (%s), leader %s; want B (%s), led by A (%s)", s.Name, s.Node, s.Leader, cs[1].ID(), cs[0].ID())
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/"} {
+		if code, body := get(t, srv.URL+path); code != 200 {
+			t.Errorf("%s: %d %s", path, code, body)
+		}
+	}
+}
+
+func TestForClusterNil(t *testing.T) {
+	if _, err := status.ForCluster(nil); err == nil {
+		t.Fatal("ForCluster(nil) succeeded")
+	}
+}
