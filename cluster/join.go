@@ -89,7 +89,9 @@ type Options struct {
 	Cluster    func(*Config)
 	// Discovery, when set, creates the membership backend from the
 	// configuration Join computed, instead of membership.New: another
-	// backend (memberlist, a test network) plugs in here.
+	// backend plugs in here. memberlist.Backend (package
+	// membership/memberlist) selects hashicorp/memberlist, the choice
+	// beyond a few dozen members; a test network is another.
 	Discovery func(membership.Config) (membership.Discovery, error)
 }
 

@@ -215,12 +215,5 @@ func discovery(backend string) func(membership.Config) (membership.Discovery, er
 	if backend != "memberlist" {
 		return nil
 	}
-	return func(mc membership.Config) (membership.Discovery, error) {
-		return memberlist.New(memberlist.Config{
-			ID: mc.ID, Name: mc.Name, Addr: mc.Addr,
-			Keyring: mc.Keyring, ClusterLabel: mc.ClusterLabel,
-			BindAddr: mc.BindAddr, Seeds: mc.Seeds,
-			Preset: memberlist.Local, RejoinInterval: time.Second, Logger: mc.Logger,
-		})
-	}
+	return memberlist.Backend(memberlist.Config{Preset: memberlist.Local, RejoinInterval: time.Second})
 }

@@ -132,7 +132,7 @@ func (s *scenario) start(name string, first bool) error {
 		gossip = s.flags.seed
 	}
 	cmd := exec.Command(s.exe, "-node", name, "-control", "-gossip", gossip, "-seed", s.flags.seed,
-		"-topology", s.flags.strategy, "-key", s.flags.key)
+		"-topology", s.flags.strategy, "-key", s.flags.key, "-membership", s.flags.backend)
 	if st := s.flags.status; st != "" {
 		if !first { // the first node serves on the address given, the others on free ports
 			host, _, err := net.SplitHostPort(st)

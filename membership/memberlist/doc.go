@@ -19,6 +19,12 @@
 // second), across networks without multicast, or across data centres (the
 // WAN preset).
 //
+// # With cluster.Join
+//
+// Backend selects this backend in cluster.Join, with one option:
+//
+//	cluster.Options{Key: key, Seeds: seeds, Discovery: memberlist.Backend(memberlist.Config{})}
+//
 // # What members advertise
 //
 // A member's ID is its memberlist name (nodeid.ID.String()). Its Trellis

@@ -8,10 +8,14 @@ import (
 )
 
 // logWriter turns memberlist's log lines ("[WARN] memberlist: ...") into slog
-// records at the matching level. hook, if set, sees each message first.
+// records at the matching level. hook, if set, sees each message first. Once
+// closing, if set, reports true, every message is logged at debug level:
+// memberlist's goroutines still running as it shuts down fail to write to
+// the sockets it has closed, which is no error of the cluster's.
 type logWriter struct {
-	log  *slog.Logger
-	hook func(msg string)
+	log     *slog.Logger
+	hook    func(msg string)
+	closing func() bool
 }
 
 // Write implements io.Writer for a log.Logger with no prefix and no flags: p is
@@ -37,6 +41,9 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	}
 	if w.hook != nil {
 		w.hook(msg)
+	}
+	if w.closing != nil && w.closing() {
+		level = slog.LevelDebug
 	}
 	w.log.Log(context.Background(), level, msg)
 	return len(p), nil

@@ -32,3 +32,19 @@ func TestLogLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestLogWhileClosing checks that memberlist's complaints while it shuts
+// down (writes to the sockets it closed) are logged at debug level only.
+func TestLogWhileClosing(t *testing.T) {
+	var buf bytes.Buffer
+	sl := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	closing := false
+	l := log.New(&logWriter{log: sl, closing: func() bool { return closing }}, "", 0)
+	l.Print("[ERR] memberlist: Failed to send gossip before closing\n")
+	closing = true
+	l.Print("[ERR] memberlist: Failed to send gossip: use of closed network connection\n")
+	out := buf.String()
+	if !strings.Contains(out, "before closing") || strings.Contains(out, "use of closed") {
+		t.Fatalf("logged %q; want the error before closing only", out)
+	}
+}

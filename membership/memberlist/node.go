@@ -150,7 +150,7 @@ func (n *Node) Start(ctx context.Context) error {
 	mc.Label, mc.SkipInboundLabelCheck = n.cfg.ClusterLabel, false
 	mc.Transport = n.cfg.Transport
 	mc.LogOutput = nil
-	mc.Logger = log.New(&logWriter{log: n.log, hook: n.onLog}, "", 0)
+	mc.Logger = log.New(&logWriter{log: n.log, hook: n.onLog, closing: n.closing}, "", 0)
 
 	n.mu.Lock()
 	n.running = true
@@ -404,6 +404,16 @@ func (n *Node) Leave(ctx context.Context) error {
 		return fmt.Errorf("memberlist: leave: %w", cerr)
 	}
 	return err
+}
+
+// closing reports whether Close or Leave has begun.
+func (n *Node) closing() bool {
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Close stops the node without announcing anything (the others will declare
