@@ -337,6 +337,14 @@ func (s *Store) send(ctx context.Context, b nodeid.ID, es []peer.Entry) error {
 		return fmt.Errorf("replica: node %s answered %d results for %d entries", b, len(held), len(es))
 	}
 	for i, h := range held {
+		if h.Owner == s.self && h.Version > es[i].Version {
+			if cur, ok := s.tab.get(h.Key); ok && cur.Owner == s.self && cur.Version >= h.Version {
+				// A version this node wrote after es[i] reached b
+				// first (Adopt replicates after it unlocks the
+				// entries): b holds more than was asked.
+				continue
+			}
+		}
 		if h.Version > es[i].Version && es[i].Owner == s.self {
 			// Another node took the entry over while this one was cut
 			// off: this node's copy is stale and must not be served.

@@ -144,7 +144,15 @@ func (p *proc) stop(ctx context.Context) error {
 	case <-p.exited:
 		return nil
 	case <-ctx.Done():
-		p.cmd.Process.Kill()
+		// SIGQUIT makes the Go runtime print every goroutine's stack to
+		// the server's stderr: what it was waiting for.
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.exited:
+		case <-time.After(5 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
 		return fmt.Errorf("%s did not stop: %w", p.name, ctx.Err())
 	}
 }

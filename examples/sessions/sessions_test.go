@@ -170,7 +170,10 @@ func TestNoAcknowledgedWriteLost(t *testing.T) {
 		what := "killed"
 		if r.IntN(3) == 0 {
 			what = "stopped"
-			if err := p.stop(ctx); err != nil {
+			sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+			err := p.stop(sctx)
+			scancel()
+			if err != nil {
 				t.Fatal(err)
 			}
 		} else {
