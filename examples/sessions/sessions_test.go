@@ -71,10 +71,11 @@ func TestScenario(t *testing.T) {
 // startFarm starts n server processes and waits until they agree.
 func startFarm(t *testing.T, n int) *farm {
 	t.Helper()
+	exe := exampleBinary(t) // before the clock starts: building takes long on a busy machine
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var logs bytes.Buffer
-	fm, err := newFarm(exampleBinary(t), serverFlags{key: "sessions-test-cluster-key-0123456789", verbose: *serverLogs}, n, &lockedWriter{w: &logs})
+	fm, err := newFarm(exe, serverFlags{key: "sessions-test-cluster-key-0123456789", verbose: *serverLogs}, n, &lockedWriter{w: &logs})
 	if err != nil {
 		t.Fatal(err)
 	}
