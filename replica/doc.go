@@ -20,6 +20,13 @@
 // deleted entry does not come back (a deletion is a tombstone kept for
 // Config.TombstoneTTL).
 //
+// An owner cut off from the cluster (a partition, a long pause) may have its
+// entries taken over by the majority meanwhile. Its writes fail while it is
+// cut off, since its backups do not answer, but it can still serve reads of
+// the values it holds. Once it is back and sees that it missed a committed
+// topology, it checks each entry it owns against the other members' copies
+// before serving it again, and yields it to the node that took it over.
+//
 // On every committed topology change owners replicate their entries to their
 // new neighbours and tell former backups to drop copies they no longer need.
 // [Store.Leave] hands each entry to a neighbour before the node leaves, so a

@@ -167,15 +167,63 @@ func (s *Store) locate(ctx context.Context, key string) (nodeid.ID, error) {
 // ask asks every member for key and returns the owner of the newest copy.
 func (s *Store) ask(ctx context.Context, key string) (nodeid.ID, error) {
 	t := s.topology()
-	var (
-		mu     sync.Mutex
-		best   peer.Entry
-		failed int
-		wg     sync.WaitGroup
-	)
+	var best peer.Entry
 	if e, ok := s.tab.get(key); ok {
 		best = e
 	}
+	if e, failed := s.newest(ctx, t, key); failed > 0 {
+		// A member that did not answer may hold the newest copy.
+		return nodeid.None, fmt.Errorf("%w: %d members did not answer", errMoving, failed)
+	} else if e.Version > best.Version {
+		best = e
+	}
+	switch {
+	case best.Version == 0 || best.Deleted:
+		s.log.Info("no member holds the entry", "key", key, "members", len(t.Members), "epoch", t.Epoch)
+		return nodeid.None, ErrNotFound
+	case !t.Contains(best.Owner):
+		// Its owner is gone and the newest copy is not taken over yet.
+		return nodeid.None, fmt.Errorf("%w: owner %s is gone", errMoving, best.Owner)
+	}
+	return best.Owner, nil
+}
+
+// confirm makes sure, before this node serves an entry it owns, that
+// nobody took the entry over while this node was out of the cluster: after
+// it missed a committed topology (Store.checkFrom), each entry it owns is
+// checked against every member's copy once. If another node owns a version
+// as new or newer (a takeover always raises the version; this node's own
+// is at most an unacknowledged write ahead), this node keeps a pointer to
+// it and answers NotOwnerError.
+func (s *Store) confirm(ctx context.Context, key string) error {
+	from := s.checkFrom.Load()
+	if from == 0 {
+		return nil
+	}
+	mine, ok := s.tab.unchecked(key, s.self, from)
+	if !ok {
+		return nil
+	}
+	newest, failed := s.newest(ctx, s.topology(), key)
+	if newest.Owner != s.self && newest.Version >= mine.Version {
+		s.tab.yield(s.self, mine.Version, newest, s.now())
+		s.log.Info("an entry was taken over while this node was out of the cluster", "key", key, "owner", newest.Owner, "version", newest.Version)
+		return &peer.NotOwnerError{Owner: newest.Owner}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%w: %d members did not answer whether %q was taken over", errMoving, failed, key)
+	}
+	s.tab.check(key, mine.Version, from)
+	return nil
+}
+
+// newest asks every member of t but this node for key and returns the
+// newest copy they hold (values left out), and how many did not answer.
+func (s *Store) newest(ctx context.Context, t topology.Topology, key string) (best peer.Entry, failed int) {
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
 	for _, m := range t.Members {
 		if m.ID == s.self {
 			continue
@@ -201,18 +249,7 @@ func (s *Store) ask(ctx context.Context, key string) (nodeid.ID, error) {
 		}(m.ID)
 	}
 	wg.Wait()
-	switch {
-	case failed > 0:
-		// A member that did not answer may hold the newest copy.
-		return nodeid.None, fmt.Errorf("%w: %d members did not answer", errMoving, failed)
-	case best.Version == 0 || best.Deleted:
-		s.log.Info("no member holds the entry", "key", key, "members", len(t.Members), "epoch", t.Epoch)
-		return nodeid.None, ErrNotFound
-	case !t.Contains(best.Owner):
-		// Its owner is gone and the newest copy is not taken over yet.
-		return nodeid.None, fmt.Errorf("%w: owner %s is gone", errMoving, best.Owner)
-	}
-	return best.Owner, nil
+	return best, failed
 }
 
 // errMoving is the error of an operation on an entry whose owner cannot be
@@ -223,6 +260,9 @@ var errMoving = errors.New("replica: entry's owner unknown for now")
 // apply runs op on an entry this node owns (or creates), on behalf of
 // caller.
 func (s *Store) apply(ctx context.Context, caller nodeid.ID, op peer.Op) (peer.Entry, error) {
+	if err := s.confirm(ctx, op.Key); err != nil {
+		return peer.Entry{}, err
+	}
 	if op.Kind == peer.OpGet {
 		return s.read(op.Key)
 	}

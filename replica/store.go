@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellisrpc/trellis/nodeid"
@@ -128,6 +129,12 @@ type Store struct {
 	history  []topology.Topology // recent committed topologies, oldest first
 	adopting map[nodeid.ID]chan struct{}
 	queues   map[nodeid.ID]*asyncQueue // asynchronous mode: per backup
+
+	// checkFrom is the epoch of the last topology after which this node
+	// may have been out of the cluster (it missed a commit): the entries
+	// it owns and has not confirmed since may have been taken over (see
+	// confirm). Zero: never.
+	checkFrom atomic.Uint64
 }
 
 // historyLen is how many committed topologies a store remembers to find the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/trellisrpc/trellis/replica"
 	"github.com/trellisrpc/trellis/replica/internal/farmtest"
+	"github.com/trellisrpc/trellis/topology"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -295,5 +296,63 @@ func TestEntriesExpireAndTombstonesHold(t *testing.T) {
 	// Its tombstone keeps a conditional write of the old version out.
 	if _, err := s.Store.Put(ctx, k, []byte("y"), replica.IfVersion(1)); !errors.Is(err, replica.ErrConflict) {
 		t.Fatalf("write of the expired version: %v, want ErrConflict", err)
+	}
+}
+
+// TestReturningOwnerServesNoStaleValue cuts an owner off until the others
+// have taken its entries over and written them, then heals the cut: the
+// returning owner, which missed those commits, must not serve its old
+// values, through itself or any other node.
+//
+// With one backup each (an owner's lowest-id neighbour), and the owner the
+// highest-id server, the node that takes its entries over never makes the
+// returning owner its backup: nothing corrects the owner's records from
+// outside, it must check them itself.
+func TestReturningOwnerServesNoStaleValue(t *testing.T) {
+	f := farmtest.NewPartitionable(t, 4, replica.Config{Backups: 1})
+	ctx := ctxT(t, 40*time.Second)
+	owner := f.Servers[0]
+	for _, s := range f.Servers {
+		if s.Node().ID() > owner.Node().ID() {
+			owner = s
+		}
+	}
+	var others []*farmtest.Server
+	for _, s := range f.Servers {
+		if s != owner {
+			others = append(others, s)
+		}
+	}
+	keys := make([]string, 8)
+	for i := range keys {
+		keys[i] = owner.Store.NewKey()
+		if _, err := owner.Store.Put(ctx, keys[i], []byte("old")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Partition([]*farmtest.Server{owner}, others)
+	f.AgreeAmong(others...)
+	for _, k := range keys {
+		if _, err := others[2].Store.Put(ctx, k, []byte("new")); err != nil {
+			t.Fatalf("writing %s while its owner is cut off: %v", k, err)
+		}
+	}
+	f.Heal()
+	top := f.Agree()
+	t.Logf("after the heal: %s", topology.Diagram(top))
+	for i, k := range keys {
+		for _, s := range f.Servers {
+			got, err := s.Store.Get(ctx, k)
+			if err != nil {
+				t.Fatalf("key %d through %s after the heal: %v", i, s.Name, err)
+			}
+			if string(got.Value) != "new" {
+				t.Fatalf("key %d through %s after the heal: %q (version %d, owner %s), want the value written while its owner was cut off",
+					i, s.Name, got.Value, got.Version, got.Owner)
+			}
+		}
+	}
+	if st := owner.Store.Stats(); st.Owned != 0 {
+		t.Fatalf("the returning owner still owns %d entries taken over while it was cut off", st.Owned)
 	}
 }

@@ -25,6 +25,9 @@ type record struct {
 	// entry now (left where the entry was handed over, or where a stale
 	// owner learnt that another node took the entry over).
 	pointer bool
+	// checked is the epoch from which an owner confirmed that nobody
+	// took the entry over (see Store.confirm).
+	checked uint64
 }
 
 func (r *record) size() int64 {
@@ -110,6 +113,9 @@ func (t *table) putLocked(e peer.Entry, now time.Time, backups []nodeid.ID) erro
 	var old int64
 	if r := t.m[e.Key]; r != nil {
 		old = r.size()
+		if r.e.Owner == e.Owner && !r.pointer {
+			nr.checked = r.checked
+		}
 	}
 	if grow := nr.size() - old; grow > 0 && t.bytes+grow > t.max {
 		return ErrFull
@@ -236,4 +242,35 @@ func (t *table) pointLocked(e peer.Entry, now time.Time) {
 	r := &record{e: meta(e), received: now, pointer: true}
 	t.bytes += r.size()
 	t.m[e.Key] = r
+}
+
+// unchecked returns the entry held for key if it is owned by owner, not a
+// pointer, and not confirmed from epoch from on.
+func (t *table) unchecked(key string, owner nodeid.ID, from uint64) (peer.Entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.m[key]
+	if r == nil || r.pointer || r.e.Owner != owner || r.checked >= from {
+		return peer.Entry{}, false
+	}
+	return r.e, true
+}
+
+// check records that version v of key was confirmed from epoch from on.
+func (t *table) check(key string, v, from uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.m[key]; r != nil && r.e.Version == v && r.checked < from {
+		r.checked = from
+	}
+}
+
+// yield replaces version v of key, held as owner's, by a pointer to newer's
+// owner, who took the entry over.
+func (t *table) yield(owner nodeid.ID, v uint64, newer peer.Entry, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.m[newer.Key]; r != nil && !r.pointer && r.e.Owner == owner && r.e.Version == v {
+		t.pointLocked(newer, now)
+	}
 }

@@ -31,6 +31,12 @@ func (s *Store) watch() {
 			s.history = s.history[len(s.history)-historyLen:]
 		}
 		s.mu.Unlock()
+		if t.Contains(s.self) && last.Epoch > 0 && (t.Epoch > last.Epoch+1 || !last.Contains(s.self)) {
+			// This node missed a commit: it may have been cut off while
+			// the others took its entries over.
+			s.checkFrom.Store(t.Epoch)
+			s.log.Info("missed a topology: entries owned here are checked before they are served", "last", last.Epoch, "epoch", t.Epoch)
+		}
 		s.onTopology(last, t)
 		last = t
 	}

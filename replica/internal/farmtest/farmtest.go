@@ -6,12 +6,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/membership/membershiptest"
 	"github.com/trellisrpc/trellis/replica"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
@@ -30,6 +32,7 @@ type Server struct {
 	disc  *membership.Node
 	cl    *cluster.Cluster
 	dead  bool
+	addr  netip.AddrPort // its membership address on the farm's network, if any
 }
 
 // Node returns the server's node; with Topology and Wait it makes a Server
@@ -50,6 +53,7 @@ type Farm struct {
 	t       testing.TB
 	seeds   []string
 	cfg     Config
+	net     *membershiptest.Network // nil: membership over UDP on loopback
 }
 
 // New starts n servers and waits until they agree on a topology.
@@ -61,6 +65,36 @@ func New(t testing.TB, n int, cfg Config) *Farm {
 	f.Agree()
 	return f
 }
+
+// NewPartitionable is New with the servers' heartbeats carried by an
+// in-memory network, so that Partition can cut servers off from each other
+// (their RPC connections stay on loopback: the cluster closes them when
+// membership says a member failed).
+func NewPartitionable(t testing.TB, n int, cfg Config) *Farm {
+	f := &Farm{t: t, cfg: cfg, net: membershiptest.NewNetwork(membershiptest.Options{Seed: 1})}
+	for i := range n {
+		f.Start(fmt.Sprintf("s%d", i))
+	}
+	f.Agree()
+	return f
+}
+
+// Partition splits a partitionable farm's heartbeats into the groups given;
+// Heal ends it.
+func (f *Farm) Partition(groups ...[]*Server) {
+	var gs [][]netip.AddrPort
+	for _, g := range groups {
+		var as []netip.AddrPort
+		for _, s := range g {
+			as = append(as, s.addr)
+		}
+		gs = append(gs, as)
+	}
+	f.net.Partition(gs...)
+}
+
+// Heal ends a partition.
+func (f *Farm) Heal() { f.net.Heal() }
 
 // Start starts a server and joins it to the farm.
 func (f *Farm) Start(name string) *Server {
@@ -83,6 +117,15 @@ func (f *Farm) Start(name string) *Server {
 	// Every server binds a known address and seeds every earlier one, so
 	// that the farm holds together whichever server dies.
 	mcfg.BindAddr = freeUDPAddr(t)
+	var addr netip.AddrPort
+	if f.net != nil {
+		addr = netip.MustParseAddrPort(mcfg.BindAddr)
+		ep, err := f.net.Listen(addr, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mcfg.Transport = ep
+	}
 	f.seeds = append(f.seeds, mcfg.BindAddr)
 	mcfg.Seeds = f.seeds
 	disc, err := membership.New(mcfg)
@@ -99,7 +142,7 @@ func (f *Farm) Start(name string) *Server {
 	if err := cl.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Name: name, node: node, disc: disc, cl: cl}
+	s := &Server{Name: name, node: node, disc: disc, cl: cl, addr: addr}
 	cfg := f.cfg
 	cfg.Cluster = s
 	if s.Store, err = replica.New(cfg); err != nil {
@@ -166,7 +209,13 @@ func (f *Farm) Live() []*Server {
 // exactly the live servers.
 func (f *Farm) Agree() topology.Topology {
 	f.t.Helper()
-	live := f.Live()
+	return f.AgreeAmong(f.Live()...)
+}
+
+// AgreeAmong waits until the servers given have committed the same
+// topology with exactly them as members.
+func (f *Farm) AgreeAmong(live ...*Server) topology.Topology {
+	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	for {
