@@ -18,12 +18,9 @@ import (
 
 	"github.com/trellisrpc/trellis/cluster"
 	clusterstatus "github.com/trellisrpc/trellis/cluster/status"
-	"github.com/trellisrpc/trellis/keyring"
-	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/replica"
 	"github.com/trellisrpc/trellis/replica/session"
-	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
 )
 
@@ -35,18 +32,6 @@ type serverFlags struct {
 	servers                        int
 }
 
-// member is the cluster as the store sees it.
-type member struct {
-	node *runtime.Node
-	cl   *cluster.Cluster
-}
-
-func (m member) Node() *runtime.Node         { return m.node }
-func (m member) Topology() topology.Topology { return m.cl.Topology() }
-func (m member) Wait(ctx context.Context, ok func(topology.Topology) bool) (topology.Topology, error) {
-	return m.cl.Wait(ctx, ok)
-}
-
 // runServer runs one web server of the farm until SIGINT or SIGTERM, on
 // which it hands its sessions to its neighbours and leaves.
 func runServer(f serverFlags) error {
@@ -55,44 +40,18 @@ func runServer(f serverFlags) error {
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	// One keyring for the RPC handshakes and the heartbeats.
-	ring, err := keyring.New([]byte(f.key))
-	if err != nil {
-		return err
-	}
-	node, err := runtime.NewNode(runtime.Config{Name: f.name, Addr: "127.0.0.1:0", Keyring: ring, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		node.Close(ctx)
-	}()
-	disc, err := membership.New(membership.Config{
-		ID: node.ID(), Name: f.name, Addr: node.Addr().String(),
-		Keyring: ring, ClusterLabel: "sessions-example",
-		DisableMulticast: true, BindAddr: f.gossip, Seeds: strings.Split(f.seeds, ","), Logger: logger,
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := cluster.Join(ctx, cluster.Options{
+		Name: f.name, Addr: "127.0.0.1:0", Key: []byte(f.key), Label: "sessions-example",
+		Seeds: strings.Split(f.seeds, ","), GossipAddr: f.gossip, Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err = disc.Start(ctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer disc.Close()
-	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Logger: logger})
-	if err != nil {
-		return err
-	}
-	if err := cl.Start(); err != nil {
-		return err
-	}
-	defer cl.Close()
-	store, err := replica.New(replica.Config{Cluster: member{node, cl}, Logger: logger})
+	defer cl.Close() // after a graceful Leave, Close does nothing
+	// A *cluster.Cluster is what a store needs: its node and its topology.
+	store, err := replica.New(replica.Config{Cluster: cl, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -114,7 +73,7 @@ func runServer(f serverFlags) error {
 	go hs.Serve(ln)
 	statusURL := "-"
 	if f.status != "" {
-		st, err := clusterstatus.New(clusterstatus.Config{Node: node, Membership: disc, Cluster: cl})
+		st, err := clusterstatus.ForCluster(cl)
 		if err != nil {
 			return err
 		}
@@ -127,19 +86,23 @@ func runServer(f serverFlags) error {
 		defer ss.Close()
 		statusURL = "http://" + sl.Addr().String() + "/"
 	}
-	fmt.Printf("READY %s http=http://%s/ id=%s status=%s\n", f.name, ln.Addr(), node.ID(), statusURL)
+	fmt.Printf("READY %s http=http://%s/ id=%s status=%s\n", f.name, ln.Addr(), cl.Node().ID(), statusURL)
 
 	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-sig.Done()
-	// Graceful stop: hand the sessions over, then leave the cluster.
+	// Graceful stop: hand the sessions over, stop serving, then leave the
+	// cluster.
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := store.Leave(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, f.name+":", err)
 	}
 	hs.Shutdown(ctx)
-	disc.Leave(ctx)
+	store.Close()
+	if err := cl.Leave(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, f.name+":", err)
+	}
 	fmt.Printf("LEFT %s\n", f.name)
 	return nil
 }
