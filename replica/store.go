@@ -243,17 +243,21 @@ func (s *Store) Get(ctx context.Context, key string) (Item, error) {
 }
 
 // A WriteOption makes a write conditional or sets its time to live.
-type WriteOption func(*peer.Op)
+type WriteOption struct{ set func(*peer.Op) }
 
 // IfVersion makes a write fail with ErrConflict unless the entry's version
 // is v.
-func IfVersion(v uint64) WriteOption { return func(op *peer.Op) { op.IfVersion = v } }
+func IfVersion(v uint64) WriteOption {
+	return WriteOption{func(op *peer.Op) { op.IfVersion = v }}
+}
 
 // IfAbsent makes a put fail with ErrConflict if the entry exists.
-func IfAbsent() WriteOption { return func(op *peer.Op) { op.IfAbsent = true } }
+func IfAbsent() WriteOption { return WriteOption{func(op *peer.Op) { op.IfAbsent = true }} }
 
 // WithTTL sets the entry's sliding time to live.
-func WithTTL(d time.Duration) WriteOption { return func(op *peer.Op) { op.TTL = int64(d) } }
+func WithTTL(d time.Duration) WriteOption {
+	return WriteOption{func(op *peer.Op) { op.TTL = int64(d) }}
+}
 
 // Put stores value under key and returns the entry as written, once every
 // backup holds it. A key made by NewKey is created on this node; another
@@ -264,7 +268,9 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, opts ...Write
 	}
 	op := peer.Op{Kind: peer.OpPut, Key: key, Value: value, TTL: int64(s.cfg.TTL)}
 	for _, o := range opts {
-		o(&op)
+		if o.set != nil {
+			o.set(&op)
+		}
 	}
 	return s.do(ctx, op)
 }
@@ -288,7 +294,9 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, opts ...Wr
 	}
 	op := peer.Op{Kind: peer.OpPut, Key: key, Value: value, TTL: int64(s.cfg.TTL), IfAbsent: true}
 	for _, o := range opts {
-		o(&op)
+		if o.set != nil {
+			o.set(&op)
+		}
 	}
 	e, err := s.apply(ctx, s.self, op)
 	if err != nil {
@@ -302,7 +310,9 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, opts ...Wr
 func (s *Store) Delete(ctx context.Context, key string, opts ...WriteOption) error {
 	op := peer.Op{Kind: peer.OpDelete, Key: key}
 	for _, o := range opts {
-		o(&op)
+		if o.set != nil {
+			o.set(&op)
+		}
 	}
 	_, err := s.do(ctx, op)
 	return err
