@@ -116,6 +116,14 @@ func (n *Node) newCall() *call {
 	return &call{done: make(chan struct{}, 1)}
 }
 
+// putCall returns cl to the node's pool, cleared: a call that comes out of
+// the pool again must carry nothing over, above all not the relay fields,
+// which would send its reply to another node's relayed call.
+func (n *Node) putCall(cl *call) {
+	*cl = call{done: cl.done}
+	n.calls.Put(cl)
+}
+
 // Call calls method m with args, decoding the reply into results. args and
 // results are pointers to the CBOR structs that proxygen generates; either
 // may be nil when the method has no arguments or no results. Generated
@@ -196,7 +204,7 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 		err := p.closed
 		p.mu.Unlock()
 		transport.PutBuffer(buf)
-		n.calls.Put(cl)
+		n.putCall(cl)
 		return c.takeBack(exported, c.notSent(m, err))
 	}
 	p.calls[id] = cl
@@ -212,7 +220,7 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 			n.log.Warn("trellis: call refused: arguments too large", "peer", c.target, "method", methodName(c.svc, m), "err", err)
 		}
 		if p.forget(id) {
-			n.calls.Put(cl)
+			n.putCall(cl)
 			return c.takeBack(exported, c.notSent(m, ctxErr(err)))
 		}
 		// The connection failed and already completed the call.
@@ -228,7 +236,7 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 			<-cl.done
 			return c.takeBack(exported, p.finish(cl))
 		}
-		n.calls.Put(cl)
+		n.putCall(cl)
 		err := ctx.Err()
 		if err != context.DeadlineExceeded || req.timeout == 0 {
 			// Tell the server to stop; the connection stays up. (A deadline
@@ -305,8 +313,7 @@ func (p *peer) forget(id uint64) bool {
 // finish returns a completed call's error and recycles it.
 func (p *peer) finish(cl *call) error {
 	err := cl.err
-	cl.results, cl.svc, cl.method, cl.err, cl.transformer, cl.info = nil, nil, nil, nil, nil, nil
-	p.node.calls.Put(cl)
+	p.node.putCall(cl)
 	return err
 }
 

@@ -187,7 +187,7 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 	if p.relayed[id].to != nil || p.serving[id] != nil {
 		p.mu.Unlock()
 		transport.PutBuffer(buf)
-		n.calls.Put(cl)
+		n.putCall(cl)
 		if done != nil {
 			done(ErrProtocol)
 		}
@@ -200,14 +200,14 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		q.mu.Unlock()
 		p.forgetRelay(id).finish(ErrUnreachable)
 		transport.PutBuffer(buf)
-		n.calls.Put(cl)
+		n.putCall(cl)
 		return fail(codeUnreachable, "next hop connection closed")
 	}
 	q.calls[qid] = cl
 	q.mu.Unlock()
 	if err := q.send(context.Background(), kindRequest, qid, buf); err != nil && q.forget(qid) {
 		p.forgetRelay(id).finish(err)
-		n.calls.Put(cl)
+		n.putCall(cl)
 		return fail(codeUnreachable, err.Error())
 	}
 	return nil
@@ -253,8 +253,7 @@ func (p *peer) forgetRelay(id uint64) relayLink {
 // forwardReply hands a reply for a relayed call back toward its origin.
 func (q *peer) forwardReply(cl *call, payload []byte) {
 	from, id := cl.relayFrom, cl.relayID
-	cl.relayFrom, cl.relayID = nil, 0
-	q.node.calls.Put(cl)
+	q.node.putCall(cl)
 	l := from.forgetRelay(id)
 	if l.to == nil {
 		return // the origin side cancelled or closed
@@ -268,8 +267,7 @@ func (q *peer) forwardReply(cl *call, payload []byte) {
 // failRelayed answers a relayed call whose next hop is gone.
 func (q *peer) failRelayed(cl *call, reason error) {
 	from, id := cl.relayFrom, cl.relayID
-	cl.relayFrom, cl.relayID = nil, 0
-	q.node.calls.Put(cl)
+	q.node.putCall(cl)
 	l := from.forgetRelay(id)
 	if l.to == nil {
 		return
