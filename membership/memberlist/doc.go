@@ -45,7 +45,9 @@
 // is published when the local node's own probe of a member went unanswered
 // (memberlist reports this only in its log, which the Node reads), and cleared
 // with Updated when the member answers a probe again; suspicions other members
-// raise are not reported. LeaderChanged follows the event that changed the
+// raise are not reported: memberlist keeps them in its private member table
+// and tells no delegate (the State of the nodes Memberlist.Members returns is
+// not kept up to date), so the first this node hears of them is the verdict. LeaderChanged follows the event that changed the
 // oldest live member, as in the built-in backend. Events are published under
 // one lock, in the order the member table changed, through a
 // membership.EventHub: a slow subscriber loses its oldest events (Missed) and
