@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"time"
 
 	"github.com/trellisrpc/trellis/runtime"
 )
@@ -36,9 +35,9 @@ func (c *Collector) method(svc *runtime.ServiceDesc, m *runtime.MethodDesc) *met
 func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
 	mm := c.method(call.Service, call.Method)
 	c.clientActive.Add(1)
-	start := time.Now()
+	start := c.now()
 	err := next(ctx)
-	mm.clientLatency.Observe(since(start))
+	mm.clientLatency.Observe((c.now() - start).Seconds())
 	c.clientActive.Add(-1)
 	if err == nil {
 		mm.clientOK.Inc()
@@ -61,9 +60,9 @@ func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingC
 func (c *Collector) interceptServer(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
 	mm := c.method(call.Service, call.Method)
 	c.serverActive.Add(1)
-	start := time.Now()
+	start := c.now()
 	err := next(ctx)
-	mm.serverLatency.Observe(since(start))
+	mm.serverLatency.Observe((c.now() - start).Seconds())
 	c.serverActive.Add(-1)
 	if err == nil {
 		mm.serverOK.Inc()

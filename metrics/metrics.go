@@ -88,6 +88,11 @@ type Collector struct {
 	routed, relayed, relayedFailures prometheus.Counter
 	hops                             prometheus.Histogram
 	methods                          sync.Map // *runtime.MethodDesc -> *methodMetrics
+	// clock0 is the origin of the clock the interceptors read (now): a
+	// monotonic reading only, which costs one clock read where time.Now
+	// costs two (wall and monotonic; each a system call on machines
+	// whose clock source has no vDSO, such as many virtual machines).
+	clock0 time.Time
 
 	// Figures read at scrape time.
 	connections, exports, holds, imports, pending, streams *prometheus.Desc
@@ -114,7 +119,7 @@ func New(cfg Config) (*Collector, error) {
 	if len(cfg.Buckets) == 0 {
 		cfg.Buckets = DefaultBuckets
 	}
-	c := &Collector{cfg: cfg}
+	c := &Collector{cfg: cfg, clock0: time.Now()}
 	cl := cfg.ConstLabels
 	mlabels := []string{"service", "method"}
 	olabels := []string{"service", "method", "outcome"}
@@ -249,4 +254,5 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // since returns the seconds elapsed since start.
-func since(start time.Time) float64 { return time.Since(start).Seconds() }
+// now returns the time since c.clock0: one monotonic clock read.
+func (c *Collector) now() time.Duration { return time.Since(c.clock0) }

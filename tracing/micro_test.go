@@ -38,3 +38,35 @@ func BenchmarkInterceptors(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRootRatio measures the interceptors as bench's trellis-traced
+// system installs them: 1 % of the calls start a trace (RootRatio), the
+// server records a span only for those; ns/op is the average over all calls.
+// "never" is the same with no call traced.
+func BenchmarkRootRatio(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		ratio float64
+	}{{"never", 1e-300}, {"1%", 0.01}} {
+		b.Run(bc.name, func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+			defer tp.Shutdown(context.Background())
+			tr := &tracer{t: tp.Tracer(ScopeName), prop: propagation.TraceContext{}, rootRatio: bc.ratio}
+			svc := &runtime.ServiceDesc{Name: "svc"}
+			m := &runtime.MethodDesc{Name: "M"}
+			ctx := context.Background()
+			nop := func(context.Context) error { return nil }
+			oc := &runtime.OutgoingCall{Service: svc, Method: m}
+			ic := &runtime.IncomingCall{Service: svc, Method: m}
+			serve := func(context.Context) error {
+				*ic = runtime.IncomingCall{Service: svc, Method: m, Metadata: oc.Metadata}
+				return tr.server(ctx, ic, nop)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				*oc = runtime.OutgoingCall{Service: svc, Method: m, Metadata: oc.Metadata[:0]}
+				tr.client(ctx, oc, serve)
+			}
+		})
+	}
+}
