@@ -109,14 +109,35 @@ func (p *peer) serveInline(sc *ServerCall) {
 
 // serveAside serves sc on a goroutine of its own, the caller's.
 func (sc *ServerCall) serveAside() {
+	growStack(0)
 	m := sc.entry.method
-	start := time.Now()
+	start := sc.node.inline.now()
 	sc.serve()
-	if time.Since(start) < inlineBudget {
+	if time.Duration(sc.node.inline.now()-start) < inlineBudget {
 		if a := m.aside.Load(); a > 0 {
 			m.aside.CompareAndSwap(a, a-1)
 		}
 	}
+}
+
+// asideStack is the stack a goroutine serving a call aside grows to before
+// it serves it.
+const asideStack = 4 << 10
+
+// growStack grows the goroutine's stack, at its start, to hold asideStack
+// bytes more: a new goroutine starts with a small stack, which is copied
+// into one twice as large each time the calls on it go deeper than it is,
+// and a served call (decoding, the handler, the interceptors, encoding the
+// reply) goes deeper than the initial stack. Growing it while it holds
+// nothing copies nothing; growing it in the middle of the call copies all
+// of it, once per call served aside. The stack is returned when the
+// goroutine ends.
+//
+//go:noinline
+func growStack(i int) byte {
+	var b [asideStack]byte
+	b[i] = 1
+	return b[i]
 }
 
 // run is the monitor's goroutine; it ends when stop is closed.

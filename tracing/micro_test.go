@@ -16,7 +16,7 @@ func BenchmarkInterceptors(b *testing.B) {
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	defer tp.Shutdown(context.Background())
-	tr := &tracer{t: tp.Tracer(ScopeName), prop: propagation.TraceContext{}}
+	tr := &tracer{t: tp.Tracer(ScopeName), prop: propagation.TraceContext{}, fields: propagation.TraceContext{}.Fields()}
 	svc := &runtime.ServiceDesc{Name: "svc"}
 	m := &runtime.MethodDesc{Name: "M"}
 	nop := func(context.Context) error { return nil }
@@ -51,7 +51,7 @@ func BenchmarkRootRatio(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 			defer tp.Shutdown(context.Background())
-			tr := &tracer{t: tp.Tracer(ScopeName), prop: propagation.TraceContext{}, rootRatio: bc.ratio}
+			tr := &tracer{t: tp.Tracer(ScopeName), prop: propagation.TraceContext{}, rootRatio: bc.ratio, fields: propagation.TraceContext{}.Fields()}
 			svc := &runtime.ServiceDesc{Name: "svc"}
 			m := &runtime.MethodDesc{Name: "M"}
 			ctx := context.Background()

@@ -66,6 +66,7 @@ type tracer struct {
 	prop      propagation.TextMapPropagator
 	node      runtime.NodeID
 	names     sync.Map // *runtime.MethodDesc -> string: span names, made once
+	fields    []string // the metadata keys prop reads
 }
 
 // Span options, made once.
@@ -90,7 +91,8 @@ func Instrument(node *runtime.Node, cfg Config) error {
 	if cfg.RootRatio < 0 || cfg.RootRatio > 1 {
 		return fmt.Errorf("tracing: Instrument: RootRatio %v is not between 0 and 1", cfg.RootRatio)
 	}
-	tr := &tracer{t: cfg.TracerProvider.Tracer(ScopeName), prop: cfg.Propagator, node: node.ID(), rootRatio: cfg.RootRatio}
+	tr := &tracer{t: cfg.TracerProvider.Tracer(ScopeName), prop: cfg.Propagator, node: node.ID(), rootRatio: cfg.RootRatio,
+		fields: cfg.Propagator.Fields()}
 	node.Intercept(tr.client, tr.server, tr.relay)
 	return nil
 }
@@ -149,11 +151,25 @@ func end(span trace.Span, err error) {
 	span.End()
 }
 
+// The interceptors are split in two: a small function for the calls that
+// record nothing (with RootRatio, nearly all), and the recording part in a
+// function of its own. A served call may run on a fresh goroutine, whose
+// stack grows (by copying) the first time the calls on it go deeper than
+// it is: the propagator and the span machinery are deep, and reaching them
+// for every call made those copies a large part of the cost of tracing.
+
 // client traces a call made.
 func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
 	if tr.rootRatio > 0 && rand.Float64() >= tr.rootRatio && !trace.SpanContextFromContext(ctx).IsValid() {
 		return next(ctx) // not chosen to start a trace
 	}
+	return tr.clientSpan(ctx, call, next)
+}
+
+// clientSpan records the client span of a call made.
+//
+//go:noinline
+func (tr *tracer) clientSpan(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
 	ctx, span := tr.t.Start(ctx, tr.spanName(call.Service, call.Method), kindClient)
 	if span.IsRecording() {
 		span.SetAttributes(callAttributes(call.Service, call.Method)...)
@@ -170,6 +186,28 @@ func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next f
 
 // server traces a call served, as a child of the caller's span.
 func (tr *tracer) server(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
+	if tr.rootRatio > 0 && !tr.carried(call.Metadata) {
+		return next(ctx) // no trace context, and this node starts no trace
+	}
+	return tr.serverSpan(ctx, call, next)
+}
+
+// carried reports whether md holds any of the propagator's fields.
+func (tr *tracer) carried(md runtime.Metadata) bool {
+	for _, e := range md {
+		for _, f := range tr.fields {
+			if e.Key == f {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serverSpan follows a served call's trace context and records its span.
+//
+//go:noinline
+func (tr *tracer) serverSpan(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
 	ctx = tr.prop.Extract(ctx, carrier{&call.Metadata})
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() || !sc.IsValid() && tr.rootRatio > 0 {
 		// The trace's root decided not to record it, or the call is not
