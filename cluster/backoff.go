@@ -17,6 +17,7 @@ const maxDialBackoff = 5 * time.Second
 // members do not dial a recovering node in step. Cluster.mu guards it.
 type dialBackoff struct {
 	base  time.Duration
+	rng   *rand.Rand // the jitter's source (nil: the global one)
 	state map[nodeid.ID]backoffState
 }
 
@@ -42,13 +43,20 @@ func (b *dialBackoff) failed(id nodeid.ID, now time.Time) time.Duration {
 	} else {
 		s.wait = min(2*s.wait, maxDialBackoff)
 	}
-	d := s.wait/2 + rand.N(s.wait/2+1)
+	var jitter time.Duration
+	if b.rng != nil {
+		jitter = time.Duration(b.rng.Int64N(int64(s.wait/2 + 1)))
+	} else {
+		jitter = rand.N(s.wait/2 + 1)
+	}
+	d := s.wait/2 + jitter
 	s.next = now.Add(d)
 	b.state[id] = s
 	return d
 }
 
-// forget drops the state of id (connected, or no longer a neighbour).
+// forget drops the state of id (connected, no longer a neighbour, or heard
+// again: its next dial is due at once).
 func (b *dialBackoff) forget(id nodeid.ID) { delete(b.state, id) }
 
 // keep drops the state of every node that is not in ids.

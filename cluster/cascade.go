@@ -105,19 +105,23 @@ func (c *Cluster) lead(ctx context.Context) {
 	}
 	c.mu.Lock()
 	prev := c.committed
+	// The base of the next topology is the last one this node committed,
+	// in this life or, restored from its state, in an earlier one: a
+	// restarted leader is held to the majority of that.
+	base := c.last()
 	since := time.Since(c.committedAt)
 	again := c.incomplete
 	seen := c.maxEpoch
 	refused := c.refused
 	c.mu.Unlock()
-	adv := c.advertisedEpochs(live, prev, since)
-	epoch := max(prev.Epoch, seen, adv.ahead) + 1
+	adv := c.advertisedEpochs(live, base, since)
+	epoch := max(base.Epoch, seen, adv.ahead) + 1
 
-	var prevp *topology.Topology
-	if prev.Epoch > 0 {
-		prevp = &prev
+	var basep *topology.Topology
+	if base.Epoch > 0 {
+		basep = &base
 	}
-	next := topology.Compute(c.cfg.Strategy, members, prevp)
+	next := topology.Compute(c.cfg.Strategy, members, basep)
 	next.Epoch = epoch
 	same := prev.Epoch > 0 && slices.Equal(next.Members, prev.Members) && slices.Equal(next.Edges, prev.Edges)
 	var why string
@@ -127,7 +131,7 @@ func (c *Cluster) lead(ctx context.Context) {
 		// while the others moved on): its own last topology is stale, so
 		// the policy is checked by the members that hold the newer ones
 		// (see admit).
-		why = fmt.Sprintf("members committed epoch %d, this node %d", adv.ahead, prev.Epoch)
+		why = fmt.Sprintf("members committed epoch %d, this node %d", adv.ahead, base.Epoch)
 	case !same:
 		why = "the membership changed"
 	case again:
@@ -141,12 +145,12 @@ func (c *Cluster) lead(ctx context.Context) {
 		return // refused by a member's policy check: wait for the membership to change
 	}
 	if adv.ahead == 0 {
-		last := make([]nodeid.ID, 0, len(prev.Members))
-		for _, m := range prev.Members {
+		last := make([]nodeid.ID, 0, len(base.Members))
+		for _, m := range base.Members {
 			last = append(last, m.ID)
 		}
 		if !topology.CanCommit(c.cfg.Policy, last, visible) {
-			block := fmt.Sprintf("policy %s: %d of the %d members of epoch %d visible", c.cfg.Policy.Name(), len(visible), len(last), prev.Epoch)
+			block := fmt.Sprintf("policy %s: %d of the %d members of epoch %d visible", c.cfg.Policy.Name(), len(visible), len(last), base.Epoch)
 			c.mu.Lock()
 			if c.blocked != block {
 				c.blocked = block
@@ -156,7 +160,7 @@ func (c *Cluster) lead(ctx context.Context) {
 			return
 		}
 	}
-	p := proposal(c.self, next, prev)
+	p := proposal(c.self, next, base)
 	c.log.Debug("cluster: cascading", "epoch", epoch, "why", why)
 	start := time.Now()
 	var err error
@@ -312,7 +316,8 @@ func (c *Cluster) forward(ctx context.Context, kids []controlplane.Member, f fun
 
 // prepare records a proposal and forwards it down the tree.
 func (c *Cluster) prepare(ctx context.Context, p controlplane.Proposal) error {
-	if _, err := topologyOf(&p); err != nil {
+	t, err := topologyOf(&p)
+	if err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(p.Members, func(m controlplane.Member) bool { return m.ID == c.self }) {
@@ -324,8 +329,20 @@ func (c *Cluster) prepare(ctx context.Context, p controlplane.Proposal) error {
 		c.mu.Unlock()
 		return err
 	}
+	if p.Epoch > c.promised.epoch {
+		c.promised = promise{epoch: p.Epoch, leader: p.Leader}
+		if err := c.save(); err != nil {
+			// A promise that would not survive a restart is no promise.
+			c.mu.Unlock()
+			return fmt.Errorf("cluster: %s cannot prepare epoch %d: %w", c.node.Name(), p.Epoch, err)
+		}
+	}
 	c.pending = &p
 	c.pendingAt = time.Now()
+	if c.router != nil {
+		c.router.propose(t) // members that commit it first will route by it
+
+	}
 	c.mu.Unlock()
 	return c.forward(ctx, children(&p, c.self), func(ctx context.Context, k controlplane.Cascade) error {
 		return k.Prepare(ctx, p)
@@ -336,29 +353,28 @@ const reasonPolicy = "the policy refuses it"
 
 // admit decides whether this member may prepare p. c.mu must be held.
 func (c *Cluster) admit(p *controlplane.Proposal) error {
+	// What this member committed and prepared, in this life or in an
+	// earlier one (restored from its state).
+	l := c.last()
 	refuse := func(reason string) error {
-		e := &StaleEpochError{Member: c.node.Name(), Proposed: p.Epoch, Committed: c.committed.Epoch, Reason: reason}
-		if c.pending != nil {
-			e.Prepared = c.pending.Epoch
-		}
-		return e
+		return &StaleEpochError{Member: c.node.Name(), Proposed: p.Epoch, Committed: l.Epoch, Prepared: c.promised.epoch, Reason: reason}
 	}
 	switch {
-	case p.Epoch <= c.committed.Epoch:
+	case p.Epoch <= l.Epoch:
 		return refuse("not above the committed epoch")
-	case c.pending != nil && p.Epoch < c.pending.Epoch:
+	case p.Epoch < c.promised.epoch:
 		return refuse("below the prepared epoch")
-	case c.pending != nil && p.Epoch == c.pending.Epoch && p.Leader != c.pending.Leader:
+	case p.Epoch == c.promised.epoch && p.Leader != c.promised.leader:
 		// Two leaders proposing the same epoch: the first one prepared
 		// wins here, so no epoch is committed with two topologies (a
 		// leader commits only once every member has prepared).
 		return refuse("the epoch is prepared for another leader")
 	}
-	if c.committed.Epoch > p.Base && c.committed.Epoch > 0 {
+	if l.Epoch > p.Base && l.Epoch > 0 {
 		// The leader checked its policy against an older topology than
 		// this member's: check against this one.
-		last := make([]nodeid.ID, 0, len(c.committed.Members))
-		for _, m := range c.committed.Members {
+		last := make([]nodeid.ID, 0, len(l.Members))
+		for _, m := range l.Members {
 			last = append(last, m.ID)
 		}
 		proposed := make([]nodeid.ID, 0, len(p.Members))
@@ -391,6 +407,18 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 		return err
 	}
 	prev := c.committed
+	// The routes go in before the commit is published: whoever sees the
+	// new topology (Wait, Subscribe) can call along it at once. They are
+	// computed on first use, so the commit goes on down the tree without
+	// waiting for them: in a deep tree (a ring of 1,000 is 500 hops deep)
+	// each hop then costs a round trip, not a round trip plus a routing
+	// table.
+	r := newRouter(t, c.self, c.node.Connected)
+	if len(prev.Edges) > 0 {
+		r.prev = newRouter(prev, c.self, c.node.Connected) // calls routed before this commit are still arriving
+	}
+	c.router = r
+	c.node.SetRouter(r)
 	c.committed = t
 	c.committedBy = leader
 	c.committedAt = time.Now()
@@ -398,27 +426,22 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 	c.pending = nil
 	c.blocked = ""
 	c.refused = ""
+	if err := c.save(); err != nil {
+		c.log.Error("cluster: cannot save the committed topology; a restart of this member would forget it", "epoch", t.Epoch, "err", err)
+	}
+	for _, nb := range t.Neighbours(c.self) {
+		// The leader has just seen every member live: neighbours that
+		// failed to connect before are dialled again at once.
+		c.dials.forget(nb)
+	}
 	c.advertise()
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
-	// The commit goes down the tree while this member computes its routes:
-	// in a deep tree (a ring of 1,000 is 500 hops deep) each hop then costs
-	// a round trip, not a round trip plus a routing table.
-	kids := children(p, c.self)
-	forwarded := make(chan error, 1)
-	go func() {
-		forwarded <- c.forward(ctx, kids, func(ctx context.Context, k controlplane.Cascade) error {
-			return k.Commit(ctx, leader, epoch)
-		})
-	}()
-	r := newRouter(t, c.self, c.node.Connected)
-	if len(prev.Edges) > 0 {
-		r.prev = newRouter(prev, c.self, c.node.Connected) // calls routed before this commit are still arriving
-	}
-	c.node.SetRouter(r)
 	c.log.Info("cluster: topology committed", "epoch", t.Epoch, "topology", diagram(t))
-	err = <-forwarded
+	err = c.forward(ctx, children(p, c.self), func(ctx context.Context, k controlplane.Cascade) error {
+		return k.Commit(ctx, leader, epoch)
+	})
 	c.poke() // reconcile now
 	return err
 }

@@ -36,7 +36,15 @@
 // proposals never commit one epoch with two topologies. A member of the
 // proposal that becomes suspect, fails or leaves while it is being
 // prepared makes the leader plan again at once; a member declared failed
-// has its connections aborted, so that calls through it fail at once.
+// has its connections aborted, so that calls through it fail at once. A
+// member that keeps its state across restarts (Config.State, or
+// Options.StateFile) never prepares an epoch it prepared or committed in
+// an earlier life, and judges proposals and leads by the majority of the
+// last topology it committed, so that restarted alone it commits nothing.
+//
+// A relay hands a call on only to a neighbour nearer to the call's
+// destination, so calls never go round a cycle; a relay with no such
+// neighbour connected fails the call at once with runtime.ErrNoRoute.
 package cluster
 
 import (
@@ -44,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +87,13 @@ type Config struct {
 	// its members before it would take itself for a cluster of one
 	// (default 600 ms, three heartbeats).
 	JoinGrace time.Duration
+	// State, if set, keeps what the member must remember across restarts
+	// of its process (see State; FileState keeps it in a file). Without
+	// it, a member that restarts with the same ID remembers no epoch: the
+	// others bring it up to date when they hear it, but restarted alone, or
+	// on the small side of a partition, it commits a topology of its own
+	// from epoch 1, as a new cluster would.
+	State StateStore
 	// Logger receives the cluster's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -96,6 +112,9 @@ type Cluster struct {
 	committedBy nodeid.ID // the leader that committed it
 	committedAt time.Time
 	pending     *controlplane.Proposal
+	promised    promise           // the highest epoch prepared, in any life (see State)
+	restored    topology.Topology // the last topology committed in an earlier life (see State)
+	router      *router           // the routes of the committed topology, installed on the node
 	pendingAt   time.Time
 	round       *round                  // the leader's cascade in its prepare phase
 	refused     string                  // the visible members when a member's policy check refused our proposal
@@ -160,9 +179,14 @@ func New(cfg Config) (*Cluster, error) {
 		log:      cfg.Logger.With("node", cfg.Node.Name()),
 		unwanted: make(map[nodeid.ID]time.Time),
 		dialing:  make(map[nodeid.ID]bool),
-		dials:    dialBackoff{base: cfg.Interval},
-		changed:  make(chan struct{}),
-		kick:     make(chan struct{}, 1),
+		// The jitter of dial retries differs between members, yet in a
+		// simulation (testing/synctest: a fake clock) replays the same.
+		dials:   dialBackoff{base: cfg.Interval, rng: rand.New(rand.NewPCG(uint64(cfg.Node.ID()), uint64(time.Now().UnixNano())))},
+		changed: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+	}
+	if err := c.restore(); err != nil {
+		return nil, err
 	}
 	if err := runtime.RegisterErrorType[*StaleEpochError](c.node, "trellis.cluster.StaleEpochError"); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -318,6 +342,8 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 				// Whatever it holds now, the leader cascades again.
 				c.incomplete = true
 			}
+			// Dials to it that failed before say nothing of it now.
+			c.dials.forget(e.Member.ID)
 			c.mu.Unlock()
 		}
 		switch e.Kind {

@@ -81,6 +81,13 @@ type Options struct {
 	// cluster; nil discards them.
 	Logger *slog.Logger
 
+	// StateFile, if set, is the file where the member keeps what it must
+	// remember across restarts (see Config.State and FileState): its ID,
+	// taken again when Options.ID is unset, its last committed topology
+	// and the epochs it prepared. Restarted with it, the member rejoins as
+	// itself, never commits an epoch twice, and alone commits nothing.
+	StateFile string
+
 	// Node, Membership and Cluster, when set, adjust the configuration of
 	// each part after Join has filled it in, for settings Options does not
 	// name (timeouts, limits, failure detection...).
@@ -115,6 +122,30 @@ func Join(ctx context.Context, o Options) (c *Cluster, err error) {
 	}
 	if o.Name == "" {
 		o.Name, _ = os.Hostname()
+	}
+	var state StateStore
+	if o.StateFile != "" {
+		state = FileState(o.StateFile)
+		saved, err := state.Load()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: join: %w", err)
+		}
+		switch {
+		case o.ID == nodeid.None:
+			o.ID = saved.ID // none if nothing was saved yet
+		case saved.ID != nodeid.None && saved.ID != o.ID:
+			return nil, fmt.Errorf("cluster: join: %s holds the state of member %s, not of %s", o.StateFile, saved.ID, o.ID)
+		}
+		if saved.ID == nodeid.None {
+			if o.ID == nodeid.None {
+				o.ID = nodeid.New()
+			}
+			// The ID first, so that a restart before the first commit
+			// rejoins as the same member.
+			if err := state.Save(State{ID: o.ID}); err != nil {
+				return nil, fmt.Errorf("cluster: join: %w", err)
+			}
+		}
 	}
 	if o.ID == nodeid.None {
 		o.ID = nodeid.New()
@@ -174,7 +205,7 @@ func Join(ctx context.Context, o Options) (c *Cluster, err error) {
 		return nil, fmt.Errorf("cluster: join: %w", err)
 	}
 
-	ccfg := Config{Node: node, Discovery: disc, Strategy: o.Strategy, Policy: o.Policy, Logger: o.Logger}
+	ccfg := Config{Node: node, Discovery: disc, Strategy: o.Strategy, Policy: o.Policy, State: state, Logger: o.Logger}
 	if o.Cluster != nil {
 		o.Cluster(&ccfg)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -200,5 +201,33 @@ func TestSubscriptionSeesEveryCommit(t *testing.T) {
 	}
 	if last.Epoch != want[len(want)-1] {
 		t.Fatalf("the slow subscriber ended at epoch %d, the last commit was %d", last.Epoch, want[len(want)-1])
+	}
+}
+
+// TestJoinStateFile checks that a member joined with a state file and no ID
+// rejoins, after a restart, as the same member, with the epoch it had
+// committed remembered; and that the file refuses another ID.
+func TestJoinStateFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trellis.state")
+	j := &joined{t: t, seed: freeUDPAddr(t)}
+	first := j.join("M0", func(o *cluster.Options) { o.StateFile = path })
+	top := waitMembers(t, 1, first)
+	first.Close()
+	saved, err := cluster.FileState(path).Load()
+	if err != nil || saved.ID != first.ID() || saved.Committed.Epoch != top.Epoch {
+		t.Fatalf("saved %+v, %v; want member %s at epoch %d", saved, err, first.ID(), top.Epoch)
+	}
+	again := j.join("M0", func(o *cluster.Options) { o.StateFile = path; o.GossipAddr = "127.0.0.1:0" })
+	if again.ID() != first.ID() {
+		t.Errorf("restarted as %s, was %s", again.ID(), first.ID())
+	}
+	if top2 := waitMembers(t, 1, again); top2.Epoch <= top.Epoch {
+		t.Errorf("after the restart, epoch %d committed again (the first life committed %d)", top2.Epoch, top.Epoch)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if c, err := cluster.Join(ctx, cluster.Options{Key: testKey, ID: 42, StateFile: path, Addr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0"}); err == nil {
+		c.Close()
+		t.Fatal("a member joined with another member's state file")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
@@ -13,25 +14,39 @@ import (
 var _ runtime.SourceChecker = (*router)(nil)
 
 // router routes calls along the committed topology. When the link to the
-// next hop is down (the neighbour crashed, and the leader has not yet
-// cascaded a topology without it), it routes around that link over the
-// remaining edges, so calls keep flowing during the repair; relays do the
-// same with their own links. A relay never sends a call back where it came
-// from: with no other way it fails the call at once (ErrNoRoute), and the
-// hop budget of a call bounds any longer transient loop.
+// next hop of one of this node's own calls is down (the neighbour crashed,
+// and the leader has not yet cascaded a topology without it), it routes
+// around that link over the remaining edges, so calls keep flowing during
+// the repair. A relay is stricter: it hands a call on only to a connected
+// neighbour strictly nearer to the destination than itself on the committed
+// topology, never back where the call came from, and otherwise fails it at
+// once (ErrNoRoute). Each hop then shortens the distance left, so relays
+// that route by one topology never pass a call round a cycle, whatever
+// links each of them sees down; the hop budget of a call bounds what
+// routing by different topologies (during a commit) could leave.
 type router struct {
 	t         topology.Topology
 	self      nodeid.ID
-	primary   topology.RoutingTable
 	connected func(nodeid.ID) bool
+
+	// primaryRT is the routing table of t, computed on first use (see
+	// primary): a router is installed as a commit is published, and at a
+	// thousand members the table takes a millisecond to compute.
+	primaryOnce sync.Once
+	primaryRT   topology.RoutingTable
 
 	// prev routes along the topology committed before t: calls routed
 	// along it may still arrive (see PlausibleSource). Its own prev is nil.
 	prev *router
+	// proposed routes along the proposal this node has prepared above t,
+	// if any: its members route by it as soon as they commit it, maybe
+	// before this node does (see PlausibleSource).
+	proposed atomic.Pointer[router]
 
-	mu  sync.Mutex
-	alt map[string]topology.RoutingTable // routes without some links, by the links left out
-	via map[viaKey]topology.RoutingTable // neighbours' routes, by the links left out
+	mu     sync.Mutex
+	alt    map[string]topology.RoutingTable    // routes without some links, by the links left out
+	via    map[viaKey]topology.RoutingTable    // neighbours' routes, by the links left out
+	toward map[nodeid.ID]topology.RoutingTable // routes from destinations (their distances to every node)
 }
 
 type viaKey struct {
@@ -40,33 +55,84 @@ type viaKey struct {
 }
 
 func newRouter(t topology.Topology, self nodeid.ID, connected func(nodeid.ID) bool) *router {
-	return &router{t: t, self: self, primary: topology.Routes(t, self), connected: connected,
-		alt: make(map[string]topology.RoutingTable), via: make(map[viaKey]topology.RoutingTable)}
+	return &router{t: t, self: self, connected: connected,
+		alt: make(map[string]topology.RoutingTable), via: make(map[viaKey]topology.RoutingTable),
+		toward: make(map[nodeid.ID]topology.RoutingTable)}
+}
+
+// primary returns the routing table of the committed topology.
+func (r *router) primary() topology.RoutingTable {
+	r.primaryOnce.Do(func() { r.primaryRT = topology.Routes(r.t, r.self) })
+	return r.primaryRT
+}
+
+// propose records t, the topology of a proposal this node has prepared:
+// until the next commit, a routed call plausible on it is accepted too.
+func (r *router) propose(t topology.Topology) {
+	if t.Epoch > r.t.Epoch {
+		r.proposed.Store(newRouter(t, r.self, r.connected))
+	}
 }
 
 // NextHop implements runtime.Router.
 func (r *router) NextHop(dst nodeid.ID) (nodeid.ID, bool) {
-	next, ok := r.primary.NextHop(dst)
+	next, ok := r.primary().NextHop(dst)
 	if !ok || r.connected(next) {
 		return next, ok
 	}
-	return r.around(dst, nodeid.None)
+	return r.around(dst)
 }
 
-// NextHopAvoiding implements runtime.AvoidingRouter: the next hop toward
-// dst that is not avoid (the neighbour a relayed call came from), so that a
-// call whose primary route leads back (the link onward is down) takes the
-// other way round, if there is one.
-func (r *router) NextHopAvoiding(dst, avoid nodeid.ID) (nodeid.ID, bool) {
-	return r.around(dst, avoid)
+// NextHopAvoiding implements runtime.AvoidingRouter: the next hop of a call
+// for dst relayed from neighbour from is a connected neighbour other than
+// from, strictly nearer to dst than this node on the committed topology
+// (the primary next hop when its link is up); there is none when every
+// such neighbour's link is down, and the relay fails the call at once.
+func (r *router) NextHopAvoiding(dst, from nodeid.ID) (nodeid.ID, bool) {
+	d, ok := r.primary().Distance(dst)
+	if !ok {
+		return nodeid.None, false
+	}
+	if next, _ := r.primary().NextHop(dst); next != from && r.connected(next) {
+		return next, true
+	}
+	if d == 1 {
+		return nodeid.None, false // dst is the neighbour whose link is down
+	}
+	toward := r.routesFrom(dst)
+	for _, nb := range r.t.Neighbours(r.self) {
+		if nb == from || !r.connected(nb) {
+			continue
+		}
+		if dn, ok := toward.Distance(nb); ok && dn < d {
+			return nb, true
+		}
+	}
+	return nodeid.None, false
 }
 
-// around routes over the topology without the links that are down and
-// without the link to avoid.
-func (r *router) around(dst, avoid nodeid.ID) (nodeid.ID, bool) {
+// routesFrom returns the routing table of dst in the committed topology:
+// its distances are every node's distance to dst.
+func (r *router) routesFrom(dst nodeid.ID) topology.RoutingTable {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt, ok := r.toward[dst]
+	if !ok {
+		if len(r.toward) > 64 {
+			clear(r.toward)
+		}
+		rt = topology.Routes(r.t, dst)
+		r.toward[dst] = rt
+	}
+	return rt
+}
+
+// around routes this node's own call over the topology without the links
+// that are down.
+func (r *router) around(dst nodeid.ID) (nodeid.ID, bool) {
 	var out []nodeid.ID
 	for _, nb := range r.t.Neighbours(r.self) {
-		if nb == avoid || !r.connected(nb) {
+		if !r.connected(nb) {
 			out = append(out, nb)
 		}
 	}
@@ -106,13 +172,21 @@ func (r *router) without(down []nodeid.ID) topology.Topology {
 // PlausibleSource implements runtime.SourceChecker: a routed call from src
 // may come from neighbour via if via is one hop closer to src than this
 // node, on the committed topology or on the topology without this node's
-// links that are down (around which calls are routed), or the same on the
-// topology committed before (calls routed along it may still arrive). A
-// call that takes a longer detour (around a link down elsewhere, before the
-// leader commits a topology without it) is refused: its caller sees the
-// refusal and may retry once the topology is repaired.
+// links that are down (around which calls are routed); or the same on the
+// topology committed before (calls routed along it may still arrive), or on
+// the proposal this node has prepared (its other members may have committed
+// it already, and route by it). Each of them comes from the leader, over the
+// authenticated cascade: a neighbour can only claim a source that lies
+// behind it on one of them. A call that takes a longer detour (around a
+// link down elsewhere, before the leader commits a topology without it) is
+// refused: its caller sees the refusal and may retry once the topology is
+// repaired.
 func (r *router) PlausibleSource(src, via nodeid.ID) bool {
-	return r.plausible(src, via) || r.prev != nil && r.prev.plausible(src, via)
+	if r.plausible(src, via) || r.prev != nil && r.prev.plausible(src, via) {
+		return true
+	}
+	p := r.proposed.Load()
+	return p != nil && p.plausible(src, via)
 }
 
 // plausible is PlausibleSource for r's topology alone.
@@ -135,7 +209,7 @@ func (r *router) closer(src, via nodeid.ID, down []nodeid.ID) bool {
 	key := viaKey{fmt.Sprint(down), via}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	self := r.primary
+	self := r.primary()
 	if down != nil {
 		var ok bool
 		if self, ok = r.alt[key.down]; !ok {

@@ -14,12 +14,17 @@ type Router interface {
 	NextHop(dst NodeID) (next NodeID, ok bool)
 }
 
-// An AvoidingRouter is a Router that can also route around one neighbour:
-// a relay asks it for a next hop other than the neighbour a call came from,
-// so that a call coming from a neighbour whose next hop it is does not go
-// straight back. A relay whose only way on is back where the call came from
-// fails the call at once with ErrNoRoute instead of bouncing it; the hop
-// budget bounds what longer detours remain.
+// An AvoidingRouter is a Router that also chooses the next hop of the
+// calls this node relays: a relay asks it for the next hop of a call for
+// dst that came from neighbour avoid, which must not be avoid (a call sent
+// back where it came from would only bounce). A router may be stricter for
+// relayed calls than for this node's own (the cluster's router relays only
+// to neighbours nearer to dst, so that no call goes round a cycle). When it
+// reports none, the relay sends the call straight to dst if it is connected
+// to it, and otherwise fails it at once with ErrNoRoute (the call was not
+// sent on, so it is safe to send again). Without an AvoidingRouter, a relay
+// follows NextHop, and fails a call whose next hop is back where it came
+// from; the hop budget bounds what longer detours remain.
 type AvoidingRouter interface {
 	Router
 	NextHopAvoiding(dst, avoid NodeID) (next NodeID, ok bool)
@@ -160,17 +165,9 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 	if req.ttl == 0 {
 		return fail(codeNoRoute, "hop budget used up (routing loop?)")
 	}
-	q, _, err := n.route(req.dst, false)
-	if err != nil {
-		return fail(codeNoRoute, err.Error())
-	}
-	if q == p {
-		// Back where it came from: another way, if there is one; a call
-		// sent back would only bounce (a routing loop), so without one it
-		// fails here, at once.
-		if q = n.avoiding(req.dst, p.id); q == nil {
-			return fail(codeNoRoute, fmt.Sprintf("no route other than back to %s, where the call came from", p.id))
-		}
+	q, code, why := n.relayHop(req.dst, p)
+	if q == nil {
+		return fail(code, why)
 	}
 	var buf *transport.Buffer
 	var done func(error)
@@ -213,22 +210,49 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 	return nil
 }
 
-// avoiding returns the connection to the next hop toward dst other than
-// avoid, or nil if the router knows of none that is connected.
-func (n *Node) avoiding(dst, avoid NodeID) *peer {
-	rp := n.router.Load()
-	if rp == nil {
-		return nil
+// relayHop returns the connection on which to relay a call for dst that
+// came from p; or, if there is none, the error code and the reason to fail
+// the call with at once (see AvoidingRouter).
+func (n *Node) relayHop(dst NodeID, p *peer) (q *peer, code uint8, why string) {
+	back := func() (*peer, uint8, string) {
+		return nil, codeNoRoute, fmt.Sprintf("no route other than back to %s, where the call came from", p.id)
 	}
-	ar, ok := (*rp).(AvoidingRouter)
-	if !ok {
-		return nil
+	var ar AvoidingRouter
+	if rp := n.router.Load(); rp != nil {
+		ar, _ = (*rp).(AvoidingRouter)
 	}
-	next, ok := ar.NextHopAvoiding(dst, avoid)
-	if !ok || next == avoid || next == n.cfg.ID {
-		return nil
+	if ar == nil {
+		q, _, err := n.route(dst, false)
+		switch {
+		case err != nil:
+			return nil, codeNoRoute, err.Error()
+		case q == p:
+			// Back where it came from: a call sent back would only
+			// bounce (a routing loop), so it fails here, at once.
+			return back()
+		}
+		return q, 0, ""
 	}
-	return n.peer(next)
+	if next, ok := ar.NextHopAvoiding(dst, p.id); ok && next != p.id && next != n.cfg.ID {
+		if q := n.peer(next); q != nil {
+			return q, 0, ""
+		}
+	}
+	if q := n.peer(dst); q != nil && q != p {
+		return q, 0, ""
+	}
+	switch next, ok := ar.NextHop(dst); {
+	case n.isClosing():
+		return nil, codeUnreachable, ErrClosed.Error()
+	case !ok || next == n.cfg.ID:
+		return nil, codeNoRoute, fmt.Sprintf("no route to %s", dst)
+	case next == p.id:
+		return back()
+	default:
+		// ErrNoRoute rather than ErrUnreachable: the call was not sent on,
+		// so a caller may safely send it again, or elsewhere.
+		return nil, codeNoRoute, "no connected next hop nearer to the destination than this node"
+	}
 }
 
 // nextHopCopy copies a routed message (request envelope first) for the

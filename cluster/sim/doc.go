@@ -28,6 +28,11 @@
 //	go test ./cluster/sim                                  # the CI's 200 schedules (seeds 1-200)
 //	go test ./cluster/sim -run TestSimulation -sim.schedules=10000 -timeout=2h   # a long run
 //	go test ./cluster/sim -run TestSimulation -sim.seed=123 -sim.v -v           # replay one seed, with its trace
+//	go test ./cluster/sim -run TestSimulation -sim.seed=123 -sim.log            # ... with every member's debug log
+//
+// -sim.strict fails on the known defects too (see knownDefects in the
+// tests); -sim.forgetful runs members that keep no state across restarts
+// (cluster.Config.State), to show what that state prevents.
 //
 // A failing schedule prints the one-line command that replays it.
 package sim

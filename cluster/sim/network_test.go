@@ -136,6 +136,33 @@ func TestDial(t *testing.T) {
 	}
 }
 
+// TestDialThroughHealedCut checks that a dial over a cut link connects
+// once the link is whole again, when the SYN is sent again (after 1 s, then
+// 2 s more), as a kernel's dial would, instead of waiting for its deadline.
+func TestDialThroughHealedCut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := NewNetwork(1, 2, LinkConditions{Delay: time.Millisecond})
+		ln, err := nw.Listen(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		nw.Cut(1, 0)
+		time.AfterFunc(1500*time.Millisecond, nw.Heal)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		c, err := nw.Dialer(0)(ctx, nw.StreamAddr(1))
+		if err != nil {
+			t.Fatalf("dial through a cut healed after 1.5 s: %v", err)
+		}
+		c.Close()
+		if took := time.Since(start); took < 3*time.Second || took > 3100*time.Millisecond {
+			t.Fatalf("connected after %v, want at the third SYN, 3 s after the first", took)
+		}
+	})
+}
+
 // received sends 200 datagrams from host 0 to host 1 on a lossy network
 // and returns which arrived.
 func received(t *testing.T, seed uint64) []byte {

@@ -70,6 +70,9 @@ type Options struct {
 	CallSlack time.Duration
 	// Policy is the members' commit policy (default topology.Majority{}).
 	Policy topology.Policy
+	// Forgetful members keep no state across restarts (see
+	// WorldConfig.Forgetful).
+	Forgetful bool
 	// Logger receives the members' logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -189,7 +192,7 @@ func (r *runner) run() {
 		r.violate("setup", "%v", err)
 		return
 	}
-	r.w, err = NewWorld(WorldConfig{Net: r.nw, IDs: s.IDs, Strategy: strategy, Policy: r.o.Policy, OnCommit: r.commit, Logger: r.o.Logger})
+	r.w, err = NewWorld(WorldConfig{Net: r.nw, IDs: s.IDs, Strategy: strategy, Policy: r.o.Policy, Forgetful: r.o.Forgetful, OnCommit: r.commit, Logger: r.o.Logger})
 	if err != nil {
 		r.violate("setup", "%v", err)
 		return

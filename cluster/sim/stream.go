@@ -350,9 +350,13 @@ func (l *listener) Close() error {
 // Addr implements net.Listener.
 func (l *listener) Addr() net.Addr { return addr(l.nw.StreamAddr(l.host)) }
 
+// synTimeout is the wait before a lost SYN is sent again the first time.
+const synTimeout = time.Second
+
 // Dialer returns host h's dial function, for runtime.Config.Dial. A dial
-// over a cut link, or to a crashed host, goes unanswered until ctx ends; a
-// dial to a host that is up but has no listener is refused.
+// over a cut link, or to a crashed host, goes unanswered until the link is
+// whole again (and the SYN sent again: after 1 s, 2 s, 4 s...) or ctx ends;
+// a dial to a host that is up but has no listener is refused.
 func (nw *Network) Dialer(h int) func(ctx context.Context, address string) (net.Conn, error) {
 	return func(ctx context.Context, address string) (net.Conn, error) {
 		fail := func(err error) error {
@@ -366,18 +370,26 @@ func (nw *Network) Dialer(h int) func(ctx context.Context, address string) (net.
 		if dst < 0 || ap.Port() != StreamPort {
 			return nil, fail(fmt.Errorf("no route to host"))
 		}
-		cut1, _, d1 := nw.route(h, dst)
-		cut2, _, d2 := nw.route(dst, h)
-		var wait <-chan time.Time
-		if !cut1 && !cut2 {
-			t := time.NewTimer(d1 + d2) // SYN, SYN-ACK
-			defer t.Stop()
-			wait = t.C
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fail(ctx.Err())
-		case <-wait:
+		// The SYN (or its answer) is lost while the link is cut, and sent
+		// again after a timeout that doubles from 1 s, as the kernel does:
+		// a dial through a cut succeeds at the first try after the heal.
+		for rto := synTimeout; ; rto *= 2 {
+			cut1, _, d1 := nw.route(h, dst)
+			cut2, _, d2 := nw.route(dst, h)
+			wait := rto
+			if !cut1 && !cut2 {
+				wait = d1 + d2 // SYN, SYN-ACK
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fail(ctx.Err())
+			case <-t.C:
+			}
+			if !cut1 && !cut2 {
+				break
+			}
 		}
 		nw.mu.Lock()
 		l := nw.hosts[dst].listener

@@ -19,8 +19,9 @@ import (
 // clusterKey authenticates the simulated members' connections and heartbeats.
 var clusterKey = []byte("trellis-simulation-cluster-key-32")
 
-// A Member is one host's software: an RPC node serving the test service, a
-// membership node and a cluster, all on the simulated network.
+// A Member is one host's software: an RPC node serving the test services
+// (testsvc.Kitchen, and testsvc.Control to watch it), a membership node and
+// a cluster, all on the simulated network.
 type Member struct {
 	Host    int
 	Name    string
@@ -29,6 +30,9 @@ type Member struct {
 	Disc    *membership.Node
 	Cluster *cluster.Cluster
 	Lives   int // how many times it was started
+	// State is what the member's cluster keeps across restarts: its
+	// "disk" (nil if the world is Forgetful).
+	State *cluster.MemoryState
 
 	alive  atomic.Bool        // read by the commit watchers
 	cancel context.CancelFunc // stops the commit watcher
@@ -51,6 +55,9 @@ type WorldConfig struct {
 	// OnCommit, if set, is called for every topology a member commits, from
 	// the member's own watcher goroutine.
 	OnCommit func(m *Member, t topology.Topology)
+	// Forgetful members keep no state across restarts (cluster.Config.State):
+	// a restarted member remembers no epoch.
+	Forgetful bool
 	// Logger receives the members' logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -75,7 +82,11 @@ func NewWorld(cfg WorldConfig) (*World, error) {
 	}
 	w := &World{cfg: cfg}
 	for h, id := range cfg.IDs {
-		w.Members = append(w.Members, &Member{Host: h, Name: fmt.Sprintf("n%d", h), ID: id})
+		m := &Member{Host: h, Name: fmt.Sprintf("n%d", h), ID: id}
+		if !cfg.Forgetful {
+			m.State = &cluster.MemoryState{}
+		}
+		w.Members = append(w.Members, m)
 	}
 	return w, nil
 }
@@ -108,8 +119,12 @@ func (w *World) Start(h int) error {
 	if err == nil {
 		err = node.Serve(ln)
 	}
+	impl := testsvc.NewImpl()
 	if err == nil {
-		err = testsvc.RegisterKitchen(node, testsvc.NewImpl())
+		err = testsvc.RegisterKitchen(node, impl)
+	}
+	if err == nil {
+		err = testsvc.RegisterControl(node, impl)
 	}
 	if err != nil {
 		stop()
@@ -138,7 +153,11 @@ func (w *World) Start(h int) error {
 		stop()
 		return fmt.Errorf("sim: %s: %w", m.Name, err)
 	}
-	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: w.cfg.Strategy, Policy: w.cfg.Policy, Logger: log})
+	ccfg := cluster.Config{Node: node, Discovery: disc, Strategy: w.cfg.Strategy, Policy: w.cfg.Policy, Logger: log}
+	if m.State != nil {
+		ccfg.State = m.State
+	}
+	cl, err := cluster.New(ccfg)
 	if err == nil {
 		err = cl.Start()
 	}

@@ -1,0 +1,186 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/topology"
+)
+
+// State is what a member must remember across restarts of its process
+// (see Config.State): the last topology it committed, and the highest
+// epoch it prepared and for which leader. A member restarted with its
+// state never prepares an epoch it prepared or committed in an earlier
+// life, nor one below; it judges proposals, and leads, by the majority
+// of its last topology, so that alone, or on the small side of a
+// partition, it commits nothing; and the leader's next topology goes past
+// its epochs.
+type State struct {
+	// ID is the member the state belongs to.
+	ID nodeid.ID
+	// Committed is the last topology the member committed (the zero
+	// Topology if none).
+	Committed topology.Topology
+	// Prepared is the highest epoch the member prepared (0 if none), for
+	// the leader Leader.
+	Prepared uint64
+	Leader   nodeid.ID
+}
+
+// A StateStore keeps a member's State across restarts. Save returns once
+// the state is durable: a member answers a prepare or a commit only after
+// it has saved what it promised.
+type StateStore interface {
+	// Load returns the state saved last, or the zero State (and no error)
+	// if none was ever saved.
+	Load() (State, error)
+	// Save replaces the saved state with s.
+	Save(s State) error
+}
+
+// MemoryState is a StateStore in memory, for tests and simulations that
+// restart a member's software but keep its "disk". The zero value is ready.
+type MemoryState struct {
+	mu sync.Mutex
+	s  State
+}
+
+// Load implements StateStore.
+func (m *MemoryState) Load() (State, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.s, nil
+}
+
+// Save implements StateStore.
+func (m *MemoryState) Save(s State) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.s = s
+	return nil
+}
+
+// FileState returns a StateStore keeping the state in the file at path,
+// as JSON. Each Save writes a temporary file in the same directory, syncs
+// it and renames it over path, so that a crash leaves either the old state
+// or the new one.
+func FileState(path string) StateStore { return fileState(path) }
+
+type fileState string
+
+// fileStateVersion is the version of the file's format.
+const fileStateVersion = 1
+
+type stateFile struct {
+	Version int
+	State
+}
+
+// Load implements StateStore.
+func (f fileState) Load() (State, error) {
+	b, err := os.ReadFile(string(f))
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("cluster: loading the state: %w", err)
+	}
+	var sf stateFile
+	if err := json.Unmarshal(b, &sf); err != nil {
+		return State{}, fmt.Errorf("cluster: loading the state from %s: %w", f, err)
+	}
+	if sf.Version != fileStateVersion {
+		return State{}, fmt.Errorf("cluster: loading the state from %s: format version %d, want %d", f, sf.Version, fileStateVersion)
+	}
+	return sf.State, nil
+}
+
+// Save implements StateStore.
+func (f fileState) Save(s State) error {
+	b, err := json.Marshal(stateFile{Version: fileStateVersion, State: s})
+	if err != nil {
+		return fmt.Errorf("cluster: saving the state: %w", err)
+	}
+	dir, name := filepath.Split(string(f))
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, name+".tmp*")
+	if err != nil {
+		return fmt.Errorf("cluster: saving the state: %w", err)
+	}
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), string(f))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("cluster: saving the state to %s: %w", f, err)
+	}
+	return nil
+}
+
+// restore loads the state saved by an earlier life of this member, if
+// any. c.mu need not be held: the cluster has not started.
+func (c *Cluster) restore() error {
+	if c.cfg.State == nil {
+		return nil
+	}
+	s, err := c.cfg.State.Load()
+	if err != nil {
+		return err
+	}
+	if s.ID == nodeid.None {
+		return nil // nothing saved yet
+	}
+	if s.ID != c.self {
+		return fmt.Errorf("cluster: the saved state belongs to member %s, this node is %s", s.ID, c.self)
+	}
+	if s.Committed.Epoch > 0 {
+		if err := s.Committed.Validate(); err != nil {
+			return fmt.Errorf("cluster: the saved state: %w", err)
+		}
+	}
+	c.restored = s.Committed
+	c.promised = promise{epoch: s.Prepared, leader: s.Leader}
+	c.maxEpoch = max(s.Committed.Epoch, s.Prepared)
+	if s.Committed.Epoch > 0 || s.Prepared > 0 {
+		c.log.Info("cluster: restored the state of an earlier life", "committed", s.Committed.Epoch, "members", len(s.Committed.Members), "prepared", s.Prepared)
+	}
+	return nil
+}
+
+// save saves what this member has committed and promised. c.mu must be held.
+func (c *Cluster) save() error {
+	if c.cfg.State == nil {
+		return nil
+	}
+	return c.cfg.State.Save(State{ID: c.self, Committed: c.last(), Prepared: c.promised.epoch, Leader: c.promised.leader})
+}
+
+// last returns the last topology this member committed: in this life, or
+// else in an earlier one (restored from its state). c.mu must be held.
+func (c *Cluster) last() topology.Topology {
+	if c.committed.Epoch > 0 {
+		return c.committed
+	}
+	return c.restored
+}
+
+// promise is the highest epoch a member prepared, and for which leader.
+type promise struct {
+	epoch  uint64
+	leader nodeid.ID
+}

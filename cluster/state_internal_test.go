@@ -1,0 +1,203 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/trellisrpc/trellis/generated/controlplane"
+	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/topology"
+)
+
+// noDiscovery is a membership that sees nobody: the tests below drive the
+// cascade by hand.
+type noDiscovery struct{ self membership.Member }
+
+func (d noDiscovery) Start(context.Context) error            { return nil }
+func (d noDiscovery) Local() membership.Member               { return d.self }
+func (d noDiscovery) Members() []membership.Member           { return []membership.Member{d.self} }
+func (d noDiscovery) Leader() (membership.Member, bool)      { return d.self, true }
+func (d noDiscovery) Subscribe(int) *membership.Subscription { return nil }
+func (d noDiscovery) Leave(context.Context) error            { return nil }
+func (d noDiscovery) Close() error                           { return nil }
+
+// newStateCluster returns a cluster (not started) of member id with state.
+func newStateCluster(t *testing.T, id nodeid.ID, state StateStore) (*Cluster, error) {
+	t.Helper()
+	node, err := runtime.NewNode(runtime.Config{Name: "N2", ID: id, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close(context.Background()) })
+	return New(Config{Node: node, Discovery: noDiscovery{membership.Member{ID: id, Name: "N2"}}, State: state})
+}
+
+// leafProposal is a proposal of epoch by leader, based on epoch base, of a
+// line from the leader to member 2 (so 2 forwards it to nobody).
+func leafProposal(epoch, base uint64, leader nodeid.ID, others ...nodeid.ID) controlplane.Proposal {
+	p := controlplane.Proposal{Leader: leader, Epoch: epoch, Base: base, Strategy: "line",
+		Members: []controlplane.Member{{ID: leader}, {ID: 2}}, Edges: []controlplane.Edge{{A: min(leader, 2), B: max(leader, 2)}}}
+	prev := leader
+	for _, o := range others { // hung beyond the leader, away from 2
+		p.Members = append(p.Members, controlplane.Member{ID: o})
+		p.Edges = append(p.Edges, controlplane.Edge{A: min(prev, o), B: max(prev, o)})
+		prev = o
+	}
+	slices.SortFunc(p.Edges, func(x, y controlplane.Edge) int {
+		return compareEdge(topology.Edge{A: x.A, B: x.B}, topology.Edge{A: y.A, B: y.B})
+	})
+	return p
+}
+
+// TestRestartedMemberKeepsItsPromises checks what member 2 of {1, 2, 3},
+// restarted after it committed epoch 5 and prepared epoch 6 for leader 1,
+// prepares: with its state, only proposals above both, from leader 1 for
+// epoch 6, that a majority of its last topology can commit; a member that
+// forgets (no State) prepares all of them, and so can commit an epoch
+// twice, or a minority's topology.
+func TestRestartedMemberKeepsItsPromises(t *testing.T) {
+	last := topology.Topology{Epoch: 5, Strategy: "ring", Members: []topology.Member{{ID: 1}, {ID: 2}, {ID: 3}},
+		Edges: []topology.Edge{{A: 1, B: 2}, {A: 1, B: 3}, {A: 2, B: 3}}}
+	saved := State{ID: 2, Committed: last, Prepared: 6, Leader: 1}
+	tests := []struct {
+		name string
+		p    controlplane.Proposal
+		ok   bool // prepared with the state
+	}{
+		{"an epoch it committed", leafProposal(5, 4, 3, 1), false},
+		{"the epoch it prepared, for another leader", leafProposal(6, 5, 3, 1), false},
+		{"the epoch it prepared, for its leader", leafProposal(6, 5, 1, 3), true},
+		{"above, based on its epoch", leafProposal(7, 5, 3), true},
+		{"above, based on an older epoch, a majority of its last topology", leafProposal(7, 4, 3, 9), true},
+		{"above, based on an older epoch, a minority of its last topology", leafProposal(7, 4, 9), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, forget := range []bool{false, true} {
+				var state StateStore = &MemoryState{}
+				if !forget {
+					state.Save(saved)
+				}
+				c, err := newStateCluster(t, 2, state)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = c.prepare(context.Background(), tt.p)
+				want := tt.ok || forget
+				if (err == nil) != want {
+					t.Errorf("forgetful %v: prepare of epoch %d by %d based on %d: %v, want ok %v", forget, tt.p.Epoch, tt.p.Leader, tt.p.Base, err, want)
+				}
+				if err != nil && !errors.Is(err, ErrStaleEpoch) {
+					t.Errorf("refusal %v is no ErrStaleEpoch", err)
+				}
+				got, _ := state.Load()
+				if err == nil && (got.Prepared != tt.p.Epoch || got.Leader != tt.p.Leader) {
+					t.Errorf("saved %+v after preparing epoch %d for %d", got, tt.p.Epoch, tt.p.Leader)
+				}
+			}
+		})
+	}
+}
+
+// TestRestartedLeaderAloneCommitsNothing checks that a member restarted
+// with the state of a three-member topology, alone, does not lead a
+// topology of its own.
+func TestRestartedLeaderAloneCommitsNothing(t *testing.T) {
+	last := topology.Topology{Epoch: 5, Strategy: "ring", Members: []topology.Member{{ID: 1}, {ID: 2}, {ID: 3}},
+		Edges: []topology.Edge{{A: 1, B: 2}, {A: 1, B: 3}, {A: 2, B: 3}}}
+	for _, forget := range []bool{false, true} {
+		state := &MemoryState{}
+		if !forget {
+			state.Save(State{ID: 2, Committed: last})
+		}
+		c, err := newStateCluster(t, 2, state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.lead(context.Background())
+		if got := c.Topology(); (got.Epoch > 0) != forget {
+			t.Errorf("forgetful %v: alone, it committed epoch %d %s", forget, got.Epoch, topology.Diagram(got))
+		}
+		if !forget && c.blocked == "" {
+			t.Errorf("no reason logged for not leading")
+		}
+	}
+}
+
+func TestStateRefusedForAnotherMember(t *testing.T) {
+	state := &MemoryState{}
+	state.Save(State{ID: 7})
+	if _, err := newStateCluster(t, 2, state); err == nil {
+		t.Fatal("member 2 took member 7's state")
+	}
+}
+
+func TestFileStateRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	f := FileState(path)
+	if s, err := f.Load(); err != nil || s.ID != nodeid.None {
+		t.Fatalf("load before any save: %+v, %v", s, err)
+	}
+	want := State{ID: 2, Prepared: 6, Leader: 1, Committed: topology.Topology{Epoch: 5, Strategy: "ring",
+		Members: []topology.Member{{ID: 1, Name: "a", Addr: "x:1"}, {ID: 2}}, Edges: []topology.Edge{{A: 1, B: 2}}}}
+	for range 2 { // the second save replaces the first
+		if err := f.Save(want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := f.Load()
+	if err != nil || got.ID != want.ID || got.Prepared != want.Prepared || got.Leader != want.Leader || !got.Committed.Equal(want.Committed) {
+		t.Fatalf("loaded %+v, %v; want %+v", got, err, want)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("%d files in the directory, want the state alone", len(entries))
+	}
+	for _, bad := range []string{"", "{", `{"Version":99}`, `[1,2]`} {
+		os.WriteFile(path, []byte(bad), 0o600)
+		if s, err := f.Load(); err == nil {
+			t.Errorf("load of %q: %+v, no error", bad, s)
+		}
+	}
+}
+
+// TestCommitDialsNeighboursAgainAtOnce checks that a commit naming a
+// neighbour whose dials failed (it was down, or cut off, and the backoff
+// grew) makes it due at once: the leader has just seen it live, and a wait
+// of seconds would hold connections == edges back well past the heal.
+func TestCommitDialsNeighboursAgainAtOnce(t *testing.T) {
+	c, err := newStateCluster(t, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	c.mu.Lock()
+	for range 8 {
+		c.dials.failed(1, now)
+	}
+	c.mu.Unlock()
+	if c.dials.due(1, now) {
+		t.Fatal("backoff not set up")
+	}
+	p := leafProposal(1, 0, 1)
+	if err := c.prepare(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.commit(context.Background(), 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	due := c.dials.due(1, time.Now())
+	c.mu.Unlock()
+	if !due {
+		t.Fatal("the neighbour named by the commit is still in backoff")
+	}
+}
