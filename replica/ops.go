@@ -52,7 +52,10 @@ func (s *Store) do(ctx context.Context, op peer.Op) (Item, error) {
 		switch {
 		case owner == s.self:
 			e, err = s.apply(ctx, s.self, op)
-		case s.cfg.Mode == ModeMigrate:
+		case s.cfg.Mode == ModeMigrate && try == 0:
+			// Migrate once; an entry that moved meanwhile is wanted
+			// elsewhere at the same time: proxy to its owner instead
+			// of chasing it.
 			if err = s.migrate(ctx, owner, op.Key); err == nil {
 				e, err = s.apply(ctx, s.self, op)
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/replica/internal/peer"
@@ -97,23 +99,34 @@ func (v *server) Held(ctx context.Context, owner nodeid.ID) ([]peer.Entry, error
 	return s.tab.ownedBy(owner, true), nil
 }
 
-// Adopt implements peer.Peer.
+// Adopt implements peer.Peer. The entries stay locked until their backups
+// hold them: an operation that reaches this node meanwhile waits, so the
+// caller's hand-over is acknowledged only once it is replicated, and no
+// later version overtakes it.
 func (v *server) Adopt(ctx context.Context, entries []peer.Entry) error {
 	s := (*Store)(v)
 	if len(entries) > maxBatch {
 		return fmt.Errorf("replica: %d entries in one message, at most %d", len(entries), maxBatch)
 	}
-	var taken []peer.Entry
 	for _, e := range entries {
 		if e.Owner != s.self {
 			return errors.New("replica: adopt: entry names another owner")
 		}
-		if err := s.take(ctx, e); err != nil {
+	}
+	entries = slices.Clone(entries)
+	slices.SortFunc(entries, func(a, b peer.Entry) int { return strings.Compare(a.Key, b.Key) })
+	entries = slices.CompactFunc(entries, func(a, b peer.Entry) bool { return a.Key == b.Key })
+	for _, e := range entries {
+		unlock, err := s.tab.lock(ctx, e.Key)
+		if err != nil {
 			return err
 		}
-		taken = append(taken, e)
+		defer unlock()
+		if err := s.takeLocked(e); err != nil {
+			return err
+		}
 	}
-	return s.replicateAll(ctx, taken)
+	return s.replicateAll(ctx, entries)
 }
 
 // take makes e, which names this node as owner, the entry held here unless a
@@ -124,6 +137,11 @@ func (s *Store) take(ctx context.Context, e peer.Entry) error {
 		return err
 	}
 	defer unlock()
+	return s.takeLocked(e)
+}
+
+// takeLocked is take for a caller holding e's lock.
+func (s *Store) takeLocked(e peer.Entry) error {
 	if cur, ok := s.tab.get(e.Key); ok && cur.Version >= e.Version {
 		return fmt.Errorf("replica: adopt %q version %d: version %d is held", e.Key, e.Version, cur.Version)
 	}

@@ -234,6 +234,52 @@ func TestMigrateMode(t *testing.T) {
 	}
 }
 
+// TestConcurrentMigrationsOneOwner has every node take one entry over at
+// the same time, over and over (migrate mode): the takeovers resolve to one
+// owner at a time, and no increment is lost.
+func TestConcurrentMigrationsOneOwner(t *testing.T) {
+	f := farmtest.New(t, 4, replica.Config{Mode: replica.ModeMigrate})
+	ctx := ctxT(t, 30*time.Second)
+	k := f.Servers[0].Store.NewKey()
+	if _, err := f.Servers[0].Store.Put(ctx, k, []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	const per = 15
+	var wg sync.WaitGroup
+	errs := make(chan error, len(f.Servers))
+	for _, s := range f.Servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range per {
+				if _, err := increment(ctx, s, k); err != nil {
+					errs <- fmt.Errorf("%s: %w", s.Name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	got, err := f.Servers[1].Store.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strconv.Itoa(per * len(f.Servers)); string(got.Value) != want {
+		t.Fatalf("counter %q after %s acknowledged increments", got.Value, want)
+	}
+	owners := 0
+	for _, s := range f.Servers {
+		owners += s.Store.Stats().Owned
+	}
+	if owners != 1 {
+		t.Fatalf("%d nodes own the entry, want 1", owners)
+	}
+}
+
 func TestAsyncModeReplicatesInTheBackground(t *testing.T) {
 	f := farmtest.New(t, 3, replica.Config{Async: true, MaxLag: 4})
 	ctx := ctxT(t, 20*time.Second)
