@@ -28,13 +28,21 @@ func (s *Store) do(ctx context.Context, op peer.Op) (Item, error) {
 	}
 	var owner nodeid.ID
 	var lastErr error
+	// pause is how long an operation waits for a newer topology before it
+	// looks for the owner again: short at first (the successor of a dead
+	// owner is taking its entries over), longer if it takes longer.
+	pause := 10 * time.Millisecond
+	backoff := func() {
+		s.awaitChange(ctx, pause)
+		pause = min(2*pause, 300*time.Millisecond)
+	}
 	for try := 0; try < maxRedirects; try++ {
 		if owner == nodeid.None {
 			var err error
 			if owner, err = s.locate(ctx, op.Key); err != nil {
 				if errors.Is(err, errMoving) && ctx.Err() == nil {
 					lastErr = err
-					s.awaitChange(ctx, 300*time.Millisecond)
+					backoff()
 					continue
 				}
 				if errors.Is(err, ErrNotFound) && op.Kind == peer.OpPut {
@@ -75,7 +83,7 @@ func (s *Store) do(ctx context.Context, op peer.Op) (Item, error) {
 			// The owner is unreachable: wait for the topology to change
 			// (its failure or its return), then look again.
 			lastErr = err
-			s.awaitChange(ctx, 300*time.Millisecond)
+			backoff()
 			owner = nodeid.None
 		default:
 			return Item{}, err
@@ -93,12 +101,20 @@ func (s *Store) creator(key string) nodeid.ID {
 	return s.self
 }
 
-// awaitChange waits until a newer topology is committed, at most d.
+// awaitChange waits until the store has taken in a newer committed
+// topology (its view, which locate and the takeovers go by, not only the
+// cluster's), at most d.
 func (s *Store) awaitChange(ctx context.Context, d time.Duration) {
-	epoch := s.topology().Epoch
-	wctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	s.cl.Wait(wctx, func(t topology.Topology) bool { return t.Epoch > epoch })
+	s.mu.Lock()
+	changed := s.changed
+	s.mu.Unlock()
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-changed:
+	case <-tm.C:
+	case <-ctx.Done():
+	}
 }
 
 // locate finds the owner of key: from the copy held here, the node the key
@@ -316,6 +332,8 @@ func (s *Store) apply(ctx context.Context, caller nodeid.ID, op peer.Op) (peer.E
 	if err := s.tab.put(next, now, nil); err != nil {
 		return peer.Entry{}, err
 	}
+	// confirmed above (or new): no check before it is served again
+	s.tab.check(op.Key, next.Version, s.checkFrom.Load())
 	if s.cfg.Async {
 		err = s.enqueue(ctx, next)
 	} else {

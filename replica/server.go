@@ -145,5 +145,11 @@ func (s *Store) takeLocked(e peer.Entry) error {
 	if cur, ok := s.tab.get(e.Key); ok && cur.Version >= e.Version {
 		return fmt.Errorf("replica: adopt %q version %d: version %d is held", e.Key, e.Version, cur.Version)
 	}
-	return s.tab.put(e, s.now(), nil)
+	if err := s.tab.put(e, s.now(), nil); err != nil {
+		return err
+	}
+	// Newer than any copy when it was handed over or collected: no check
+	// before it is served.
+	s.tab.check(e.Key, e.Version, s.checkFrom.Load())
+	return nil
 }

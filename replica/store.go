@@ -126,6 +126,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	topo     topology.Topology
+	changed  chan struct{}       // closed when topo is replaced
 	history  []topology.Topology // recent committed topologies, oldest first
 	adopting map[nodeid.ID]chan struct{}
 	queues   map[nodeid.ID]*asyncQueue // asynchronous mode: per backup
@@ -193,6 +194,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.topo = s.cl.Topology()
+	s.changed = make(chan struct{})
 	s.history = []topology.Topology{s.topo}
 	s.wg.Add(2)
 	go s.watch()

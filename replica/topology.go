@@ -18,14 +18,19 @@ import (
 func (s *Store) watch() {
 	defer s.wg.Done()
 	last := s.topology()
-	s.onTopology(topology.Topology{}, last)
+	s.onTopology(last, nil)
 	for {
 		t, err := s.cl.Wait(s.ctx, func(t topology.Topology) bool { return t.Epoch > last.Epoch })
 		if err != nil {
 			return
 		}
 		s.mu.Lock()
+		// The takeovers this commit makes this node do are registered
+		// before operations see the commit, so that they wait for them.
+		adopts := s.adoptionsLocked(last, t)
 		s.topo = t
+		close(s.changed)
+		s.changed = make(chan struct{})
 		s.history = append(s.history, t)
 		if len(s.history) > historyLen {
 			s.history = s.history[len(s.history)-historyLen:]
@@ -37,31 +42,50 @@ func (s *Store) watch() {
 			s.checkFrom.Store(t.Epoch)
 			s.log.Info("missed a topology: entries owned here are checked before they are served", "last", last.Epoch, "epoch", t.Epoch)
 		}
-		s.onTopology(last, t)
+		s.onTopology(t, adopts)
 		last = t
 	}
 }
 
-// onTopology reacts to the commit of t after prev.
-func (s *Store) onTopology(prev, t topology.Topology) {
+// An adoption is a takeover of a departed owner's entries by this node.
+type adoption struct {
+	owner    nodeid.ID
+	prev     topology.Topology // the last topology with the owner
+	finished chan struct{}     // closed when the takeover is done
+}
+
+// adoptionsLocked registers (in s.adopting) and returns the takeovers the
+// commit of t after prev makes this node do. The caller holds s.mu.
+func (s *Store) adoptionsLocked(prev, t topology.Topology) []adoption {
 	if !t.Contains(s.self) {
-		return
+		return nil
 	}
+	var as []adoption
 	for _, m := range prev.Members {
 		if t.Contains(m.ID) || m.ID == s.self {
 			continue
 		}
 		if s.successorIn(m.ID, prev, t) == s.self {
-			done := make(chan struct{})
-			s.mu.Lock()
-			s.adopting[m.ID] = done
-			s.mu.Unlock()
-			s.adopt(m.ID, prev, t)
-			s.mu.Lock()
-			delete(s.adopting, m.ID)
-			s.mu.Unlock()
-			close(done)
+			a := adoption{owner: m.ID, prev: prev, finished: make(chan struct{})}
+			s.adopting[m.ID] = a.finished
+			as = append(as, a)
 		}
+	}
+	return as
+}
+
+// onTopology reacts to the commit of t: it does the takeovers registered
+// for it and brings the copies of this node's entries in line.
+func (s *Store) onTopology(t topology.Topology, adopts []adoption) {
+	for _, a := range adopts {
+		s.adopt(a.owner, a.prev, t)
+		s.mu.Lock()
+		delete(s.adopting, a.owner)
+		s.mu.Unlock()
+		close(a.finished)
+	}
+	if !t.Contains(s.self) {
+		return
 	}
 	s.rereplicate(t)
 }
