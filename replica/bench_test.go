@@ -13,8 +13,8 @@ import (
 
 	"github.com/trellisrpc/trellis/replica"
 	"github.com/trellisrpc/trellis/replica/internal/farmtest"
-	"github.com/trellisrpc/trellis/topology"
 	"github.com/trellisrpc/trellis/replica/internal/peer"
+	"github.com/trellisrpc/trellis/topology"
 )
 
 // cpuTime returns the CPU time the process has used (every node of the
