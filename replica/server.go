@@ -94,9 +94,15 @@ func (v *server) Apply(ctx context.Context, op peer.Op) (peer.Entry, error) {
 }
 
 // Held implements peer.Peer.
-func (v *server) Held(ctx context.Context, owner nodeid.ID) ([]peer.Entry, error) {
+func (v *server) Held(ctx context.Context, owner nodeid.ID, withValues bool) ([]peer.Entry, error) {
 	s := (*Store)(v)
-	return s.tab.ownedBy(owner, true), nil
+	es := s.tab.ownedBy(owner, true)
+	if !withValues {
+		for i := range es {
+			es[i] = meta(es[i])
+		}
+	}
+	return es, nil
 }
 
 // Adopt implements peer.Peer. The entries stay locked until their backups

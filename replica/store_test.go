@@ -12,6 +12,7 @@ import (
 
 	"github.com/trellisrpc/trellis/replica"
 	"github.com/trellisrpc/trellis/replica/internal/farmtest"
+	"github.com/trellisrpc/trellis/replica/internal/peer"
 	"github.com/trellisrpc/trellis/topology"
 )
 
@@ -211,6 +212,36 @@ func TestLeaveWhileWriting(t *testing.T) {
 		}
 		if want := strconv.Itoa(acked[i]); string(got.Value) != want {
 			t.Fatalf("key %d: %q, %s acknowledged last", i, got.Value, want)
+		}
+	}
+}
+
+// TestLostCopiesAreSentAgain has a backup lose its copies without its
+// owner knowing (as when it forgot them under a topology the owner never
+// saw): the owner's audit finds out and sends them again.
+func TestLostCopiesAreSentAgain(t *testing.T) {
+	f := farmtest.New(t, 3, replica.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	owner, backup := f.Servers[0], f.Servers[1]
+	var keys []string
+	for i := range 20 {
+		k := owner.Store.NewKey()
+		keys = append(keys, k)
+		if _, err := owner.Store.Put(ctx, k, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := peer.NewPeerProxy(owner.Node(), backup.Node().ID()).Drop(ctx, owner.Node().ID(), keys); err != nil {
+		t.Fatal(err)
+	}
+	if n := backup.Store.Stats().Copies; n != 0 {
+		t.Fatalf("the backup holds %d copies after dropping them", n)
+	}
+	for backup.Store.Stats().Copies != len(keys) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the backup holds %d copies of %d, 30 s after it lost them", backup.Store.Stats().Copies, len(keys))
+		case <-time.After(50 * time.Millisecond): // polling another node's table: no event to await
 		}
 	}
 }

@@ -274,3 +274,22 @@ func (t *table) yield(owner nodeid.ID, v uint64, newer peer.Entry, now time.Time
 		t.pointLocked(newer, now)
 	}
 }
+
+// forgetBackup removes b from the backups of the entries owned by owner
+// whose version b does not hold (versions maps keys to the versions b
+// holds), and returns how many it removed b from.
+func (t *table) forgetBackup(owner, b nodeid.ID, versions map[string]uint64) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for k, r := range t.m {
+		if r.pointer || r.e.Owner != owner || versions[k] == r.e.Version {
+			continue
+		}
+		if i := slices.Index(r.backups, b); i >= 0 {
+			r.backups = slices.Delete(r.backups, i, i+1)
+			n++
+		}
+	}
+	return n
+}

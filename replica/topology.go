@@ -163,7 +163,7 @@ func (s *Store) adopt(owner nodeid.ID, prev, t topology.Topology) {
 			defer wg.Done()
 			cctx, cancel := s.callCtx(ctx)
 			defer cancel()
-			es, err := s.peer(src).Held(cctx, owner)
+			es, err := s.peer(src).Held(cctx, owner, true)
 			if err != nil {
 				s.log.Warn("collecting a departed owner's copies", "owner", owner, "from", src, "err", err)
 				return

@@ -25,8 +25,9 @@ type Peer interface {
 	Lookup(ctx context.Context, key string, withValue bool) (Entry, error)
 	// Apply runs an operation at the entry's owner.
 	Apply(ctx context.Context, op Op) (Entry, error)
-	// Held returns the copies the node holds for owner.
-	Held(ctx context.Context, owner nodeid.ID) ([]Entry, error)
+	// Held returns the copies the node holds for owner, values left out
+	// unless withValues is set.
+	Held(ctx context.Context, owner nodeid.ID, withValues bool) ([]Entry, error)
 	// Adopt makes the node the owner of the entries, which the caller
 	// owned (handoff on leave, migration): the node applies them with a
 	// higher version and replicates them before it returns.

@@ -320,21 +320,23 @@ func peerDropHandler(ctx context.Context, impl any, call *runtime.ServerCall) er
 // peerHeldMethod describes Peer.Held.
 var peerHeldMethod = &runtime.MethodDesc{
 	Name:      "Held",
-	Signature: "func(context.Context, github.com/trellisrpc/trellis/nodeid.ID) ([]github.com/trellisrpc/trellis/replica/internal/peer.Entry, error)",
-	ID:        0x9e8e23b67c139626,
+	Signature: "func(context.Context, github.com/trellisrpc/trellis/nodeid.ID, bool) ([]github.com/trellisrpc/trellis/replica/internal/peer.Entry, error)",
+	ID:        0x709bac8e8b1190a2,
 	Handler:   peerHeldHandler,
 }
 
 // peerHeldArgs holds the arguments of Peer.Held on the wire.
 type peerHeldArgs struct {
-	_     struct{} `cbor:",toarray"`
-	Owner nodeid.ID
+	_          struct{} `cbor:",toarray"`
+	Owner      nodeid.ID
+	WithValues bool
 }
 
 // AppendCBOR implements runtime.WireCodec.
 func (v *peerHeldArgs) AppendCBOR(b []byte) []byte {
-	b = wire.AppendArrayHeader(b, 1)
+	b = wire.AppendArrayHeader(b, 2)
 	b = wire.AppendUint(b, uint64(v.Owner))
+	b = wire.AppendBool(b, v.WithValues)
 	return b
 }
 
@@ -343,11 +345,14 @@ func (v *peerHeldArgs) DecodeCBOR(d *wire.Decoder) error {
 	if d.Nil() {
 		return nil
 	}
-	err := d.ArrayOf(1, "the arguments of Peer.Held")
+	err := d.ArrayOf(2, "the arguments of Peer.Held")
 	if err != nil {
 		return err
 	}
 	if v.Owner, err = wire.Uint[nodeid.ID](d); err != nil {
+		return err
+	}
+	if v.WithValues, err = wire.Bool[bool](d); err != nil {
 		return err
 	}
 	d.Leave()
@@ -421,10 +426,10 @@ func (c *peerHeldCall) recycle() {
 }
 
 // Held calls Peer.Held on the remote node.
-func (p *PeerProxy) Held(ctx context.Context, owner nodeid.ID) ([]Entry, error) {
+func (p *PeerProxy) Held(ctx context.Context, owner nodeid.ID, withValues bool) ([]Entry, error) {
 	w := peerHeldCalls.Get().(*peerHeldCall)
 	defer w.recycle()
-	w.args = peerHeldArgs{Owner: owner}
+	w.args = peerHeldArgs{Owner: owner, WithValues: withValues}
 	if err := p.c.Call(ctx, peerHeldMethod, &w.args, &w.res); err != nil {
 		return nil, err
 	}
@@ -439,7 +444,7 @@ func peerHeldHandler(ctx context.Context, impl any, call *runtime.ServerCall) er
 	if err := call.Decode(&w.args); err != nil {
 		return err
 	}
-	r0, err := impl.(Peer).Held(ctx, w.args.Owner)
+	r0, err := impl.(Peer).Held(ctx, w.args.Owner, w.args.WithValues)
 	if err != nil {
 		return err
 	}
@@ -763,12 +768,12 @@ func (p *PeerClusterProxy) Drop(ctx context.Context, owner nodeid.ID, keys []str
 }
 
 // Held calls Peer.Held on a member chosen by the proxy's policy.
-func (p *PeerClusterProxy) Held(ctx context.Context, owner nodeid.ID) ([]Entry, error) {
+func (p *PeerClusterProxy) Held(ctx context.Context, owner nodeid.ID, withValues bool) ([]Entry, error) {
 	var r0 []Entry
 	err := p.b.Call(ctx, peerHeldMethod, 0, func() []any {
-		return []any{owner}
+		return []any{owner, withValues}
 	}, func(member Peer) (err error) {
-		r0, err = member.Held(ctx, owner)
+		r0, err = member.Held(ctx, owner, withValues)
 		return err
 	})
 	return r0, err
