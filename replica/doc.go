@@ -22,10 +22,16 @@
 //
 // An owner cut off from the cluster (a partition, a long pause) may have its
 // entries taken over by the majority meanwhile. Its writes fail while it is
-// cut off, since its backups do not answer, but it can still serve reads of
-// the values it holds. Once it is back and sees that it missed a committed
-// topology, it checks each entry it owns against the other members' copies
-// before serving it again, and yields it to the node that took it over.
+// cut off, since its backups do not answer. Once its membership sees less
+// than a majority of its topology's members alive, it serves none of its
+// entries (ErrMinority), reads included; between the cut and that moment
+// (about one failure-detection time, during which the majority is detecting
+// it too) it may still serve a read of a value that is about to be
+// superseded. Once it is back and sees that it missed a committed topology,
+// it checks each entry it owns against the other members' copies before
+// serving it again, and yields it to the node that took it over. (The
+// majority check needs a Cluster with a Discovery method, as
+// *cluster.Cluster has.)
 //
 // On every committed topology change owners replicate their entries to their
 // new neighbours and tell former backups to drop copies they no longer need.

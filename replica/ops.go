@@ -279,6 +279,11 @@ var errMoving = errors.New("replica: entry's owner unknown for now")
 // apply runs op on an entry this node owns (or creates), on behalf of
 // caller.
 func (s *Store) apply(ctx context.Context, caller nodeid.ID, op peer.Op) (peer.Entry, error) {
+	if s.minority.Load() {
+		if e, ok := s.tab.get(op.Key); !ok || e.Owner == s.self {
+			return peer.Entry{}, ErrMinority
+		}
+	}
 	if err := s.confirm(ctx, op.Key); err != nil {
 		return peer.Entry{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/replica/internal/peer"
 	"github.com/trellisrpc/trellis/runtime"
@@ -32,6 +33,10 @@ var (
 	ErrNotReplicated = errors.New("replica: write not acknowledged by every backup")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("replica: store closed")
+	// ErrMinority: this node sees less than a majority of the members of
+	// its committed topology alive, so the others may be taking its
+	// entries over: it serves none of them until it sees a majority again.
+	ErrMinority = errors.New("replica: this node is cut off from the majority of its cluster")
 )
 
 // Mode says how a node serves an entry it does not own.
@@ -136,6 +141,9 @@ type Store struct {
 	// it owns and has not confirmed since may have been taken over (see
 	// confirm). Zero: never.
 	checkFrom atomic.Uint64
+	// minority is set while this node sees less than a majority of its
+	// committed topology's members alive (see watchMembers).
+	minority atomic.Bool
 }
 
 // historyLen is how many committed topologies a store remembers to find the
@@ -181,6 +189,7 @@ func New(cfg Config) (*Store, error) {
 		{"trellis/replica.Full", ErrFull},
 		{"trellis/replica.NotReplicated", ErrNotReplicated},
 		{"trellis/replica.Closed", ErrClosed},
+		{"trellis/replica.Minority", ErrMinority},
 	} {
 		if err := runtime.RegisterError(n, e.name, e.err); err != nil {
 			return nil, fmt.Errorf("replica: %w", err)
@@ -199,6 +208,10 @@ func New(cfg Config) (*Store, error) {
 	s.wg.Add(2)
 	go s.watch()
 	go s.sweep()
+	if d, ok := cfg.Cluster.(interface{ Discovery() membership.Discovery }); ok && d.Discovery() != nil {
+		s.wg.Add(1)
+		go s.watchMembers(d.Discovery())
+	}
 	return s, nil
 }
 

@@ -414,6 +414,25 @@ func TestReturningOwnerServesNoStaleValue(t *testing.T) {
 			t.Fatalf("writing %s while its owner is cut off: %v", k, err)
 		}
 	}
+	// Once the owner sees that it is cut off from the majority, it serves
+	// none of its entries.
+	for len(owner.Discovery().Members()) > 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the cut-off owner still sees %d members", len(owner.Discovery().Members()))
+		case <-time.After(20 * time.Millisecond): // polling the membership: no event to await here
+		}
+	}
+	var err error
+	for range 100 { // the store learns of the membership change a little later
+		if _, err = owner.Store.Get(ctx, keys[0]); errors.Is(err, replica.ErrMinority) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !errors.Is(err, replica.ErrMinority) {
+		t.Fatalf("reading through the cut-off owner: %v, want ErrMinority", err)
+	}
 	f.Heal()
 	top := f.Agree()
 	t.Logf("after the heal: %s", topology.Diagram(top))

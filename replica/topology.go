@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/replica/internal/peer"
 	"github.com/trellisrpc/trellis/topology"
@@ -305,6 +306,60 @@ func (s *Store) drop(ctx context.Context, node, owner nodeid.ID, keys []string) 
 		cancel()
 		if err != nil {
 			s.log.Debug("dropping copies", "node", node, "err", err)
+			return
+		}
+	}
+}
+
+// watchMembers follows the membership: while this node sees less than a
+// majority of its committed topology's members alive, it may be the one
+// cut off, and the others may be taking its entries over, so it serves none
+// of its own (ErrMinority). The check runs on every membership change and
+// every commit.
+func (s *Store) watchMembers(d membership.Discovery) {
+	defer s.wg.Done()
+	sub := d.Subscribe(64)
+	defer sub.Close()
+	s.mu.Lock()
+	changed := s.changed
+	s.mu.Unlock()
+	next := make(chan struct{}, 1)
+	go func() { // events: what Next returns does not matter, Members is read again
+		defer close(next)
+		for {
+			if _, err := sub.Next(s.ctx); err != nil {
+				return
+			}
+			select {
+			case next <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	for {
+		t := s.topology()
+		alive := 0
+		for _, m := range d.Members() {
+			if t.Contains(m.ID) {
+				alive++
+			}
+		}
+		minority := len(t.Members) > 0 && 2*alive <= len(t.Members)
+		if s.minority.Swap(minority) != minority {
+			s.log.Info("majority of the cluster in sight", "in_sight", !minority, "alive", alive, "members", len(t.Members), "epoch", t.Epoch)
+		}
+		select {
+		case _, ok := <-next:
+			if !ok {
+				return
+			}
+		case <-changed:
+			s.mu.Lock()
+			changed = s.changed
+			s.mu.Unlock()
+		case <-s.ctx.Done():
+			for range next { // the reader ends with s.ctx
+			}
 			return
 		}
 	}

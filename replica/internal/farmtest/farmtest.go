@@ -39,6 +39,10 @@ type Server struct {
 // a replica.Cluster.
 func (s *Server) Node() *runtime.Node { return s.node }
 
+// Discovery returns the server's membership: with it the store knows when
+// the server is cut off from the majority.
+func (s *Server) Discovery() membership.Discovery { return s.disc }
+
 // Topology returns the server's committed topology.
 func (s *Server) Topology() topology.Topology { return s.cl.Topology() }
 
