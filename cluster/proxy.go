@@ -12,6 +12,7 @@ import (
 
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // Errors of cluster proxies. Both mean that the call was not sent.
@@ -153,7 +154,7 @@ const (
 // get one through a generated proxy's TrellisBalancer method, for CallAll.
 type Balancer[S any] struct {
 	c    *Cluster
-	svc  *runtime.ServiceDesc
+	svc  *codegen.ServiceDesc
 	hash uint64
 	opts proxyOptions
 	next atomic.Uint64 // round-robin position
@@ -181,7 +182,7 @@ type targetSet[S any] struct {
 
 // NewBalancer returns a balancer over the members of c that serve svc, for
 // the cluster proxy of S. Generated NewFooClusterProxy functions call it.
-func NewBalancer[S any](c *Cluster, svc *runtime.ServiceDesc, opts ...ProxyOption) *Balancer[S] {
+func NewBalancer[S any](c *Cluster, svc *codegen.ServiceDesc, opts ...ProxyOption) *Balancer[S] {
 	b := &Balancer[S]{c: c, svc: svc, hash: ServiceHash(svc), targets: make(map[nodeid.ID]*target[S])}
 	b.opts.retry = DefaultRetry
 	for _, o := range opts {
@@ -250,7 +251,7 @@ func (b *Balancer[S]) newTarget(m Member) *target[S] {
 	if !m.Serves(b.svc) {
 		return nil
 	}
-	proxy, ok := b.svc.NewProxy(runtime.NewClient(b.c.node, m.ID, b.svc, b.opts.client...)).(S)
+	proxy, ok := runtime.NewProxy(b.c.node, m.ID, b.svc, b.opts.client...).(S)
 	if !ok {
 		return nil
 	}
@@ -266,7 +267,7 @@ func (b *Balancer[S]) newTarget(m Member) *target[S] {
 // member, within the call's deadline and the retry policy; a call that may
 // have run is retried only when flags has Idempotent, and only when it
 // failed in the machinery. Generated cluster proxies call it.
-func (b *Balancer[S]) Call(ctx context.Context, m *runtime.MethodDesc, flags CallFlags, args func() []any, do func(S) error) error {
+func (b *Balancer[S]) Call(ctx context.Context, m *codegen.MethodDesc, flags CallFlags, args func() []any, do func(S) error) error {
 	var key uint64
 	if b.opts.policy == byKey {
 		var a []any
@@ -298,7 +299,7 @@ func (b *Balancer[S]) Call(ctx context.Context, m *runtime.MethodDesc, flags Cal
 }
 
 // notSent wraps a balancer's own refusal of a call.
-func (b *Balancer[S]) notSent(m *runtime.MethodDesc, err error) error {
+func (b *Balancer[S]) notSent(m *codegen.MethodDesc, err error) error {
 	return fmt.Errorf("%w (%s.%s)", err, b.svc.Name, m.Name)
 }
 
@@ -469,7 +470,7 @@ func mix(x uint64) uint64 {
 // Serving returns the members that cluster proxies for svc choose from:
 // this member if it serves svc, and the members of the committed topology
 // that advertise svc, oldest first.
-func (c *Cluster) Serving(svc *runtime.ServiceDesc) []Member {
+func (c *Cluster) Serving(svc *codegen.ServiceDesc) []Member {
 	b := NewBalancer[any](c, svc)
 	ts := b.targetsNow()
 	out := make([]Member, len(ts.list))
@@ -481,7 +482,7 @@ func (c *Cluster) Serving(svc *runtime.ServiceDesc) []Member {
 
 // KeyOwner returns the member that a by-key proxy for svc sends key to
 // (tries first), and false if no live member serves svc.
-func (c *Cluster) KeyOwner(svc *runtime.ServiceDesc, key string) (Member, bool) {
+func (c *Cluster) KeyOwner(svc *codegen.ServiceDesc, key string) (Member, bool) {
 	b := NewBalancer[any](c, svc, ByKey(nil))
 	t := b.pickFrom(b.targetsNow().list, hashKey(key), &tried{})
 	if t == nil {

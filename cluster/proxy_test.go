@@ -11,6 +11,7 @@ import (
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // shardCluster starts a caller C (serving nothing) and members serving
@@ -41,7 +42,7 @@ func shardCluster(t *testing.T, names ...string) (*cluster.Cluster, map[string]*
 }
 
 // waitServing waits until c sees n members advertise svc.
-func waitServing(t *testing.T, c *cluster.Cluster, svc *runtime.ServiceDesc, n int) {
+func waitServing(t *testing.T, c *cluster.Cluster, svc *codegen.ServiceDesc, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -10,7 +10,8 @@ import (
 
 	"github.com/trellisrpc/trellis/generated/controlplane"
 	"github.com/trellisrpc/trellis/nodeid"
-	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
+	"github.com/trellisrpc/trellis/runtime/wire"
 	"github.com/trellisrpc/trellis/topology"
 )
 
@@ -34,11 +35,11 @@ func TestFiguresCascade(t *testing.T) {
 	if os.Getenv("TRELLIS_FIGURES") != "1" {
 		t.Skip("set TRELLIS_FIGURES=1 to measure")
 	}
-	enc, err := runtime.CBOREncOptions().EncMode()
+	enc, err := codegen.CBOREncOptions().EncMode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, err := runtime.CBORDecOptions(runtime.DecodeLimits{}).DecMode()
+	dec, err := codegen.CBORDecOptions(wire.Limits{}).DecMode()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/trellisrpc/trellis/generated/controlplane"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
-	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // A Service is a service a member serves, as it advertises it.
@@ -31,7 +31,7 @@ type Service struct {
 // ServiceHash returns the hash of a service's methods and signatures that
 // members advertise: FNV-1a over the service's method IDs, sorted (each ID
 // covers the service's name, the method's name and its signature).
-func ServiceHash(svc *runtime.ServiceDesc) uint64 {
+func ServiceHash(svc *codegen.ServiceDesc) uint64 {
 	ids := make([]uint64, 0, len(svc.Methods))
 	for _, m := range svc.Methods {
 		ids = append(ids, m.ID)
@@ -67,7 +67,7 @@ type Member struct {
 }
 
 // Serves reports whether the member advertises svc (same name and hash).
-func (m Member) Serves(svc *runtime.ServiceDesc) bool {
+func (m Member) Serves(svc *codegen.ServiceDesc) bool {
 	h := ServiceHash(svc)
 	return slices.ContainsFunc(m.Services, func(s Service) bool { return s.matches(svc.Name, h) })
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // BenchmarkInterceptors measures what the collector adds to a call on each
@@ -20,8 +21,8 @@ func BenchmarkInterceptors(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := &runtime.ServiceDesc{Name: "svc"}
-	m := &runtime.MethodDesc{Name: "M"}
+	svc := &codegen.ServiceDesc{Name: "svc"}
+	m := &codegen.MethodDesc{Name: "M"}
 	nop := func(context.Context) error { return nil }
 	ctx := context.Background()
 	b.Run("none", func(b *testing.B) { // the loop alone, to subtract

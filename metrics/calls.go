@@ -4,10 +4,11 @@ import (
 	"context"
 
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // method returns the metrics of m, resolving their labels on first use.
-func (c *Collector) method(svc *runtime.ServiceDesc, m *runtime.MethodDesc) *methodMetrics {
+func (c *Collector) method(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *methodMetrics {
 	if mm, ok := c.methods.Load(m); ok {
 		return mm.(*methodMetrics)
 	}

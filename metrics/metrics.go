@@ -87,7 +87,7 @@ type Collector struct {
 	clientActive, serverActive       atomic.Int64 // the in-flight gauges' values
 	routed, relayed, relayedFailures prometheus.Counter
 	hops                             prometheus.Histogram
-	methods                          sync.Map // *runtime.MethodDesc -> *methodMetrics
+	methods                          sync.Map // *codegen.MethodDesc -> *methodMetrics
 	// clock0 is the origin of the clock the interceptors read (now): a
 	// monotonic reading only, which costs one clock read where time.Now
 	// costs two (wall and monotonic; each a system call on machines

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
@@ -109,8 +110,8 @@ var (
 	rawMessageType  = reflect.TypeFor[cbor.RawMessage]()
 	unmarshalerType = reflect.TypeFor[cbor.Unmarshaler]()
 	binaryUnmarType = reflect.TypeFor[encoding.BinaryUnmarshaler]()
-	refType         = reflect.TypeFor[Ref]()
-	streamRefType   = reflect.TypeFor[StreamRef]()
+	refType         = reflect.TypeFor[codegen.Ref]()
+	streamRefType   = reflect.TypeFor[codegen.StreamRef]()
 )
 
 // item walks one item decoded into a value of type t; t nil means an

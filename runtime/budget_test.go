@@ -13,6 +13,7 @@ import (
 
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	trellis "github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
@@ -37,7 +38,7 @@ func amplifier(size int) []byte {
 	return b
 }
 
-func method(t *testing.T, svc *trellis.ServiceDesc, name string) *trellis.MethodDesc {
+func method(t *testing.T, svc *codegen.ServiceDesc, name string) *codegen.MethodDesc {
 	t.Helper()
 	for _, m := range svc.Methods {
 		if m.Name == name {
@@ -82,7 +83,7 @@ func TestDecodeBudgetRefusesAmplification(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // 16 MiB messages, with -race on a busy machine
 			defer cancel()
 			m := method(t, testsvc.KitchenService, tt.method)
-			c := trellis.NewClient(p.client, p.server.ID(), testsvc.KitchenService)
+			c := rawClient(p.client, p.server.ID(), testsvc.KitchenService)
 			call := func(args []byte) (_ uint64, err error) {
 				defer func() {
 					// The server closes the connection: reconnect once it has.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	trellis "github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 func everything() testsvc.Everything {
@@ -246,8 +247,8 @@ func TestUnknownMethodSignature(t *testing.T) {
 	p := newPair(t)
 	// A caller generated from a different signature: same name, other ID.
 	orig := testsvc.KitchenService.Methods[0]
-	m := &trellis.MethodDesc{Name: orig.Name, Signature: orig.Signature, ID: orig.ID ^ 1, Handler: orig.Handler}
-	c := trellis.NewClient(p.client, p.server.ID(), testsvc.KitchenService)
+	m := &codegen.MethodDesc{Name: orig.Name, Signature: orig.Signature, ID: orig.ID ^ 1, Handler: orig.Handler}
+	c := rawClient(p.client, p.server.ID(), testsvc.KitchenService)
 	err := c.Call(testCtx(t), m, nil, nil)
 	if !errors.Is(err, trellis.ErrUnknownMethod) {
 		t.Fatalf("got %v, want ErrUnknownMethod", err)

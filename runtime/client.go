@@ -8,17 +8,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
-// A Client sends the calls of one proxy to one remote object: a service of
-// a node, or an object passed by reference. Generated proxies hold one;
-// ProxyOf returns it.
+// A Client is the handle of a proxy: it sends the calls of one proxy to
+// one remote object, a service of a node or an object passed by reference.
+// ProxyOf returns it, to see the proxy's target and set its transformer.
 type Client struct {
 	node   *Node
 	target NodeID
 	object uint64 // 0: the node's service
-	svc    *ServiceDesc
+	svc    *codegen.ServiceDesc
 	opts   proxyOptions
 
 	// A client of an object received by reference is counted in the
@@ -52,9 +53,19 @@ func WithTimeout(d time.Duration) ProxyOption {
 	return func(o *proxyOptions) { o.timeout = d }
 }
 
-// NewClient returns a client for service svc on node target. Generated
-// NewFooProxy functions call it.
-func NewClient(n *Node, target NodeID, svc *ServiceDesc, opts ...ProxyOption) *Client {
+// NewProxy returns the proxy of service svc on node target, a value of the
+// service's interface whose methods call target; opts configure it. The
+// generated NewFooProxy functions call it and return it typed: prefer
+// them. NewProxy serves code that holds only a service's description.
+func NewProxy(n *Node, target NodeID, svc *codegen.ServiceDesc, opts ...ProxyOption) any {
+	if svc == nil || svc.NewProxy == nil {
+		return nil
+	}
+	return svc.NewProxy(asStub(newClient(n, target, svc, opts...)))
+}
+
+// newClient returns a client for service svc on node target.
+func newClient(n *Node, target NodeID, svc *codegen.ServiceDesc, opts ...ProxyOption) *Client {
 	c := &Client{node: n, target: target, svc: svc}
 	for _, o := range opts {
 		o(&c.opts)
@@ -69,18 +80,15 @@ func NewClient(n *Node, target NodeID, svc *ServiceDesc, opts ...ProxyOption) *C
 func (c *Client) Target() NodeID { return c.target }
 
 // Service returns the description of the service the client calls.
-func (c *Client) Service() *ServiceDesc { return c.svc }
+func (c *Client) Service() *codegen.ServiceDesc { return c.svc }
 
-// Proxy is implemented by the proxies proxygen generates.
-type Proxy interface {
-	// TrellisClient returns the client behind the proxy.
-	TrellisClient() *Client
-}
-
-// ProxyOf returns the client behind a generated proxy, or nil if x is not one.
+// ProxyOf returns the client behind a proxy (one that NewFooProxy or
+// NewProxy returned, or a reference received), or nil if x is not one.
 func ProxyOf(x any) *Client {
-	if p, ok := x.(Proxy); ok {
-		return p.TrellisClient()
+	if p, ok := x.(codegen.Proxy); ok {
+		if s, ok := p.TrellisClient().(*stub); ok {
+			return (*Client)(s)
+		}
 	}
 	return nil
 }
@@ -91,8 +99,8 @@ func ProxyOf(x any) *Client {
 type call struct {
 	done    chan struct{} // capacity 1
 	results any
-	svc     *ServiceDesc
-	method  *MethodDesc
+	svc     *codegen.ServiceDesc
+	method  *codegen.MethodDesc
 	target  NodeID
 	err     error
 
@@ -124,11 +132,10 @@ func (n *Node) putCall(cl *call) {
 	n.calls.Put(cl)
 }
 
-// Call calls method m with args, decoding the reply into results. args and
-// results are pointers to the CBOR structs that proxygen generates; either
-// may be nil when the method has no arguments or no results. Generated
-// proxies call it.
-func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) error {
+// do calls method m with args, decoding the reply into results (see
+// codegen.Client.Call).
+func (c *Client) do(ctx context.Context, m *codegen.MethodDesc, args, results any) error {
+
 	if ic := c.node.icept.Load(); ic != nil && len(ic.client) > 0 {
 		return c.callIntercepted(ctx, ic.client, m, args, results)
 	}
@@ -136,7 +143,7 @@ func (c *Client) Call(ctx context.Context, m *MethodDesc, args, results any) err
 }
 
 // call makes a call; oc, if set, describes it to client interceptors.
-func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc *OutgoingCall) error {
+func (c *Client) call(ctx context.Context, m *codegen.MethodDesc, args, results any, oc *OutgoingCall) error {
 	n := c.node
 	if c.released.Load() {
 		return c.notSent(m, ErrReleased)
@@ -247,7 +254,7 @@ func (c *Client) call(ctx context.Context, m *MethodDesc, args, results any, oc 
 	}
 }
 
-func (c *Client) callError(m *MethodDesc, err error) error {
+func (c *Client) callError(m *codegen.MethodDesc, err error) error {
 	return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err}
 }
 
@@ -255,13 +262,13 @@ func (c *Client) callError(m *MethodDesc, err error) error {
 // exported if err says that the call was not sent.
 func (c *Client) takeBack(exported []any, err error) error {
 	if len(exported) > 0 && NotSent(err) {
-		c.Unexport(exported...)
+		c.unexport(exported...)
 	}
 	return err
 }
 
 // notSent returns the error of a call that never reached the implementation.
-func (c *Client) notSent(m *MethodDesc, err error) error {
+func (c *Client) notSent(m *codegen.MethodDesc, err error) error {
 	return &CallError{Node: c.target, Method: methodName(c.svc, m), Err: err, notSent: true}
 }
 
@@ -275,18 +282,18 @@ func NotSent(err error) bool {
 	return errors.As(err, &ce) && ce.notSent
 }
 
-// Unexport takes back references and streams (Ref and StreamRef values,
-// zero ones ignored) that this client exported for a call that was not
-// sent: the exporter's counts drop as if the holder had released them, and
-// the streams' sources are closed. Generated proxies call it.
-func (c *Client) Unexport(handles ...any) {
+// unexport takes back references and streams (codegen.Ref and
+// codegen.StreamRef values, zero ones ignored) that this client exported
+// for a call that was not sent: the exporter's counts drop as if the
+// holder had released them, and the streams' sources are closed.
+func (c *Client) unexport(handles ...any) {
 	for _, h := range handles {
 		switch h := h.(type) {
-		case Ref:
+		case codegen.Ref:
 			if !h.IsZero() && h.Node == c.node.cfg.ID && h.Object != 0 {
 				c.node.releaseFrom(c.target, []refCount{{Object: h.Object, Count: 1}})
 			}
-		case StreamRef:
+		case codegen.StreamRef:
 			if h.Stream != 0 && h.Node == c.node.cfg.ID {
 				c.node.cancelStream(h.Stream)
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
@@ -15,18 +16,6 @@ type codec struct {
 	enc    cbor.UserBufferEncMode
 	dec    cbor.DecMode
 	limits wire.Limits // the same limits, for generated decoders
-}
-
-// A WireCodec is a wire struct (the arguments or the results of a method)
-// for which proxygen generated an encoder and a decoder, because every
-// type in it is one that package wire encodes without reflection. The
-// runtime uses them in place of the reflective CBOR codec whenever no
-// marshal transformer applies to the struct; both write the same bytes.
-type WireCodec interface {
-	// AppendCBOR appends the CBOR encoding of the struct to b.
-	AppendCBOR(b []byte) []byte
-	// DecodeCBOR decodes the struct from d, which holds one CBOR item.
-	DecodeCBOR(d *wire.Decoder) error
 }
 
 // scanFrom is the size from which a message bound for a generated decoder
@@ -40,7 +29,7 @@ var decoders = sync.Pool{New: func() any { return new(wire.Decoder) }}
 // decodeWire decodes data, which must hold exactly one item, into v; input
 // that is valid but not in the generated decoder's exact form (see
 // wire.ErrNotExact) goes to the reflective decoder.
-func (c *codec) decodeWire(data []byte, v WireCodec) error {
+func (c *codec) decodeWire(data []byte, v codegen.WireCodec) error {
 	if len(data) >= scanFrom {
 		// A generated decoder charges the budget as it goes, so it would
 		// allocate up to the whole budget before refusing a message:
@@ -108,42 +97,20 @@ func (l DecodeLimits) withDefaults() DecodeLimits {
 	return l
 }
 
-// CBOREncOptions returns the options of the runtime's reflective CBOR
-// encoder, which generated codecs (see WireCodec) match byte for byte;
-// tests of generated code compare the two with them.
-func CBOREncOptions() cbor.EncOptions {
-	return cbor.EncOptions{
-		Time:          cbor.TimeRFC3339Nano,
-		Sort:          cbor.SortNone,
-		NilContainers: cbor.NilContainerAsNull,
-	}
-}
-
-// CBORDecOptions returns the options of the runtime's reflective CBOR
-// decoder under the limits l (zero fields take their defaults).
-func CBORDecOptions(l DecodeLimits) cbor.DecOptions {
-	l = l.withDefaults()
-	return cbor.DecOptions{
-		MaxNestedLevels:  l.MaxNesting,
-		MaxArrayElements: l.MaxArrayElements,
-		MaxMapPairs:      l.MaxMapPairs,
-		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-		IndefLength:      cbor.IndefLengthForbidden,
-		TagsMd:           cbor.TagsAllowed,
-		UTF8:             cbor.UTF8DecodeInvalid, // a Go string may hold any bytes
-	}
+// wireLimits returns l as package wire's limits.
+func (l DecodeLimits) wireLimits() wire.Limits {
+	return wire.Limits{MaxNesting: l.MaxNesting, MaxArrayElements: l.MaxArrayElements, MaxMapPairs: l.MaxMapPairs, MaxAmplification: l.MaxAmplification}
 }
 
 func newCodec(l DecodeLimits) (*codec, error) {
 	l = l.withDefaults()
-	enc, err := CBOREncOptions().UserBufferEncMode()
+	enc, err := codegen.CBOREncOptions().UserBufferEncMode()
 	if err != nil {
 		return nil, fmt.Errorf("trellis: CBOR encoding mode: %w", err)
 	}
-	dec, err := CBORDecOptions(l).DecMode()
+	dec, err := codegen.CBORDecOptions(l.wireLimits()).DecMode()
 	if err != nil {
 		return nil, fmt.Errorf("trellis: CBOR decoding mode: %w", err)
 	}
-	limits := wire.Limits{MaxNesting: l.MaxNesting, MaxArrayElements: l.MaxArrayElements, MaxMapPairs: l.MaxMapPairs, MaxAmplification: l.MaxAmplification}
-	return &codec{enc: enc, dec: dec, limits: limits}, nil
+	return &codec{enc: enc, dec: dec, limits: l.wireLimits()}, nil
 }

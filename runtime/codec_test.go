@@ -6,7 +6,7 @@ import (
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
-// partial is a WireCodec whose decoder fills a field, then finds the input
+// partial is a codegen.WireCodec whose decoder fills a field, then finds the input
 // not in its exact form.
 type partial struct {
 	_ struct{} `cbor:",toarray"`

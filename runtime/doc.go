@@ -7,10 +7,15 @@
 // to it, or to whom it connects. TLS with node certificates also
 // authenticates; running open is the explicit opt-out Config.Insecure.
 //
-// Generated code registers implementations
-// (RegisterFoo) and creates proxies (NewFooProxy); a proxy is a *Client
-// underneath, reachable with ProxyOf. Arguments and results travel as CBOR,
-// decoded only into the static types proxygen saw, with decode limits set.
+// Proxygen generates, for a service interface Foo, RegisterFoo (serve an
+// implementation on a node), NewFooProxy (a Foo whose methods call another
+// node) and FooService, the service's description, which the node's
+// methods take where they name a service (Node.Register,
+// Node.Implementation, AsReference). ProxyOf returns the Client behind a
+// proxy, to see its target and set its transformer; Release drops a proxy
+// received by reference. Arguments and results travel as CBOR, decoded
+// only into the static types proxygen saw, with decode limits set. What
+// only generated code calls is in package runtime/codegen.
 //
 // A call carries its deadline (applied on the server) and is cancelled on the
 // server when the caller's context is cancelled. A panic in an implementation

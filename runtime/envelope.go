@@ -71,7 +71,7 @@ type request struct {
 	dst, src NodeID        // final destination and origin of a routed call
 	ttl      uint8         // hops left
 	object   uint64        // 0: the node's services; else an exported object
-	method   uint64        // MethodDesc.ID
+	method   uint64        // codegen.MethodDesc.ID
 	timeout  time.Duration // 0: none
 	metadata Metadata
 	body     []byte // CBOR arguments (aliases the payload)

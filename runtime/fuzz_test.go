@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
 	"github.com/trellisrpc/trellis/transport"
 )
@@ -175,7 +176,7 @@ type budgetShape struct {
 	Any   any
 	Arr   [2]*int
 	When  time.Time
-	Ref   Ref
+	Ref   codegen.Ref
 	Inner struct{ X []uint16 } `cbor:"inner"`
 }
 

@@ -2,10 +2,12 @@ package runtime_test
 
 import (
 	"context"
-	"github.com/trellisrpc/trellis/keyring"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/trellisrpc/trellis/keyring"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	trellis "github.com/trellisrpc/trellis/runtime"
@@ -95,4 +97,10 @@ func checkGoroutines(t *testing.T, base int) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling a count: there is no event to await
 	}
+}
+
+// rawClient returns the client of a proxy of svc on target, to make calls
+// that generated proxies would not make.
+func rawClient(n *trellis.Node, target trellis.NodeID, svc *codegen.ServiceDesc, opts ...trellis.ProxyOption) codegen.Client {
+	return trellis.NewProxy(n, target, svc, opts...).(codegen.Proxy).TrellisClient()
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
@@ -63,9 +64,9 @@ func (l *logRecorder) contains(s string) bool {
 	return false
 }
 
-var echoDesc = &ServiceDesc{Name: "test.Echo", Methods: []*MethodDesc{{
+var echoDesc = &codegen.ServiceDesc{Name: "test.Echo", Methods: []*codegen.MethodDesc{{
 	Name: "Echo", ID: 42,
-	Handler: func(ctx context.Context, impl any, call *ServerCall) error {
+	Handler: func(ctx context.Context, impl any, call codegen.ServerCall) error {
 		var s struct {
 			_ struct{} `cbor:",toarray"`
 			S string
@@ -150,7 +151,7 @@ func TestHostileMessagesCloseTheConnection(t *testing.T) {
 	}{S: "ok"}
 	out := in
 	out.S = ""
-	if err := NewClient(client, id, echoDesc).Call(ctx, echoDesc.Methods[0], &in, &out); err != nil || out.S != "ok" {
+	if err := newClient(client, id, echoDesc).do(ctx, echoDesc.Methods[0], &in, &out); err != nil || out.S != "ok" {
 		t.Fatalf("call after hostile peers: %q, %v", out.S, err)
 	}
 }

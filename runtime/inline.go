@@ -81,7 +81,7 @@ func (m *inlineMonitor) forget(w *watchdog) {
 // serveInline serves sc on the connection's reader goroutine (the caller)
 // under the node's monitor. sc's arguments have been copied out of the
 // message.
-func (p *peer) serveInline(sc *ServerCall) {
+func (p *peer) serveInline(sc *serverCall) {
 	// Calls already read wait behind this one: their replies and this one's
 	// go out together (the writer batches), as a server that serves on its
 	// reader flushes when it has no input left.
@@ -103,14 +103,14 @@ func (p *peer) serveInline(sc *ServerCall) {
 	sc.serve()
 	moved := !w.token.CompareAndSwap(t, 0) // reading moved on (another call may have armed it since)
 	if moved || m.now()-w.since.Load() >= int64(inlineBudget) {
-		sc.entry.method.aside.Store(asideCalls)
+		sc.entry.aside.Store(asideCalls)
 	}
 }
 
 // serveAside serves sc on a goroutine of its own, the caller's.
-func (sc *ServerCall) serveAside() {
+func (sc *serverCall) serveAside() {
 	growStack(0)
-	m := sc.entry.method
+	m := sc.entry
 	start := sc.node.inline.now()
 	sc.serve()
 	if time.Duration(sc.node.inline.now()-start) < inlineBudget {

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // The monitor ticks while calls are served and sleeps once none has been
@@ -43,14 +45,14 @@ func TestInlineMonitorSleepsWhenIdle(t *testing.T) {
 func TestSlowMethodServedAside(t *testing.T) {
 	release, blocking := make(chan struct{}), make(chan struct{})
 	var held atomic.Bool
-	m := &MethodDesc{Name: "Maybe", ID: 7, Handler: func(ctx context.Context, impl any, call *ServerCall) error {
+	m := &codegen.MethodDesc{Name: "Maybe", ID: 7, Handler: func(ctx context.Context, impl any, call codegen.ServerCall) error {
 		if held.CompareAndSwap(false, true) {
 			close(blocking)
 			<-release // the first call blocks
 		}
 		return nil
 	}}
-	svc := &ServiceDesc{Name: "test.Aside", Methods: []*MethodDesc{m}}
+	svc := &codegen.ServiceDesc{Name: "test.Aside", Methods: []*codegen.MethodDesc{m}}
 	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +61,7 @@ func TestSlowMethodServedAside(t *testing.T) {
 	if err := server.Register(svc, struct{}{}); err != nil {
 		t.Fatal(err)
 	}
+	entry := server.services.Load().methods[m.ID]
 	client, err := NewNode(Config{Name: "client", Keyring: testKeyring})
 	if err != nil {
 		t.Fatal(err)
@@ -70,13 +73,13 @@ func TestSlowMethodServedAside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(client, id, svc)
+	c := newClient(client, id, svc)
 	first := make(chan error, 1)
-	go func() { first <- c.Call(ctx, m, nil, nil) }()
+	go func() { first <- c.do(ctx, m, nil, nil) }()
 	<-blocking
 	// While the first call blocks, reading moves on: the second call gets
 	// through, and the method is then served aside.
-	if err := c.Call(ctx, m, nil, nil); err != nil {
+	if err := c.do(ctx, m, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
@@ -85,21 +88,21 @@ func TestSlowMethodServedAside(t *testing.T) {
 	}
 	// The server marks the method once the call's reply is sent.
 	deadline := time.Now().Add(5 * time.Second)
-	for m.aside.Load() == 0 && time.Now().Before(deadline) {
+	for entry.aside.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if a := m.aside.Load(); a < asideCalls-1 {
+	if a := entry.aside.Load(); a < asideCalls-1 {
 		t.Fatalf("after a call that outlasted the budget, %d calls to serve aside, want about %d", a, asideCalls)
 	}
 	// Short calls bring inline serving back (some may outlast the budget
 	// on a loaded machine: they do not count).
 	calls := 0
-	for ; m.aside.Load() > 0 && calls < 20*asideCalls; calls++ {
-		if err := c.Call(ctx, m, nil, nil); err != nil {
+	for ; entry.aside.Load() > 0 && calls < 20*asideCalls; calls++ {
+		if err := c.do(ctx, m, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if a := m.aside.Load(); a != 0 || calls < asideCalls {
+	if a := entry.aside.Load(); a != 0 || calls < asideCalls {
 		t.Errorf("after %d short calls, %d calls still to serve aside; want 0 after at least %d", calls, a, asideCalls)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
@@ -13,8 +14,8 @@ import (
 // call proceeds: an interceptor reads them after its next function returns.
 type OutgoingCall struct {
 	// Service and Method name the method called.
-	Service *ServiceDesc
-	Method  *MethodDesc
+	Service *codegen.ServiceDesc
+	Method  *codegen.MethodDesc
 	// Target is the node called.
 	Target NodeID
 	// Metadata travels with the call, outside its encoded arguments. An
@@ -41,8 +42,8 @@ type ClientInterceptor func(ctx context.Context, call *OutgoingCall, next func(c
 // interceptors see it. ReplyBytes is filled once the handler has replied.
 type IncomingCall struct {
 	// Service and Method name the method called.
-	Service *ServiceDesc
-	Method  *MethodDesc
+	Service *codegen.ServiceDesc
+	Method  *codegen.MethodDesc
 	// Caller is the node that made the call (its origin, not the last hop).
 	Caller NodeID
 	// Hops is how many connections the call crossed: 1 for a neighbour.
@@ -141,7 +142,7 @@ var outgoingPool = sync.Pool{New: func() any {
 }}
 
 // callIntercepted runs a call through the client interceptors.
-func (c *Client) callIntercepted(ctx context.Context, chain []ClientInterceptor, m *MethodDesc, args, results any) error {
+func (c *Client) callIntercepted(ctx context.Context, chain []ClientInterceptor, m *codegen.MethodDesc, args, results any) error {
 	o := outgoingPool.Get().(*outgoing)
 	o.OutgoingCall = OutgoingCall{Service: c.svc, Method: m, Target: c.target, Metadata: o.Metadata[:0]}
 	o.c, o.chain, o.i, o.args, o.results = c, chain, 0, args, results
@@ -170,7 +171,7 @@ func (o *outgoing) proceed(ctx context.Context) error {
 // pooled like outgoing.
 type incoming struct {
 	IncomingCall
-	sc    *ServerCall
+	sc    *serverCall
 	chain []ServerInterceptor
 	i     int
 	next  func(context.Context) error // in.proceed
@@ -185,7 +186,7 @@ var incomingPool = sync.Pool{New: func() any {
 // invokeIntercepted runs a served call's handler through the server
 // interceptors; the implementation's panic is recovered into an error
 // inside the chain, so that interceptors see it.
-func (sc *ServerCall) invokeIntercepted(chain []ServerInterceptor) (err error) {
+func (sc *serverCall) invokeIntercepted(chain []ServerInterceptor) (err error) {
 	in := incomingPool.Get().(*incoming)
 	in.IncomingCall = IncomingCall{Service: sc.entry.svc, Method: sc.entry.method, Caller: sc.caller, Hops: sc.hops, Metadata: sc.metadata, RequestBytes: len(sc.body)}
 	in.sc, in.chain, in.i = sc, chain, 0

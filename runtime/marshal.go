@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // RegisterTransformer registers a marshal transformer on n: wherever a
@@ -89,8 +90,8 @@ func recoverInto(err *error) {
 
 type marshalTransformer struct {
 	t, w   reflect.Type
-	ref    *ServiceDesc // W crosses by reference, as this service
-	stream bool         // W is an io.Reader or io.ReadCloser: it crosses as a stream
+	ref    *codegen.ServiceDesc // W crosses by reference, as this service
+	stream bool                 // W is an io.Reader or io.ReadCloser: it crosses as a stream
 	out    func(reflect.Value) (any, error)
 	in     func(reflect.Value) (reflect.Value, error)
 }
@@ -99,7 +100,7 @@ type marshalTransformer struct {
 type TransformerOption func(*transformerOptions)
 
 type transformerOptions struct {
-	ref    *ServiceDesc
+	ref    *codegen.ServiceDesc
 	stream bool
 }
 
@@ -110,7 +111,7 @@ type transformerOptions struct {
 // option. in and out run while a message is encoded or decoded, possibly on
 // a connection's reader goroutine: they must not make remote calls (keep
 // the proxy and call it later).
-func AsReference(svc *ServiceDesc) TransformerOption {
+func AsReference(svc *codegen.ServiceDesc) TransformerOption {
 	return func(o *transformerOptions) { o.ref = svc }
 }
 
@@ -126,7 +127,7 @@ var (
 type wireCtx struct {
 	n        *Node
 	peer     NodeID
-	exported *[]any // Ref and StreamRef values; nil when not needed
+	exported *[]any // codegen.Ref and codegen.StreamRef values; nil when not needed
 }
 
 // record notes an exported reference or stream.
@@ -303,7 +304,7 @@ func (s *transformerSet) fromWire(dec cbor.DecMode, data []byte, dst reflect.Val
 		w := reflect.New(mt.w)
 		switch {
 		case mt.ref != nil:
-			var r Ref
+			var r codegen.Ref
 			if err := dec.Unmarshal(data, &r); err != nil {
 				return err
 			}
@@ -313,17 +314,17 @@ func (s *transformerSet) fromWire(dec cbor.DecMode, data []byte, dst reflect.Val
 			}
 			obj := local
 			if remote != nil {
-				obj = mt.ref.NewProxy(remote)
+				obj = mt.ref.NewProxy(asStub(remote))
 			}
 			if obj != nil {
 				ov := reflect.ValueOf(obj)
 				if !ov.Type().Implements(mt.w) {
-					return RefTypeError(r, mt.ref, obj)
+					return codegen.RefTypeError(r, mt.ref, obj)
 				}
 				w.Elem().Set(ov)
 			}
 		case mt.stream:
-			var sr StreamRef
+			var sr codegen.StreamRef
 			if err := dec.Unmarshal(data, &sr); err != nil {
 				return err
 			}
@@ -441,7 +442,7 @@ func (n *Node) encode(v any, buf *bytes.Buffer, peer NodeID) ([]any, error) {
 			return exported, n.codec.enc.MarshalToBuffer(w, buf)
 		}
 	}
-	if c, ok := v.(WireCodec); ok {
+	if c, ok := v.(codegen.WireCodec); ok {
 		buf.Write(c.AppendCBOR(buf.AvailableBuffer()))
 		return nil, nil
 	}
@@ -459,7 +460,7 @@ func (n *Node) decode(data []byte, v any, peer NodeID) error {
 			return s.fromWire(n.codec.dec, data, rv.Elem(), 0, wireCtx{n: n, peer: peer})
 		}
 	}
-	if c, ok := v.(WireCodec); ok {
+	if c, ok := v.(codegen.WireCodec); ok {
 		return n.codec.decodeWire(data, c)
 	}
 	return n.codec.unmarshal(data, v)

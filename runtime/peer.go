@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
@@ -25,7 +26,7 @@ type peer struct {
 
 	mu      sync.Mutex
 	calls   map[uint64]*call       // our calls awaiting a reply
-	serving map[uint64]*ServerCall // calls from the peer in progress here
+	serving map[uint64]*serverCall // calls from the peer in progress here
 	relayed map[uint64]relayLink   // calls from the peer relayed to another node
 	closed  error                  // set when the connection closed
 }
@@ -38,7 +39,7 @@ func newPeer(n *Node, c *transport.Conn, dialed bool) *peer {
 		id:       c.Remote(),
 		dialed:   dialed,
 		calls:    make(map[uint64]*call),
-		serving:  make(map[uint64]*ServerCall),
+		serving:  make(map[uint64]*serverCall),
 		relayed:  make(map[uint64]relayLink),
 		idle:     make(chan struct{}, 1),
 	}
@@ -129,7 +130,7 @@ func (p *peer) cancelServing() {
 }
 
 // methodName names a method for errors: "example.com/kv.Store.Get".
-func methodName(svc *ServiceDesc, m *MethodDesc) string {
+func methodName(svc *codegen.ServiceDesc, m *codegen.MethodDesc) string {
 	switch {
 	case svc == nil && m == nil:
 		return "?"

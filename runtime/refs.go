@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
@@ -46,13 +47,13 @@ type refTable struct {
 type export struct {
 	key     exportKey
 	obj     any
-	svc     *ServiceDesc
+	svc     *codegen.ServiceDesc
 	holders map[NodeID]uint64 // references sent and not released, per holder
 }
 
 type exportKey struct {
 	obj any
-	svc *ServiceDesc
+	svc *codegen.ServiceDesc
 }
 
 type importKey struct {
@@ -84,16 +85,16 @@ func (t *refTable) init() {
 }
 
 // exportRef exports v (a value of svc's interface) to node dest.
-func (n *Node) exportRef(v any, svc *ServiceDesc, dest NodeID) (Ref, error) {
+func (n *Node) exportRef(v any, svc *codegen.ServiceDesc, dest NodeID) (codegen.Ref, error) {
 	if v == nil {
-		return Ref{}, nil
+		return codegen.Ref{}, nil
 	}
 	if c := ProxyOf(v); c != nil && c.target == dest {
 		if c.svc.ID != svc.ID {
-			return Ref{}, fmt.Errorf("%w: a proxy of %s passed as %s", ErrBadRef, c.svc.Name, svc.Name)
+			return codegen.Ref{}, fmt.Errorf("%w: a proxy of %s passed as %s", ErrBadRef, c.svc.Name, svc.Name)
 		}
 		// Back to its owner: the owner will find the original object.
-		return Ref{Node: dest, Object: c.object, Service: svc.ID}, nil
+		return codegen.Ref{Node: dest, Object: c.object, Service: svc.ID}, nil
 	}
 	// A local object, or a proxy of another node's object, which is
 	// exported as a forwarder.
@@ -120,12 +121,12 @@ func (n *Node) exportRef(v any, svc *ServiceDesc, dest NodeID) (Ref, error) {
 			if len(e.holders) == 0 {
 				t.drop(id, e)
 			}
-			return Ref{}, fmt.Errorf("%w: node %s holds %d", ErrTooManyRefs, dest, t.held[dest])
+			return codegen.Ref{}, fmt.Errorf("%w: node %s holds %d", ErrTooManyRefs, dest, t.held[dest])
 		}
 		t.held[dest]++
 	}
 	e.holders[dest]++
-	return Ref{Node: n.cfg.ID, Object: id, Service: svc.ID}, nil
+	return codegen.Ref{Node: n.cfg.ID, Object: id, Service: svc.ID}, nil
 }
 
 // drop removes an export that nobody holds. t.mu must be held.
@@ -137,7 +138,7 @@ func (t *refTable) drop(id uint64, e *export) {
 }
 
 // importRef turns a reference received from node from into an object.
-func (n *Node) importRef(r Ref, svc *ServiceDesc, from NodeID) (any, *Client, error) {
+func (n *Node) importRef(r codegen.Ref, svc *codegen.ServiceDesc, from NodeID) (any, *Client, error) {
 	if r.IsZero() {
 		return nil, nil, nil
 	}
@@ -190,7 +191,7 @@ func (n *Node) importRef(r Ref, svc *ServiceDesc, from NodeID) (any, *Client, er
 }
 
 // serviceImpl returns the implementation registered for svc on this node.
-func (n *Node) serviceImpl(svc *ServiceDesc) (any, *Client, error) {
+func (n *Node) serviceImpl(svc *codegen.ServiceDesc) (any, *Client, error) {
 	for _, e := range n.services.Load().methods {
 		if e.svc.Name == svc.Name {
 			return e.impl, nil, nil
@@ -278,7 +279,7 @@ func (n *Node) releaser() {
 				refs = refs[len(chunk):]
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				args := releaseArgs{Refs: chunk}
-				err := NewClient(n, to, refsService).Call(ctx, refsReleaseMethod, &args, nil)
+				err := newClient(n, to, refsService).do(ctx, refsReleaseMethod, &args, nil)
 				cancel()
 				if err != nil {
 					// The exporter forgets this node when it leaves or fails.
@@ -433,7 +434,7 @@ type releaseArgs struct {
 	Refs []refCount
 }
 
-// AppendCBOR implements WireCodec: the bytes of the reflective encoder.
+// AppendCBOR implements codegen.WireCodec: the bytes of the reflective encoder.
 func (a *releaseArgs) AppendCBOR(b []byte) []byte {
 	b = wire.AppendArrayHeader(b, 1)
 	if a.Refs == nil {
@@ -448,7 +449,7 @@ func (a *releaseArgs) AppendCBOR(b []byte) []byte {
 	return b
 }
 
-// DecodeCBOR implements WireCodec. It refuses a release of more than
+// DecodeCBOR implements codegen.WireCodec. It refuses a release of more than
 // maxReleaseEntries entries before allocating them.
 func (a *releaseArgs) DecodeCBOR(d *wire.Decoder) error {
 	*a = releaseArgs{}
@@ -483,10 +484,11 @@ func (a *releaseArgs) DecodeCBOR(d *wire.Decoder) error {
 	return nil
 }
 
-var refsReleaseMethod = &MethodDesc{
+var refsReleaseMethod = &codegen.MethodDesc{
 	Name:      "Release",
 	Signature: "func(context.Context, []refCount) error",
-	Handler: func(ctx context.Context, impl any, call *ServerCall) error {
+	Handler: func(ctx context.Context, impl any, cg codegen.ServerCall) error {
+		call := cg.(*serverCall)
 		var args releaseArgs
 		if err := call.Decode(&args); err != nil {
 			return err
@@ -501,8 +503,8 @@ var refsReleaseMethod = &MethodDesc{
 	},
 }
 
-var refsService = func() *ServiceDesc {
+var refsService = func() *codegen.ServiceDesc {
 	const name = "github.com/trellisrpc/trellis/runtime.refs"
-	refsReleaseMethod.ID = MethodID(name, refsReleaseMethod.Name, refsReleaseMethod.Signature)
-	return &ServiceDesc{Name: name, ID: ServiceID(name), Methods: []*MethodDesc{refsReleaseMethod}}
+	refsReleaseMethod.ID = codegen.MethodID(name, refsReleaseMethod.Name, refsReleaseMethod.Signature)
+	return &codegen.ServiceDesc{Name: name, ID: codegen.ServiceID(name), Methods: []*codegen.MethodDesc{refsReleaseMethod}}
 }()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	trellis "github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/runtimetest"
 )
 
@@ -106,12 +107,12 @@ func TestReferenceWithWrongInterfaceRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := trellis.Ref{Node: p.server.ID(), Object: 1, Service: testsvc.CounterService.ID}
-	client := trellis.ProxyOf(c)
+	ref := codegen.Ref{Node: p.server.ID(), Object: 1, Service: testsvc.CounterService.ID}
+	client := c.(codegen.Proxy).TrellisClient()
 	if _, _, err := client.Import(ref, testsvc.CallbackService); !errors.Is(err, trellis.ErrBadRef) {
 		t.Fatalf("importing a Counter as a Callback: %v, want ErrBadRef", err)
 	}
-	forged := trellis.Ref{Node: 424242, Object: 1, Service: testsvc.CounterService.ID}
+	forged := codegen.Ref{Node: 424242, Object: 1, Service: testsvc.CounterService.ID}
 	if _, _, err := client.Import(forged, testsvc.CounterService); !errors.Is(err, trellis.ErrBadRef) {
 		t.Fatalf("a reference owned by a third node: %v, want ErrBadRef", err)
 	}

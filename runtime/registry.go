@@ -3,11 +3,13 @@ package runtime
 import (
 	"fmt"
 	"maps"
+
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // Service returns the description of the service registered on the node
 // under name, and whether there is one.
-func (n *Node) Service(name string) (*ServiceDesc, bool) {
+func (n *Node) Service(name string) (*codegen.ServiceDesc, bool) {
 	svc, ok := n.services.Load().services[name]
 	return svc, ok
 }
@@ -15,7 +17,7 @@ func (n *Node) Service(name string) (*ServiceDesc, bool) {
 // Implementation returns the implementation registered for svc on the node,
 // and whether there is one (registered under svc's name with the same
 // methods).
-func (n *Node) Implementation(svc *ServiceDesc) (any, bool) {
+func (n *Node) Implementation(svc *codegen.ServiceDesc) (any, bool) {
 	t := n.services.Load()
 	reg, ok := t.services[svc.Name]
 	if !ok || len(reg.Methods) == 0 {

@@ -87,7 +87,7 @@ func TestHostileReleaseBounded(t *testing.T) {
 		for range times {
 			// Refused or applied, the call must end; what matters is
 			// what it did to the node.
-			NewClient(attacker, server.ID(), refsService).Call(ctx, refsReleaseMethod, args, nil)
+			newClient(attacker, server.ID(), refsService).do(ctx, refsReleaseMethod, args, nil)
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("%d releases of %d entries not handled within 30 s", times, len(args.Refs))

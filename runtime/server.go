@@ -7,8 +7,10 @@ import (
 	"maps"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
@@ -16,18 +18,23 @@ import (
 // as a whole by Register so that dispatch reads it without locking.
 type serviceTable struct {
 	methods  map[uint64]*methodEntry
-	services map[string]*ServiceDesc
+	services map[string]*codegen.ServiceDesc
 }
 
 type methodEntry struct {
-	svc    *ServiceDesc
-	method *MethodDesc
+	svc    *codegen.ServiceDesc
+	method *codegen.MethodDesc
 	impl   any
+
+	// aside counts down the calls of this method to serve on a goroutine
+	// of their own rather than on the connection's reader: one of its
+	// calls outlasted the reader's budget (see serveInline).
+	aside atomic.Int32
 }
 
 // Register serves impl as service svc on the node. Generated RegisterFoo
 // functions call it with a value of the service's interface type.
-func (n *Node) Register(svc *ServiceDesc, impl any) error {
+func (n *Node) Register(svc *codegen.ServiceDesc, impl any) error {
 	if svc == nil || impl == nil {
 		return errors.New("trellis: Register: nil service description or implementation")
 	}
@@ -43,7 +50,7 @@ func (n *Node) Register(svc *ServiceDesc, impl any) error {
 	}
 	if t.methods == nil {
 		t.methods = make(map[uint64]*methodEntry)
-		t.services = make(map[string]*ServiceDesc)
+		t.services = make(map[string]*codegen.ServiceDesc)
 	}
 	for _, m := range svc.Methods {
 		if m == nil || m.Handler == nil {
@@ -59,9 +66,9 @@ func (n *Node) Register(svc *ServiceDesc, impl any) error {
 	return nil
 }
 
-// A ServerCall is a call being served. Generated handlers use it to decode
-// the arguments; it is valid until the handler returns.
-type ServerCall struct {
+// A serverCall is a call being served: it implements codegen.ServerCall,
+// for generated handlers, and is valid until the handler returns.
+type serverCall struct {
 	ctx      callCtx
 	node     *Node
 	peer     *peer
@@ -77,20 +84,14 @@ type ServerCall struct {
 	batched  bool               // more calls wait behind this one: leave the reply to the writer
 }
 
-// Decode decodes the call's arguments into v, a pointer to the generated
-// arguments struct.
-func (sc *ServerCall) Decode(v any) error {
+// Decode implements codegen.ServerCall: it decodes the call's arguments
+// into v, a pointer to the generated arguments struct.
+func (sc *serverCall) Decode(v any) error {
 	if err := sc.node.decode(sc.body, v, sc.caller); err != nil {
 		return &decodeError{err}
 	}
 	return nil
 }
-
-// Caller returns the ID of the node that made the call.
-func (sc *ServerCall) Caller() NodeID { return sc.caller }
-
-// Metadata returns the metadata that came with the call.
-func (sc *ServerCall) Metadata() Metadata { return sc.metadata }
 
 // CallInfo describes the call being served.
 type CallInfo struct {
@@ -152,7 +153,7 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 		}
 		req.metadata, req.body = msg.Metadata, msg.Body
 	}
-	sc := &ServerCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: caller, hops: 1}
+	sc := &serverCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: caller, hops: 1}
 	sc.ctx.call = sc
 	if req.routed {
 		sc.hops = DefaultMaxHops - int(req.ttl) + 1
@@ -189,7 +190,7 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	if req.timeout > 0 {
 		sc.ctx.setTimeout(req.timeout)
 	}
-	if sc.entry.method.aside.Load() > 0 {
+	if sc.entry.aside.Load() > 0 {
 		go sc.serveAside()
 	} else {
 		p.serveInline(sc)
@@ -234,7 +235,7 @@ func (n *Node) startServing() bool {
 }
 
 // serve runs a call's handler and sends the reply (see serveInline).
-func (sc *ServerCall) serve() {
+func (sc *serverCall) serve() {
 	n, p := sc.node, sc.peer
 	defer n.serving.Done()
 	err := sc.invoke()
@@ -308,7 +309,7 @@ func (sc *ServerCall) serve() {
 
 // replyTooLarge turns a reply refused as too large into an error reply, so
 // that the caller hears of it at once, and logs it here.
-func (sc *ServerCall) replyTooLarge(err error) {
+func (sc *serverCall) replyTooLarge(err error) {
 	if !errors.Is(err, ErrTooLarge) {
 		return
 	}
@@ -319,7 +320,7 @@ func (sc *ServerCall) replyTooLarge(err error) {
 
 // Reply encodes the results of the call (a pointer to the generated results
 // struct); generated handlers call it once, last.
-func (sc *ServerCall) Reply(v any) error {
+func (sc *serverCall) Reply(v any) error {
 	if sc.reply != nil {
 		return &encodeError{errors.New("replied twice")}
 	}
@@ -345,7 +346,7 @@ func (e *encodeError) Unwrap() error { return e.err }
 
 // replyTransformed sends a reply (envelope without metadata, then the
 // encoded results) through the node's interceptor.
-func (sc *ServerCall) replyTransformed(t Transformer, reply *transport.Buffer) {
+func (sc *serverCall) replyTransformed(t Transformer, reply *transport.Buffer) {
 	n, p := sc.node, sc.peer
 	defer transport.PutBuffer(reply)
 	msg := Message{Service: sc.entry.svc, Method: sc.entry.method, Peer: sc.caller, Reply: true, Body: reply.Bytes()[1:]}
@@ -379,7 +380,7 @@ type panicError struct {
 func (e panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
 
 // invoke runs the handler, recovering a panic into an error.
-func (sc *ServerCall) invoke() (err error) {
+func (sc *serverCall) invoke() (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			sc.node.log.Error("trellis: implementation panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v, "stack", string(debug.Stack()))
@@ -393,7 +394,7 @@ func (sc *ServerCall) invoke() (err error) {
 }
 
 // invokeHandler runs the handler with ctx, recovering a panic into an error.
-func (sc *ServerCall) invokeHandler(ctx context.Context) (err error) {
+func (sc *serverCall) invokeHandler(ctx context.Context) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			sc.node.log.Error("trellis: implementation panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v, "stack", string(debug.Stack()))
@@ -417,7 +418,7 @@ func (n *Node) replyError(p *peer, id uint64, w wireError) {
 
 // callCtx is the context of a call being served: cancelled by the caller's
 // cancel frame, by its deadline, or by the node closing. It is allocated
-// with its ServerCall, and creates its Done channel only when asked.
+// with its serverCall, and creates its Done channel only when asked.
 type callCtx struct {
 	mu       sync.Mutex
 	deadline time.Time
@@ -425,7 +426,7 @@ type callCtx struct {
 	done     chan struct{}
 	err      error
 	byCaller bool        // cancelled by the caller's cancel frame
-	call     *ServerCall // the call this is the context of
+	call     *serverCall // the call this is the context of
 }
 
 // closedChan is the Done channel of a context cancelled before anyone asked.

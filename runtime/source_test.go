@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
 // forgedCall makes, from node x, a call to node to whose envelope is req
 // as given (a hostile node may write any source), and returns its outcome.
-func forgedCall(t *testing.T, x *Node, to NodeID, req request, m *MethodDesc, args, results any) error {
+func forgedCall(t *testing.T, x *Node, to NodeID, req request, m *codegen.MethodDesc, args, results any) error {
 	t.Helper()
 	p := x.peer(to)
 	if p == nil {
@@ -84,7 +85,7 @@ func TestRoutedCallCannotUseAnotherPeersReference(t *testing.T) {
 	echo := echoDesc.Methods[0]
 	in, out := echoMsg{S: "hi"}, echoMsg{}
 	own := &Client{node: holder, target: server.ID(), object: ref.Object, svc: echoDesc}
-	if err := own.Call(ctx, echo, &in, &out); err != nil || out.S != "hi" {
+	if err := own.do(ctx, echo, &in, &out); err != nil || out.S != "hi" {
 		t.Fatalf("the holder's call on its reference: %q, %v", out.S, err)
 	}
 
@@ -115,7 +116,7 @@ func TestRoutedCallCannotUseAnotherPeersReference(t *testing.T) {
 	if e, _ := server.exported(ref.Object, holder.ID()); e == nil || e.holders[holder.ID()] != 1 {
 		t.Fatal("the attacker's messages changed the holder's reference")
 	}
-	if err := own.Call(ctx, echo, &in, &out); err != nil {
+	if err := own.do(ctx, echo, &in, &out); err != nil {
 		t.Fatalf("the holder's call after the attack: %v", err)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
@@ -137,7 +138,7 @@ type readResult struct {
 // and the stream.
 func importRaw(t testing.TB, n *Node, from NodeID, id uint64) (io.ReadCloser, *inStream) {
 	t.Helper()
-	rd, err := n.importStream(StreamRef{Node: from, Stream: id}, from)
+	rd, err := n.importStream(codegen.StreamRef{Node: from, Stream: id}, from)
 	if err != nil {
 		t.Fatal(err)
 	}

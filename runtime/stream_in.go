@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
@@ -55,7 +56,7 @@ type streamReader struct {
 }
 
 // importStream returns the reader a stream handle from node from designates.
-func (n *Node) importStream(r StreamRef, from NodeID) (io.ReadCloser, error) {
+func (n *Node) importStream(r codegen.StreamRef, from NodeID) (io.ReadCloser, error) {
 	if r.Stream == 0 {
 		return nil, nil
 	}

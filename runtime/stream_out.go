@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
@@ -27,9 +28,9 @@ type outStream struct {
 
 // exportStream exports r to node dest. Cancelling ctx (the call's context)
 // before the stream ends resets it.
-func (n *Node) exportStream(ctx context.Context, r io.Reader, dest NodeID) (StreamRef, error) {
+func (n *Node) exportStream(ctx context.Context, r io.Reader, dest NodeID) (codegen.StreamRef, error) {
 	if r == nil {
-		return StreamRef{}, nil
+		return codegen.StreamRef{}, nil
 	}
 	t := &n.streams
 	t.mu.Lock()
@@ -41,7 +42,7 @@ func (n *Node) exportStream(ctx context.Context, r io.Reader, dest NodeID) (Stre
 		stop := context.AfterFunc(ctx, func() { s.cancel(fmt.Errorf("%w: the call's context ended: %v", ErrStreamReset, context.Cause(ctx))) })
 		go func() { <-s.done; stop() }()
 	}
-	return StreamRef{Node: n.cfg.ID, Stream: s.id}, nil
+	return codegen.StreamRef{Node: n.cfg.ID, Stream: s.id}, nil
 }
 
 // cancel stops the stream: the pump ends and the source is closed. err, if

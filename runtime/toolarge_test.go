@@ -7,14 +7,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // growDesc is a service whose method Grow answers a string of the length
 // asked for, or echoes its argument: a small call with a big reply, or a
 // big call.
-var growDesc = &ServiceDesc{Name: "test.Grow", Methods: []*MethodDesc{{
+var growDesc = &codegen.ServiceDesc{Name: "test.Grow", Methods: []*codegen.MethodDesc{{
 	Name: "Grow", ID: 1,
-	Handler: func(ctx context.Context, impl any, call *ServerCall) error {
+	Handler: func(ctx context.Context, impl any, call codegen.ServerCall) error {
 		var a growArgs
 		if err := call.Decode(&a); err != nil {
 			return err
@@ -58,7 +60,7 @@ func TestTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(client, id, growDesc)
+	c := newClient(client, id, growDesc)
 	tests := []struct {
 		name string
 		args growArgs
@@ -72,7 +74,7 @@ func TestTooLarge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
 			var res growArgs
-			err := c.Call(ctx, growDesc.Methods[0], &tt.args, &res)
+			err := c.do(ctx, growDesc.Methods[0], &tt.args, &res)
 			elapsed := time.Since(start)
 			var ce *CallError
 			if !errors.Is(err, ErrTooLarge) || !errors.As(err, &ce) || errors.Is(err, ErrUnreachable) {
@@ -85,7 +87,7 @@ func TestTooLarge(t *testing.T) {
 				t.Errorf("no log line %q on the refusing side", tt.log)
 			}
 			// The connection is still up: a call that fits is answered.
-			if err := c.Call(ctx, growDesc.Methods[0], &growArgs{N: 10}, &res); err != nil || len(res.S) != 10 {
+			if err := c.do(ctx, growDesc.Methods[0], &growArgs{N: 10}, &res); err != nil || len(res.S) != 10 {
 				t.Fatalf("the next call: %v, %d bytes", err, len(res.S))
 			}
 			if !client.Connected(id) {

@@ -3,14 +3,15 @@ package runtime
 import (
 	"fmt"
 
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
 )
 
 // A Message is an encoded call or reply, as message transformers see it.
 type Message struct {
 	// Service and Method name the method called.
-	Service *ServiceDesc
-	Method  *MethodDesc
+	Service *codegen.ServiceDesc
+	Method  *codegen.MethodDesc
 	// Peer is the other end: the target of an outgoing call, the caller of
 	// a call being served.
 	Peer NodeID
@@ -90,7 +91,7 @@ func (n *Node) SetInterceptor(t Transformer) {
 // transformOut encodes args, runs the transformer and writes the request
 // envelope and the transformed body into a frame buffer. It returns what
 // marshal transformers exported, even when it fails (see Node.encode).
-func (c *Client) transformOut(t Transformer, req *request, m *MethodDesc, args any) (*transport.Buffer, []any, error) {
+func (c *Client) transformOut(t Transformer, req *request, m *codegen.MethodDesc, args any) (*transport.Buffer, []any, error) {
 	body := transport.GetBuffer()
 	defer transport.PutBuffer(body)
 	var exported []any

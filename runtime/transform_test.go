@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/trellisrpc/trellis/internal/testsvc"
 	trellis "github.com/trellisrpc/trellis/runtime"
 )
 
@@ -96,7 +97,7 @@ func TestMessageTransformers(t *testing.T) {
 func TestTransformerOption(t *testing.T) {
 	p := newPair(t)
 	var saw atomic.Int64
-	k := trellis.NewClient(p.client, p.server.ID(), nil, trellis.WithTransformer(trellis.TransformerFuncs{
+	k := rawClient(p.client, p.server.ID(), testsvc.KitchenService, trellis.WithTransformer(trellis.TransformerFuncs{
 		Out: func(m *trellis.Message) error { saw.Add(1); return nil },
 	}))
 	if err := k.Call(testCtx(t), trellis.ProxyOf(p.kitchen).Service().Methods[0], nil, nil); err == nil {

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 func BenchmarkInterceptors(b *testing.B) {
@@ -17,8 +18,8 @@ func BenchmarkInterceptors(b *testing.B) {
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	defer tp.Shutdown(context.Background())
 	tr := &tracer{t: tp.Tracer(ScopeName), prop: propagation.TraceContext{}, fields: propagation.TraceContext{}.Fields()}
-	svc := &runtime.ServiceDesc{Name: "svc"}
-	m := &runtime.MethodDesc{Name: "M"}
+	svc := &codegen.ServiceDesc{Name: "svc"}
+	m := &codegen.MethodDesc{Name: "M"}
 	nop := func(context.Context) error { return nil }
 	b.Run("client", func(b *testing.B) {
 		b.ReportAllocs()
@@ -52,8 +53,8 @@ func BenchmarkRootRatio(b *testing.B) {
 			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 			defer tp.Shutdown(context.Background())
 			tr := &tracer{t: tp.Tracer(ScopeName), prop: propagation.TraceContext{}, rootRatio: bc.ratio, fields: propagation.TraceContext{}.Fields()}
-			svc := &runtime.ServiceDesc{Name: "svc"}
-			m := &runtime.MethodDesc{Name: "M"}
+			svc := &codegen.ServiceDesc{Name: "svc"}
+			m := &codegen.MethodDesc{Name: "M"}
 			ctx := context.Background()
 			nop := func(context.Context) error { return nil }
 			oc := &runtime.OutgoingCall{Service: svc, Method: m}

@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // ScopeName is the instrumentation scope of the tracer the package uses.
@@ -65,7 +66,7 @@ type tracer struct {
 	t         trace.Tracer
 	prop      propagation.TextMapPropagator
 	node      runtime.NodeID
-	names     sync.Map // *runtime.MethodDesc -> string: span names, made once
+	names     sync.Map // *codegen.MethodDesc -> string: span names, made once
 	fields    []string // the metadata keys prop reads
 }
 
@@ -117,7 +118,7 @@ func (c carrier) Keys() []string {
 
 // spanName names a call's spans as OpenTelemetry's RPC conventions do:
 // service/method.
-func (tr *tracer) spanName(svc *runtime.ServiceDesc, m *runtime.MethodDesc) string {
+func (tr *tracer) spanName(svc *codegen.ServiceDesc, m *codegen.MethodDesc) string {
 	if n, ok := tr.names.Load(m); ok {
 		return n.(string)
 	}
@@ -129,7 +130,7 @@ func (tr *tracer) spanName(svc *runtime.ServiceDesc, m *runtime.MethodDesc) stri
 	return n
 }
 
-func callAttributes(svc *runtime.ServiceDesc, m *runtime.MethodDesc) []attribute.KeyValue {
+func callAttributes(svc *codegen.ServiceDesc, m *codegen.MethodDesc) []attribute.KeyValue {
 	name := ""
 	if svc != nil {
 		name = svc.Name

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // callStats counts calls per method and side, with lock-free counters once
@@ -19,7 +20,7 @@ type callStats struct {
 }
 
 type methodKey struct {
-	m      *runtime.MethodDesc
+	m      *codegen.MethodDesc
 	server bool
 }
 
@@ -37,7 +38,7 @@ type methodCounters struct {
 
 func newCallStats() *callStats { return &callStats{} }
 
-func (cs *callStats) counters(svc *runtime.ServiceDesc, m *runtime.MethodDesc, server bool) *methodCounters {
+func (cs *callStats) counters(svc *codegen.ServiceDesc, m *codegen.MethodDesc, server bool) *methodCounters {
 	k := methodKey{m, server}
 	if mc, ok := cs.methods.Load(k); ok {
 		return mc.(*methodCounters)

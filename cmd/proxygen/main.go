@@ -15,7 +15,7 @@
 // numbers, strings, []byte, slices, maps with string or integer keys,
 // pointers and named structs of those (no embedded fields, no field tags
 // but `cbor:"-"`), references and streams also get a CBOR encoder and
-// decoder of their own (runtime.WireCodec, package runtime/wire), which
+// decoder of their own (codegen.WireCodec, package runtime/wire), which
 // write the reflective codec's bytes without its cost; other methods use
 // the reflective codec.
 // An interface that breaks the rules of a Trellis service is refused: every

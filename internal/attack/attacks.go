@@ -17,6 +17,7 @@ import (
 	"github.com/trellisrpc/trellis/internal/attack/targetsvc"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
 	"github.com/trellisrpc/trellis/transport"
 )
@@ -67,11 +68,11 @@ var (
 	methodEcho, methodBlob, methodStrings = method(targetsvc.TargetService, "Echo"),
 		method(targetsvc.TargetService, "Blob"), method(targetsvc.TargetService, "Strings")
 	methodCounterAdd = method(targetsvc.CounterService, "Add")
-	methodRelease    = runtime.MethodID("github.com/trellisrpc/trellis/runtime.refs", "Release",
+	methodRelease    = codegen.MethodID("github.com/trellisrpc/trellis/runtime.refs", "Release",
 		"func(context.Context, []refCount) error")
 )
 
-func method(s *runtime.ServiceDesc, name string) uint64 {
+func method(s *codegen.ServiceDesc, name string) uint64 {
 	for _, m := range s.Methods {
 		if m.Name == name {
 			return m.ID

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // reservedMethods are the names of the methods a generated proxy has besides
@@ -140,7 +140,7 @@ func (a *analyzer) lookup(name string) (*service, *types.Interface) {
 		return nil, nil
 	}
 	full := a.pkg.Path() + "." + name
-	return &service{obj: obj, name: name, fullName: full, id: runtime.ServiceID(full), cluster: !a.noCluster}, iface
+	return &service{obj: obj, name: name, fullName: full, id: codegen.ServiceID(full), cluster: !a.noCluster}, iface
 }
 
 // methodDocs returns the doc comments of the interface methods declared in
@@ -213,7 +213,7 @@ func (a *analyzer) method(s *service, fn *types.Func) *method {
 	}
 	m := &method{name: name, variadic: sig.Variadic(), idempotent: hasDirective(a.docs[fn.Pos()], idempotentDirective)}
 	m.signature = signatureString(sig)
-	m.id = runtime.MethodID(s.fullName, name, m.signature)
+	m.id = codegen.MethodID(s.fullName, name, m.signature)
 
 	params, results := sig.Params(), sig.Results()
 	first := 0

@@ -374,8 +374,8 @@ func TestCompileInitCycle(t *testing.T) {
 			t.Errorf("%s is on a reference cycle but its methods are not set in init", name)
 		}
 	}
-	if !strings.Contains(src, "var FactoryService = &runtime.ServiceDesc{\n\tName: \"example.com/m/svc.Factory\",\n\tID:   0x") ||
-		!strings.Contains(src, "\tMethods: []*runtime.MethodDesc{\n\t\tfactoryMixedMethod,\n\t\tfactoryNewMethod,\n\t},") {
+	if !strings.Contains(src, "var FactoryService = &codegen.ServiceDesc{\n\tName: \"example.com/m/svc.Factory\",\n\tID:   0x") ||
+		!strings.Contains(src, "\tMethods: []*codegen.MethodDesc{\n\t\tfactoryMixedMethod,\n\t\tfactoryNewMethod,\n\t},") {
 		t.Errorf("FactoryService is on no cycle and should list its methods in its declaration:\n%s", src)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 const orderA = `package svc
@@ -62,7 +62,7 @@ type W interface {
 }
 `
 
-var methodIDs = regexp.MustCompile(`var (\w+Method) = &runtime\.MethodDesc\{[^}]*?ID:\s+(0x[0-9a-f]+)`)
+var methodIDs = regexp.MustCompile(`var (\w+Method) = &codegen\.MethodDesc\{[^}]*?ID:\s+(0x[0-9a-f]+)`)
 
 // ids returns the method IDs in generated source, by desc name.
 func ids(t *testing.T, src []byte) map[string]string {
@@ -101,9 +101,9 @@ func TestDeterminism(t *testing.T) {
 	}
 
 	idA, idC := ids(t, a), ids(t, gen(changedGet, "S", "W"))
-	want := runtime.MethodID("example.com/m/svc.S", "Get", "func(context.Context, string) (string, error)")
+	want := codegen.MethodID("example.com/m/svc.S", "Get", "func(context.Context, string) (string, error)")
 	if got := idA["sGetMethod"]; got != hexID(want) {
-		t.Errorf("ID of S.Get = %s, want runtime.MethodID(...) = %s", got, hexID(want))
+		t.Errorf("ID of S.Get = %s, want codegen.MethodID(...) = %s", got, hexID(want))
 	}
 	if idA["sGetMethod"] == idC["sGetMethod"] {
 		t.Errorf("changing the signature of Get left its ID at %s", idA["sGetMethod"])

@@ -18,7 +18,7 @@ func wr(name string) *jen.Statement { return jen.Qual(wirePath, name) }
 
 // A codecWriter writes, for the wire structs whose every field package
 // wire can encode, the AppendCBOR and DecodeCBOR methods of
-// runtime.WireCodec, so that their calls are encoded without reflection,
+// codegen.WireCodec, so that their calls are encoded without reflection,
 // and the functions for the named struct types inside them. The bytes are
 // those of the runtime's reflective encoder (fxamacker/cbor with the
 // runtime's options): a struct with the `cbor:",toarray"` marker is an
@@ -183,7 +183,7 @@ func (c *codecWriter) can(t types.Type, visiting map[*types.Named]bool) bool {
 type codecField struct {
 	name string
 	typ  types.Type
-	// self marks a runtime.Ref or runtime.StreamRef field, which has
+	// self marks a codegen.Ref or codegen.StreamRef field, which has
 	// AppendCBOR and DecodeCBOR methods of its own.
 	self bool
 }
@@ -265,10 +265,10 @@ func (c *codecWriter) methods(f *jen.File, name, label string, vals []*value) {
 	recv := jen.Id(c.v).Op("*").Id(name)
 	decl(f, jen.Func().Params(recv).Id("AppendCBOR").Params(jen.Id(c.b).Index().Byte()).Index().Byte().
 		Block(append(c.appendStruct(form), jen.Return(jen.Id(c.b)))...),
-		"AppendCBOR implements runtime.WireCodec.")
+		"AppendCBOR implements codegen.WireCodec.")
 	decl(f, jen.Func().Params(recv.Clone()).Id("DecodeCBOR").Params(jen.Id(c.d).Op("*").Add(wr("Decoder"))).Error().
 		Block(c.decodeStruct(form, label)...),
-		"DecodeCBOR implements runtime.WireCodec.")
+		"DecodeCBOR implements codegen.WireCodec.")
 }
 
 // functions writes the functions of the named structs that the methods

@@ -10,7 +10,7 @@ import (
 // methodDecls writes the declarations of one method: its desc, its wire
 // types, the proxy method and the handler.
 func (g *generator) methodDecls(f *jen.File, s *service, m *method) {
-	decl(f, jen.Var().Id(m.desc).Op("=").Op("&").Add(rt("MethodDesc")).Values(keyed(
+	decl(f, jen.Var().Id(m.desc).Op("=").Op("&").Add(cg("MethodDesc")).Values(keyed(
 		jen.Id("Name").Op(":").Lit(m.name),
 		jen.Id("Signature").Op(":").Lit(m.signature),
 		jen.Id("ID").Op(":").Add(hex(m.id)),
@@ -52,9 +52,9 @@ func (g *generator) wireStruct(name string, vals []*value) jen.Code {
 func (g *generator) wireType(v *value) jen.Code {
 	switch v.passing {
 	case byReference:
-		return rt("Ref")
+		return cg("Ref")
 	case asStream:
-		return rt("StreamRef")
+		return cg("StreamRef")
 	}
 	return g.typeCode(v.typ)
 }
@@ -267,7 +267,7 @@ func (g *generator) handler(f *jen.File, s *service, m *method) {
 	}
 
 	decl(f, jen.Func().Id(m.handler).
-		Params(jen.Id(id.ctx).Qual("context", "Context"), jen.Id(id.impl).Any(), jen.Id(id.call).Op("*").Add(rt("ServerCall"))).
+		Params(jen.Id(id.ctx).Qual("context", "Context"), jen.Id(id.impl).Any(), jen.Id(id.call).Add(cg("ServerCall"))).
 		Error().
 		Block(body...),
 		fmt.Sprintf("%s serves %s.%s: it decodes the arguments, calls impl and", m.handler, s.name, m.name),

@@ -1,10 +1,12 @@
 // Package gen is the generator behind cmd/proxygen: it loads a Go package,
 // checks that the interfaces it is asked for can be served by Trellis, and
 // writes their proxies, server handlers and descriptions for package
-// runtime.
+// runtime. Generated code uses package runtime for what applications see
+// too (Node, NodeID, ProxyOption, NewProxy) and package runtime/codegen
+// for the rest.
 //
 // For an interface Foo the generated file declares FooService (the
-// *runtime.ServiceDesc), RegisterFoo (to serve an implementation on a
+// *codegen.ServiceDesc), RegisterFoo (to serve an implementation on a
 // node), FooProxy and NewFooProxy (a Foo whose methods run on another node),
 // and unexported per-method descriptions, wire types and handlers.
 //

@@ -14,10 +14,10 @@ const (
 	// byValue values are encoded with CBOR as they are.
 	byValue passing = iota
 	// byReference values are interfaces of the -type set: what crosses is a
-	// runtime.Ref to the object, which stays where it is.
+	// codegen.Ref to the object, which stays where it is.
 	byReference
 	// asStream values are io.Readers (or io.ReadClosers): what crosses is a
-	// runtime.StreamRef, and the bytes follow as a stream.
+	// codegen.StreamRef, and the bytes follow as a stream.
 	asStream
 )
 
@@ -27,7 +27,7 @@ type service struct {
 	obj      *types.TypeName
 	name     string // the interface's name, e.g. "Store"
 	fullName string // package path and name, e.g. "example.com/kv.Store"
-	id       uint64 // runtime.ServiceID(fullName)
+	id       uint64 // codegen.ServiceID(fullName)
 	methods  []*method
 
 	// Generated identifiers.
@@ -57,7 +57,7 @@ type service struct {
 type method struct {
 	name      string
 	signature string // the signature with full package paths and no names
-	id        uint64 // runtime.MethodID(service, name, signature)
+	id        uint64 // codegen.MethodID(service, name, signature)
 	params    []*value
 	results   []*value
 	variadic  bool

@@ -67,7 +67,7 @@ func TestStaleOutput(t *testing.T) {
 			return old
 		},
 		"incompatible runtime": func(old string) string {
-			return strings.ReplaceAll(old, "ProxygenV1_", "ProxygenV0_")
+			return strings.ReplaceAll(old, "ProxygenV2_", "ProxygenV1_")
 		},
 		"truncated": func(old string) string {
 			return old[:len(old)/2]

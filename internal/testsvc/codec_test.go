@@ -11,7 +11,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
@@ -20,8 +20,8 @@ import (
 // must read what they write: either side of a call may use either.
 
 var (
-	reflectEnc, _   = runtime.CBOREncOptions().EncMode()
-	reflectDec, _   = runtime.CBORDecOptions(runtime.DecodeLimits{}).DecMode()
+	reflectEnc, _   = codegen.CBOREncOptions().EncMode()
+	reflectDec, _   = codegen.CBORDecOptions(wire.Limits{}).DecMode()
 	canonicalEnc, _ = cbor.EncOptions{Sort: cbor.SortCanonical, NilContainers: cbor.NilContainerAsNull}.EncMode()
 )
 

@@ -11,7 +11,7 @@ import (
 )
 
 // reflective is the reflective encoder with the runtime's options
-// (runtime.CBOREncOptions, which this package cannot import).
+// (codegen.CBOREncOptions, which this package cannot import).
 var reflective, _ = cbor.EncOptions{Sort: cbor.SortNone, NilContainers: cbor.NilContainerAsNull}.EncMode()
 
 func TestAppendMatchesReflectiveEncoder(t *testing.T) {

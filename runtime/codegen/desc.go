@@ -1,22 +1,22 @@
-package runtime
+package codegen
 
 import (
 	"context"
 	"hash/fnv"
-	"sync/atomic"
 )
 
-// ProxygenV1_IfThisIsUndefinedRunGoGenerate is referenced by every file that
+// ProxygenV2_IfThisIsUndefinedRunGoGenerate is referenced by every file that
 // proxygen generates. A runtime that can no longer run that code drops the
 // constant, so stale generated code fails to compile with a message that says
 // what to do: run `go generate ./...` with the matching proxygen.
 //
 //lint:ignore ST1003 the name is the compiler's error message.
-const ProxygenV1_IfThisIsUndefinedRunGoGenerate = 1
+const ProxygenV2_IfThisIsUndefinedRunGoGenerate = 2
 
 // A ServiceDesc describes a service interface to the runtime. Proxygen
 // generates one per interface (FooService for interface Foo); users do not
-// write them by hand.
+// write them by hand, but pass them where the runtime asks for a service
+// (runtime.Node.Register, runtime.AsReference, cluster.Cluster.Serving).
 type ServiceDesc struct {
 	// Name is the interface's package path and name, e.g. "example.com/kv.Store".
 	Name string
@@ -26,14 +26,14 @@ type ServiceDesc struct {
 	// Methods lists the interface's methods.
 	Methods []*MethodDesc
 	// NewProxy returns the generated proxy (a value of the interface) that
-	// calls through c; the runtime uses it to restore a reference that a
-	// marshal transformer produced.
-	NewProxy func(c *Client) any
+	// calls through c. The runtime uses it to make proxies: those of
+	// runtime.NewProxy (which generated NewFooProxy functions call), of
+	// references received, and of cluster proxies' members.
+	NewProxy func(c Client) any
 }
 
-// A MethodDesc describes one method of a service.
-//
-// A MethodDesc holds state of the runtime's and is used by pointer only.
+// A MethodDesc describes one method of a service. It is used by pointer
+// only: the runtime keys its per-method state by it.
 type MethodDesc struct {
 	// Name is the method's name, e.g. "Get".
 	Name string
@@ -42,23 +42,19 @@ type MethodDesc struct {
 	Signature string
 	// ID is MethodID(service name, Name, Signature). A caller and a server
 	// built from different signatures therefore disagree on the ID, and the
-	// call fails with ErrUnknownMethod instead of decoding into the wrong types.
+	// call fails with runtime.ErrUnknownMethod instead of decoding into the
+	// wrong types.
 	ID uint64
 	// Handler decodes the arguments of a call, invokes impl (a value of the
 	// service's interface type) and replies with the results, or an error.
 	Handler Handler
-
-	// aside counts down the calls of this method to serve on a goroutine
-	// of their own rather than on the connection's reader: one of its
-	// calls outlasted the reader's budget (see serveInline).
-	aside atomic.Int32
 }
 
 // A Handler serves one method: it decodes the arguments with call.Decode,
 // calls the implementation and encodes the results with call.Reply (a
 // method whose only result is an error does not reply), or returns the
 // error. Proxygen writes handlers.
-type Handler func(ctx context.Context, impl any, call *ServerCall) error
+type Handler func(ctx context.Context, impl any, call ServerCall) error
 
 // ServiceID returns the identifier of the service named name (package path
 // and interface name): the 64-bit FNV-1a hash of the name.

@@ -1,0 +1,244 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/trellisrpc/trellis/examples/hello/greeter"
+	"github.com/trellisrpc/trellis/examples/transform/ledger"
+	"github.com/trellisrpc/trellis/keyring"
+	"github.com/trellisrpc/trellis/runtime"
+)
+
+// greeterImpl is the implementation of greeter.Greeter the examples serve.
+type greeterImpl struct{ name string }
+
+func (g greeterImpl) Hello(ctx context.Context, name string) (greeter.Greeting, error) {
+	if name == "" {
+		return greeter.Greeting{}, greeter.ErrNoName
+	}
+	return greeter.Greeting{Text: "Hello, " + name + "!", From: g.name}, nil
+}
+
+func (g greeterImpl) Count(ctx context.Context) (int, error) { return 0, nil }
+
+// Two nodes on the loopback interface: one serves the Greeter service, the
+// other calls it through the proxy that proxygen generated.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The cluster key: only nodes that hold it connect to each other.
+	keys, err := keyring.New([]byte("the cluster key all members share"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	server, err := runtime.NewNode(runtime.Config{Name: "server", Addr: "127.0.0.1:0", Keyring: keys})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer server.Close(context.Background())
+	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	client, err := runtime.NewNode(runtime.Config{Name: "client", Keyring: keys})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.Close(context.Background())
+	id, err := client.Connect(ctx, server.Addr().String())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	var g greeter.Greeter = greeter.NewGreeterProxy(client, id) // a Greeter that calls the server
+	greeting, err := g.Hello(ctx, "world")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(greeting.Text, "from", greeting.From)
+	fmt.Println("proxy's target is the server:", runtime.ProxyOf(g).Target() == server.ID())
+	// Output:
+	// Hello, world! from server
+	// proxy's target is the server: true
+}
+
+// exampleNodes returns a listening node and a node connected to it, and
+// a function that closes both; setup, if set, runs on both nodes before
+// they connect.
+func exampleNodes(ctx context.Context, setup func(*runtime.Node) error) (server, client *runtime.Node, closeAll func(), err error) {
+	keys, err := keyring.New([]byte("the cluster key all members share"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var nodes []*runtime.Node
+	closeAll = func() {
+		for _, n := range nodes {
+			n.Close(context.Background())
+		}
+	}
+	for _, cfg := range []runtime.Config{
+		{Name: "server", Addr: "127.0.0.1:0", Keyring: keys},
+		{Name: "client", Keyring: keys},
+	} {
+		n, err := runtime.NewNode(cfg)
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, err
+		}
+		nodes = append(nodes, n)
+		if setup != nil {
+			if err := setup(n); err != nil {
+				closeAll()
+				return nil, nil, nil, err
+			}
+		}
+	}
+	server, client = nodes[0], nodes[1]
+	if _, err := client.Connect(ctx, server.Addr().String()); err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	return server, client, closeAll, nil
+}
+
+// An error registered on both nodes keeps its identity across the wire:
+// errors.Is holds on the caller's side.
+func ExampleRegisterError() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	server, client, closeAll, err := exampleNodes(ctx, func(n *runtime.Node) error {
+		return runtime.RegisterError(n, "greeter.NoName", greeter.ErrNoName)
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeAll()
+	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	_, err = greeter.NewGreeterProxy(client, server.ID()).Hello(ctx, "")
+	fmt.Println("ErrNoName:", errors.Is(err, greeter.ErrNoName))
+	var ce *runtime.CallError
+	fmt.Println("a call error naming the method:", errors.As(err, &ce) && ce.Method != "")
+	// Output:
+	// ErrNoName: true
+	// a call error naming the method: true
+}
+
+// clerk implements ledger.Ledger: Settle returns the accounts it was given
+// with the postings applied.
+type clerk struct{}
+
+func (clerk) Settle(ctx context.Context, postings []ledger.Posting) (map[string]*ledger.Account, error) {
+	out := map[string]*ledger.Account{}
+	for _, p := range postings {
+		s := p.Account.Snapshot()
+		if a, ok := out[s.ID]; ok {
+			s = a.Snapshot()
+		}
+		s.Balance += p.Amount
+		out[s.ID] = ledger.Restore(s, nil)
+	}
+	return out, nil
+}
+
+func (clerk) Pay(ctx context.Context, w ledger.Wallet, amount int64, memo string) (int64, error) {
+	return w.Credit(ctx, amount, memo)
+}
+
+// A marshal transformer lets a value that cannot be serialized (an
+// *ledger.Account holds a lock and an open file) cross as a snapshot, and
+// be rebuilt on arrival. Both nodes register it.
+func ExampleRegisterTransformer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	server, client, closeAll, err := exampleNodes(ctx, func(n *runtime.Node) error {
+		return runtime.RegisterTransformer(n,
+			func(a *ledger.Account) (ledger.Snapshot, error) { return a.Snapshot(), nil },
+			func(s ledger.Snapshot) (*ledger.Account, error) { return ledger.Restore(s, nil), nil })
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeAll()
+	if err := ledger.RegisterLedger(server, clerk{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	alice := ledger.NewAccount("a1", "alice", 100, nil)
+	settled, err := ledger.NewLedgerProxy(client, server.ID()).Settle(ctx, []ledger.Posting{
+		{Account: alice, Amount: 20},
+		{Account: alice, Amount: -5},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ids := make([]string, 0, len(settled))
+	for id := range settled {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		fmt.Println("settled:", settled[id])
+	}
+	fmt.Println("the caller's account is unchanged:", alice)
+	// Output:
+	// settled: a1 (alice) 115
+	// the caller's account is unchanged: a1 (alice) 100
+}
+
+// A message transformer on a proxy sees every encoded call it sends: here
+// it adds metadata, which the implementation reads from its context.
+func ExampleClient_SetTransformer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	server, client, closeAll, err := exampleNodes(ctx, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeAll()
+	if err := greeter.RegisterGreeter(server, tokenGreeter{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	g := greeter.NewGreeterProxy(client, server.ID())
+	runtime.ProxyOf(g).SetTransformer(runtime.TransformerFuncs{
+		Out: func(m *runtime.Message) error {
+			if !m.Reply {
+				m.Metadata.Set("token", "s3cret")
+			}
+			return nil
+		},
+	})
+	greeting, err := g.Hello(ctx, "world")
+	fmt.Println(greeting.Text, err)
+	// Output: Hello, world (token s3cret)! <nil>
+}
+
+// tokenGreeter greets with the token its caller sent as metadata.
+type tokenGreeter struct{ greeterImpl }
+
+func (tokenGreeter) Hello(ctx context.Context, name string) (greeter.Greeting, error) {
+	info, _ := runtime.CallInfoFrom(ctx)
+	token, _ := info.Metadata.Get("token")
+	return greeter.Greeting{Text: fmt.Sprintf("Hello, %s (token %s)!", name, token)}, nil
+}
