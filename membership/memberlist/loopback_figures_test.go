@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"math"
+	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -107,7 +108,9 @@ type loopMember struct {
 
 func measureLoopback(t *testing.T, backend string, n int, window time.Duration) loopFigures {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	var seed string
+	var seed string      // the first member's address: the built-in backend's seed
+	var started []string // the members' addresses: memberlist's seeds
+	rng := rand.New(rand.NewPCG(uint64(n), 7))
 	newMember := func(i int) loopMember {
 		id := nodeid.ID(0x10000 + i)
 		name, addr := fmt.Sprintf("n%d", i), fmt.Sprintf("10.1.%d.%d:7001", i/256, i%256)
@@ -138,8 +141,14 @@ func measureLoopback(t *testing.T, backend string, n int, window time.Duration) 
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Each joins through a member chosen at random, as a cluster
+			// whose members know a few seeds each would: through one seed,
+			// every join's state exchange lands on the same member.
+			if len(started) > 0 {
+				seeds = []string{started[rng.IntN(len(started))]}
+			}
 			nd, err := memberlist.New(memberlist.Config{ID: id, Name: name, Addr: addr, Keys: [][]byte{key},
-				Transport: tr, Seeds: seeds, Preset: memberlist.LAN, RejoinInterval: time.Hour})
+				Transport: tr, Seeds: seeds, Preset: memberlist.LAN})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,11 +176,13 @@ func measureLoopback(t *testing.T, backend string, n int, window time.Duration) 
 			t.Fatal(err)
 		}
 		ms = append(ms, m)
+		started = append(started, m.d.Local().PacketAddr.String())
 		if i == 0 {
-			seed = m.d.Local().PacketAddr.String()
+			seed = started[0]
 		}
 	}
 	waitAll := func(want int) {
+		since, report := time.Now(), time.Now()
 		for {
 			all := true
 			for _, m := range ms {
@@ -183,8 +194,17 @@ func measureLoopback(t *testing.T, backend string, n int, window time.Duration) 
 			if all {
 				return
 			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s N=%d: the members do not all list %d members", backend, n, want)
+			if ctx.Err() != nil || time.Since(report) > 30*time.Second {
+				report = time.Now()
+				lo, hi := n, 0
+				for _, m := range ms {
+					k := len(m.d.Members())
+					lo, hi = min(lo, k), max(hi, k)
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("%s N=%d: the members do not all list %d members: they list %d to %d", backend, n, want, lo, hi)
+				}
+				t.Logf("%s N=%d: after %v the members list %d to %d members of %d", backend, n, time.Since(since).Round(time.Second), lo, hi, want)
 			}
 			// Polling N member lists (each a copy): no single event says
 			// "all"; less often as N grows.
@@ -320,7 +340,8 @@ func awaitEvent(ctx context.Context, subs []*membership.Subscription, kind membe
 type countingTransport struct {
 	*ml.NetTransport
 	streams        chan net.Conn
-	done           chan struct{}
+	done           chan struct{} // closed when shutting down
+	stopped        chan struct{} // closed once the NetTransport is shut down
 	wg             sync.WaitGroup
 	bytes, packets atomic.Uint64
 }
@@ -331,20 +352,21 @@ func newCountingTransport() (*countingTransport, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &countingTransport{NetTransport: nt, streams: make(chan net.Conn), done: make(chan struct{})}
+	t := &countingTransport{NetTransport: nt, streams: make(chan net.Conn), done: make(chan struct{}), stopped: make(chan struct{})}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		for {
+			// Once shutting down, streams still accepted are closed: the
+			// NetTransport's listener waits for each to be taken.
 			select {
 			case c := <-nt.StreamCh():
 				select {
 				case t.streams <- &countingConn{Conn: c, t: t}:
 				case <-t.done:
 					c.Close()
-					return
 				}
-			case <-t.done:
+			case <-t.stopped:
 				return
 			}
 		}
@@ -381,6 +403,7 @@ func (t *countingTransport) StreamCh() <-chan net.Conn { return t.streams }
 func (t *countingTransport) Shutdown() error {
 	close(t.done)
 	err := t.NetTransport.Shutdown()
+	close(t.stopped)
 	t.wg.Wait()
 	return err
 }
