@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"sync"
 	"testing"
 	"time"
 )
@@ -12,11 +11,9 @@ import (
 // watchdog would).
 type blocker struct {
 	*recorder
-	conn     *Conn
-	release  chan struct{}
-	once     sync.Once
-	late     ReadToken // the token of a message whose method has returned
-	lateOnce sync.Once
+	conn    *Conn
+	release chan struct{}
+	late    ReadToken // the token of a message whose method has returned
 }
 
 func (h *blocker) HandleMessage(kind Kind, id uint64, payload []byte) error {

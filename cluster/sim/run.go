@@ -220,7 +220,7 @@ func (r *runner) run() {
 		if next > end {
 			break
 		}
-		time.Sleep(r.start.Add(next).Sub(time.Now()))
+		time.Sleep(time.Until(r.start.Add(next)))
 		if nextStart < s.Nodes && s.Starts[nextStart] == next {
 			if err := r.w.Start(nextStart); err != nil {
 				r.violate("setup", "%v", err)

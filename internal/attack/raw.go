@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -162,6 +161,3 @@ func DialRaw(ctx context.Context, addr string, handshake []byte) (*Conn, error) 
 	}
 	return &Conn{nc: nc, br: bufio.NewReader(nc)}, nil
 }
-
-// errClosedByTarget reports a connection the target closed.
-var errClosedByTarget = errors.New("attack: connection closed by the target")

@@ -120,6 +120,7 @@ type Plain struct {
 	Nested [][]string
 	Tags   Tags
 	Name   Name
+	//lint:ignore U1000 the field is there to be left out by both codecs.
 	hidden int `cbor:"-"` // not encoded, by either codec
 }
 

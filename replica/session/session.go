@@ -106,7 +106,6 @@ type Session struct {
 	owner   nodeid.ID
 	backups []nodeid.ID
 	dirty   bool
-	saveErr error
 }
 
 type ctxKey struct{}
