@@ -33,6 +33,12 @@ type Options struct {
 	// Addr is the TCP address the node listens on for RPC (default
 	// DefaultAddr). The port may be 0.
 	Addr string
+	// Listener, when set, is the listener the node serves RPC on instead
+	// of listening on Addr (which must then be empty): one inherited from
+	// a supervisor (socket activation), or opened by the caller with
+	// options of its own. The cluster owns it from Join on: it is closed
+	// with the node, or when Join fails.
+	Listener net.Listener
 	// AdvertiseAddr is the RPC address the other members dial (default: the
 	// listening address, its host replaced by an address of this machine
 	// when it is unspecified, as in ":0").
@@ -107,6 +113,16 @@ type Options struct {
 // start-up only. Register the services the member serves on c.Node() (they
 // are advertised to the other members), and end with Leave, or Close.
 func Join(ctx context.Context, o Options) (c *Cluster, err error) {
+	if o.Listener != nil {
+		defer func() {
+			if err != nil {
+				o.Listener.Close() // the node closed it already, or never took it
+			}
+		}()
+		if o.Addr != "" {
+			return nil, fmt.Errorf("cluster: join: both Options.Addr (%s) and Options.Listener (%s) are set", o.Addr, o.Listener.Addr())
+		}
+	}
 	ring := o.Keyring
 	if ring == nil {
 		keys := o.Keys
@@ -150,7 +166,7 @@ func Join(ctx context.Context, o Options) (c *Cluster, err error) {
 	if o.ID == nodeid.None {
 		o.ID = nodeid.New()
 	}
-	if o.Addr == "" {
+	if o.Addr == "" && o.Listener == nil {
 		o.Addr = DefaultAddr
 	}
 	if o.SeedRefresh <= 0 {
@@ -174,6 +190,16 @@ func Join(ctx context.Context, o Options) (c *Cluster, err error) {
 		cctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		node.Close(cctx)
+	}
+	if o.Listener != nil {
+		if node.Addr() != nil {
+			closeNode()
+			return nil, fmt.Errorf("cluster: join: Options.Listener is set but the node listens on %s (Options.Node set Addr?)", node.Addr())
+		}
+		if err := node.Serve(o.Listener); err != nil {
+			closeNode()
+			return nil, fmt.Errorf("cluster: join: %w", err)
+		}
 	}
 	addr := o.AdvertiseAddr
 	if addr == "" {

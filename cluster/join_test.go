@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -229,5 +230,48 @@ func TestJoinStateFile(t *testing.T) {
 	if c, err := cluster.Join(ctx, cluster.Options{Key: testKey, ID: 42, StateFile: path, Addr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0"}); err == nil {
 		c.Close()
 		t.Fatal("a member joined with another member's state file")
+	}
+}
+
+// TestJoinListener checks that a member serves RPC on the listener it is
+// given (the others connect to it there), that the listener is closed with
+// the member, and that Join refuses a listener beside an address, closing it.
+func TestJoinListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &joined{t: t, seed: freeUDPAddr(t)}
+	first := j.join("M0")
+	second := j.join("M1", func(o *cluster.Options) { o.Addr, o.Listener = "", ln })
+	waitMembers(t, 2, j.cs...)
+	if got := second.Node().Addr(); got == nil || got.String() != ln.Addr().String() {
+		t.Fatalf("the member listens on %v, want the listener given, %v", got, ln.Addr())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !first.Node().Connected(second.ID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the neighbour never connected to the member serving the listener given")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	second.Close()
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the listener still accepts after Close")
+	}
+
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cluster.Join(context.Background(), cluster.Options{Addr: "127.0.0.1:0", Listener: ln2, Key: testKey, Seeds: []string{j.seed}})
+	if err == nil {
+		c.Close()
+		t.Fatal("Join accepted both Addr and Listener")
+	}
+	ln2.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second))
+	if _, aerr := ln2.Accept(); !errors.Is(aerr, net.ErrClosed) {
+		t.Fatalf("accepting on the listener of a refused Join: %v, want net.ErrClosed", aerr)
 	}
 }

@@ -1,10 +1,13 @@
 package membership
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	clusterkeys "github.com/trellisrpc/trellis/keyring"
@@ -46,6 +49,16 @@ const (
 	// time and incarnation may be before they are refused as implausible.
 	DefaultMaxClockSkew = 10 * time.Second
 )
+
+// A Resolver looks up the IP addresses of a host name, as
+// (*net.Resolver).LookupNetIP does (network "ip4").
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// MaxSeedAddrs is how many addresses of one seed host name are
+// heartbeated: the lowest ones, when a name resolves to more.
+const MaxSeedAddrs = 8
 
 // Config configures a Node. The zero value of every field but Keyring (or
 // Keys) has a usable default.
@@ -103,9 +116,14 @@ type Config struct {
 	// absent) heartbeated in addition to multicast. Members learned through them
 	// are propagated, so every node ends up heartbeating every other.
 	Seeds []string
-	// SeedRefresh is how often seeds that did not resolve are retried; zero means
-	// 10 s.
+	// SeedRefresh is how often the seeds' host names are resolved again, so
+	// that a seed whose address changes (a DNS name over a set of pods or
+	// machines) is followed; zero means 10 s. A name that fails to resolve
+	// keeps the addresses it last had; a name has at most MaxSeedAddrs
+	// addresses, and each look-up is bounded by SeedRefresh (at most 5 s).
 	SeedRefresh time.Duration
+	// Resolver looks up the seeds' host names; nil means net.DefaultResolver.
+	Resolver Resolver
 
 	// Interval is the heartbeat period; zero means DefaultInterval.
 	Interval time.Duration
@@ -192,8 +210,16 @@ func (c Config) normalize() (Config, error) {
 	if c.DisableMulticast && len(c.Seeds) == 0 && c.Transport == nil {
 		return c, errors.New("membership: config: multicast disabled and no seeds: the node could never find anyone")
 	}
+	for _, seed := range c.Seeds {
+		if err := checkSeed(seed); err != nil {
+			return c, fmt.Errorf("membership: config: seed %q: %w", seed, err)
+		}
+	}
 	if c.SeedRefresh <= 0 {
 		c.SeedRefresh = 10 * time.Second
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
@@ -244,4 +270,20 @@ func (c Config) normalize() (Config, error) {
 	c.Keys = append([][]byte(nil), c.Keys...)
 	c.Seeds = append([]string(nil), c.Seeds...)
 	return c, nil
+}
+
+// checkSeed refuses a seed that is not "host[:port]" with a port from 1 to
+// 65535.
+func checkSeed(seed string) error {
+	host, port, err := net.SplitHostPort(seed)
+	if err != nil {
+		host, port = seed, strconv.Itoa(DefaultUnicastPort)
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
 }

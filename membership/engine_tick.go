@@ -318,9 +318,12 @@ func (e *engine) setMeta(meta []byte) {
 	}
 }
 
-// setSeeds replaces the resolved seed addresses.
-func (e *engine) setSeeds(seeds []netip.AddrPort) {
+// setSeeds replaces the resolved seed addresses, and reports whether they
+// changed.
+func (e *engine) setSeeds(seeds []netip.AddrPort) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	changed := !slices.Equal(e.seeds, seeds)
 	e.seeds = seeds
+	return changed
 }

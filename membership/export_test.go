@@ -19,7 +19,7 @@ func (n *Node) SimStart(now time.Time, tr Transport, seed uint64) {
 	n.tr = tr
 	n.e.tr = tr
 	n.e.rng = rand.New(rand.NewPCG(seed, uint64(n.cfg.ID)))
-	seeds, _ := resolveSeeds(n.ctx, n.cfg.Seeds)
+	seeds, _ := n.seeds.resolve(n.ctx, n.cfg.Resolver, n.cfg.Seeds)
 	n.e.setSeeds(seeds)
 	n.e.start(now)
 	n.started = true
@@ -86,4 +86,11 @@ func (f Forgery) Encode(label string, key []byte) []byte {
 		panic(err)
 	}
 	return k.sign(b)
+}
+
+// SeedAddrs returns the seed addresses n heartbeats now.
+func (n *Node) SeedAddrs() []netip.AddrPort {
+	n.e.mu.Lock()
+	defer n.e.mu.Unlock()
+	return append([]netip.AddrPort(nil), n.e.seeds...)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	tr      Transport
+	seeds   seedCache // Start's, then seedLoop's
 }
 
 // New checks cfg and returns a node that is not yet started.
@@ -84,7 +86,7 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		tr = udp
 	}
-	seeds, unresolved := resolveSeeds(ctx, n.cfg.Seeds)
+	seeds, names := n.seeds.resolve(ctx, n.cfg.Resolver, n.cfg.Seeds)
 	if err := ctx.Err(); err != nil {
 		tr.Close()
 		return fmt.Errorf("membership: start: resolving seeds: %w", err)
@@ -99,7 +101,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.wg.Add(2)
 	go n.readLoop()
 	go n.tickLoop()
-	if unresolved {
+	if names {
 		n.wg.Add(1)
 		go n.seedLoop()
 	}
@@ -147,7 +149,11 @@ func (n *Node) tickLoop() {
 	}
 }
 
-// seedLoop re-resolves the seeds every SeedRefresh while some do not resolve.
+// maxSeedLookup bounds one look-up of the seeds' names.
+const maxSeedLookup = 5 * time.Second
+
+// seedLoop resolves the seeds' host names again every SeedRefresh, and
+// heartbeats the addresses they have now.
 func (n *Node) seedLoop() {
 	defer n.wg.Done()
 	t := n.cfg.Clock.NewTicker(n.cfg.SeedRefresh)
@@ -158,19 +164,26 @@ func (n *Node) seedLoop() {
 			return
 		case <-t.C():
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SeedRefresh)
-		seeds, unresolved := resolveSeeds(ctx, n.cfg.Seeds)
+		ctx, cancel := context.WithTimeout(n.ctx, min(n.cfg.SeedRefresh, maxSeedLookup))
+		seeds, _ := n.seeds.resolve(ctx, n.cfg.Resolver, n.cfg.Seeds)
 		cancel()
-		n.e.setSeeds(seeds)
-		if !unresolved {
-			return
+		if n.e.setSeeds(seeds) {
+			n.cfg.Logger.Info("membership: seed addresses changed", "seeds", seeds)
 		}
 	}
 }
 
-// resolveSeeds resolves "host[:port]" seeds to IPv4 addresses; unresolved reports
-// whether any failed (they are logged by the caller's retries).
-func resolveSeeds(ctx context.Context, seeds []string) (out []netip.AddrPort, unresolved bool) {
+// seedCache remembers the addresses each seed host name last resolved to,
+// for a look-up that fails. Only the goroutine resolving uses it.
+type seedCache struct {
+	last map[string][]netip.AddrPort
+}
+
+// resolve resolves "host[:port]" seeds to IPv4 addresses, at most
+// MaxSeedAddrs per host name (the lowest); a name that does not resolve
+// keeps the addresses it last had. names reports whether any seed is a
+// host name, to resolve again later.
+func (sc *seedCache) resolve(ctx context.Context, r Resolver, seeds []string) (out []netip.AddrPort, names bool) {
 	for _, s := range seeds {
 		host, portStr, err := net.SplitHostPort(s)
 		if err != nil {
@@ -178,23 +191,32 @@ func resolveSeeds(ctx context.Context, seeds []string) (out []netip.AddrPort, un
 		}
 		port, err := strconv.ParseUint(portStr, 10, 16)
 		if err != nil || port == 0 {
-			unresolved = true
-			continue
+			continue // refused by Config.normalize
 		}
 		if ip, err := netip.ParseAddr(host); err == nil {
 			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
 			continue
 		}
-		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		names = true
+		ips, err := r.LookupNetIP(ctx, "ip4", host)
 		if err != nil || len(ips) == 0 {
-			unresolved = true
+			out = append(out, sc.last[s]...)
 			continue
 		}
+		addrs := make([]netip.AddrPort, 0, min(len(ips), MaxSeedAddrs))
 		for _, ip := range ips {
-			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
+			addrs = append(addrs, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
 		}
+		slices.SortFunc(addrs, netip.AddrPort.Compare)
+		addrs = slices.Compact(addrs)
+		addrs = addrs[:min(len(addrs), MaxSeedAddrs):min(len(addrs), MaxSeedAddrs)]
+		if sc.last == nil {
+			sc.last = make(map[string][]netip.AddrPort)
+		}
+		sc.last[s] = addrs
+		out = append(out, addrs...)
 	}
-	return out, unresolved
+	return out, names
 }
 
 // Local returns the local node's own entry.
