@@ -39,7 +39,11 @@ var (
 	// ErrShuttingDown: the remote node is shutting down and refused new work.
 	ErrShuttingDown = errors.New("trellis: remote node shutting down")
 	// ErrOverloaded: the remote node has Config.MaxConcurrentCalls calls of
-	// this caller in progress and refused one more.
+	// this caller in progress, or holds this caller's share of its memory
+	// (Config.MaxPeerMemory) in arguments and unread replies, and refused
+	// one more call; or it ran the call but could not hold its reply for
+	// this caller, which then reads its replies too slowly (the error says
+	// so, and CallError.NotSent is false).
 	ErrOverloaded = errors.New("trellis: remote node overloaded")
 	// ErrTooLarge: the encoded arguments (refused by the caller's node,
 	// before sending) or results (refused by the server's node, which
@@ -106,6 +110,7 @@ const (
 	codeUnreachable
 	codeRefused // shutting down: the call was not started
 	codeTooLarge
+	codeReplyDropped // the call ran, but its reply was over the caller's share of the node's memory
 )
 
 // codeBadRef: a call or release named an object of the server that the
@@ -254,6 +259,8 @@ func machineryError(w *wireError) error {
 		return ErrShuttingDown
 	case codeOverloaded:
 		return ErrOverloaded
+	case codeReplyDropped:
+		base = ErrOverloaded
 	case codeRefused:
 		return ErrShuttingDown
 	case codeNoRoute:

@@ -28,6 +28,12 @@ import (
 // one call closer: so handlers that block do not pay a hand-off each, nor
 // wait for each other on the reader.
 //
+// A peer has at most maxAside calls served aside at once; its next calls
+// are served inline, so that a peer sending many requests at once does not
+// start as many handlers before the first reply (and what it builds) is
+// counted (see transport.Conn.SendReply): when an inline call blocks, the
+// monitor reads on, at most one more call per tick.
+//
 // The monitor ticks every inlineTick (a slower tick wakes the machine
 // less often while calls are served): a handler that blocks holds its
 // connection up to two ticks once, then its method goes aside.
@@ -36,6 +42,7 @@ const (
 	inlineTick   = time.Millisecond
 	inlineIdle   = 20 * time.Millisecond
 	asideCalls   = 64
+	maxAside     = 16
 )
 
 // A watchdog is the monitor's view of one connection: the token of the
@@ -107,10 +114,12 @@ func (p *peer) serveInline(sc *serverCall) {
 	}
 }
 
-// serveAside serves sc on a goroutine of its own, the caller's.
+// serveAside serves sc on a goroutine of its own, the caller's, counted in
+// the peer's aside calls.
 func (sc *serverCall) serveAside() {
 	growStack(0)
-	m := sc.entry
+	m, p := sc.entry, sc.peer
+	defer p.aside.Add(-1)
 	start := sc.node.inline.now()
 	sc.serve()
 	if time.Duration(sc.node.inline.now()-start) < inlineBudget {

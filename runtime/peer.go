@@ -22,6 +22,7 @@ type peer struct {
 	nextCall atomic.Uint64
 	watchdog watchdog      // for calls served on the connection's reader
 	closing  atomic.Bool   // this node is closing the connection
+	aside    atomic.Int32  // calls of the peer served on goroutines of their own (see maxAside)
 	idle     chan struct{} // capacity 1: signalled when a call ends while closing
 
 	mu      sync.Mutex
@@ -154,9 +155,26 @@ func (p *peer) sendInline(ctx context.Context, kind transport.Kind, id uint64, b
 	return p.sendErr(p.conn.SendInline(ctx, kind, id, buf))
 }
 
+// sendReply sends the reply to one of the peer's requests: it counts as
+// the peer's backpressure and against the node's budget (see
+// transport.Conn.SendReply), and fails with transport.ErrOverBudget when
+// the peer holds its share already.
+func (p *peer) sendReply(ctx context.Context, kind transport.Kind, id uint64, buf *transport.Buffer) error {
+	return p.sendErr(p.conn.SendReply(ctx, kind, id, buf))
+}
+
+// sendReplyInline is sendReply for goroutines other than the connection's
+// reader, as sendInline.
+func (p *peer) sendReplyInline(ctx context.Context, kind transport.Kind, id uint64, buf *transport.Buffer) error {
+	return p.sendErr(p.conn.SendReplyInline(ctx, kind, id, buf))
+}
+
 func (p *peer) sendErr(err error) error {
 	if errors.Is(err, transport.ErrTooLarge) {
 		return fmt.Errorf("%w: %v", ErrTooLarge, err)
+	}
+	if errors.Is(err, transport.ErrOverBudget) {
+		return err
 	}
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		if p.node.isClosing() {

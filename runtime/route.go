@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/trellisrpc/trellis/transport"
@@ -285,7 +286,9 @@ func (q *peer) forwardReply(cl *call, payload []byte) {
 	l.finish(nil)
 	buf := transport.GetBuffer()
 	buf.Write(payload)
-	from.send(context.Background(), kindResponse, id, buf)
+	if err := from.sendReply(context.Background(), kindResponse, id, buf); errors.Is(err, transport.ErrOverBudget) {
+		q.node.replyDropped(from, id, "relayed reply", err)
+	}
 }
 
 // failRelayed answers a relayed call whose next hop is gone.

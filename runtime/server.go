@@ -81,6 +81,7 @@ type serverCall struct {
 	bodyBuf  *transport.Buffer  // a copy of the arguments (small messages)
 	message  *transport.Payload // the received message itself (large ones)
 	reply    *transport.Buffer  // the encoded results, once Reply is called
+	charged  int                // bytes of arguments charged to the node's budget
 	batched  bool               // more calls wait behind this one: leave the reply to the writer
 }
 
@@ -153,23 +154,38 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 		}
 		req.metadata, req.body = msg.Metadata, msg.Body
 	}
-	sc := &serverCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: caller, hops: 1}
+	// The arguments are held until the call ends: the peer's share of the
+	// node's budget bounds them.
+	if !p.conn.Charge(len(req.body)) {
+		n.refusedArgs(p, id, len(req.body))
+		return nil
+	}
+	sc := &serverCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: caller, hops: 1, charged: len(req.body)}
 	sc.ctx.call = sc
 	if req.routed {
 		sc.hops = DefaultMaxHops - int(req.ttl) + 1
 	}
 	p.mu.Lock()
 	switch {
+	case p.closed != nil:
+		// The connection is gone: the call is not started, and nobody
+		// waits for its reply.
+		p.mu.Unlock()
+		p.conn.Uncharge(sc.charged)
+		return nil
 	case p.serving[id] != nil || p.relayed[id].to != nil:
 		p.mu.Unlock()
+		p.conn.Uncharge(sc.charged)
 		return &transport.ProtocolError{Reason: fmt.Sprintf("call id %d is already in progress", id)}
 	case len(p.serving) >= n.cfg.MaxConcurrentCalls:
 		p.mu.Unlock()
+		p.conn.Uncharge(sc.charged)
 		n.replyError(p, id, wireError{Code: codeOverloaded, Message: fmt.Sprintf("%d calls in progress", len(p.serving))})
 		return nil
 	}
 	if !n.startServing() {
 		p.mu.Unlock()
+		p.conn.Uncharge(sc.charged)
 		n.replyError(p, id, wireError{Code: codeRefused, Message: "node " + n.cfg.Name + " is shutting down"})
 		return nil
 	}
@@ -190,7 +206,8 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	if req.timeout > 0 {
 		sc.ctx.setTimeout(req.timeout)
 	}
-	if sc.entry.aside.Load() > 0 {
+	if sc.entry.aside.Load() > 0 && p.aside.Load() < maxAside {
+		p.aside.Add(1)
 		go sc.serveAside()
 	} else {
 		p.serveInline(sc)
@@ -243,7 +260,8 @@ func (sc *serverCall) serve() {
 		sc.message.Release()
 	}
 	transport.PutBuffer(sc.bodyBuf)
-	sc.body, sc.bodyBuf, sc.message = nil, nil, nil
+	p.conn.Uncharge(sc.charged)
+	sc.body, sc.bodyBuf, sc.message, sc.charged = nil, nil, nil, 0
 	reply := sc.reply
 	sc.reply = nil
 	if err != nil && reply != nil {
@@ -300,22 +318,49 @@ func (sc *serverCall) serve() {
 	p.mu.Unlock()
 	var err2 error
 	if alone {
-		err2 = p.sendInline(context.Background(), kindResponse, sc.id, reply)
+		err2 = p.sendReplyInline(context.Background(), kindResponse, sc.id, reply)
 	} else {
-		err2 = p.send(context.Background(), kindResponse, sc.id, reply)
+		err2 = p.sendReply(context.Background(), kindResponse, sc.id, reply)
 	}
-	sc.replyTooLarge(err2)
+	sc.replyRefused(err2)
 }
 
-// replyTooLarge turns a reply refused as too large into an error reply, so
-// that the caller hears of it at once, and logs it here.
-func (sc *serverCall) replyTooLarge(err error) {
-	if !errors.Is(err, ErrTooLarge) {
+// replyRefused turns a reply refused as too large, or over the peer's share
+// of the node's budget, into an error reply, so that the caller hears of
+// it at once, and logs it here.
+func (sc *serverCall) replyRefused(err error) {
+	if err == nil {
 		return
 	}
 	n, method := sc.node, methodName(sc.entry.svc, sc.entry.method)
-	n.log.Warn("trellis: reply refused: results too large", "peer", sc.caller, "method", method, "err", err)
-	n.replyError(sc.peer, sc.id, wireError{Code: codeTooLarge, Message: "results of " + method + ": " + err.Error()})
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		n.log.Warn("trellis: reply refused: results too large", "peer", sc.caller, "method", method, "err", err)
+		n.replyError(sc.peer, sc.id, wireError{Code: codeTooLarge, Message: "results of " + method + ": " + err.Error()})
+	case errors.Is(err, transport.ErrOverBudget):
+		n.replyDropped(sc.peer, sc.id, "results of "+method, err)
+	}
+}
+
+// replyDropped answers call id of p, whose reply (what) the node could not
+// hold, with a short error, and logs it at most once per logEvery per peer.
+func (n *Node) replyDropped(p *peer, id uint64, what string, err error) {
+	if ok, held := n.logs.allow("reply dropped", p.id); ok {
+		n.log.Warn("trellis: reply dropped: the peer's unsent replies hold its share of the node's memory (MaxPeerMemory)",
+			"peer", p.id, "what", what, "err", err, "dropped before", held)
+	}
+	n.replyError(p, id, wireError{Code: codeReplyDropped, Message: what + ": " + err.Error()})
+}
+
+// refusedArgs answers call id of p, whose arguments of size bytes are over
+// the peer's share of the node's budget, and logs it at most once per
+// logEvery per peer.
+func (n *Node) refusedArgs(p *peer, id uint64, size int) {
+	if ok, held := n.logs.allow("arguments refused", p.id); ok {
+		n.log.Warn("trellis: call refused: its arguments exceed the peer's share of the node's memory (MaxPeerMemory)",
+			"peer", p.id, "size", size, "refused before", held)
+	}
+	n.replyError(p, id, wireError{Code: codeOverloaded, Message: fmt.Sprintf("node %s: arguments of %d bytes exceed this caller's share of its memory budget", n.cfg.Name, size)})
 }
 
 // Reply encodes the results of the call (a pointer to the generated results
@@ -361,7 +406,7 @@ func (sc *serverCall) replyTransformed(t Transformer, reply *transport.Buffer) {
 	buf := transport.GetBuffer()
 	buf.Write(appendResponse(buf.AvailableBuffer(), false, msg.Metadata))
 	buf.Write(msg.Body)
-	sc.replyTooLarge(p.send(context.Background(), kindResponse, sc.id, buf))
+	sc.replyRefused(p.sendReply(context.Background(), kindResponse, sc.id, buf))
 }
 
 // endServing removes a served call from p's table.
@@ -413,8 +458,26 @@ func (n *Node) replyError(p *peer, id uint64, w wireError) {
 		n.log.Error("trellis: encoding an error reply", "err", err)
 		return
 	}
-	p.send(context.Background(), kindResponse, id, buf)
+	err := p.sendReply(context.Background(), kindResponse, id, buf)
+	if errors.Is(err, transport.ErrOverBudget) {
+		// A long error over the peer's budget: the caller still hears of
+		// it, with the start of its message (a reply this small is never
+		// refused).
+		w = wireError{Code: w.Code, Message: w.Message[:min(len(w.Message), maxDroppedMessage)]}
+		buf = transport.GetBuffer()
+		buf.Write(appendResponse(buf.AvailableBuffer(), true, nil))
+		if n.codec.enc.MarshalToBuffer(&w, &buf.Buffer) != nil {
+			transport.PutBuffer(buf)
+			return
+		}
+		p.sendReply(context.Background(), kindResponse, id, buf)
+	}
 }
+
+// maxDroppedMessage is how much of an error reply's message is kept when
+// the whole does not fit the peer's budget: the reply then stays under the
+// size a reply is always charged without refusal.
+const maxDroppedMessage = 1 << 10
 
 // callCtx is the context of a call being served: cancelled by the caller's
 // cancel frame, by its deadline, or by the node closing. It is allocated

@@ -6,16 +6,23 @@ import (
 )
 
 // A Budget bounds the memory that all the connections of one node hold on
-// behalf of their peers in partly received messages, and shares it: the
+// behalf of their peers, and shares it. It is charged with the partly
+// received messages of every connection, with the replies each owes its
+// peer and has not written yet (Conn.SendReply), and with what Handlers
+// hold for peers (Conn.Charge: the arguments of calls being served). The
 // connections together never hold more than the limit, and while the
 // others hold more than half of it a connection may hold no more than its
 // share, the limit divided by the number of connections (so one message
-// of up to half the limit always fits while the others hold little). A
-// connection that asks for more than it may is closed with a
-// *ProtocolError: a peer that opens many messages and completes none, on
-// one connection or on many, cannot hold more than the node's limit. Give
-// the same Budget to every Listener and Dial of a node (Config.Budget). A
-// Budget is safe for concurrent use.
+// of up to half the limit always fits while the others hold little); nor
+// may one connection owe its peer replies of more than half the limit.
+//
+// A connection whose partly received messages ask for more than they may
+// is closed with a *ProtocolError: a peer that opens many messages and
+// completes none, on one connection or on many, cannot hold more than the
+// node's limit. A reply or a charge refused fails with ErrOverBudget
+// instead, and the connection stays up. Give the same Budget to every
+// Listener and Dial of a node (Config.Budget). A Budget is safe for
+// concurrent use.
 type Budget struct {
 	limit int64
 	used  atomic.Int64
@@ -51,6 +58,19 @@ func (b *Budget) take(n, held int64) bool {
 		}
 	}
 }
+
+// takeOwed charges n bytes of a reply owed by a connection that holds held
+// bytes of replies and charges, reporting whether it may: as take, and one
+// connection owes no more than half the limit (beyond its first reply).
+func (b *Budget) takeOwed(n, held int64) bool {
+	if held > 0 && held+n > b.limit/2 {
+		return false
+	}
+	return b.take(n, held)
+}
+
+// force charges n bytes that cannot be refused (a small reply).
+func (b *Budget) force(n int64) { b.used.Add(n) }
 
 // give returns n bytes to the budget.
 func (b *Budget) give(n int64) { b.used.Add(-n) }

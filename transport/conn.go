@@ -66,6 +66,16 @@ type Conn struct {
 	closing bool    // Close called: no more Sends
 	err     error   // why the connection closed; set once
 
+	// Backpressure (see SendReply): owed counts the bytes of replies
+	// queued or waiting for queue space, charged counts what the Handler
+	// holds for the peer (see Charge);
+	// while owed exceeds owedMax the reader reads nothing, and paused is set.
+	owed    atomic.Int64
+	owedMax int64 // see pauseAt
+	charged atomic.Int64
+	paused  atomic.Bool
+	failed  atomic.Bool // set by fail: nothing more is delivered
+
 	fr       *frameReader  // the reader's, for TakePayload and ReadOn (reader goroutine only)
 	handling atomic.Uint64 // messages handled and the reader's state (see ReadOn)
 
@@ -95,6 +105,7 @@ type outFrame struct {
 	buf    *Buffer // nil for an empty payload
 	off    int     // bytes of buf already written
 	charge int     // bytes counted in Conn.queued
+	owed   int     // bytes counted in Conn.owed and charged to the Budget (see SendReply)
 	bulk   bool    // see SendBulk
 }
 
@@ -110,7 +121,19 @@ func newConn(nc net.Conn, cfg *Config, remote nodeid.ID) *Conn {
 		space:   make(chan struct{}),
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
+		owedMax: pauseAt(cfg),
 	}
+}
+
+// pauseAt is how many bytes of replies a connection may owe before it stops
+// reading: MaxQueuedBytes, or a quarter of the Budget if that is less, so
+// that the pause comes well before the Budget refuses replies.
+func pauseAt(cfg *Config) int64 {
+	n := int64(cfg.MaxQueuedBytes)
+	if cfg.Budget != nil {
+		n = min(n, cfg.Budget.Limit()/4)
+	}
+	return n
 }
 
 // Dial connects to the node listening at addr and runs the handshake. If want
@@ -269,9 +292,20 @@ func (c *Conn) Send(ctx context.Context, kind Kind, id uint64, buf *Buffer) erro
 
 // send checks a message and queues it, as bulk data if bulk is set.
 func (c *Conn) send(ctx context.Context, kind Kind, id uint64, buf *Buffer, bulk bool) error {
+	f, err := c.frame(kind, id, buf)
+	if err != nil {
+		return err
+	}
+	f.bulk = bulk
+	return c.enqueue(ctx, f)
+}
+
+// frame checks a message and returns it as a queue entry; on failure it
+// frees buf.
+func (c *Conn) frame(kind Kind, id uint64, buf *Buffer) (outFrame, error) {
 	if kind == 0 || kind > KindMax {
 		PutBuffer(buf)
-		return fmt.Errorf("transport: send: invalid message kind %d", kind)
+		return outFrame{}, fmt.Errorf("transport: send: invalid message kind %d", kind)
 	}
 	n := 0
 	if buf != nil {
@@ -279,13 +313,114 @@ func (c *Conn) send(ctx context.Context, kind Kind, id uint64, buf *Buffer, bulk
 	}
 	if n > c.cfg.MaxMessageSize {
 		PutBuffer(buf)
-		return fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, n, c.cfg.MaxMessageSize)
+		return outFrame{}, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, n, c.cfg.MaxMessageSize)
 	}
 	charge := n
 	if half := c.cfg.MaxQueuedBytes / 2; half > 0 && charge > half {
 		charge = half
 	}
-	return c.enqueue(ctx, outFrame{kind: kind, id: id, buf: buf, charge: charge, bulk: bulk})
+	return outFrame{kind: kind, id: id, buf: buf, charge: charge}, nil
+}
+
+// smallReply is the size up to which a reply is charged to the Budget
+// without being refused: an error reply, which must reach the caller.
+const smallReply = 4 << 10
+
+// SendReply is Send for a message the connection owes its peer: the reply
+// to a request it sent. Replies are the peer's doing, so they are its
+// backpressure: while the replies queued or waiting for queue space exceed
+// Config.MaxQueuedBytes (or a quarter of the Budget, if less), the
+// connection reads nothing more from the peer
+// (TCP then slows it down), until the writer has sent enough of them; if
+// it sends nothing for StallTimeout meanwhile, the connection fails with
+// ErrPeerStalled. A reply is charged to the node's Budget until written
+// or dropped; a reply over smallReply bytes that the Budget refuses (see
+// Budget) fails with ErrOverBudget, and the caller should send a short
+// error reply instead. A connection that owes replies in both directions
+// to a peer that does likewise, with neither reading, ends in that stall.
+func (c *Conn) SendReply(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
+	f, err := c.frame(kind, id, buf)
+	if err != nil {
+		return err
+	}
+	if err := c.owe(&f); err != nil {
+		return err
+	}
+	return c.enqueue(ctx, f)
+}
+
+// SendReplyInline is SendReply, written on the calling goroutine when the
+// connection is idle, as SendInline. A Handler must not call it.
+func (c *Conn) SendReplyInline(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
+	if buf != nil && buf.Len() <= directMax && kind != 0 && kind <= KindMax {
+		charge := buf.Len()
+		if took, err := c.sendDirect(outFrame{kind: kind, id: id, buf: buf, charge: charge}); took {
+			return err
+		}
+	}
+	return c.SendReply(ctx, kind, id, buf)
+}
+
+// owe charges f as a reply owed to the peer, or frees it and fails with
+// ErrOverBudget.
+func (c *Conn) owe(f *outFrame) error {
+	n := 0
+	if f.buf != nil {
+		n = f.buf.Len()
+	}
+	if b := c.cfg.Budget; b != nil {
+		if n <= smallReply {
+			b.force(int64(n))
+		} else if held := c.owed.Load() + c.charged.Load(); !b.takeOwed(int64(n), held) {
+			PutBuffer(f.buf)
+			return fmt.Errorf("%w: a reply of %d bytes, with %d bytes of replies unsent and %d held for the peer (%d of %d used by the node)",
+				ErrOverBudget, n, c.owed.Load(), c.charged.Load(), b.Used(), b.Limit())
+		}
+	}
+	c.owed.Add(int64(n))
+	f.owed = n
+	return nil
+}
+
+// drop frees a queue entry that will not be written.
+func (c *Conn) drop(f *outFrame) {
+	PutBuffer(f.buf)
+	f.buf = nil
+	c.paid(f.owed)
+	f.owed = 0
+}
+
+// paid gives back n bytes of owed replies, written or dropped.
+func (c *Conn) paid(n int) {
+	if n == 0 {
+		return
+	}
+	c.owed.Add(-int64(n))
+	if b := c.cfg.Budget; b != nil {
+		b.give(int64(n))
+	}
+}
+
+// Charge counts n bytes that the Handler holds on the peer's behalf (the
+// arguments of a call being served, say) against the node's Budget, and
+// reports whether it may: false when the peer already holds its share (see
+// Budget). Uncharge gives them back. Without a Budget it always may.
+func (c *Conn) Charge(n int) bool {
+	if b := c.cfg.Budget; b != nil && n > 0 {
+		if !b.take(int64(n), c.owed.Load()+c.charged.Load()) {
+			return false
+		}
+		c.charged.Add(int64(n))
+	}
+	return true
+}
+
+// Uncharge gives back n bytes counted by Charge.
+func (c *Conn) Uncharge(n int) {
+	if b := c.cfg.Budget; b != nil && n > 0 {
+		c.charged.Add(-int64(n))
+		b.give(int64(n))
+	}
 }
 
 // SendBulk is Send for bulk data (a stream's chunks): such messages are
@@ -340,14 +475,14 @@ func (c *Conn) enqueue(ctx context.Context, f outFrame) error {
 		c.waiting--
 		if err != nil {
 			c.mu.Unlock()
-			PutBuffer(f.buf)
+			c.drop(&f)
 			return err
 		}
 	}
 	if c.err != nil || c.closing {
 		err := c.err
 		c.mu.Unlock()
-		PutBuffer(f.buf)
+		c.drop(&f)
 		if err == nil {
 			err = ErrClosed
 		}
@@ -463,9 +598,19 @@ func (c *Conn) read(r io.Reader, h Handler) error {
 func (c *Conn) readFrames(fr *frameReader, h Handler) error {
 	bh, _ := h.(BodyHandler)
 	for {
+		if c.owed.Load() > c.owedMax {
+			if err := c.waitOwed(); err != nil {
+				return err
+			}
+		}
 		fh, payload, err := fr.next()
 		if err != nil {
 			return c.readErr(err)
+		}
+		if c.failed.Load() {
+			// Closed: what is still buffered is not delivered, so that no
+			// call of a closed connection starts.
+			return c.Err()
 		}
 		switch fh.Kind {
 		case framePing:
@@ -500,6 +645,59 @@ func (c *Conn) readFrames(fr *frameReader, h Handler) error {
 		}
 	}
 }
+
+// waitOwed makes the reader wait, reading nothing, while the connection
+// owes its peer more than owedMax bytes of replies (see SendReply). The
+// peer's silence meanwhile is ours: the keepalive does not count it. If
+// the writer sends nothing for StallTimeout, the peer reads nothing, and
+// the connection fails with ErrPeerStalled.
+func (c *Conn) waitOwed() error {
+	c.paused.Store(true)
+	defer func() {
+		c.lastRecv.Store(int64(time.Since(c.start)))
+		c.paused.Store(false)
+	}()
+	stall := time.NewTimer(c.cfg.StallTimeout)
+	defer stall.Stop()
+	for {
+		c.mu.Lock()
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return err
+		}
+		if c.owed.Load() <= c.owedMax {
+			c.mu.Unlock()
+			return nil
+		}
+		space := c.space
+		c.waiting++
+		c.mu.Unlock()
+		var err error
+		select {
+		case <-space:
+			stall.Reset(c.cfg.StallTimeout)
+		case <-stall.C:
+			if idle := time.Since(c.start) - time.Duration(c.lastWrite.Load()); idle < c.cfg.StallTimeout {
+				stall.Reset(c.cfg.StallTimeout - idle) // still writing, slowly
+				break
+			}
+			err = fmt.Errorf("%w: nothing written for %v while %d bytes of replies wait", ErrPeerStalled, c.cfg.StallTimeout, c.owed.Load())
+			c.log.Info("transport: closing connection", "err", err)
+			c.fail(err)
+		}
+		c.mu.Lock()
+		c.waiting--
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Paused reports whether the connection reads nothing for now because it
+// owes its peer too many replies (see SendReply).
+func (c *Conn) Paused() bool { return c.paused.Load() }
 
 // readErr turns a frameReader error into the reason the connection closes.
 func (c *Conn) readErr(err error) error {
@@ -542,7 +740,7 @@ func (c *Conn) keepalive() {
 		}
 		now := time.Since(c.start)
 		idle := now - time.Duration(c.lastRecv.Load())
-		if idle >= timeout {
+		if idle >= timeout && !c.paused.Load() { // paused: the silence is ours
 			c.fail(ErrPeerTimeout)
 			return
 		}
@@ -570,12 +768,13 @@ func (c *Conn) fail(err error) {
 		return
 	}
 	c.err = err
+	c.failed.Store(true)
 	queue := c.queue
 	c.queue = nil
 	close(c.space) // wakes every waiting Send, which then sees c.err
 	c.mu.Unlock()
-	for _, f := range queue {
-		PutBuffer(f.buf)
+	for i := range queue {
+		c.drop(&queue[i])
 	}
 	switch {
 	case errors.Is(err, ErrClosed):

@@ -18,6 +18,11 @@ var ErrNoAuth = errors.New("transport: no Keyring, no TLS and not Insecure: set 
 // Config.MaxMessageSize. The connection stays up.
 var ErrTooLarge = errors.New("transport: message exceeds MaxMessageSize")
 
+// ErrOverBudget is the cause of a SendReply or Charge refused because the
+// connection's peer holds its share of the node's Budget already (see
+// Budget). The connection stays up.
+var ErrOverBudget = errors.New("transport: over this peer's share of the node's memory budget")
+
 // ErrPeerTimeout is the cause of a connection closed because the peer sent
 // nothing, not even a keepalive pong, for Config.KeepaliveTimeout.
 var ErrPeerTimeout = errors.New("transport: peer timed out (no keepalive)")

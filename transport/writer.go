@@ -26,7 +26,7 @@ func (c *Conn) writeLoop() {
 		c.fail(fmt.Errorf("transport: write: %w", err))
 		for _, r := range rest {
 			for i := range r {
-				PutBuffer(r[i].buf)
+				c.drop(&r[i])
 			}
 		}
 	}
@@ -67,7 +67,7 @@ func (c *Conn) writeLoop() {
 		if c.err != nil { // closed while the last round was being written
 			c.mu.Unlock()
 			for i := range pending {
-				PutBuffer(pending[i].buf)
+				c.drop(&pending[i])
 			}
 			return
 		}
@@ -84,7 +84,7 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		next := spare[:0]
-		freed := 0
+		freed, paid := 0, 0
 		clear(busy)
 		// Small messages first; then at most one frame of bulk data, the
 		// rest waiting for the next round, which new small messages join.
@@ -121,6 +121,7 @@ func (c *Conn) writeLoop() {
 				payload = f.buf.Bytes()[f.off : f.off+chunk]
 			}
 			if err := bw.writeFrame(Header{Kind: f.kind, Flags: flags, ID: f.id}, payload); err != nil {
+				c.paid(paid) // the messages written before
 				fail(err, next, pending[i:])
 				return
 			}
@@ -140,10 +141,14 @@ func (c *Conn) writeLoop() {
 				continue
 			}
 			freed += f.charge
+			paid += f.owed
 			PutBuffer(f.buf)
 		}
 		clear(pending)
 		pending, spare = next, pending[:0]
+		// Replies written are paid before the queue space is freed, so that
+		// a reader waiting for them to drain (waitOwed) sees them paid.
+		c.paid(paid)
 		if freed > 0 {
 			c.mu.Lock()
 			c.queued -= freed
