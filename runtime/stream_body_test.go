@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	goruntime "runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,7 +42,13 @@ type rawPeer struct {
 // connection. Of what n sends, only the ids of responses are kept.
 func dialRaw(t testing.TB, n *Node, id NodeID) *rawPeer {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", n.Addr().String(), 5*time.Second)
+	var nc net.Conn
+	var err error
+	if pa, ok := n.Addr().(pipeAddr); ok {
+		nc, err = pa.l.dial()
+	} else {
+		nc, err = net.DialTimeout("tcp", n.Addr().String(), 5*time.Second)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,15 +124,20 @@ func rawFrame(kind transport.Kind, id uint64, payload []byte) []byte {
 	return append(hdr, payload...)
 }
 
-// waitUntil polls cond, for at most 5 s.
+// waitUntil polls cond, for at most 5 s: at first only yielding to the
+// goroutines that are about to make it true, then every millisecond.
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
+	for i := 0; !cond(); i++ {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(time.Millisecond)
+		if i < 100 {
+			goruntime.Gosched()
+		} else {
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 
@@ -184,6 +197,66 @@ func pattern(n int, seed byte) []byte {
 	}
 	return b
 }
+
+// pipeNode is rawNode serving in memory: dialRaw connects to it through
+// net.Pipe, which costs no socket (for fuzz targets, which connect once
+// per input).
+func pipeNode(t testing.TB, logger *slog.Logger) *Node {
+	t.Helper()
+	n, err := NewNode(Config{Name: "server", Insecure: true, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(context.Background()) })
+	if err := n.Serve(newPipeListener()); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A pipeListener is a net.Listener whose connections are net.Pipes.
+type pipeListener struct {
+	conns  chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// dial returns the client end of a new connection.
+func (l *pipeListener) dial() (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{l} }
+
+// pipeAddr is the address of a pipeListener, and the way to dial it.
+type pipeAddr struct{ l *pipeListener }
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
 
 func rawNode(t testing.TB, logger *slog.Logger) *Node {
 	t.Helper()

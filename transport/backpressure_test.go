@@ -1,0 +1,91 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// replier answers each message at once with a reply of size bytes, and
+// counts them.
+type replier struct {
+	*recorder
+	c       *Conn
+	size    int
+	handled atomic.Int64
+	refused atomic.Int64
+}
+
+func (r *replier) HandleMessage(kind Kind, id uint64, payload []byte) error {
+	r.handled.Add(1)
+	err := r.c.SendReply(context.Background(), kind, id, bufferOf(make([]byte, r.size)))
+	if errors.Is(err, ErrOverBudget) {
+		r.refused.Add(1)
+	}
+	return nil
+}
+
+// TestReplyBackpressure has a peer send many requests and read none of
+// the replies: the connection stops reading it once it owes a bounded
+// amount (so only a bounded number of requests is handled), the replies
+// never hold more than the node's budget, the pause does not count as the
+// peer's silence (the keepalive does not end it), and when nothing can be
+// written for StallTimeout the connection fails with ErrPeerStalled and
+// gives everything back.
+func TestReplyBackpressure(t *testing.T) {
+	checkLeaks(t)
+	const (
+		limit    = 8 << 20
+		size     = 256 << 10
+		requests = 400 // 100 MiB of replies
+	)
+	cfg := testConfig(2, nil)
+	cfg.Budget = NewBudget(limit)
+	cfg.MaxQueuedBytes = 64 << 20 // the replies never wait for queue space: the pause (at limit/4) must stop them
+	cfg.StallTimeout = time.Second
+	cfg.KeepaliveInterval = 100 * time.Millisecond // would end the connection first if it counted the pause
+	cfg.KeepaliveTimeout = 300 * time.Millisecond
+	l := listen(t, cfg)
+	nc := rawDial(t, l.Addr().String(), 1, "test-cluster") // writes, never reads
+	a := accept(t, l)
+	closeAtEnd(t, a)
+	r := &replier{recorder: newRecorder(0), c: a, size: size}
+	a.Start(r)
+	var frames []byte
+	for i := range uint64(requests) {
+		frames = append(frames, frameBytes(1, 0, i+1, []byte("call"))...)
+	}
+	nc.SetWriteDeadline(time.Now().Add(waitLimit))
+	if _, err := nc.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for !a.Paused() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connection never stopped reading; %d of %d requests handled (%d replies refused)", r.handled.Load(), requests, r.refused.Load())
+		}
+		time.Sleep(time.Millisecond) // polling a state: no event to await
+	}
+	if used := cfg.Budget.Used(); used > limit/2 {
+		t.Errorf("the replies hold %d bytes of the budget, over the half (%d) one peer may owe", used, limit/2)
+	}
+	err := r.waitClosed(t)
+	if !errors.Is(err, ErrPeerStalled) {
+		t.Errorf("closed with %v, want ErrPeerStalled", err)
+	}
+	handled := r.handled.Load()
+	// What the budget lets it owe, what the socket buffers took, and one
+	// request read before the pause took effect.
+	if handled > requests/2 {
+		t.Errorf("%d of %d requests handled for a peer that reads nothing", handled, requests)
+	}
+	for cfg.Budget.Used() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes of the budget still held after the connection closed", cfg.Budget.Used())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("%d of %d requests handled, %d replies refused", handled, requests, r.refused.Load())
+}
