@@ -53,9 +53,15 @@ type Config struct {
 	// MaxMessageSize caps one message in either direction (default 64 MiB).
 	MaxMessageSize int
 	// MaxPeerMemory caps the memory that all the node's connections together
-	// hold for their peers in partly received messages, with a fair share
-	// per connection (see transport.Budget): a connection that asks for
-	// more is closed (default 2 × MaxMessageSize, 128 MiB).
+	// hold for their peers, with a fair share per connection (see
+	// transport.Budget): partly received messages (a connection that asks
+	// for more is closed), the arguments of calls being served (a call
+	// beyond the share fails with ErrOverloaded, not run), and replies not
+	// yet written (one peer may be owed at most half; a reply beyond it is
+	// replaced by ErrOverloaded, the call having run). A peer that does not
+	// read its replies is not read either once it is owed a quarter of the
+	// budget or 8 MiB, and is disconnected when nothing can be written to
+	// it for 5 s (default 2 × MaxMessageSize, 128 MiB).
 	MaxPeerMemory int
 	// MaxConcurrentCalls caps the calls one peer may have in progress on
 	// this node; calls beyond it fail with ErrOverloaded (default 4096).

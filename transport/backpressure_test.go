@@ -44,15 +44,15 @@ func TestReplyBackpressure(t *testing.T) {
 	cfg := testConfig(2, nil)
 	cfg.Budget = NewBudget(limit)
 	cfg.MaxQueuedBytes = 64 << 20 // the replies never wait for queue space: the pause (at limit/4) must stop them
-	cfg.StallTimeout = time.Second
-	cfg.KeepaliveInterval = 100 * time.Millisecond // would end the connection first if it counted the pause
-	cfg.KeepaliveTimeout = 300 * time.Millisecond
+	cfg.StallTimeout = 3 * time.Second
+	cfg.KeepaliveInterval = 500 * time.Millisecond // would end the connection first if it counted the pause
+	cfg.KeepaliveTimeout = 1500 * time.Millisecond
 	l := listen(t, cfg)
 	nc := rawDial(t, l.Addr().String(), 1, "test-cluster") // writes, never reads
 	a := accept(t, l)
 	closeAtEnd(t, a)
-	r := &replier{recorder: newRecorder(0), c: a, size: size}
-	a.Start(r)
+	// The requests are all there when reading starts, so that a busy
+	// machine cannot make the peer look silent before the pause.
 	var frames []byte
 	for i := range uint64(requests) {
 		frames = append(frames, frameBytes(1, 0, i+1, []byte("call"))...)
@@ -61,6 +61,8 @@ func TestReplyBackpressure(t *testing.T) {
 	if _, err := nc.Write(frames); err != nil {
 		t.Fatal(err)
 	}
+	r := &replier{recorder: newRecorder(0), c: a, size: size}
+	a.Start(r)
 	deadline := time.Now().Add(waitLimit)
 	for !a.Paused() {
 		if time.Now().After(deadline) {
