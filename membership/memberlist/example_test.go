@@ -6,9 +6,11 @@ import (
 	"log"
 	"time"
 
+	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/membership/memberlist"
 	"github.com/trellisrpc/trellis/membership/memberlist/memberlisttest"
+	"github.com/trellisrpc/trellis/topology"
 )
 
 func Example() {
@@ -53,4 +55,35 @@ func Example() {
 		}
 	}
 	// Output: b follows a at 10.0.0.1:7001
+}
+
+// Backend makes memberlist the membership of a member joined with
+// cluster.Join: here two members on loopback, the second joining through
+// the first's memberlist address.
+func ExampleBackend() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := []byte("an-example-cluster-key-0123456789")
+	first, err := cluster.Join(ctx, cluster.Options{Name: "first", Addr: "127.0.0.1:0", Key: key,
+		GossipAddr: "127.0.0.1:0", Discovery: memberlist.Backend(memberlist.Config{Preset: memberlist.Local})})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer first.Close()
+	seed := first.Discovery().Local().PacketAddr.String() // memberlist's UDP and TCP address
+
+	second, err := cluster.Join(ctx, cluster.Options{Name: "second", Addr: "127.0.0.1:0", Key: key,
+		GossipAddr: "127.0.0.1:0", Seeds: []string{seed},
+		Discovery: memberlist.Backend(memberlist.Config{Preset: memberlist.Local})})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer second.Close()
+
+	t, err := second.Wait(ctx, func(t topology.Topology) bool { return len(t.Members) == 2 })
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("members:", t.Members[0].Name, t.Members[1].Name)
+	// Output: members: first second
 }
