@@ -8,8 +8,9 @@
 #
 # Budget: the node under 256 MiB of RSS, legitimate calls within 100 ms (p99).
 # The script reports; with ATTACK_STRICT=1 it fails when an attack puts the
-# node over budget. CI runs it report-only until every defence of issue 10 has
-# landed and it passes reliably.
+# node over budget. CI runs it report-only: the fragments attack's peak RSS
+# (the node's 128 MiB budget of partial messages, plus the garbage
+# collector's headroom) still goes over 256 MiB in some runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -91,3 +91,63 @@ func TestReplyBackpressure(t *testing.T) {
 	}
 	t.Logf("%d of %d requests handled, %d replies refused", handled, requests, r.refused.Load())
 }
+
+// TestChargeAndOwe checks what a connection may hold for its peer: a
+// small charge or reply is never refused, a large one is refused when the
+// node's budget is held by others or when the peer is owed half of it, and
+// what is given back is freed in the budget.
+func TestChargeAndOwe(t *testing.T) {
+	const limit = 1 << 20
+	tests := []struct {
+		name       string
+		othersHold int64 // bytes of the budget held by other connections
+		owed       int   // bytes of replies this connection owes already
+		reply      int   // the reply to charge; 0: a Charge of charge bytes
+		charge     int
+		want       bool
+	}{
+		{"small charge, budget full", limit, 0, 0, smallReply, true},
+		{"large charge, budget full", limit, 0, 0, smallReply + 1, false},
+		{"large charge, budget free", 0, 0, 0, limit / 4, true},
+		{"small reply, budget full", limit, 0, smallReply, 0, true},
+		{"large reply, budget full", limit, 0, smallReply + 1, 0, false},
+		{"first reply of half the budget", 0, 0, limit / 2, 0, true},
+		{"reply beyond half the budget", 0, limit / 2, smallReply + 1, 0, false},
+		{"reply within half the budget", 0, limit / 4, limit / 8, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(1, nil)
+			cfg.Budget = NewBudget(limit)
+			cfg = cfg.withDefaults()
+			c := newConn(fakeConn{}, &cfg, 2)
+			cfg.Budget.force(tt.othersHold)
+			if tt.owed > 0 {
+				f := outFrame{buf: bufferOf(make([]byte, tt.owed))}
+				if err := c.owe(&f); err != nil {
+					t.Fatalf("owing %d bytes first: %v", tt.owed, err)
+				}
+				defer c.drop(&f)
+			}
+			before := cfg.Budget.Used()
+			var got bool
+			if tt.reply > 0 {
+				f := outFrame{buf: bufferOf(make([]byte, tt.reply))}
+				err := c.owe(&f)
+				if got = err == nil; got {
+					c.drop(&f)
+				} else if !errors.Is(err, ErrOverBudget) {
+					t.Fatalf("owe: %v, want ErrOverBudget", err)
+				}
+			} else if got = c.Charge(tt.charge); got {
+				c.Uncharge(tt.charge)
+			}
+			if got != tt.want {
+				t.Errorf("allowed %v, want %v", got, tt.want)
+			}
+			if used := cfg.Budget.Used(); used != before {
+				t.Errorf("the budget holds %d bytes after the charge was given back, want %d", used, before)
+			}
+		})
+	}
+}

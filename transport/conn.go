@@ -322,8 +322,9 @@ func (c *Conn) frame(kind Kind, id uint64, buf *Buffer) (outFrame, error) {
 	return outFrame{kind: kind, id: id, buf: buf, charge: charge}, nil
 }
 
-// smallReply is the size up to which a reply is charged to the Budget
-// without being refused: an error reply, which must reach the caller.
+// smallReply is the size up to which a reply (or a Charge) is charged to
+// the Budget without being refused: an error reply, which must reach the
+// caller, or a small call, which must not fail while others hold the Budget.
 const smallReply = 4 << 10
 
 // SendReply is Send for a message the connection owes its peer: the reply
@@ -404,10 +405,14 @@ func (c *Conn) paid(n int) {
 // Charge counts n bytes that the Handler holds on the peer's behalf (the
 // arguments of a call being served, say) against the node's Budget, and
 // reports whether it may: false when the peer already holds its share (see
-// Budget). Uncharge gives them back. Without a Budget it always may.
+// Budget). A charge of at most 4 KiB is counted but never refused, so that
+// small calls go on while others hold the Budget (the Handler bounds how
+// many it holds). Uncharge gives them back. Without a Budget it always may.
 func (c *Conn) Charge(n int) bool {
 	if b := c.cfg.Budget; b != nil && n > 0 {
-		if !b.take(int64(n), c.owed.Load()+c.charged.Load()) {
+		if n <= smallReply {
+			b.force(int64(n))
+		} else if !b.take(int64(n), c.owed.Load()+c.charged.Load()) {
 			return false
 		}
 		c.charged.Add(int64(n))
