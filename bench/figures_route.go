@@ -93,7 +93,7 @@ func runRouteClient(o clientOpts) (err error) {
 			return err
 		}
 		if a.Connected(cID) || len(a.Peers()) != 1 {
-			return fmt.Errorf("A is connected to %v: the routed calls may not have gone through B", a.Peers())
+			return fmt.Errorf("node A is connected to %v: the routed calls may not have gone through B", a.Peers())
 		}
 		m.Calls, m.P50, m.P99 = len(d), d[len(d)/2], d[len(d)*99/100]
 		m.RoutedCalls, m.RoutedP50, m.RoutedP99 = len(r), r[len(r)/2], r[len(r)*99/100]
