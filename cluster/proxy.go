@@ -134,20 +134,6 @@ func WithClientOptions(opts ...runtime.ProxyOption) ProxyOption {
 	return func(o *proxyOptions) { o.client = append(o.client, opts...) }
 }
 
-// CallFlags tell a Balancer what a method allows. Proxygen writes them.
-type CallFlags uint8
-
-const (
-	// Idempotent: the method is declared idempotent (a
-	// "//trellis:idempotent" line in its doc comment), so a call that
-	// failed in the machinery (unreachable, shutting down, overloaded, no
-	// route) is retried even if it may have run.
-	Idempotent CallFlags = 1 << iota
-	// OneShot: the call cannot be made twice (it passes a stream, whose
-	// source is closed when a call fails): it is never retried.
-	OneShot
-)
-
 // A Balancer spreads the calls of a generated cluster proxy (a
 // FooClusterProxy, made by NewFooClusterProxy) over the members that serve
 // service S, one member per call, retrying safely on another member. Users
@@ -265,9 +251,10 @@ func (b *Balancer[S]) newTarget(m Member) *target[S] {
 // be nil when the method has none. A call that was not sent (see
 // runtime.NotSent, ErrNoMember, ErrTooManyInFlight) is retried on another
 // member, within the call's deadline and the retry policy; a call that may
-// have run is retried only when flags has Idempotent, and only when it
-// failed in the machinery. Generated cluster proxies call it.
-func (b *Balancer[S]) Call(ctx context.Context, m *codegen.MethodDesc, flags CallFlags, args func() []any, do func(S) error) error {
+// have run is retried only when m's flags have codegen.Idempotent, and only
+// when it failed in the machinery; one whose flags have codegen.OneShot is
+// never retried. Generated cluster proxies call it.
+func (b *Balancer[S]) Call(ctx context.Context, m *codegen.MethodDesc, args func() []any, do func(S) error) error {
 	var key uint64
 	if b.opts.policy == byKey {
 		var a []any
@@ -292,7 +279,7 @@ func (b *Balancer[S]) Call(ctx context.Context, m *codegen.MethodDesc, flags Cal
 			}
 			tried.add(t.member.ID)
 		}
-		if !retryable(err, flags) || attempt >= b.opts.retry.Attempts || !b.pause(ctx, attempt) {
+		if !retryable(err, m.Flags) || attempt >= b.opts.retry.Attempts || !b.pause(ctx, attempt) {
 			return err
 		}
 	}
@@ -304,14 +291,14 @@ func (b *Balancer[S]) notSent(m *codegen.MethodDesc, err error) error {
 }
 
 // retryable reports whether a failed call may be made again elsewhere.
-func retryable(err error, flags CallFlags) bool {
-	if flags&OneShot != 0 {
+func retryable(err error, flags codegen.MethodFlags) bool {
+	if flags&codegen.OneShot != 0 {
 		return false
 	}
 	if runtime.NotSent(err) || errors.Is(err, ErrNoMember) || errors.Is(err, ErrTooManyInFlight) {
 		return !errors.Is(err, runtime.ErrCanceled) && !errors.Is(err, runtime.ErrDeadlineExceeded) && !errors.Is(err, runtime.ErrClosed)
 	}
-	if flags&Idempotent == 0 {
+	if flags&codegen.Idempotent == 0 {
 		return false
 	}
 	var re *runtime.RemoteError

@@ -31,7 +31,7 @@ type OutgoingCall struct {
 }
 
 // A ClientInterceptor wraps every call this node makes (through generated
-// proxies or Client.Call). It calls next to proceed, at most once, and
+// proxies, plain or cluster ones). It calls next to proceed, at most once, and
 // returns its error or another; it may derive the context it passes on.
 // The error is the call's outcome, machinery failures included (see
 // ErrorKind). call and its Metadata are valid until the interceptor

@@ -187,7 +187,7 @@ var _ Echoer = (*EchoerClusterProxy)(nil)
 // Echo calls Echoer.Echo on a member chosen by the proxy's policy.
 func (p *EchoerClusterProxy) Echo(ctx context.Context, req Req) (Resp, error) {
 	var r0 Resp
-	err := p.b.Call(ctx, echoerEchoMethod, 0, func() []any {
+	err := p.b.Call(ctx, echoerEchoMethod, func() []any {
 		return []any{req}
 	}, func(member Echoer) (err error) {
 		r0, err = member.Echo(ctx, req)
@@ -374,7 +374,7 @@ var _ Streamer = (*StreamerClusterProxy)(nil)
 // Dump calls Streamer.Dump on a member chosen by the proxy's policy.
 func (p *StreamerClusterProxy) Dump(ctx context.Context, n int64) (io.Reader, error) {
 	var r0 io.Reader
-	err := p.b.Call(ctx, streamerDumpMethod, 0, func() []any {
+	err := p.b.Call(ctx, streamerDumpMethod, func() []any {
 		return []any{n}
 	}, func(member Streamer) (err error) {
 		r0, err = member.Dump(ctx, n)

@@ -44,22 +44,6 @@ func (g *generator) clusterProxy(f *jen.File, s *service) {
 // service value, and one that lists the arguments for a key function.
 func (g *generator) clusterMethod(f *jen.File, s *service, m *method) {
 	id := g.id
-	var flags []jen.Code
-	if m.idempotent {
-		flags = append(flags, cl("Idempotent"))
-	}
-	if m.oneShot {
-		flags = append(flags, cl("OneShot"))
-	}
-	flag := jen.Lit(0)
-	for i, fl := range flags {
-		if i == 0 {
-			flag = jen.Add(fl)
-		} else {
-			flag = flag.Op("|").Add(fl)
-		}
-	}
-
 	args := []jen.Code{jen.Id(id.ctx)}
 	list := make([]jen.Code, 0, len(m.params))
 	for i, p := range m.params {
@@ -81,7 +65,7 @@ func (g *generator) clusterMethod(f *jen.File, s *service, m *method) {
 	if len(m.results) == 0 {
 		do = jen.Func().Params(jen.Id(id.member).Id(s.name)).Error().Block(jen.Return(invoke))
 		body = append(body, jen.Return(jen.Id(id.recv).Dot("b").Dot("Call").
-			Call(jen.Id(id.ctx), jen.Id(m.desc), flag, argsFunc, do)))
+			Call(jen.Id(id.ctx), jen.Id(m.desc), argsFunc, do)))
 	} else {
 		outs := make([]jen.Code, 0, len(m.results)+1)
 		for _, r := range m.results {
@@ -93,7 +77,7 @@ func (g *generator) clusterMethod(f *jen.File, s *service, m *method) {
 			jen.Return(jen.Id(id.err)),
 		)
 		body = append(body,
-			jen.Id(id.err).Op(":=").Id(id.recv).Dot("b").Dot("Call").Call(jen.Id(id.ctx), jen.Id(m.desc), flag, argsFunc, do),
+			jen.Id(id.err).Op(":=").Id(id.recv).Dot("b").Dot("Call").Call(jen.Id(id.ctx), jen.Id(m.desc), argsFunc, do),
 			jen.Return(append(outs, jen.Id(id.err))...))
 	}
 

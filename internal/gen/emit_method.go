@@ -10,12 +10,27 @@ import (
 // methodDecls writes the declarations of one method: its desc, its wire
 // types, the proxy method and the handler.
 func (g *generator) methodDecls(f *jen.File, s *service, m *method) {
-	decl(f, jen.Var().Id(m.desc).Op("=").Op("&").Add(cg("MethodDesc")).Values(keyed(
+	fields := []jen.Code{
 		jen.Id("Name").Op(":").Lit(m.name),
 		jen.Id("Signature").Op(":").Lit(m.signature),
 		jen.Id("ID").Op(":").Add(hex(m.id)),
 		jen.Id("Handler").Op(":").Id(m.handler),
-	)...),
+	}
+	var flags []jen.Code
+	if m.idempotent {
+		flags = append(flags, cg("Idempotent"))
+	}
+	if m.oneShot {
+		flags = append(flags, cg("OneShot"))
+	}
+	if len(flags) > 0 {
+		flag := jen.Add(flags[0])
+		for _, fl := range flags[1:] {
+			flag = flag.Op("|").Add(fl)
+		}
+		fields = append(fields, jen.Id("Flags").Op(":").Add(flag))
+	}
+	decl(f, jen.Var().Id(m.desc).Op("=").Op("&").Add(cg("MethodDesc")).Values(keyed(fields...)...),
 		fmt.Sprintf("%s describes %s.%s.", m.desc, s.name, m.name))
 	if len(m.params) > 0 {
 		decl(f, g.wireStruct(m.argsType, m.params),

@@ -190,6 +190,7 @@ var filesLoadMethod = &codegen.MethodDesc{
 	Signature: "func(context.Context, io.Reader) (int64, []byte, error)",
 	ID:        0xc63ac74db0ea5d82,
 	Handler:   filesLoadHandler,
+	Flags:     codegen.OneShot,
 }
 
 // filesLoadArgs holds the arguments of Files.Load on the wire.
@@ -317,6 +318,7 @@ var filesLoadSomeMethod = &codegen.MethodDesc{
 	Signature: "func(context.Context, io.Reader, int64) (int64, error)",
 	ID:        0x480171ca477d1331,
 	Handler:   filesLoadSomeHandler,
+	Flags:     codegen.OneShot,
 }
 
 // filesLoadSomeArgs holds the arguments of Files.LoadSome on the wire.
@@ -461,7 +463,7 @@ var _ Files = (*FilesClusterProxy)(nil)
 // Dump calls Files.Dump on a member chosen by the proxy's policy.
 func (p *FilesClusterProxy) Dump(ctx context.Context, n int64, seed int64, failAt int64) (io.Reader, error) {
 	var r0 io.Reader
-	err := p.b.Call(ctx, filesDumpMethod, 0, func() []any {
+	err := p.b.Call(ctx, filesDumpMethod, func() []any {
 		return []any{n, seed, failAt}
 	}, func(member Files) (err error) {
 		r0, err = member.Dump(ctx, n, seed, failAt)
@@ -475,7 +477,7 @@ func (p *FilesClusterProxy) Dump(ctx context.Context, n int64, seed int64, failA
 func (p *FilesClusterProxy) Load(ctx context.Context, r io.Reader) (int64, []byte, error) {
 	var r0 int64
 	var r1 []byte
-	err := p.b.Call(ctx, filesLoadMethod, cluster.OneShot, func() []any {
+	err := p.b.Call(ctx, filesLoadMethod, func() []any {
 		return []any{r}
 	}, func(member Files) (err error) {
 		r0, r1, err = member.Load(ctx, r)
@@ -488,7 +490,7 @@ func (p *FilesClusterProxy) Load(ctx context.Context, r io.Reader) (int64, []byt
 // It passes a stream, so it is never retried.
 func (p *FilesClusterProxy) LoadSome(ctx context.Context, r io.Reader, n int64) (int64, error) {
 	var r0 int64
-	err := p.b.Call(ctx, filesLoadSomeMethod, cluster.OneShot, func() []any {
+	err := p.b.Call(ctx, filesLoadSomeMethod, func() []any {
 		return []any{r, n}
 	}, func(member Files) (err error) {
 		r0, err = member.LoadSome(ctx, r, n)

@@ -394,7 +394,7 @@ var _ Handles = (*HandlesClusterProxy)(nil)
 // Bump calls Handles.Bump on a member chosen by the proxy's policy.
 func (p *HandlesClusterProxy) Bump(ctx context.Context, t *Tally, d int) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, handlesBumpMethod, 0, func() []any {
+	err := p.b.Call(ctx, handlesBumpMethod, func() []any {
 		return []any{t, d}
 	}, func(member Handles) (err error) {
 		r0, err = member.Bump(ctx, t, d)
@@ -406,7 +406,7 @@ func (p *HandlesClusterProxy) Bump(ctx context.Context, t *Tally, d int) (int, e
 // Rename calls Handles.Rename on a member chosen by the proxy's policy.
 func (p *HandlesClusterProxy) Rename(ctx context.Context, h Holder, prefix string) (Holder, error) {
 	var r0 Holder
-	err := p.b.Call(ctx, handlesRenameMethod, 0, func() []any {
+	err := p.b.Call(ctx, handlesRenameMethod, func() []any {
 		return []any{h, prefix}
 	}, func(member Handles) (err error) {
 		r0, err = member.Rename(ctx, h, prefix)
@@ -418,7 +418,7 @@ func (p *HandlesClusterProxy) Rename(ctx context.Context, h Holder, prefix strin
 // Size calls Handles.Size on a member chosen by the proxy's policy.
 func (p *HandlesClusterProxy) Size(ctx context.Context, b *Blob) (int64, error) {
 	var r0 int64
-	err := p.b.Call(ctx, handlesSizeMethod, 0, func() []any {
+	err := p.b.Call(ctx, handlesSizeMethod, func() []any {
 		return []any{b}
 	}, func(member Handles) (err error) {
 		r0, err = member.Size(ctx, b)

@@ -298,7 +298,7 @@ var _ Control = (*ControlClusterProxy)(nil)
 // Blocked calls Control.Blocked on a member chosen by the proxy's policy.
 func (p *ControlClusterProxy) Blocked(ctx context.Context, tag string) (string, error) {
 	var r0 string
-	err := p.b.Call(ctx, controlBlockedMethod, 0, func() []any {
+	err := p.b.Call(ctx, controlBlockedMethod, func() []any {
 		return []any{tag}
 	}, func(member Control) (err error) {
 		r0, err = member.Blocked(ctx, tag)
@@ -310,7 +310,7 @@ func (p *ControlClusterProxy) Blocked(ctx context.Context, tag string) (string, 
 // Mallocs calls Control.Mallocs on a member chosen by the proxy's policy.
 func (p *ControlClusterProxy) Mallocs(ctx context.Context) (uint64, error) {
 	var r0 uint64
-	err := p.b.Call(ctx, controlMallocsMethod, 0, nil, func(member Control) (err error) {
+	err := p.b.Call(ctx, controlMallocsMethod, nil, func(member Control) (err error) {
 		r0, err = member.Mallocs(ctx)
 		return err
 	})
@@ -319,7 +319,7 @@ func (p *ControlClusterProxy) Mallocs(ctx context.Context) (uint64, error) {
 
 // Started calls Control.Started on a member chosen by the proxy's policy.
 func (p *ControlClusterProxy) Started(ctx context.Context, tag string) error {
-	return p.b.Call(ctx, controlStartedMethod, 0, func() []any {
+	return p.b.Call(ctx, controlStartedMethod, func() []any {
 		return []any{tag}
 	}, func(member Control) error {
 		return member.Started(ctx, tag)
@@ -1302,7 +1302,7 @@ var _ Kitchen = (*KitchenClusterProxy)(nil)
 
 // Block calls Kitchen.Block on a member chosen by the proxy's policy.
 func (p *KitchenClusterProxy) Block(ctx context.Context, tag string) error {
-	return p.b.Call(ctx, kitchenBlockMethod, 0, func() []any {
+	return p.b.Call(ctx, kitchenBlockMethod, func() []any {
 		return []any{tag}
 	}, func(member Kitchen) error {
 		return member.Block(ctx, tag)
@@ -1313,7 +1313,7 @@ func (p *KitchenClusterProxy) Block(ctx context.Context, tag string) error {
 func (p *KitchenClusterProxy) Echo(ctx context.Context, s string, n int) (string, int, error) {
 	var r0 string
 	var r1 int
-	err := p.b.Call(ctx, kitchenEchoMethod, 0, func() []any {
+	err := p.b.Call(ctx, kitchenEchoMethod, func() []any {
 		return []any{s, n}
 	}, func(member Kitchen) (err error) {
 		r0, r1, err = member.Echo(ctx, s, n)
@@ -1325,7 +1325,7 @@ func (p *KitchenClusterProxy) Echo(ctx context.Context, s string, n int) (string
 // EchoReq calls Kitchen.EchoReq on a member chosen by the proxy's policy.
 func (p *KitchenClusterProxy) EchoReq(ctx context.Context, r Req) (Req, error) {
 	var r0 Req
-	err := p.b.Call(ctx, kitchenEchoReqMethod, 0, func() []any {
+	err := p.b.Call(ctx, kitchenEchoReqMethod, func() []any {
 		return []any{r}
 	}, func(member Kitchen) (err error) {
 		r0, err = member.EchoReq(ctx, r)
@@ -1336,7 +1336,7 @@ func (p *KitchenClusterProxy) EchoReq(ctx context.Context, r Req) (Req, error) {
 
 // Fail calls Kitchen.Fail on a member chosen by the proxy's policy.
 func (p *KitchenClusterProxy) Fail(ctx context.Context, kind string) error {
-	return p.b.Call(ctx, kitchenFailMethod, 0, func() []any {
+	return p.b.Call(ctx, kitchenFailMethod, func() []any {
 		return []any{kind}
 	}, func(member Kitchen) error {
 		return member.Fail(ctx, kind)
@@ -1345,14 +1345,14 @@ func (p *KitchenClusterProxy) Fail(ctx context.Context, kind string) error {
 
 // Nothing calls Kitchen.Nothing on a member chosen by the proxy's policy.
 func (p *KitchenClusterProxy) Nothing(ctx context.Context) error {
-	return p.b.Call(ctx, kitchenNothingMethod, 0, nil, func(member Kitchen) error {
+	return p.b.Call(ctx, kitchenNothingMethod, nil, func(member Kitchen) error {
 		return member.Nothing(ctx)
 	})
 }
 
 // Panic calls Kitchen.Panic on a member chosen by the proxy's policy.
 func (p *KitchenClusterProxy) Panic(ctx context.Context, msg string) error {
-	return p.b.Call(ctx, kitchenPanicMethod, 0, func() []any {
+	return p.b.Call(ctx, kitchenPanicMethod, func() []any {
 		return []any{msg}
 	}, func(member Kitchen) error {
 		return member.Panic(ctx, msg)
@@ -1362,7 +1362,7 @@ func (p *KitchenClusterProxy) Panic(ctx context.Context, msg string) error {
 // RoundTrip calls Kitchen.RoundTrip on a member chosen by the proxy's policy.
 func (p *KitchenClusterProxy) RoundTrip(ctx context.Context, e Everything) (Everything, error) {
 	var r0 Everything
-	err := p.b.Call(ctx, kitchenRoundTripMethod, 0, func() []any {
+	err := p.b.Call(ctx, kitchenRoundTripMethod, func() []any {
 		return []any{e}
 	}, func(member Kitchen) (err error) {
 		r0, err = member.RoundTrip(ctx, e)
@@ -1376,7 +1376,7 @@ func (p *KitchenClusterProxy) RoundTripPlain(ctx context.Context, a1 Plain, ps [
 	var r0 Plain
 	var r1 []*Plain
 	var r2 map[Name]Plain
-	err := p.b.Call(ctx, kitchenRoundTripPlainMethod, 0, func() []any {
+	err := p.b.Call(ctx, kitchenRoundTripPlainMethod, func() []any {
 		return []any{a1, ps, m}
 	}, func(member Kitchen) (err error) {
 		r0, r1, r2, err = member.RoundTripPlain(ctx, a1, ps, m)
@@ -1387,7 +1387,7 @@ func (p *KitchenClusterProxy) RoundTripPlain(ctx context.Context, a1 Plain, ps [
 
 // Sleep calls Kitchen.Sleep on a member chosen by the proxy's policy.
 func (p *KitchenClusterProxy) Sleep(ctx context.Context, d time.Duration) error {
-	return p.b.Call(ctx, kitchenSleepMethod, 0, func() []any {
+	return p.b.Call(ctx, kitchenSleepMethod, func() []any {
 		return []any{d}
 	}, func(member Kitchen) error {
 		return member.Sleep(ctx, d)
@@ -1397,7 +1397,7 @@ func (p *KitchenClusterProxy) Sleep(ctx context.Context, d time.Duration) error 
 // Sum calls Kitchen.Sum on a member chosen by the proxy's policy.
 func (p *KitchenClusterProxy) Sum(ctx context.Context, xs ...int) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, kitchenSumMethod, 0, func() []any {
+	err := p.b.Call(ctx, kitchenSumMethod, func() []any {
 		return []any{xs}
 	}, func(member Kitchen) (err error) {
 		r0, err = member.Sum(ctx, xs...)

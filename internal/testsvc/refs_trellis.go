@@ -204,7 +204,7 @@ var _ Callback = (*CallbackClusterProxy)(nil)
 // Notify calls Callback.Notify on a member chosen by the proxy's policy.
 func (p *CallbackClusterProxy) Notify(ctx context.Context, msg string) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, callbackNotifyMethod, 0, func() []any {
+	err := p.b.Call(ctx, callbackNotifyMethod, func() []any {
 		return []any{msg}
 	}, func(member Callback) (err error) {
 		r0, err = member.Notify(ctx, msg)
@@ -400,7 +400,7 @@ var _ Counter = (*CounterClusterProxy)(nil)
 // Add calls Counter.Add on a member chosen by the proxy's policy.
 func (p *CounterClusterProxy) Add(ctx context.Context, d int) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, counterAddMethod, 0, func() []any {
+	err := p.b.Call(ctx, counterAddMethod, func() []any {
 		return []any{d}
 	}, func(member Counter) (err error) {
 		r0, err = member.Add(ctx, d)
@@ -1175,7 +1175,7 @@ var _ Registry = (*RegistryClusterProxy)(nil)
 
 // Drop calls Registry.Drop on a member chosen by the proxy's policy.
 func (p *RegistryClusterProxy) Drop(ctx context.Context) error {
-	return p.b.Call(ctx, registryDropMethod, 0, nil, func(member Registry) error {
+	return p.b.Call(ctx, registryDropMethod, nil, func(member Registry) error {
 		return member.Drop(ctx)
 	})
 }
@@ -1183,7 +1183,7 @@ func (p *RegistryClusterProxy) Drop(ctx context.Context) error {
 // Fire calls Registry.Fire on a member chosen by the proxy's policy.
 func (p *RegistryClusterProxy) Fire(ctx context.Context, msg string) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, registryFireMethod, 0, func() []any {
+	err := p.b.Call(ctx, registryFireMethod, func() []any {
 		return []any{msg}
 	}, func(member Registry) (err error) {
 		r0, err = member.Fire(ctx, msg)
@@ -1194,7 +1194,7 @@ func (p *RegistryClusterProxy) Fire(ctx context.Context, msg string) (int, error
 
 // Ignore calls Registry.Ignore on a member chosen by the proxy's policy.
 func (p *RegistryClusterProxy) Ignore(ctx context.Context, cb Callback) error {
-	return p.b.Call(ctx, registryIgnoreMethod, 0, func() []any {
+	return p.b.Call(ctx, registryIgnoreMethod, func() []any {
 		return []any{cb}
 	}, func(member Registry) error {
 		return member.Ignore(ctx, cb)
@@ -1204,7 +1204,7 @@ func (p *RegistryClusterProxy) Ignore(ctx context.Context, cb Callback) error {
 // IsLocal calls Registry.IsLocal on a member chosen by the proxy's policy.
 func (p *RegistryClusterProxy) IsLocal(ctx context.Context, c Counter) (bool, error) {
 	var r0 bool
-	err := p.b.Call(ctx, registryIsLocalMethod, 0, func() []any {
+	err := p.b.Call(ctx, registryIsLocalMethod, func() []any {
 		return []any{c}
 	}, func(member Registry) (err error) {
 		r0, err = member.IsLocal(ctx, c)
@@ -1216,7 +1216,7 @@ func (p *RegistryClusterProxy) IsLocal(ctx context.Context, c Counter) (bool, er
 // NewCounter calls Registry.NewCounter on a member chosen by the proxy's policy.
 func (p *RegistryClusterProxy) NewCounter(ctx context.Context, start int) (Counter, error) {
 	var r0 Counter
-	err := p.b.Call(ctx, registryNewCounterMethod, 0, func() []any {
+	err := p.b.Call(ctx, registryNewCounterMethod, func() []any {
 		return []any{start}
 	}, func(member Registry) (err error) {
 		r0, err = member.NewCounter(ctx, start)
@@ -1228,7 +1228,7 @@ func (p *RegistryClusterProxy) NewCounter(ctx context.Context, start int) (Count
 // Relay calls Registry.Relay on a member chosen by the proxy's policy.
 func (p *RegistryClusterProxy) Relay(ctx context.Context, to nodeid.ID, cb Callback, msg string) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, registryRelayMethod, 0, func() []any {
+	err := p.b.Call(ctx, registryRelayMethod, func() []any {
 		return []any{to, cb, msg}
 	}, func(member Registry) (err error) {
 		r0, err = member.Relay(ctx, to, cb, msg)
@@ -1240,7 +1240,7 @@ func (p *RegistryClusterProxy) Relay(ctx context.Context, to nodeid.ID, cb Callb
 // Subscribe calls Registry.Subscribe on a member chosen by the proxy's policy.
 func (p *RegistryClusterProxy) Subscribe(ctx context.Context, cb Callback, msg string, keep bool) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, registrySubscribeMethod, 0, func() []any {
+	err := p.b.Call(ctx, registrySubscribeMethod, func() []any {
 		return []any{cb, msg, keep}
 	}, func(member Registry) (err error) {
 		r0, err = member.Subscribe(ctx, cb, msg, keep)

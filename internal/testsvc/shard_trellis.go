@@ -171,6 +171,7 @@ var shardLookMethod = &codegen.MethodDesc{
 	Signature: "func(context.Context, string) (string, error)",
 	ID:        0xb1a4e3f49f1f61ec,
 	Handler:   shardLookHandler,
+	Flags:     codegen.Idempotent,
 }
 
 // shardLookArgs holds the arguments of Shard.Look on the wire.
@@ -410,7 +411,7 @@ var _ Shard = (*ShardClusterProxy)(nil)
 // Hit calls Shard.Hit on a member chosen by the proxy's policy.
 func (p *ShardClusterProxy) Hit(ctx context.Context, key string) (string, error) {
 	var r0 string
-	err := p.b.Call(ctx, shardHitMethod, 0, func() []any {
+	err := p.b.Call(ctx, shardHitMethod, func() []any {
 		return []any{key}
 	}, func(member Shard) (err error) {
 		r0, err = member.Hit(ctx, key)
@@ -423,7 +424,7 @@ func (p *ShardClusterProxy) Hit(ctx context.Context, key string) (string, error)
 // It is idempotent: a call that may have run is retried too.
 func (p *ShardClusterProxy) Look(ctx context.Context, key string) (string, error) {
 	var r0 string
-	err := p.b.Call(ctx, shardLookMethod, cluster.Idempotent, func() []any {
+	err := p.b.Call(ctx, shardLookMethod, func() []any {
 		return []any{key}
 	}, func(member Shard) (err error) {
 		r0, err = member.Look(ctx, key)
@@ -435,7 +436,7 @@ func (p *ShardClusterProxy) Look(ctx context.Context, key string) (string, error
 // Who calls Shard.Who on a member chosen by the proxy's policy.
 func (p *ShardClusterProxy) Who(ctx context.Context, key string) (string, error) {
 	var r0 string
-	err := p.b.Call(ctx, shardWhoMethod, 0, func() []any {
+	err := p.b.Call(ctx, shardWhoMethod, func() []any {
 		return []any{key}
 	}, func(member Shard) (err error) {
 		r0, err = member.Who(ctx, key)

@@ -48,7 +48,24 @@ type MethodDesc struct {
 	// Handler decodes the arguments of a call, invokes impl (a value of the
 	// service's interface type) and replies with the results, or an error.
 	Handler Handler
+	// Flags say what the method allows: whether a call that may have run
+	// can be made again (cluster proxies read them).
+	Flags MethodFlags
 }
+
+// MethodFlags say what a method allows. Proxygen writes them.
+type MethodFlags uint8
+
+const (
+	// Idempotent: the method is declared idempotent (a
+	// "//trellis:idempotent" line in its doc comment), so a call that
+	// failed in the machinery (unreachable, shutting down, overloaded, no
+	// route) may be made again even if it may have run.
+	Idempotent MethodFlags = 1 << iota
+	// OneShot: a call cannot be made twice (it passes a stream, whose
+	// source is closed when a call fails): it is never made again.
+	OneShot
+)
 
 // A Handler serves one method: it decodes the arguments with call.Decode,
 // calls the implementation and encodes the results with call.Reply (a

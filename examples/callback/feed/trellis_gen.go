@@ -199,7 +199,7 @@ var _ Feed = (*FeedClusterProxy)(nil)
 
 // Subscribe calls Feed.Subscribe on a member chosen by the proxy's policy.
 func (p *FeedClusterProxy) Subscribe(ctx context.Context, topic string, s Subscriber) error {
-	return p.b.Call(ctx, feedSubscribeMethod, 0, func() []any {
+	return p.b.Call(ctx, feedSubscribeMethod, func() []any {
 		return []any{topic, s}
 	}, func(member Feed) error {
 		return member.Subscribe(ctx, topic, s)
@@ -208,7 +208,7 @@ func (p *FeedClusterProxy) Subscribe(ctx context.Context, topic string, s Subscr
 
 // Unsubscribe calls Feed.Unsubscribe on a member chosen by the proxy's policy.
 func (p *FeedClusterProxy) Unsubscribe(ctx context.Context, topic string) error {
-	return p.b.Call(ctx, feedUnsubscribeMethod, 0, func() []any {
+	return p.b.Call(ctx, feedUnsubscribeMethod, func() []any {
 		return []any{topic}
 	}, func(member Feed) error {
 		return member.Unsubscribe(ctx, topic)
@@ -320,7 +320,7 @@ var _ Subscriber = (*SubscriberClusterProxy)(nil)
 
 // Event calls Subscriber.Event on a member chosen by the proxy's policy.
 func (p *SubscriberClusterProxy) Event(ctx context.Context, e Event) error {
-	return p.b.Call(ctx, subscriberEventMethod, 0, func() []any {
+	return p.b.Call(ctx, subscriberEventMethod, func() []any {
 		return []any{e}
 	}, func(member Subscriber) error {
 		return member.Event(ctx, e)

@@ -125,6 +125,7 @@ var storeLoadMethod = &codegen.MethodDesc{
 	Signature: "func(context.Context, io.Reader) (int64, error)",
 	ID:        0xd2a1c35a739c26f0,
 	Handler:   storeLoadHandler,
+	Flags:     codegen.OneShot,
 }
 
 // storeLoadArgs holds the arguments of Store.Load on the wire.
@@ -320,7 +321,7 @@ var _ Store = (*StoreClusterProxy)(nil)
 // Dump calls Store.Dump on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Dump(ctx context.Context) (io.Reader, error) {
 	var r0 io.Reader
-	err := p.b.Call(ctx, storeDumpMethod, 0, nil, func(member Store) (err error) {
+	err := p.b.Call(ctx, storeDumpMethod, nil, func(member Store) (err error) {
 		r0, err = member.Dump(ctx)
 		return err
 	})
@@ -331,7 +332,7 @@ func (p *StoreClusterProxy) Dump(ctx context.Context) (io.Reader, error) {
 // It passes a stream, so it is never retried.
 func (p *StoreClusterProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 	var r0 int64
-	err := p.b.Call(ctx, storeLoadMethod, cluster.OneShot, func() []any {
+	err := p.b.Call(ctx, storeLoadMethod, func() []any {
 		return []any{r}
 	}, func(member Store) (err error) {
 		r0, err = member.Load(ctx, r)
@@ -343,7 +344,7 @@ func (p *StoreClusterProxy) Load(ctx context.Context, r io.Reader) (int64, error
 // Sum calls Store.Sum on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Sum(ctx context.Context) (Summary, error) {
 	var r0 Summary
-	err := p.b.Call(ctx, storeSumMethod, 0, nil, func(member Store) (err error) {
+	err := p.b.Call(ctx, storeSumMethod, nil, func(member Store) (err error) {
 		r0, err = member.Sum(ctx)
 		return err
 	})

@@ -220,7 +220,7 @@ var _ Greeter = (*GreeterClusterProxy)(nil)
 // Count calls Greeter.Count on a member chosen by the proxy's policy.
 func (p *GreeterClusterProxy) Count(ctx context.Context) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, greeterCountMethod, 0, nil, func(member Greeter) (err error) {
+	err := p.b.Call(ctx, greeterCountMethod, nil, func(member Greeter) (err error) {
 		r0, err = member.Count(ctx)
 		return err
 	})
@@ -230,7 +230,7 @@ func (p *GreeterClusterProxy) Count(ctx context.Context) (int, error) {
 // Hello calls Greeter.Hello on a member chosen by the proxy's policy.
 func (p *GreeterClusterProxy) Hello(ctx context.Context, name string) (Greeting, error) {
 	var r0 Greeting
-	err := p.b.Call(ctx, greeterHelloMethod, 0, func() []any {
+	err := p.b.Call(ctx, greeterHelloMethod, func() []any {
 		return []any{name}
 	}, func(member Greeter) (err error) {
 		r0, err = member.Hello(ctx, name)

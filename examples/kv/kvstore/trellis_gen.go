@@ -59,6 +59,7 @@ var storeGetMethod = &codegen.MethodDesc{
 	Signature: "func(context.Context, string) (github.com/trellisrpc/trellis/examples/kv/kvstore.Entry, error)",
 	ID:        0x840de5a9b682631d,
 	Handler:   storeGetHandler,
+	Flags:     codegen.Idempotent,
 }
 
 // storeGetArgs holds the arguments of Store.Get on the wire.
@@ -246,7 +247,7 @@ var _ Store = (*StoreClusterProxy)(nil)
 // It is idempotent: a call that may have run is retried too.
 func (p *StoreClusterProxy) Get(ctx context.Context, key string) (Entry, error) {
 	var r0 Entry
-	err := p.b.Call(ctx, storeGetMethod, cluster.Idempotent, func() []any {
+	err := p.b.Call(ctx, storeGetMethod, func() []any {
 		return []any{key}
 	}, func(member Store) (err error) {
 		r0, err = member.Get(ctx, key)
@@ -257,7 +258,7 @@ func (p *StoreClusterProxy) Get(ctx context.Context, key string) (Entry, error) 
 
 // Put calls Store.Put on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Put(ctx context.Context, key string, value string) error {
-	return p.b.Call(ctx, storePutMethod, 0, func() []any {
+	return p.b.Call(ctx, storePutMethod, func() []any {
 		return []any{key, value}
 	}, func(member Store) error {
 		return member.Put(ctx, key, value)

@@ -186,7 +186,7 @@ var _ Where = (*WhereClusterProxy)(nil)
 // Where calls Where.Where on a member chosen by the proxy's policy.
 func (p *WhereClusterProxy) Where(ctx context.Context, from string) (Answer, error) {
 	var r0 Answer
-	err := p.b.Call(ctx, whereWhereMethod, 0, func() []any {
+	err := p.b.Call(ctx, whereWhereMethod, func() []any {
 		return []any{from}
 	}, func(member Where) (err error) {
 		r0, err = member.Where(ctx, from)

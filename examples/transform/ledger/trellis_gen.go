@@ -379,7 +379,7 @@ var _ Ledger = (*LedgerClusterProxy)(nil)
 // Pay calls Ledger.Pay on a member chosen by the proxy's policy.
 func (p *LedgerClusterProxy) Pay(ctx context.Context, a1 Wallet, amount int64, memo string) (int64, error) {
 	var r0 int64
-	err := p.b.Call(ctx, ledgerPayMethod, 0, func() []any {
+	err := p.b.Call(ctx, ledgerPayMethod, func() []any {
 		return []any{a1, amount, memo}
 	}, func(member Ledger) (err error) {
 		r0, err = member.Pay(ctx, a1, amount, memo)
@@ -391,7 +391,7 @@ func (p *LedgerClusterProxy) Pay(ctx context.Context, a1 Wallet, amount int64, m
 // Settle calls Ledger.Settle on a member chosen by the proxy's policy.
 func (p *LedgerClusterProxy) Settle(ctx context.Context, postings []Posting) (map[string]*Account, error) {
 	var r0 map[string]*Account
-	err := p.b.Call(ctx, ledgerSettleMethod, 0, func() []any {
+	err := p.b.Call(ctx, ledgerSettleMethod, func() []any {
 		return []any{postings}
 	}, func(member Ledger) (err error) {
 		r0, err = member.Settle(ctx, postings)
@@ -592,7 +592,7 @@ var _ Wallet = (*WalletClusterProxy)(nil)
 // Credit calls Wallet.Credit on a member chosen by the proxy's policy.
 func (p *WalletClusterProxy) Credit(ctx context.Context, amount int64, memo string) (int64, error) {
 	var r0 int64
-	err := p.b.Call(ctx, walletCreditMethod, 0, func() []any {
+	err := p.b.Call(ctx, walletCreditMethod, func() []any {
 		return []any{amount, memo}
 	}, func(member Wallet) (err error) {
 		r0, err = member.Credit(ctx, amount, memo)

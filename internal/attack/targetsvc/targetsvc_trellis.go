@@ -203,7 +203,7 @@ var _ Counter = (*CounterClusterProxy)(nil)
 // Add calls Counter.Add on a member chosen by the proxy's policy.
 func (p *CounterClusterProxy) Add(ctx context.Context, d int) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, counterAddMethod, 0, func() []any {
+	err := p.b.Call(ctx, counterAddMethod, func() []any {
 		return []any{d}
 	}, func(member Counter) (err error) {
 		r0, err = member.Add(ctx, d)
@@ -876,7 +876,7 @@ var _ Target = (*TargetClusterProxy)(nil)
 // Blob calls Target.Blob on a member chosen by the proxy's policy.
 func (p *TargetClusterProxy) Blob(ctx context.Context, n int) ([]byte, error) {
 	var r0 []byte
-	err := p.b.Call(ctx, targetBlobMethod, 0, func() []any {
+	err := p.b.Call(ctx, targetBlobMethod, func() []any {
 		return []any{n}
 	}, func(member Target) (err error) {
 		r0, err = member.Blob(ctx, n)
@@ -888,7 +888,7 @@ func (p *TargetClusterProxy) Blob(ctx context.Context, n int) ([]byte, error) {
 // Echo calls Target.Echo on a member chosen by the proxy's policy.
 func (p *TargetClusterProxy) Echo(ctx context.Context, s string) (string, error) {
 	var r0 string
-	err := p.b.Call(ctx, targetEchoMethod, 0, func() []any {
+	err := p.b.Call(ctx, targetEchoMethod, func() []any {
 		return []any{s}
 	}, func(member Target) (err error) {
 		r0, err = member.Echo(ctx, s)
@@ -900,7 +900,7 @@ func (p *TargetClusterProxy) Echo(ctx context.Context, s string) (string, error)
 // NewCounter calls Target.NewCounter on a member chosen by the proxy's policy.
 func (p *TargetClusterProxy) NewCounter(ctx context.Context, start int) (Counter, error) {
 	var r0 Counter
-	err := p.b.Call(ctx, targetNewCounterMethod, 0, func() []any {
+	err := p.b.Call(ctx, targetNewCounterMethod, func() []any {
 		return []any{start}
 	}, func(member Target) (err error) {
 		r0, err = member.NewCounter(ctx, start)
@@ -912,7 +912,7 @@ func (p *TargetClusterProxy) NewCounter(ctx context.Context, start int) (Counter
 // Put calls Target.Put on a member chosen by the proxy's policy.
 func (p *TargetClusterProxy) Put(ctx context.Context, b []byte) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, targetPutMethod, 0, func() []any {
+	err := p.b.Call(ctx, targetPutMethod, func() []any {
 		return []any{b}
 	}, func(member Target) (err error) {
 		r0, err = member.Put(ctx, b)
@@ -924,7 +924,7 @@ func (p *TargetClusterProxy) Put(ctx context.Context, b []byte) (int, error) {
 // Strings calls Target.Strings on a member chosen by the proxy's policy.
 func (p *TargetClusterProxy) Strings(ctx context.Context, ss [][]string) (int, error) {
 	var r0 int
-	err := p.b.Call(ctx, targetStringsMethod, 0, func() []any {
+	err := p.b.Call(ctx, targetStringsMethod, func() []any {
 		return []any{ss}
 	}, func(member Target) (err error) {
 		r0, err = member.Strings(ctx, ss)

@@ -740,7 +740,7 @@ var _ Peer = (*PeerClusterProxy)(nil)
 
 // Adopt calls Peer.Adopt on a member chosen by the proxy's policy.
 func (p *PeerClusterProxy) Adopt(ctx context.Context, entries []Entry) error {
-	return p.b.Call(ctx, peerAdoptMethod, 0, func() []any {
+	return p.b.Call(ctx, peerAdoptMethod, func() []any {
 		return []any{entries}
 	}, func(member Peer) error {
 		return member.Adopt(ctx, entries)
@@ -750,7 +750,7 @@ func (p *PeerClusterProxy) Adopt(ctx context.Context, entries []Entry) error {
 // Apply calls Peer.Apply on a member chosen by the proxy's policy.
 func (p *PeerClusterProxy) Apply(ctx context.Context, op Op) (Entry, error) {
 	var r0 Entry
-	err := p.b.Call(ctx, peerApplyMethod, 0, func() []any {
+	err := p.b.Call(ctx, peerApplyMethod, func() []any {
 		return []any{op}
 	}, func(member Peer) (err error) {
 		r0, err = member.Apply(ctx, op)
@@ -761,7 +761,7 @@ func (p *PeerClusterProxy) Apply(ctx context.Context, op Op) (Entry, error) {
 
 // Drop calls Peer.Drop on a member chosen by the proxy's policy.
 func (p *PeerClusterProxy) Drop(ctx context.Context, owner nodeid.ID, keys []string) error {
-	return p.b.Call(ctx, peerDropMethod, 0, func() []any {
+	return p.b.Call(ctx, peerDropMethod, func() []any {
 		return []any{owner, keys}
 	}, func(member Peer) error {
 		return member.Drop(ctx, owner, keys)
@@ -771,7 +771,7 @@ func (p *PeerClusterProxy) Drop(ctx context.Context, owner nodeid.ID, keys []str
 // Held calls Peer.Held on a member chosen by the proxy's policy.
 func (p *PeerClusterProxy) Held(ctx context.Context, owner nodeid.ID, withValues bool) ([]Entry, error) {
 	var r0 []Entry
-	err := p.b.Call(ctx, peerHeldMethod, 0, func() []any {
+	err := p.b.Call(ctx, peerHeldMethod, func() []any {
 		return []any{owner, withValues}
 	}, func(member Peer) (err error) {
 		r0, err = member.Held(ctx, owner, withValues)
@@ -783,7 +783,7 @@ func (p *PeerClusterProxy) Held(ctx context.Context, owner nodeid.ID, withValues
 // Lookup calls Peer.Lookup on a member chosen by the proxy's policy.
 func (p *PeerClusterProxy) Lookup(ctx context.Context, key string, withValue bool) (Entry, error) {
 	var r0 Entry
-	err := p.b.Call(ctx, peerLookupMethod, 0, func() []any {
+	err := p.b.Call(ctx, peerLookupMethod, func() []any {
 		return []any{key, withValue}
 	}, func(member Peer) (err error) {
 		r0, err = member.Lookup(ctx, key, withValue)
@@ -795,7 +795,7 @@ func (p *PeerClusterProxy) Lookup(ctx context.Context, key string, withValue boo
 // Replicate calls Peer.Replicate on a member chosen by the proxy's policy.
 func (p *PeerClusterProxy) Replicate(ctx context.Context, entries []Entry) ([]Entry, error) {
 	var r0 []Entry
-	err := p.b.Call(ctx, peerReplicateMethod, 0, func() []any {
+	err := p.b.Call(ctx, peerReplicateMethod, func() []any {
 		return []any{entries}
 	}, func(member Peer) (err error) {
 		r0, err = member.Replicate(ctx, entries)

@@ -134,6 +134,7 @@ var storeGetMethod = &codegen.MethodDesc{
 	Signature: "func(context.Context, string) (github.com/trellisrpc/trellis/internal/gen/testdata/kv.Entry, error)",
 	ID:        0x6c85d623d7b06a73,
 	Handler:   storeGetHandler,
+	Flags:     codegen.Idempotent,
 }
 
 // storeGetArgs holds the arguments of Store.Get on the wire.
@@ -222,6 +223,7 @@ var storeLoadMethod = &codegen.MethodDesc{
 	Signature: "func(context.Context, io.Reader) (int64, error)",
 	ID:        0x28bb65a012928793,
 	Handler:   storeLoadHandler,
+	Flags:     codegen.OneShot,
 }
 
 // storeLoadArgs holds the arguments of Store.Load on the wire.
@@ -978,7 +980,7 @@ var _ Store = (*StoreClusterProxy)(nil)
 // Dump calls Store.Dump on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Dump(ctx context.Context) (io.Reader, error) {
 	var r0 io.Reader
-	err := p.b.Call(ctx, storeDumpMethod, 0, nil, func(member Store) (err error) {
+	err := p.b.Call(ctx, storeDumpMethod, nil, func(member Store) (err error) {
 		r0, err = member.Dump(ctx)
 		return err
 	})
@@ -989,7 +991,7 @@ func (p *StoreClusterProxy) Dump(ctx context.Context) (io.Reader, error) {
 // It is idempotent: a call that may have run is retried too.
 func (p *StoreClusterProxy) Get(ctx context.Context, key string) (Entry, error) {
 	var r0 Entry
-	err := p.b.Call(ctx, storeGetMethod, cluster.Idempotent, func() []any {
+	err := p.b.Call(ctx, storeGetMethod, func() []any {
 		return []any{key}
 	}, func(member Store) (err error) {
 		r0, err = member.Get(ctx, key)
@@ -1002,7 +1004,7 @@ func (p *StoreClusterProxy) Get(ctx context.Context, key string) (Entry, error) 
 // It passes a stream, so it is never retried.
 func (p *StoreClusterProxy) Load(ctx context.Context, r io.Reader) (int64, error) {
 	var r0 int64
-	err := p.b.Call(ctx, storeLoadMethod, cluster.OneShot, func() []any {
+	err := p.b.Call(ctx, storeLoadMethod, func() []any {
 		return []any{r}
 	}, func(member Store) (err error) {
 		r0, err = member.Load(ctx, r)
@@ -1014,7 +1016,7 @@ func (p *StoreClusterProxy) Load(ctx context.Context, r io.Reader) (int64, error
 // Open calls Store.Open on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Open(ctx context.Context, name string) (Watcher, error) {
 	var r0 Watcher
-	err := p.b.Call(ctx, storeOpenMethod, 0, func() []any {
+	err := p.b.Call(ctx, storeOpenMethod, func() []any {
 		return []any{name}
 	}, func(member Store) (err error) {
 		r0, err = member.Open(ctx, name)
@@ -1026,7 +1028,7 @@ func (p *StoreClusterProxy) Open(ctx context.Context, name string) (Watcher, err
 // Peers calls Store.Peers on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Peers(ctx context.Context, in []shared.Region) (map[shared.Region][]shared.User, error) {
 	var r0 map[shared.Region][]shared.User
-	err := p.b.Call(ctx, storePeersMethod, 0, func() []any {
+	err := p.b.Call(ctx, storePeersMethod, func() []any {
 		return []any{in}
 	}, func(member Store) (err error) {
 		r0, err = member.Peers(ctx, in)
@@ -1037,14 +1039,14 @@ func (p *StoreClusterProxy) Peers(ctx context.Context, in []shared.Region) (map[
 
 // Ping calls Store.Ping on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Ping(ctx context.Context) error {
-	return p.b.Call(ctx, storePingMethod, 0, nil, func(member Store) error {
+	return p.b.Call(ctx, storePingMethod, nil, func(member Store) error {
 		return member.Ping(ctx)
 	})
 }
 
 // Put calls Store.Put on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Put(ctx context.Context, key string, e Entry) error {
-	return p.b.Call(ctx, storePutMethod, 0, func() []any {
+	return p.b.Call(ctx, storePutMethod, func() []any {
 		return []any{key, e}
 	}, func(member Store) error {
 		return member.Put(ctx, key, e)
@@ -1055,7 +1057,7 @@ func (p *StoreClusterProxy) Put(ctx context.Context, key string, e Entry) error 
 func (p *StoreClusterProxy) Stat(ctx context.Context, a1 string, a2 bool) (int64, time.Duration, error) {
 	var r0 int64
 	var r1 time.Duration
-	err := p.b.Call(ctx, storeStatMethod, 0, func() []any {
+	err := p.b.Call(ctx, storeStatMethod, func() []any {
 		return []any{a1, a2}
 	}, func(member Store) (err error) {
 		r0, r1, err = member.Stat(ctx, a1, a2)
@@ -1066,7 +1068,7 @@ func (p *StoreClusterProxy) Stat(ctx context.Context, a1 string, a2 bool) (int64
 
 // Tag calls Store.Tag on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Tag(ctx context.Context, key string, tags ...shared.Tag) error {
-	return p.b.Call(ctx, storeTagMethod, 0, func() []any {
+	return p.b.Call(ctx, storeTagMethod, func() []any {
 		return []any{key, tags}
 	}, func(member Store) error {
 		return member.Tag(ctx, key, tags...)
@@ -1075,7 +1077,7 @@ func (p *StoreClusterProxy) Tag(ctx context.Context, key string, tags ...shared.
 
 // Watch calls Store.Watch on a member chosen by the proxy's policy.
 func (p *StoreClusterProxy) Watch(ctx context.Context, prefix string, a2 Watcher) error {
-	return p.b.Call(ctx, storeWatchMethod, 0, func() []any {
+	return p.b.Call(ctx, storeWatchMethod, func() []any {
 		return []any{prefix, a2}
 	}, func(member Store) error {
 		return member.Watch(ctx, prefix, a2)
@@ -1188,7 +1190,7 @@ var _ Watcher = (*WatcherClusterProxy)(nil)
 
 // Changed calls Watcher.Changed on a member chosen by the proxy's policy.
 func (p *WatcherClusterProxy) Changed(ctx context.Context, key string, e Entry) error {
-	return p.b.Call(ctx, watcherChangedMethod, 0, func() []any {
+	return p.b.Call(ctx, watcherChangedMethod, func() []any {
 		return []any{key, e}
 	}, func(member Watcher) error {
 		return member.Changed(ctx, key, e)
