@@ -180,6 +180,11 @@ func (c *Cluster) lead(ctx context.Context) {
 	pcancel()
 	c.mu.Lock()
 	c.round = nil
+	if err != nil && c.pending != nil && c.pending.Epoch == p.Epoch && c.pending.Leader == c.self {
+		// Withdrawn: it will not be committed, so its edges need not
+		// be kept (the next proposal, if any, brings its own).
+		c.pending = nil
+	}
 	c.mu.Unlock()
 	if err != nil {
 		if cause := context.Cause(rctx); cause != nil {

@@ -15,13 +15,17 @@ import (
 // nor of a proposal in progress, once they have been so for a grace period
 // (a neighbour-to-be may connect a moment before its proposal arrives).
 func (c *Cluster) reconcile(ctx context.Context) {
+	leader, _ := c.disc.Leader()
 	c.mu.Lock()
 	t := c.committed
 	keep := make(map[nodeid.ID]bool)
 	for _, id := range t.Neighbours(c.self) {
 		keep[id] = true
 	}
-	if p := c.pending; p != nil && p.Epoch > t.Epoch && time.Since(c.pendingAt) < 2*c.cfg.PhaseTimeout {
+	// A proposal keeps its edges while it may still be committed: for
+	// two phases at most, and while its leader leads (one that was cut
+	// off, back among the others, has handed over).
+	if p := c.pending; p != nil && p.Epoch > t.Epoch && time.Since(c.pendingAt) < 2*c.cfg.PhaseTimeout && p.Leader == leader.ID {
 		for _, es := range [][]controlplane.Edge{p.Edges, p.Previous} {
 			for _, e := range es {
 				if e.A == c.self {

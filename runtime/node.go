@@ -40,6 +40,7 @@ type Node struct {
 	mu      sync.RWMutex
 	peers   map[NodeID]*peer
 	conns   map[NodeID]map[*peer]struct{} // every started connection, current or closing, until it has closed
+	dialing map[NodeID]chan struct{}      // ConnectTo dials in progress, closed when each ends
 	closing bool
 
 	serving  sync.WaitGroup // server calls in progress; Add only while !closing
@@ -210,14 +211,46 @@ func (n *Node) Connect(ctx context.Context, addr string) (NodeID, error) {
 }
 
 // ConnectTo makes sure there is a connection to node id, dialing addr if
-// there is none; the node found at addr must be id.
+// there is none; the node found at addr must be id. Concurrent calls for
+// one node share one dial: a node dials a peer only while it holds no
+// connection to it, which lets the peer take a second connection from it
+// for a sign that the first is dead (see adopt).
 func (n *Node) ConnectTo(ctx context.Context, id NodeID, addr string) error {
-	if p := n.peer(id); p != nil {
-		return nil
+	for {
+		if p := n.peer(id); p != nil {
+			return nil
+		}
+		n.mu.Lock()
+		if n.closing {
+			n.mu.Unlock()
+			return ErrClosed
+		}
+		wait, busy := n.dialing[id]
+		if !busy {
+			if n.dialing == nil {
+				n.dialing = make(map[NodeID]chan struct{})
+			}
+			done := make(chan struct{})
+			n.dialing[id] = done
+			n.mu.Unlock()
+			err := n.dialTo(ctx, id, addr)
+			n.mu.Lock()
+			delete(n.dialing, id)
+			n.mu.Unlock()
+			close(done)
+			return err
+		}
+		n.mu.Unlock()
+		select {
+		case <-wait: // look again: connected, or dial anew
+		case <-ctx.Done():
+			return fmt.Errorf("trellis: node %s: connect to %s: %w", n.cfg.Name, id, ctx.Err())
+		}
 	}
-	if n.isClosing() {
-		return ErrClosed
-	}
+}
+
+// dialTo dials node id at addr and adopts the connection.
+func (n *Node) dialTo(ctx context.Context, id NodeID, addr string) error {
 	c, err := transport.Dial(ctx, addr, n.tcfg, id)
 	if err != nil {
 		return fmt.Errorf("trellis: node %s: connect to %s: %w", n.cfg.Name, id, err)
@@ -233,8 +266,9 @@ func (n *Node) Connected(id NodeID) bool { return n.peer(id) != nil }
 
 // adopt makes c the connection to its peer, unless a connection to that peer
 // exists: then the one dialed by the node with the smaller ID is kept (both
-// ends apply the same rule, so a simultaneous open keeps one connection) and
-// the other is closed. It reports whether c was kept.
+// ends apply the same rule, so a simultaneous open keeps one connection), or
+// of two dialed by the peer the newer, and the other is closed. It reports
+// whether c was kept.
 func (n *Node) adopt(c *transport.Conn, dialed bool) bool {
 	p := newPeer(n, c, dialed)
 	n.mu.Lock()
@@ -244,7 +278,13 @@ func (n *Node) adopt(c *transport.Conn, dialed bool) bool {
 		return false
 	}
 	old := n.peers[p.id]
-	keep := old == nil || old.closing.Load() || old.conn.GoneAway() || p.preferred() && !old.preferred()
+	// Of two connections dialed by the peer, the newer wins: the peer
+	// dials only while it holds no connection to this node (ConnectTo), so
+	// it has given up on the older one, or restarted, and the older one
+	// is dead (a crashed host's connection lingers until the keepalive
+	// gives up, seconds later, and would keep refusing the new life's).
+	keep := old == nil || old.closing.Load() || old.conn.GoneAway() || p.preferred() && !old.preferred() ||
+		!dialed && !old.dialed
 	if keep {
 		n.peers[p.id] = p
 		if n.conns[p.id] == nil {

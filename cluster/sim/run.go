@@ -26,8 +26,9 @@ const (
 	InvOneTopologyPerEpoch = "one topology per epoch"
 	// InvMinorityCommitsNothing: while the network is cleanly partitioned,
 	// a member on a side without a majority of the last topology committed
-	// before the partition commits nothing (checked at every commit, after
-	// the messages in flight at the cut have landed).
+	// before the partition commits nothing (checked at every commit of an
+	// epoch whose leader decided it after the cut, and after the messages
+	// in flight at the cut have landed).
 	InvMinorityCommitsNothing = "the minority commits nothing"
 	// InvFormed: the cluster has formed (one topology, connections == edges)
 	// before the first fault.
@@ -147,6 +148,7 @@ func Run(s *Schedule, o Options) *Report {
 type commitRec struct {
 	t    topology.Topology
 	host int
+	at   time.Time // the first commit of the epoch: its leader's, when it decided
 }
 
 type call struct {
@@ -355,7 +357,7 @@ func (r *runner) commit(m *Member, t topology.Topology) {
 		r.violate(InvOneTopologyPerEpoch, "epoch %d: n%d committed %s, %s committed %s",
 			t.Epoch, prev.host, r.diagram(prev.t), m.Name, r.diagram(t))
 	} else if !ok {
-		r.byEpoch[t.Epoch] = commitRec{t: t, host: m.Host}
+		r.byEpoch[t.Epoch] = commitRec{t: t, host: m.Host, at: time.Now()}
 	}
 	if t.Epoch > r.top.Epoch {
 		r.top = t
@@ -363,10 +365,15 @@ func (r *runner) commit(m *Member, t topology.Topology) {
 	r.rep.MaxEpoch = max(r.rep.MaxEpoch, t.Epoch)
 
 	groups, clean := r.nw.Groups()
-	// The messages in flight when the cut came may still land: a commit
-	// sent just before it.
+	// A commit is decided by its leader, which commits first, once every
+	// member has prepared; the commit then travels down the tree (dialling
+	// where a connection is missing), and may land well after a cut that
+	// came after the decision. So what counts is when the epoch was first
+	// committed: the prepare replies in flight when the cut came may still
+	// have landed (a stream keeps its order, so one may wait behind
+	// another).
 	inflight := 2*(r.s.Conditions.Delay+r.s.Conditions.Jitter) + time.Millisecond
-	if !clean || time.Since(r.cutAt) <= inflight {
+	if !clean || r.byEpoch[t.Epoch].at.Sub(r.cutAt) <= inflight {
 		return
 	}
 	// The reference is the topology committed before this one: its
