@@ -49,6 +49,14 @@
 // Control frames (kinds above KindMax) carry no payload: ping and pong,
 // whose id is a nonce, and GoAway.
 //
+// What a node holds for its peers is bounded (Config.Budget, shared by all
+// of a node's connections): partly received messages, what Handlers charge
+// (Conn.Charge), and the replies each connection owes its peer
+// (Conn.SendReply). A peer that does not read its replies is not read
+// either once it is owed MaxQueuedBytes (TCP then slows it down), and is
+// disconnected with ErrPeerStalled when nothing can be written to it for
+// StallTimeout.
+//
 // Keepalive pings detect a dead peer; Close drains what is queued and says
 // goodbye (a GoAway frame) before closing. The package knows nothing of
 // services or encodings: message kinds and payloads belong to its user.
