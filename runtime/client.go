@@ -56,7 +56,8 @@ func WithTimeout(d time.Duration) ProxyOption {
 // NewProxy returns the proxy of service svc on node target, a value of the
 // service's interface whose methods call target; opts configure it. The
 // generated NewFooProxy functions call it and return it typed: prefer
-// them. NewProxy serves code that holds only a service's description.
+// them. NewProxy serves code that holds only a service's description; it
+// returns nil if svc is nil or has no NewProxy.
 func NewProxy(n *Node, target NodeID, svc *codegen.ServiceDesc, opts ...ProxyOption) any {
 	if svc == nil || svc.NewProxy == nil {
 		return nil
