@@ -182,8 +182,15 @@ func (c *Cluster) lead(ctx context.Context) {
 	c.round = nil
 	if err != nil && c.pending != nil && c.pending.Epoch == p.Epoch && c.pending.Leader == c.self {
 		// Withdrawn: it will not be committed, so its edges need not
-		// be kept (the next proposal, if any, brings its own).
+		// be kept (the next proposal, if any, brings its own), nor does
+		// it bind the next proposals to its members (see admit).
 		c.pending = nil
+		if c.promised.epoch == p.Epoch && c.promised.leader == c.self {
+			c.promised.members = nil
+			if err := c.save(); err != nil {
+				c.log.Warn("cluster: cannot save the state", "err", err)
+			}
+		}
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -335,7 +342,10 @@ func (c *Cluster) prepare(ctx context.Context, p controlplane.Proposal) error {
 		return err
 	}
 	if p.Epoch > c.promised.epoch {
-		c.promised = promise{epoch: p.Epoch, leader: p.Leader}
+		c.promised = promise{epoch: p.Epoch, leader: p.Leader, members: make([]nodeid.ID, 0, len(p.Members))}
+		for _, m := range p.Members {
+			c.promised.members = append(c.promised.members, m.ID)
+		}
 		if err := c.save(); err != nil {
 			// A promise that would not survive a restart is no promise.
 			c.mu.Unlock()
@@ -375,6 +385,10 @@ func (c *Cluster) admit(p *controlplane.Proposal) error {
 		// leader commits only once every member has prepared).
 		return refuse("the epoch is prepared for another leader")
 	}
+	proposed := make([]nodeid.ID, 0, len(p.Members))
+	for _, m := range p.Members {
+		proposed = append(proposed, m.ID)
+	}
 	if l.Epoch > p.Base && l.Epoch > 0 {
 		// The leader checked its policy against an older topology than
 		// this member's: check against this one.
@@ -382,11 +396,17 @@ func (c *Cluster) admit(p *controlplane.Proposal) error {
 		for _, m := range l.Members {
 			last = append(last, m.ID)
 		}
-		proposed := make([]nodeid.ID, 0, len(p.Members))
-		for _, m := range p.Members {
-			proposed = append(proposed, m.ID)
-		}
 		if !topology.CanCommit(c.cfg.Policy, last, proposed) {
+			return refuse(reasonPolicy)
+		}
+	}
+	if pr := c.promised; pr.epoch > l.Epoch && pr.epoch > p.Base && len(pr.members) > 0 {
+		// This member prepared a proposal newer than its last commit and
+		// the leader's base: its leader may have committed it with members
+		// this leader does not see. The new topology must hold a majority
+		// of that one too, or the two sides of a partition could both
+		// build on it.
+		if !topology.CanCommit(c.cfg.Policy, pr.members, proposed) {
 			return refuse(reasonPolicy)
 		}
 	}

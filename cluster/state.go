@@ -15,12 +15,12 @@ import (
 
 // State is what a member must remember across restarts of its process
 // (see Config.State): the last topology it committed, and the highest
-// epoch it prepared and for which leader. A member restarted with its
-// state never prepares an epoch it prepared or committed in an earlier
-// life, nor one below; it judges proposals, and leads, by the majority
-// of its last topology, so that alone, or on the small side of a
-// partition, it commits nothing; and the leader's next topology goes past
-// its epochs.
+// epoch it prepared, for which leader and with which members. A member
+// restarted with its state never prepares an epoch it prepared or
+// committed in an earlier life, nor one below; it judges proposals, and
+// leads, by the majority of its last topology (and of the proposal it
+// prepared), so that alone, or on the small side of a partition, it
+// commits nothing; and the leader's next topology goes past its epochs.
 type State struct {
 	// ID is the member the state belongs to.
 	ID nodeid.ID
@@ -28,9 +28,10 @@ type State struct {
 	// Topology if none).
 	Committed topology.Topology
 	// Prepared is the highest epoch the member prepared (0 if none), for
-	// the leader Leader.
-	Prepared uint64
-	Leader   nodeid.ID
+	// the leader Leader, with the members PreparedMembers.
+	Prepared        uint64
+	Leader          nodeid.ID
+	PreparedMembers []nodeid.ID
 }
 
 // A StateStore keeps a member's State across restarts. Save returns once
@@ -154,7 +155,7 @@ func (c *Cluster) restore() error {
 		}
 	}
 	c.restored = s.Committed
-	c.promised = promise{epoch: s.Prepared, leader: s.Leader}
+	c.promised = promise{epoch: s.Prepared, leader: s.Leader, members: s.PreparedMembers}
 	c.maxEpoch = max(s.Committed.Epoch, s.Prepared)
 	if s.Committed.Epoch > 0 || s.Prepared > 0 {
 		c.log.Info("cluster: restored the state of an earlier life", "committed", s.Committed.Epoch, "members", len(s.Committed.Members), "prepared", s.Prepared)
@@ -167,7 +168,8 @@ func (c *Cluster) save() error {
 	if c.cfg.State == nil {
 		return nil
 	}
-	return c.cfg.State.Save(State{ID: c.self, Committed: c.last(), Prepared: c.promised.epoch, Leader: c.promised.leader})
+	return c.cfg.State.Save(State{ID: c.self, Committed: c.last(),
+		Prepared: c.promised.epoch, Leader: c.promised.leader, PreparedMembers: c.promised.members})
 }
 
 // last returns the last topology this member committed: in this life, or
@@ -179,8 +181,10 @@ func (c *Cluster) last() topology.Topology {
 	return c.restored
 }
 
-// promise is the highest epoch a member prepared, and for which leader.
+// promise is the highest epoch a member prepared, for which leader, and
+// the members of that proposal.
 type promise struct {
-	epoch  uint64
-	leader nodeid.ID
+	epoch   uint64
+	leader  nodeid.ID
+	members []nodeid.ID
 }

@@ -201,3 +201,43 @@ func TestCommitDialsNeighboursAgainAtOnce(t *testing.T) {
 		t.Fatal("the neighbour named by the commit is still in backoff")
 	}
 }
+
+// TestPreparedProposalBindsAStaleLeader checks member 2 that committed
+// epoch 5 of {1..5}, then prepared epoch 6 of {2, 3, 4} for leader 3 (whose
+// commit it never saw): a leader still on epoch 5 may prepare it only a
+// topology that holds a majority of {2, 3, 4} too, for leader 3 may have
+// committed epoch 6 with 3 and 4, and build on it.
+func TestPreparedProposalBindsAStaleLeader(t *testing.T) {
+	five := topology.Topology{Epoch: 5, Strategy: "bus"}
+	for i := nodeid.ID(1); i <= 5; i++ {
+		five.Members = append(five.Members, topology.Member{ID: i})
+		for j := i + 1; j <= 5; j++ {
+			five.Edges = append(five.Edges, topology.Edge{A: i, B: j})
+		}
+	}
+	tests := []struct {
+		name string
+		p    controlplane.Proposal
+		ok   bool
+	}{
+		{"a majority of epoch 5, a minority of the prepared 6", leafProposal(7, 5, 1, 5), false},
+		{"a majority of both", leafProposal(7, 5, 1, 3, 5), true},
+		{"based on the prepared epoch", leafProposal(7, 6, 1, 5), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := newStateCluster(t, 2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.commitForTest(five)
+			if err := c.prepare(context.Background(), leafProposal(6, 5, 3, 4)); err != nil {
+				t.Fatal(err)
+			}
+			err = c.prepare(context.Background(), tt.p)
+			if (err == nil) != tt.ok {
+				t.Fatalf("prepare of epoch %d of %v based on %d: %v, want ok %v", tt.p.Epoch, tt.p.Members, tt.p.Base, err, tt.ok)
+			}
+		})
+	}
+}
