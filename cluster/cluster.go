@@ -252,6 +252,16 @@ func (c *Cluster) Topology() topology.Topology {
 	return c.committed
 }
 
+// Prepared returns the highest epoch this member has prepared (in this life
+// or, with Config.State, an earlier one) and the leader it prepared it for;
+// 0 if none. A member prepares each epoch for one leader only, and never
+// one below it.
+func (c *Cluster) Prepared() (epoch uint64, leader nodeid.ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.promised.epoch, c.promised.leader
+}
+
 // Wait waits until the committed topology satisfies ok, and returns it.
 func (c *Cluster) Wait(ctx context.Context, ok func(topology.Topology) bool) (topology.Topology, error) {
 	for {

@@ -28,7 +28,8 @@ const (
 	// a member on a side without a majority of the last topology committed
 	// before the partition commits nothing (checked at every commit of an
 	// epoch whose leader decided it after the cut, and after the messages
-	// in flight at the cut have landed).
+	// in flight at the cut have landed, unless every member of the
+	// topology had prepared it before the cut).
 	InvMinorityCommitsNothing = "the minority commits nothing"
 	// InvFormed: the cluster has formed (one topology, connections == edges)
 	// before the first fault.
@@ -151,6 +152,35 @@ type commitRec struct {
 	at   time.Time // the first commit of the epoch: its leader's, when it decided
 }
 
+// preparedAt is when a member was first seen to have prepared epoch.
+type preparedAt struct {
+	epoch uint64
+	at    time.Time
+}
+
+// watchPrepared records the epochs the live members have prepared. Called
+// with r.mu held, at every step.
+func (r *runner) watchPrepared() {
+	if r.prepared == nil {
+		r.prepared = make(map[int][]preparedAt)
+	}
+	for _, m := range r.w.Live() {
+		e, _ := m.Cluster.Prepared()
+		seen := r.prepared[m.Host]
+		if e > 0 && (len(seen) == 0 || seen[len(seen)-1].epoch < e) {
+			r.prepared[m.Host] = append(seen, preparedAt{epoch: e, at: time.Now()})
+		}
+	}
+}
+
+// preparedBy reports whether host h was seen, by the time at, to have
+// prepared epoch (or a higher one, so it had prepared epoch before, if at
+// all). Called with r.mu held.
+func (r *runner) preparedBy(h int, epoch uint64, at time.Time) bool {
+	i := slices.IndexFunc(r.prepared[h], func(p preparedAt) bool { return p.epoch >= epoch })
+	return i >= 0 && !r.prepared[h][i].at.After(at)
+}
+
 type call struct {
 	from, to int
 	start    time.Time
@@ -171,8 +201,12 @@ type runner struct {
 	byEpoch map[uint64]commitRec
 	top     topology.Topology // the highest epoch committed anywhere
 	cutAt   time.Time         // when the current partition began
-	calls   []*call
-	callers sync.WaitGroup
+	// prepared records, by host, when each member was first seen to have
+	// prepared an epoch at least as high as each value: a member prepares
+	// epochs in increasing order only.
+	prepared map[int][]preparedAt
+	calls    []*call
+	callers  sync.WaitGroup
 
 	vmu sync.Mutex // guards rep.Violations
 }
@@ -245,6 +279,7 @@ func (r *runner) run() {
 		checkAt += r.o.Step
 		r.mu.Lock()
 		r.checkCalls()
+		r.watchPrepared()
 		r.rep.Checks++
 		r.mu.Unlock()
 		switch {
@@ -387,10 +422,20 @@ func (r *runner) commit(m *Member, t topology.Topology) {
 	if ref.Epoch == 0 {
 		return
 	}
+	// A member across the cut counts too if it is a member of t and had
+	// prepared it before the cut (as seen at the next step): the leader
+	// decided with its consent, though its commit came later (a prepare
+	// phase waiting on a dial).
 	side := groups[m.Host]
+	before := r.cutAt.Add(inflight + r.o.Step)
 	n := 0
 	for _, x := range ref.Members {
-		if h := r.hostOf(x.ID); h >= 0 && groups[h] == side && r.w.Members[h].alive.Load() {
+		h := r.hostOf(x.ID)
+		switch {
+		case h < 0:
+		case groups[h] == side && r.w.Members[h].alive.Load():
+			n++
+		case t.Contains(x.ID) && r.preparedBy(h, t.Epoch, before):
 			n++
 		}
 	}
