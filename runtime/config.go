@@ -61,7 +61,7 @@ type Config struct {
 	// replaced by ErrOverloaded, the call having run). A peer that does not
 	// read its replies is not read either once it is owed a quarter of the
 	// budget or 8 MiB, and is disconnected when nothing can be written to
-	// it for 5 s (default 2 × MaxMessageSize, 128 MiB).
+	// it for 5 s (default 1.5 × MaxMessageSize, 96 MiB).
 	MaxPeerMemory int
 	// MaxConcurrentCalls caps the calls one peer may have in progress on
 	// this node; calls beyond it fail with ErrOverloaded (default 4096).

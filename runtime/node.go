@@ -78,7 +78,10 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	peerMemory := cfg.MaxPeerMemory
 	if peerMemory <= 0 {
-		peerMemory = 2 * cmp.Or(max(cfg.MaxMessageSize, 0), 64<<20)
+		// One and a half messages of the largest size: room for one,
+		// and a node under 256 MiB of RSS with the garbage collector's
+		// headroom when peers fill the budget.
+		peerMemory = 3 * cmp.Or(max(cfg.MaxMessageSize, 0), 64<<20) / 2
 	}
 	tcfg.Budget = transport.NewBudget(int64(peerMemory))
 	if err := tcfg.Validate(); err != nil {

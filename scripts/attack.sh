@@ -7,10 +7,8 @@
 # whole run takes about a minute and needs no privileges.
 #
 # Budget: the node under 256 MiB of RSS, legitimate calls within 100 ms (p99).
-# The script reports; with ATTACK_STRICT=1 it fails when an attack puts the
-# node over budget. CI runs it report-only: the fragments attack's peak RSS
-# (the node's 128 MiB budget of partial messages, plus the garbage
-# collector's headroom) still goes over 256 MiB in some runs.
+# The script reports; with ATTACK_STRICT=1 (as CI runs it) it fails when an
+# attack puts the node over budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
