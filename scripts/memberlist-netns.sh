@@ -13,52 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! ip netns list >/dev/null 2>&1; then
-	echo "memberlist-netns: skipped: needs root and ip netns"
-	exit 0
-fi
+. scripts/lib/ringnet.sh
+ringnet_require memberlist-netns
+ringnet_setup trml 10.78.0 17948 1 2 3 4 5
 
-P=trml$$ # namespace prefix, unique per run
-BR=${P}-br
-work=$(mktemp -d)
-nodes="1 2 3 4 5"
-cleanup() {
-	for ns in $BR $(for i in $nodes; do echo ${P}-n$i; done); do
-		for p in $(ip netns pids $ns 2>/dev/null); do kill -KILL $p 2>/dev/null || true; done
-		ip netns del $ns 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-go build -o "$work/node" ./examples/ring
-
-ip netns add $BR
-ip -n $BR link add br0 type bridge mcast_snooping 0 forward_delay 0
-ip -n $BR link add br1 type bridge mcast_snooping 0 forward_delay 0
-ip -n $BR link set br0 up
-ip -n $BR link set br1 up
-seeds=""
-for i in $nodes; do
-	ns=${P}-n$i
-	ip netns add $ns
-	ip -n $BR link add vb$i type veth peer name v0 netns $ns
-	ip -n $BR link set vb$i master br0 up
-	ip -n $ns link set lo up
-	ip -n $ns addr add 10.78.0.$i/24 dev v0
-	ip -n $ns link set v0 up
-	seeds="${seeds:+$seeds,}10.78.0.$i:17948"
-done
-
-start=$(date +%s%N)
-now() { local ms=$(( ($(date +%s%N) - start) / 1000000 )); echo "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"; }
-stamp() { # prefix each line with the seconds since start
-	local ms
-	while IFS= read -r line; do
-		ms=$(( ($(date +%s%N) - start) / 1000000 ))
-		printf '%3d.%03d %s\n' $((ms / 1000)) $((ms % 1000)) "$line"
-	done
-}
 for i in $nodes; do
 	# Node1 starts first and leads; the others join in order.
 	ip netns exec ${P}-n$i timeout -s KILL 120 "$work/node" -node Node$i -membership memberlist \
@@ -68,8 +26,6 @@ for i in $nodes; do
 	sleep 0.3 # join order: each node joins after the previous one
 done
 
-# last_topology N: the last topology node N committed (without time and name).
-last_topology() { grep TOPOLOGY "$work/log$1" | tail -n 1 | sed -E 's/^ *[0-9.]+ TOPOLOGY [^ ]+ //' || true; }
 agreed() { # agreed COUNT NODE...: the nodes committed the same COUNT-member topology
 	local count=$1 first; shift
 	first=$(last_topology $1)
