@@ -1,7 +1,12 @@
 // Package memberlisttest provides an in-memory network for memberlist: a
 // memberlist.Transport whose packets and streams never touch a socket, with
-// partitions and per-endpoint traffic counters, so that tests and simulations
-// run many memberlist nodes in one process quickly and measure what they send.
+// partitions, a one-way delay and per-endpoint traffic counters, so that tests
+// and simulations run many memberlist nodes in one process quickly and measure
+// what they send.
+//
+// The network uses only channels, net.Pipe and timers: created inside a
+// testing/synctest bubble, together with the memberlist nodes that use it, it
+// runs on the bubble's simulated clock (see SetDelay).
 package memberlisttest
 
 import (
@@ -31,6 +36,8 @@ type Network struct {
 	eps  map[netip.AddrPort]*Transport
 	side map[netip.AddrPort]int // partition side; 0 = not partitioned
 	next uint32
+	// delay is the one-way delay of a packet and of a stream's opening.
+	delay atomic.Int64
 }
 
 // NewNetwork returns an empty network.
@@ -72,6 +79,13 @@ func (n *Network) attachLocked(a netip.AddrPort) *Transport {
 	n.eps[a] = t
 	return t
 }
+
+// SetDelay sets the one-way delay of the network: every packet is delivered
+// that long after it is sent (by a timer, so sending never waits), and
+// opening a stream takes a round trip (twice d) before the dial returns. Zero,
+// the default, delivers at once. Inside a testing/synctest bubble the delay is
+// simulated time; outside it is real time.
+func (n *Network) SetDelay(d time.Duration) { n.delay.Store(int64(max(d, 0))) }
 
 // Partition splits the network: packets and new streams pass only between
 // addresses of the same group; addresses in no group reach everyone. Calling
@@ -129,7 +143,8 @@ type Stats struct {
 	StreamBytesReceived          uint64
 }
 
-// Transport is one endpoint of a Network. It implements memberlist.Transport.
+// Transport is one endpoint of a Network. It implements
+// memberlist.NodeAwareTransport.
 type Transport struct {
 	net     *Network
 	addr    netip.AddrPort
@@ -144,7 +159,7 @@ type Transport struct {
 	streamBytesSent, streamBytesRx atomic.Uint64
 }
 
-var _ ml.Transport = (*Transport)(nil)
+var _ ml.NodeAwareTransport = (*Transport)(nil)
 
 // Addr returns the transport's address, "ip:port".
 func (t *Transport) Addr() string { return t.addr.String() }
@@ -166,7 +181,8 @@ func (t *Transport) FinalAdvertiseAddr(string, int) (net.IP, int, error) {
 }
 
 // WriteTo implements memberlist.Transport. A packet to an unreachable address,
-// or to an endpoint whose queue is full, is lost without an error.
+// or to an endpoint whose queue is full when it arrives, is lost without an
+// error.
 func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	now := time.Now()
 	select {
@@ -180,31 +196,60 @@ func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	if dst == nil {
 		return now, nil
 	}
-	p := &ml.Packet{Buf: append([]byte(nil), b...), From: net.UDPAddrFromAddrPort(t.addr), Timestamp: now}
+	p := &ml.Packet{Buf: append([]byte(nil), b...), From: net.UDPAddrFromAddrPort(t.addr)}
+	if d := time.Duration(t.net.delay.Load()); d > 0 {
+		time.AfterFunc(d, func() { dst.deliver(p) })
+		return now, nil
+	}
+	dst.deliver(p)
+	return now, nil
+}
+
+// deliver queues p for the endpoint, or drops it if the queue is full or the
+// endpoint shut down.
+func (t *Transport) deliver(p *ml.Packet) {
+	p.Timestamp = time.Now()
 	select {
-	case <-dst.done:
-	case dst.packets <- p:
-		dst.packetsReceived.Add(1)
-		dst.bytesReceived.Add(uint64(len(b)))
+	case <-t.done:
+	case t.packets <- p:
+		t.packetsReceived.Add(1)
+		t.bytesReceived.Add(uint64(len(p.Buf)))
 	default: // queue full: lost
 	}
-	return now, nil
+}
+
+// WriteToAddress implements memberlist.NodeAwareTransport: the node name is
+// not needed to route in this network.
+func (t *Transport) WriteToAddress(b []byte, addr ml.Address) (time.Time, error) {
+	return t.WriteTo(b, addr.Addr)
 }
 
 // PacketCh implements memberlist.Transport.
 func (t *Transport) PacketCh() <-chan *ml.Packet { return t.packets }
 
-// DialTimeout implements memberlist.Transport with an in-memory pipe.
+// DialTimeout implements memberlist.Transport with an in-memory pipe. With a
+// delay set (SetDelay), the dial returns after a round trip.
 func (t *Transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
 	dst := t.net.route(t.addr, addr)
 	if dst == nil {
 		return nil, fmt.Errorf("memberlisttest: dial %s from %s: %w", addr, t.addr, ErrUnreachable)
 	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	if d := time.Duration(t.net.delay.Load()); d > 0 {
+		rtt := time.NewTimer(2 * d)
+		defer rtt.Stop()
+		select {
+		case <-rtt.C:
+		case <-timer.C:
+			return nil, fmt.Errorf("memberlisttest: dial %s from %s: timed out after %v", addr, t.addr, timeout)
+		case <-t.done:
+			return nil, fmt.Errorf("memberlisttest: dial %s from %s: %w", addr, t.addr, net.ErrClosed)
+		}
+	}
 	a, b := net.Pipe()
 	local := &countedConn{Conn: a, local: t.addr, remote: dst.addr, sent: &t.streamBytesSent, recv: &t.streamBytesRx}
 	remote := &countedConn{Conn: b, local: dst.addr, remote: t.addr, sent: &dst.streamBytesSent, recv: &dst.streamBytesRx}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
 	select {
 	case dst.streams <- remote:
 		t.streamsOpened.Add(1)
@@ -216,6 +261,11 @@ func (t *Transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 	a.Close()
 	b.Close()
 	return nil, fmt.Errorf("memberlisttest: dial %s from %s: %w", addr, t.addr, ErrUnreachable)
+}
+
+// DialAddressTimeout implements memberlist.NodeAwareTransport.
+func (t *Transport) DialAddressTimeout(addr ml.Address, timeout time.Duration) (net.Conn, error) {
+	return t.DialTimeout(addr.Addr, timeout)
 }
 
 // StreamCh implements memberlist.Transport.
