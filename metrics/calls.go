@@ -2,77 +2,103 @@ package metrics
 
 import (
 	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
-// method returns the metrics of m, resolving their labels on first use.
+// methodMetrics holds one method's figures, with its labels.
+type methodMetrics struct {
+	service, method string
+	client, server  *side
+}
+
+// method returns the figures of m, made on first use. The methods seen so
+// far are in an immutable map replaced on each new one: a lookup is a load
+// and a map access keyed by a pointer, with no lock.
 func (c *Collector) method(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *methodMetrics {
-	if mm, ok := c.methods.Load(m); ok {
-		return mm.(*methodMetrics)
+	if mm, ok := (*c.methods.Load())[m]; ok {
+		return mm
+	}
+	c.methodsMu.Lock()
+	defer c.methodsMu.Unlock()
+	old := *c.methods.Load()
+	if mm, ok := old[m]; ok {
+		return mm
 	}
 	service := "?"
 	if svc != nil {
 		service = svc.Name
 	}
 	mm := &methodMetrics{
-		service:        service,
-		method:         m.Name,
-		clientOK:       c.clientCalls.WithLabelValues(service, m.Name, runtime.KindOK),
-		serverOK:       c.serverCalls.WithLabelValues(service, m.Name, runtime.KindOK),
-		clientLatency:  c.clientLatency.WithLabelValues(service, m.Name),
-		serverLatency:  c.serverLatency.WithLabelValues(service, m.Name),
-		clientSent:     c.clientSent.WithLabelValues(service, m.Name),
-		clientReceived: c.clientReceived.WithLabelValues(service, m.Name),
-		serverReceived: c.serverReceived.WithLabelValues(service, m.Name),
-		serverSent:     c.serverSent.WithLabelValues(service, m.Name),
+		service: service,
+		method:  m.Name,
+		client:  newSide(c.stripes.n, len(c.bounds)),
+		server:  newSide(c.stripes.n, len(c.bounds)),
 	}
-	actual, _ := c.methods.LoadOrStore(m, mm)
-	return actual.(*methodMetrics)
+	next := make(map[*codegen.MethodDesc]*methodMetrics, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[m] = mm
+	c.methods.Store(&next)
+	return mm
 }
 
 // interceptClient measures a call made.
 func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
-	mm := c.method(call.Service, call.Method)
-	c.clientActive.Add(1)
+	s := c.method(call.Service, call.Method).client
+	s.stripes[c.stripes.pick()].started.Add(1)
 	start := c.now()
 	err := next(ctx)
-	mm.clientLatency.Observe((c.now() - start).Seconds())
-	c.clientActive.Add(-1)
+	d := c.now() - start
+	// The call may end on another processor than it started on: its end
+	// goes to that processor's stripe.
+	st := s.stripes[c.stripes.pick()]
+	st.ended[bucket(c.bounds, d)].Add(1)
+	st.nanos.Add(uint64(max(d, 0)))
 	if err == nil {
-		mm.clientOK.Inc()
+		st.ok.Add(1)
 	} else {
-		c.clientCalls.WithLabelValues(mm.service, mm.method, runtime.ErrorKind(err)).Inc()
+		s.fail(runtime.ErrorKind(err))
 	}
 	if call.Routed {
-		c.routed.Inc()
+		st.routed.Add(1)
 	}
 	if call.RequestBytes > 0 {
-		mm.clientSent.Add(float64(call.RequestBytes))
+		st.sent.Add(uint64(call.RequestBytes))
 	}
 	if call.ReplyBytes > 0 {
-		mm.clientReceived.Add(float64(call.ReplyBytes))
+		st.recv.Add(uint64(call.ReplyBytes))
 	}
 	return err
 }
 
 // interceptServer measures a call served.
 func (c *Collector) interceptServer(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
-	mm := c.method(call.Service, call.Method)
-	c.serverActive.Add(1)
-	start := c.now()
+	s := c.method(call.Service, call.Method).server
+	s.stripes[c.stripes.pick()].started.Add(1)
 	err := next(ctx)
-	mm.serverLatency.Observe((c.now() - start).Seconds())
-	c.serverActive.Add(-1)
+	d := call.Duration // timed by the node, which reads the clock anyway
+	st := s.stripes[c.stripes.pick()]
+	st.ended[bucket(c.bounds, d)].Add(1)
+	st.nanos.Add(uint64(max(d, 0)))
 	if err == nil {
-		mm.serverOK.Inc()
+		st.ok.Add(1)
 	} else {
-		c.serverCalls.WithLabelValues(mm.service, mm.method, runtime.ErrorKind(err)).Inc()
+		s.fail(runtime.ErrorKind(err))
 	}
-	c.hops.Observe(float64(call.Hops))
-	mm.serverReceived.Add(float64(call.RequestBytes))
-	mm.serverSent.Add(float64(call.ReplyBytes))
+	st.hops[min(max(call.Hops, 1), numHops+1)-1].Add(1)
+	st.hopsSum.Add(uint64(max(call.Hops, 0)))
+	if call.RequestBytes > 0 {
+		st.recv.Add(uint64(call.RequestBytes))
+	}
+	if call.ReplyBytes > 0 {
+		st.sent.Add(uint64(call.ReplyBytes))
+	}
 	return err
 }
 
@@ -86,4 +112,54 @@ func (c *Collector) relayEnded(err error) {
 	if err != nil {
 		c.relayedFailures.Inc()
 	}
+}
+
+// collectCalls sends the call metrics: per method and side, the stripes
+// summed.
+func (c *Collector) collectCalls(ch chan<- prometheus.Metric) {
+	var clientActive, serverActive, routed uint64
+	var hops [numHops + 1]uint64
+	var hopsSum uint64
+	for _, mm := range *c.methods.Load() {
+		cs, ss := mm.client.snapshot(), mm.server.snapshot()
+		c.collectSide(ch, mm, mm.client, cs, c.clientCalls, c.clientLatency, c.clientSent, c.clientReceived)
+		c.collectSide(ch, mm, mm.server, ss, c.serverCalls, c.serverLatency, c.serverSent, c.serverReceived)
+		clientActive += cs.started - cs.count
+		serverActive += ss.started - ss.count
+		routed += cs.routed
+		for i, k := range ss.hops {
+			hops[i] += k
+		}
+		hopsSum += ss.hopsSum
+	}
+	ch <- prometheus.MustNewConstMetric(c.clientInFlight, prometheus.GaugeValue, float64(clientActive))
+	ch <- prometheus.MustNewConstMetric(c.serverInFlight, prometheus.GaugeValue, float64(serverActive))
+	ch <- prometheus.MustNewConstMetric(c.routed, prometheus.CounterValue, float64(routed))
+	hb := make(map[float64]uint64, numHops)
+	var cum uint64
+	for i := range numHops {
+		cum += hops[i]
+		hb[float64(i+1)] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(c.hops, cum+hops[numHops], float64(hopsSum), hb)
+}
+
+// collectSide sends one method's metrics on one side.
+func (c *Collector) collectSide(ch chan<- prometheus.Metric, mm *methodMetrics, s *side, sn sideSnapshot, calls, latency, sent, received *prometheus.Desc) {
+	if sn.started == 0 {
+		return // the method was only seen on the other side
+	}
+	ch <- prometheus.MustNewConstMetric(calls, prometheus.CounterValue, float64(sn.ok), mm.service, mm.method, runtime.KindOK)
+	for kind, k := range s.failures() {
+		ch <- prometheus.MustNewConstMetric(calls, prometheus.CounterValue, float64(k), mm.service, mm.method, kind)
+	}
+	buckets := make(map[float64]uint64, len(c.cfg.Buckets))
+	var cum uint64
+	for i, b := range c.cfg.Buckets {
+		cum += sn.ended[i]
+		buckets[b] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(latency, sn.count, time.Duration(sn.nanos).Seconds(), buckets, mm.service, mm.method)
+	ch <- prometheus.MustNewConstMetric(sent, prometheus.CounterValue, float64(sn.sent), mm.service, mm.method)
+	ch <- prometheus.MustNewConstMetric(received, prometheus.CounterValue, float64(sn.recv), mm.service, mm.method)
 }

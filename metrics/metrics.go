@@ -13,9 +13,10 @@
 //
 // It uses github.com/prometheus/client_golang rather than the OpenTelemetry
 // metric API with its Prometheus exporter: the format operators scrape is
-// Prometheus's, and client_golang writes it directly, with label values
-// resolved once per method and counters and histograms updated with a few
-// atomic operations on the call path; the OpenTelemetry route adds a
+// Prometheus's, and client_golang writes it directly; the figures of the
+// calls are kept per method, in per-processor stripes of integer counters
+// (a few uncontended atomic adds per call), and become Prometheus
+// counters and histograms when scraped; the OpenTelemetry route adds a
 // translation layer (names, units, attribute sets looked up per
 // measurement) and far more dependencies for the same output. Traces,
 // where OpenTelemetry is the standard, are in package tracing.
@@ -27,6 +28,9 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +40,7 @@ import (
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/topology"
 )
 
@@ -78,36 +83,32 @@ var DefaultBuckets = []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3
 type Collector struct {
 	cfg Config
 
-	// Call metrics, updated by the interceptors.
-	clientCalls, serverCalls         *prometheus.CounterVec   // service, method, outcome
-	clientLatency, serverLatency     *prometheus.HistogramVec // service, method
-	clientSent, clientReceived       *prometheus.CounterVec   // service, method
-	serverReceived, serverSent       *prometheus.CounterVec   // service, method
-	clientInFlight, serverInFlight   prometheus.GaugeFunc
-	clientActive, serverActive       atomic.Int64 // the in-flight gauges' values
-	routed, relayed, relayedFailures prometheus.Counter
-	hops                             prometheus.Histogram
-	methods                          sync.Map // *codegen.MethodDesc -> *methodMetrics
+	// Call figures, kept by the interceptors in stripes (stripes.go) and
+	// turned into metrics when Prometheus scrapes.
+	methods   atomic.Pointer[map[*codegen.MethodDesc]*methodMetrics]
+	methodsMu sync.Mutex // held to add a method
+	stripes   *stripePicker
+	bounds    []int64 // the latency buckets' upper bounds, in nanoseconds
 	// clock0 is the origin of the clock the interceptors read (now): a
 	// monotonic reading only, which costs one clock read where time.Now
-	// costs two (wall and monotonic; each a system call on machines
-	// whose clock source has no vDSO, such as many virtual machines).
+	// costs two (wall and monotonic).
 	clock0 time.Time
+	// Relayed calls: counted with client_golang's counters (a relayed call
+	// costs far more than an increment, striped or not).
+	relayed, relayedFailures prometheus.Counter
+
+	clientCalls, serverCalls       *prometheus.Desc // service, method, outcome
+	clientLatency, serverLatency   *prometheus.Desc // service, method
+	clientSent, clientReceived     *prometheus.Desc // service, method
+	serverReceived, serverSent     *prometheus.Desc // service, method
+	clientInFlight, serverInFlight *prometheus.Desc
+	routed, hops                   *prometheus.Desc
 
 	// Figures read at scrape time.
 	connections, exports, holds, imports, pending, streams *prometheus.Desc
 	members, suspicions, failures, refutations, refused    *prometheus.Desc
 	hbSent, hbReceived                                     *prometheus.Desc
 	epoch, topoMembers, edges, cascades, cascadeDuration   *prometheus.Desc
-}
-
-// methodMetrics holds one method's metrics with their labels resolved.
-type methodMetrics struct {
-	service, method              string
-	clientOK, serverOK           prometheus.Counter
-	clientLatency, serverLatency prometheus.Observer
-	clientSent, clientReceived   prometheus.Counter
-	serverReceived, serverSent   prometheus.Counter
 }
 
 // New returns a collector of cfg.Node's metrics and installs its
@@ -119,36 +120,33 @@ func New(cfg Config) (*Collector, error) {
 	if len(cfg.Buckets) == 0 {
 		cfg.Buckets = DefaultBuckets
 	}
-	c := &Collector{cfg: cfg, clock0: time.Now()}
+	if !slices.IsSorted(cfg.Buckets) {
+		return nil, fmt.Errorf("metrics: Config.Buckets %v are not in increasing order", cfg.Buckets)
+	}
+	if math.IsInf(cfg.Buckets[len(cfg.Buckets)-1], +1) {
+		cfg.Buckets = cfg.Buckets[:len(cfg.Buckets)-1] // +Inf is implicit
+	}
+	c := &Collector{cfg: cfg, clock0: time.Now(), stripes: newStripePicker(), bounds: latencyBounds(cfg.Buckets)}
+	c.methods.Store(&map[*codegen.MethodDesc]*methodMetrics{})
 	cl := cfg.ConstLabels
-	mlabels := []string{"service", "method"}
-	olabels := []string{"service", "method", "outcome"}
-	counter := func(name, help string, labels []string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "trellis", Name: name, Help: help, ConstLabels: cl}, labels)
-	}
-	histogram := func(name, help string) *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "trellis", Name: name, Help: help, Buckets: cfg.Buckets, ConstLabels: cl}, mlabels)
-	}
-	c.clientCalls = counter("client_calls_total", "Calls made, by method and outcome (ok, application, or the kind of failure of the machinery).", olabels)
-	c.serverCalls = counter("server_calls_total", "Calls served, by method and outcome (ok, application, remote_panic, ...).", olabels)
-	c.clientLatency = histogram("client_call_duration_seconds", "Time from a call's start to its outcome, on the caller.")
-	c.serverLatency = histogram("server_call_duration_seconds", "Time a call's handler took, on the server.")
-	c.clientSent = counter("client_sent_bytes_total", "Bytes of the calls made (envelope and arguments).", mlabels)
-	c.clientReceived = counter("client_received_bytes_total", "Bytes of the replies received (envelope and results).", mlabels)
-	c.serverReceived = counter("server_received_bytes_total", "Bytes of the encoded arguments of the calls served.", mlabels)
-	c.serverSent = counter("server_sent_bytes_total", "Bytes of the encoded results of the calls served.", mlabels)
-	c.clientInFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "trellis", Name: "client_calls_in_flight", Help: "Calls made and awaiting their outcome.", ConstLabels: cl},
-		func() float64 { return float64(c.clientActive.Load()) })
-	c.serverInFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "trellis", Name: "server_calls_in_flight", Help: "Calls being served.", ConstLabels: cl},
-		func() float64 { return float64(c.serverActive.Load()) })
-	c.routed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "client_routed_calls_total", Help: "Calls made to a node that is not a neighbour, handed to a neighbour to relay.", ConstLabels: cl})
 	c.relayed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "relayed_calls_total", Help: "Calls this node relayed between two other nodes.", ConstLabels: cl})
 	c.relayedFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "relayed_call_failures_total", Help: "Relayed calls whose reply could not be forwarded (next hop lost, caller gone).", ConstLabels: cl})
-	c.hops = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "trellis", Name: "server_call_hops", Help: "Connections crossed by the calls served (1: from a neighbour).", Buckets: prometheus.LinearBuckets(1, 1, 8), ConstLabels: cl})
 
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("trellis_"+name, help, labels, cl)
 	}
+	c.clientCalls = desc("client_calls_total", "Calls made, by method and outcome (ok, application, or the kind of failure of the machinery).", "service", "method", "outcome")
+	c.serverCalls = desc("server_calls_total", "Calls served, by method and outcome (ok, application, remote_panic, ...).", "service", "method", "outcome")
+	c.clientLatency = desc("client_call_duration_seconds", "Time from a call's start to its outcome, on the caller.", "service", "method")
+	c.serverLatency = desc("server_call_duration_seconds", "Time a call's handler took, on the server.", "service", "method")
+	c.clientSent = desc("client_sent_bytes_total", "Bytes of the calls made (envelope and arguments).", "service", "method")
+	c.clientReceived = desc("client_received_bytes_total", "Bytes of the replies received (envelope and results).", "service", "method")
+	c.serverReceived = desc("server_received_bytes_total", "Bytes of the encoded arguments of the calls served.", "service", "method")
+	c.serverSent = desc("server_sent_bytes_total", "Bytes of the encoded results of the calls served.", "service", "method")
+	c.clientInFlight = desc("client_calls_in_flight", "Calls made and awaiting their outcome.")
+	c.serverInFlight = desc("server_calls_in_flight", "Calls being served.")
+	c.routed = desc("client_routed_calls_total", "Calls made to a node that is not a neighbour, handed to a neighbour to relay.")
+	c.hops = desc("server_call_hops", "Connections crossed by the calls served (1: from a neighbour).")
 	c.connections = desc("connections", "Open connections to other nodes.")
 	c.exports = desc("references_exported", "Objects this node exports by reference.")
 	c.holds = desc("references_holders", "(object, holder) pairs of the objects this node exports.")
@@ -172,18 +170,21 @@ func New(cfg Config) (*Collector, error) {
 	return c, nil
 }
 
-func (c *Collector) vectors() []prometheus.Collector {
-	return []prometheus.Collector{
+// callDescs are the descriptions of the call metrics made at scrape time.
+func (c *Collector) callDescs() []*prometheus.Desc {
+	return []*prometheus.Desc{
 		c.clientCalls, c.serverCalls, c.clientLatency, c.serverLatency,
 		c.clientSent, c.clientReceived, c.serverReceived, c.serverSent,
-		c.clientInFlight, c.serverInFlight, c.routed, c.relayed, c.relayedFailures, c.hops,
+		c.clientInFlight, c.serverInFlight, c.routed, c.hops,
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, v := range c.vectors() {
-		v.Describe(ch)
+	c.relayed.Describe(ch)
+	c.relayedFailures.Describe(ch)
+	for _, d := range c.callDescs() {
+		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.connections, c.exports, c.holds, c.imports, c.pending, c.streams} {
 		ch <- d
@@ -202,9 +203,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	for _, v := range c.vectors() {
-		v.Collect(ch)
-	}
+	c.relayed.Collect(ch)
+	c.relayedFailures.Collect(ch)
+	c.collectCalls(ch)
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -253,6 +254,5 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// since returns the seconds elapsed since start.
 // now returns the time since c.clock0: one monotonic clock read.
 func (c *Collector) now() time.Duration { return time.Since(c.clock0) }

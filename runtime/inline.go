@@ -98,7 +98,8 @@ func (p *peer) serveInline(sc *serverCall) {
 		m.watch(w) // forgotten when the connection closes (peer.HandleClosed)
 	}
 	t := uint64(p.conn.ReadToken())
-	w.since.Store(m.now())
+	sc.started = m.now()
+	w.since.Store(sc.started)
 	w.token.Store(t)
 	m.arms.Add(1)
 	if !m.active.Load() {
@@ -109,7 +110,7 @@ func (p *peer) serveInline(sc *serverCall) {
 	}
 	sc.serve()
 	moved := !w.token.CompareAndSwap(t, 0) // reading moved on (another call may have armed it since)
-	if moved || m.now()-w.since.Load() >= int64(inlineBudget) {
+	if moved || sc.end()-w.since.Load() >= int64(inlineBudget) {
 		sc.entry.aside.Store(asideCalls)
 	}
 }
@@ -120,13 +121,22 @@ func (sc *serverCall) serveAside() {
 	growStack(0)
 	m, p := sc.entry, sc.peer
 	defer p.aside.Add(-1)
-	start := sc.node.inline.now()
+	sc.started = sc.node.inline.now()
 	sc.serve()
-	if time.Duration(sc.node.inline.now()-start) < inlineBudget {
+	if time.Duration(sc.end()-sc.started) < inlineBudget {
 		if a := m.aside.Load(); a > 0 {
 			m.aside.CompareAndSwap(a, a-1)
 		}
 	}
+}
+
+// end returns the monitor's clock when sc's handler returned, as the
+// server interceptors' chain read it, or else now.
+func (sc *serverCall) end() int64 {
+	if sc.ended != 0 {
+		return sc.ended
+	}
+	return sc.node.inline.now()
 }
 
 // asideStack is the stack a goroutine serving a call aside grows to before

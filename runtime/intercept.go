@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/transport"
@@ -53,6 +54,13 @@ type IncomingCall struct {
 	// RequestBytes and ReplyBytes are the sizes of the call's encoded
 	// arguments and results.
 	RequestBytes, ReplyBytes int
+	// Duration is the time from the start of the call's serving (before
+	// its arguments are decoded) to the return of its handler, filled once
+	// the innermost next returns (0 if the call was refused). The node
+	// reads the clock there anyway: an interceptor that times the call
+	// reads Duration rather than the clock, which costs tens of
+	// nanoseconds a reading on some virtual machines.
+	Duration time.Duration
 }
 
 // A ServerInterceptor wraps the handler of every call this node serves,
@@ -210,6 +218,8 @@ func (in *incoming) proceed(ctx context.Context) error {
 		return in.chain[i](ctx, &in.IncomingCall, in.next)
 	case i == len(in.chain):
 		err := in.sc.invokeHandler(ctx)
+		in.sc.ended = in.sc.node.inline.now()
+		in.Duration = time.Duration(in.sc.ended - in.sc.started)
 		if in.sc.reply != nil {
 			in.ReplyBytes = in.sc.reply.Len() - 1 // less the envelope's flags
 		}

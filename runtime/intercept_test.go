@@ -197,3 +197,39 @@ func TestInterceptorsBesideTransformers(t *testing.T) {
 		t.Errorf("refused call: %v, want a remote error %q", err, refuse)
 	}
 }
+
+// TestServerInterceptorDuration checks that a server interceptor finds the
+// handler's duration in IncomingCall.Duration once next returns, for calls
+// served on the connection's reader and aside alike (Sleep runs past the
+// inline budget, so its method is served aside afterwards).
+func TestServerInterceptorDuration(t *testing.T) {
+	ns := chain(t, "A", "B")
+	a, b := ns[0], ns[1]
+	durations := make(chan time.Duration, 10)
+	b.Intercept(nil, func(ctx context.Context, ic *trellis.IncomingCall, next func(context.Context) error) error {
+		if ic.Duration != 0 {
+			t.Errorf("Duration before next = %v, want 0", ic.Duration)
+		}
+		err := next(ctx)
+		durations <- ic.Duration
+		return err
+	}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	k := testsvc.NewKitchenProxy(a, b.ID())
+	const sleep = 20 * time.Millisecond
+	for i := range 3 {
+		if err := k.Sleep(ctx, sleep); err != nil {
+			t.Fatal(err)
+		}
+		if d := <-durations; d < sleep {
+			t.Errorf("call %d: Duration = %v, want at least the handler's %v", i, d, sleep)
+		}
+	}
+	if _, _, err := k.Echo(ctx, "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-durations; d <= 0 {
+		t.Errorf("Echo: Duration = %v, want > 0", d)
+	}
+}

@@ -83,6 +83,11 @@ type serverCall struct {
 	reply    *transport.Buffer  // the encoded results, once Reply is called
 	charged  int                // bytes of arguments charged to the node's budget
 	batched  bool               // more calls wait behind this one: leave the reply to the writer
+	// started and ended are the node's monitor clock (inlineMonitor.now)
+	// when the call's serving started and, with server interceptors, when
+	// its handler returned (0 until then): the readings the monitor takes
+	// anyway, shared with the interceptors (IncomingCall.Duration).
+	started, ended int64
 }
 
 // Decode implements codegen.ServerCall: it decodes the call's arguments

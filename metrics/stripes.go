@@ -1,0 +1,185 @@
+package metrics
+
+import (
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Call figures are kept in stripes: each method has, per side, one stripe
+// per processor (rounded up to a power of two), and a call updates the
+// stripe of the processor it ends on. On a machine with several cores,
+// counters that every call updates in one place bounce their cache line
+// between the cores at every update: with two cores and 64 callers, a
+// Prometheus histogram and four counters shared by all calls cost 0.6-1 µs
+// of CPU per call, against ~0.15 µs uncontended. A stripe is only ever
+// updated by the calls of one processor at a time (sync.Pool hands the same
+// stripe index back to the same processor), so its cache line stays where
+// it is; the stripes are summed when Prometheus scrapes. Integer atomics
+// (nanoseconds, bytes) replace the float compare-and-swap loops of
+// client_golang's counters and histogram sums.
+
+// numHops is the number of upper bounds of the hops histogram: 1 to 8,
+// then +Inf.
+const numHops = 8
+
+// A stripe is one processor's share of a method's figures on one side
+// (client or server). Its fields are updated with atomic adds and read when
+// Prometheus scrapes.
+type stripe struct {
+	started atomic.Uint64 // calls started (the in-flight gauge is started − ended)
+	ok      atomic.Uint64 // calls ended without error
+	// ended counts the calls ended per latency bucket: ended[i] those whose
+	// latency is at most bounds[i], the last one those above every bound.
+	ended      []atomic.Uint64
+	nanos      atomic.Uint64 // latencies' sum, in nanoseconds
+	sent, recv atomic.Uint64 // bytes sent and received
+	routed     atomic.Uint64 // client: calls handed to a neighbour to relay
+	// hops counts the calls served by the connections they crossed (server):
+	// hops[i] those that crossed i+1, the last one those that crossed more
+	// than numHops.
+	hops    [numHops + 1]atomic.Uint64
+	hopsSum atomic.Uint64
+	// The end of a stripe is kept off the cache line of the next one
+	// (stripes are allocated one after the other).
+	_ [padWords * 8]byte
+}
+
+// padWords is the padding, in 8-byte words, that keeps a stripe's counters
+// off the cache lines of the next allocation.
+const padWords = 16
+
+// side holds one method's figures on one side: its stripes, and its
+// failures by kind, which are rare and need no stripes.
+type side struct {
+	stripes []*stripe
+	mu      sync.Mutex
+	failed  map[string]uint64 // runtime.ErrorKind -> calls
+}
+
+func newSide(stripes, buckets int) *side {
+	s := &side{stripes: make([]*stripe, stripes)}
+	for i := range s.stripes {
+		// The counts per bucket are allocated with room after them, off
+		// the cache line of whatever is allocated next.
+		ended := make([]atomic.Uint64, buckets+1+padWords)
+		s.stripes[i] = &stripe{ended: ended[:buckets+1]}
+	}
+	return s
+}
+
+// fail counts a call ended with an error of kind.
+func (s *side) fail(kind string) {
+	s.mu.Lock()
+	if s.failed == nil {
+		s.failed = make(map[string]uint64)
+	}
+	s.failed[kind]++
+	s.mu.Unlock()
+}
+
+// failures returns a copy of the failure counts.
+func (s *side) failures() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.failed))
+	for k, v := range s.failed {
+		out[k] = v
+	}
+	return out
+}
+
+// sideSnapshot is the sum of a side's stripes.
+type sideSnapshot struct {
+	started, ok, nanos, sent, recv, routed uint64
+	ended                                  []uint64 // per bucket, not cumulative
+	count                                  uint64   // calls ended: the sum of ended
+	hops                                   [numHops + 1]uint64
+	hopsSum                                uint64
+}
+
+// snapshot sums the stripes. The calls ended are read before the calls
+// started, so that started ≥ count: the in-flight gauge is never negative.
+func (s *side) snapshot() sideSnapshot {
+	var sn sideSnapshot
+	sn.ended = make([]uint64, len(s.stripes[0].ended))
+	for _, st := range s.stripes {
+		for i := range st.ended {
+			v := st.ended[i].Load()
+			sn.ended[i] += v
+			sn.count += v
+		}
+		sn.ok += st.ok.Load()
+		sn.nanos += st.nanos.Load()
+		sn.sent += st.sent.Load()
+		sn.recv += st.recv.Load()
+		sn.routed += st.routed.Load()
+		for i := range st.hops {
+			sn.hops[i] += st.hops[i].Load()
+		}
+		sn.hopsSum += st.hopsSum.Load()
+	}
+	for _, st := range s.stripes {
+		sn.started += st.started.Load()
+	}
+	return sn
+}
+
+// stripePicker hands out stripe indexes with processor affinity.
+type stripePicker struct {
+	n    int // a power of two
+	next atomic.Uint64
+	pool sync.Pool // *int
+}
+
+func newStripePicker() *stripePicker {
+	n := 1
+	for n < runtime.GOMAXPROCS(0) {
+		n *= 2
+	}
+	p := &stripePicker{n: n}
+	p.pool.New = func() any {
+		i := int(p.next.Add(1)-1) & (p.n - 1)
+		return &i
+	}
+	return p
+}
+
+// pick returns the index of the stripe the calling goroutine's processor
+// uses. The pool keeps the index it last handed out on each processor, so
+// the same processor gets the same index back; after a garbage collection
+// empties the pool, indexes are handed out anew in turn. Two processors
+// sharing a stripe for a while cost some speed, not correctness.
+func (p *stripePicker) pick() int {
+	ip := p.pool.Get().(*int)
+	i := *ip
+	p.pool.Put(ip)
+	return i
+}
+
+// latencyBounds converts bucket bounds in seconds to nanoseconds, for the
+// call path to compare with integers.
+func latencyBounds(buckets []float64) []int64 {
+	out := make([]int64, len(buckets))
+	for i, b := range buckets {
+		switch ns := b * 1e9; {
+		case ns >= math.MaxInt64:
+			out[i] = math.MaxInt64
+		case ns < 0:
+			out[i] = -1
+		default:
+			out[i] = int64(ns)
+		}
+	}
+	return out
+}
+
+// bucket returns the index of the first bound d does not exceed, or
+// len(bounds) if it exceeds them all.
+func bucket(bounds []int64, d time.Duration) int {
+	i, _ := slices.BinarySearch(bounds, int64(d))
+	return i
+}
