@@ -57,6 +57,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/generated/controlplane"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
@@ -101,6 +102,11 @@ type Config struct {
 // A Cluster keeps one node's place in the federation: its committed
 // topology, its connections and its routes.
 type Cluster struct {
+	// link makes a *Cluster a clustergen.Cluster, through which the
+	// generated cluster proxies reach the members (see proxySource)
+	// without the Cluster exporting anything for them.
+	link
+
 	cfg  Config
 	node *runtime.Node
 	disc membership.Discovery
@@ -185,6 +191,7 @@ func New(cfg Config) (*Cluster, error) {
 		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
+	c.link = clustergen.NewLink(proxySource{c})
 	if err := c.restore(); err != nil {
 		return nil, err
 	}

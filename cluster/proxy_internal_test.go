@@ -1,68 +1,35 @@
 package cluster
 
 import (
-	"fmt"
-	"math"
 	"testing"
 
-	"github.com/trellisrpc/trellis/nodeid"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 )
 
-// owners maps every key to the member a by-key balancer picks among ids.
-func owners(ids []nodeid.ID, keys []string) map[string]nodeid.ID {
-	b := &Balancer[any]{opts: proxyOptions{policy: byKey}}
-	var list []*target[any]
-	for _, id := range ids {
-		list = append(list, &target[any]{member: Member{ID: id}, score: mix(uint64(id))})
-	}
-	out := make(map[string]nodeid.ID, len(keys))
-	for _, k := range keys {
-		out[k] = b.pickFrom(list, hashKey(k), &tried{}).member.ID
-	}
-	return out
-}
-
-func TestByKeyMovesOnlyTheDepartedMembersKeys(t *testing.T) {
-	const members, nkeys = 8, 10000
-	ids := make([]nodeid.ID, members)
-	for i := range ids {
-		ids[i] = nodeid.New()
-	}
-	keys := make([]string, nkeys)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("key-%d", i)
-	}
-	before := owners(ids, keys)
-	// Stable: the same key goes to the same member every time.
-	if again := owners(ids, keys); fmt.Sprint(again) != fmt.Sprint(before) {
-		t.Fatal("by-key routing is not stable")
-	}
-	perMember := map[nodeid.ID]int{}
-	for _, id := range before {
-		perMember[id]++
-	}
-	for _, id := range ids {
-		if n := perMember[id]; math.Abs(float64(n)-nkeys/members) > 0.2*nkeys/members {
-			t.Errorf("member %s owns %d keys, expected about %d", id, n, nkeys/members)
+// The policies that users name in package cluster are those the balancer
+// implements: WithPolicy converts one to the other.
+func TestPoliciesMatchTheBalancers(t *testing.T) {
+	for _, tc := range []struct {
+		user Policy
+		gen  clustergen.Policy
+	}{
+		{Nearest, clustergen.Nearest},
+		{RoundRobin, clustergen.RoundRobin},
+		{LocalFirst, clustergen.LocalFirst},
+		{byKey, clustergen.ByKey},
+	} {
+		var o proxyOptions
+		WithPolicy(tc.user)(&o)
+		if o.Policy != tc.gen {
+			t.Errorf("WithPolicy(%s) sets the balancer's policy %d, want %d", tc.user, o.Policy, tc.gen)
 		}
 	}
-
-	gone := ids[3]
-	after := owners(append(ids[:3:3], ids[4:]...), keys)
-	moved := 0
-	for _, k := range keys {
-		if after[k] != before[k] {
-			moved++
-			if before[k] != gone {
-				t.Fatalf("key %s moved from %s, which is still a member", k, before[k])
-			}
-		} else if before[k] == gone {
-			t.Fatalf("key %s stayed on the departed member", k)
-		}
+	var o proxyOptions
+	ByKey(nil)(&o)
+	if o.Policy != clustergen.ByKey || o.Key == nil {
+		t.Errorf("ByKey(nil) sets policy %d, key func %v; want ByKey and FirstArgument", o.Policy, o.Key != nil)
 	}
-	share := float64(moved) / nkeys
-	t.Logf("%d members, %d keys: %d moved when one member departed (%.3f, ideal %.3f)", members, nkeys, moved, share, 1.0/members)
-	if math.Abs(share-1.0/members) > 0.03 {
-		t.Fatalf("moved share %.3f, want about %.3f", share, 1.0/members)
+	if got := (proxySource{}).Defaults().Retry; got != clustergen.Retry(DefaultRetry) {
+		t.Errorf("a proxy's default retry policy is %+v, want DefaultRetry %+v", got, DefaultRetry)
 	}
 }

@@ -94,21 +94,26 @@ func TestClusterProxySendsOnlyToServingMembers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	noRetry := cluster.WithRetry(cluster.Retry{Attempts: 1}) // a call sent to X would fail
-	for _, opt := range []cluster.ProxyOption{
-		cluster.WithPolicy(cluster.Nearest), cluster.WithPolicy(cluster.RoundRobin),
-		cluster.WithPolicy(cluster.LocalFirst), cluster.ByKey(nil),
+	for _, tc := range []struct {
+		policy string
+		opt    cluster.ProxyOption
+	}{
+		{cluster.Nearest.String(), cluster.WithPolicy(cluster.Nearest)},
+		{cluster.RoundRobin.String(), cluster.WithPolicy(cluster.RoundRobin)},
+		{cluster.LocalFirst.String(), cluster.WithPolicy(cluster.LocalFirst)},
+		{"by key", cluster.ByKey(nil)},
 	} {
-		p := testsvc.NewShardClusterProxy(caller, opt, noRetry)
+		p := testsvc.NewShardClusterProxy(caller, tc.opt, noRetry)
 		seen := map[string]int{}
 		for i := range 60 {
 			who, err := p.Hit(ctx, fmt.Sprint("k", i))
 			if err != nil {
-				t.Fatalf("%s: call %d: %v", p.TrellisBalancer().Policy(), i, err)
+				t.Fatalf("%s: call %d: %v", tc.policy, i, err)
 			}
 			seen[who]++
 		}
 		if seen["A"]+seen["B"] != 60 {
-			t.Errorf("%s: calls answered by %v, want A and B only", p.TrellisBalancer().Policy(), seen)
+			t.Errorf("%s: calls answered by %v, want A and B only", tc.policy, seen)
 		}
 	}
 	if got := impls["A"].Runs.Load() + impls["B"].Runs.Load(); got != 240 {
@@ -135,6 +140,33 @@ func TestClusterProxySendsOnlyToServingMembers(t *testing.T) {
 	none := testsvc.NewControlClusterProxy(caller, noRetry)
 	if err := none.Started(ctx, "x"); !errors.Is(err, cluster.ErrNoMember) {
 		t.Errorf("a call of a service nobody serves: %v, want ErrNoMember", err)
+	}
+}
+
+// A proxy made while a member served the service stops calling it once
+// the member no longer does.
+func TestClusterProxyDropsMemberThatStopsServing(t *testing.T) {
+	caller, impls, members := shardCluster(t, "A", "B")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := testsvc.NewShardClusterProxy(caller, cluster.WithPolicy(cluster.RoundRobin), cluster.WithRetry(cluster.Retry{Attempts: 1}))
+	for i := range 4 {
+		if _, err := p.Hit(ctx, fmt.Sprint("k", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if impls["A"].Runs.Load() == 0 || impls["B"].Runs.Load() == 0 {
+		t.Fatalf("round robin over A and B: A ran %d calls, B %d", impls["A"].Runs.Load(), impls["B"].Runs.Load())
+	}
+	if err := members["A"].Node().Unregister(testsvc.ShardService.Name); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, caller, testsvc.ShardService, 1)
+	for i := range 20 {
+		who, err := p.Hit(ctx, fmt.Sprint("k", i))
+		if err != nil || who != "B" {
+			t.Fatalf("call %d after A stopped serving Shard: answered by %q (%v), want B", i, who, err)
+		}
 	}
 }
 

@@ -68,8 +68,12 @@ type Member struct {
 
 // Serves reports whether the member advertises svc (same name and hash).
 func (m Member) Serves(svc *codegen.ServiceDesc) bool {
-	h := ServiceHash(svc)
-	return slices.ContainsFunc(m.Services, func(s Service) bool { return s.matches(svc.Name, h) })
+	return m.serves(svc.Name, ServiceHash(svc))
+}
+
+// serves reports whether the member advertises the service name with hash.
+func (m Member) serves(name string, hash uint64) bool {
+	return slices.ContainsFunc(m.Services, func(s Service) bool { return s.matches(name, hash) })
 }
 
 // Members returns the live members as the membership sees them, oldest

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -165,19 +166,19 @@ func echoerEchoHandler(ctx context.Context, impl any, call codegen.ServerCall) e
 }
 
 // EchoerClusterProxy is a Echoer whose calls go to the members of a cluster that
-// serve Echoer, one member chosen per call (see cluster.Balancer).
+// serve Echoer, one member chosen per call by the proxy's policy.
 type EchoerClusterProxy struct {
-	b *cluster.Balancer[Echoer]
+	b *clustergen.Balancer[Echoer]
 }
 
 // NewEchoerClusterProxy returns a Echoer that calls the members of c serving Echoer,
 // chosen per call by opts (default: the nearest).
 func NewEchoerClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *EchoerClusterProxy {
-	return &EchoerClusterProxy{b: cluster.NewBalancer[Echoer](c, EchoerService, opts...)}
+	return &EchoerClusterProxy{b: clustergen.NewBalancer[Echoer](c, EchoerService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *EchoerClusterProxy) TrellisBalancer() *cluster.Balancer[Echoer] {
+func (p *EchoerClusterProxy) TrellisBalancer() *clustergen.Balancer[Echoer] {
 	return p.b
 }
 
@@ -352,19 +353,19 @@ func streamerDumpHandler(ctx context.Context, impl any, call codegen.ServerCall)
 }
 
 // StreamerClusterProxy is a Streamer whose calls go to the members of a cluster that
-// serve Streamer, one member chosen per call (see cluster.Balancer).
+// serve Streamer, one member chosen per call by the proxy's policy.
 type StreamerClusterProxy struct {
-	b *cluster.Balancer[Streamer]
+	b *clustergen.Balancer[Streamer]
 }
 
 // NewStreamerClusterProxy returns a Streamer that calls the members of c serving Streamer,
 // chosen per call by opts (default: the nearest).
 func NewStreamerClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *StreamerClusterProxy {
-	return &StreamerClusterProxy{b: cluster.NewBalancer[Streamer](c, StreamerService, opts...)}
+	return &StreamerClusterProxy{b: clustergen.NewBalancer[Streamer](c, StreamerService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *StreamerClusterProxy) TrellisBalancer() *cluster.Balancer[Streamer] {
+func (p *StreamerClusterProxy) TrellisBalancer() *clustergen.Balancer[Streamer] {
 	return p.b
 }
 

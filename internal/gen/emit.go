@@ -26,6 +26,10 @@ const codegenPath = "github.com/trellisrpc/trellis/runtime/codegen"
 // run on.
 const clusterPath = "github.com/trellisrpc/trellis/cluster"
 
+// clustergenPath is the import path of the package that holds what cluster
+// proxies need from package cluster and applications do not.
+const clustergenPath = "github.com/trellisrpc/trellis/cluster/clustergen"
+
 // versionConst is the constant of package codegen that generated code
 // refers to; codegen renames it when the runtime stops supporting generated
 // code of this shape. The generator itself refers to it too, so that it
@@ -155,6 +159,7 @@ func (g *generator) planImports(services []*service, avoid nameSet) {
 	for _, s := range services {
 		if s.cluster {
 			real[clusterPath] = "cluster"
+			real[clustergenPath] = "clustergen"
 		}
 		for _, m := range s.methods {
 			if len(m.params) > 0 && len(m.results) > 0 {

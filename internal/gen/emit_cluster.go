@@ -9,20 +9,23 @@ import (
 // cl returns a qualified reference to name in package cluster.
 func cl(name string) *jen.Statement { return jen.Qual(clusterPath, name) }
 
+// cgen returns a qualified reference to name in package clustergen.
+func cgen(name string) *jen.Statement { return jen.Qual(clustergenPath, name) }
+
 // clusterProxy writes the cluster proxy of s: a value of the interface
-// whose calls a cluster.Balancer sends to a member serving it.
+// whose calls a clustergen.Balancer sends to a member serving it.
 func (g *generator) clusterProxy(f *jen.File, s *service) {
 	id := g.id
-	balancer := cl("Balancer").Types(jen.Id(s.name))
+	balancer := cgen("Balancer").Types(jen.Id(s.name))
 	decl(f, jen.Type().Id(s.clusterProxy).Struct(jen.Id("b").Op("*").Add(balancer)),
 		fmt.Sprintf("%s is a %s whose calls go to the members of a cluster that", s.clusterProxy, s.name),
-		fmt.Sprintf("serve %s, one member chosen per call (see cluster.Balancer).", s.name))
+		fmt.Sprintf("serve %s, one member chosen per call by the proxy's policy.", s.name))
 
 	decl(f, jen.Func().Id(s.newClusterProxy).
 		Params(jen.Id("c").Op("*").Add(cl("Cluster")), jen.Id(id.opts).Op("...").Add(cl("ProxyOption"))).
 		Op("*").Id(s.clusterProxy).
 		Block(jen.Return(jen.Op("&").Id(s.clusterProxy).Values(jen.Id("b").Op(":").
-			Add(cl("NewBalancer")).Types(jen.Id(s.name)).Call(jen.Id("c"), jen.Id(s.desc), jen.Id(id.opts).Op("..."))))),
+			Add(cgen("NewBalancer")).Types(jen.Id(s.name)).Call(jen.Id("c"), jen.Id(s.desc), jen.Id(id.opts).Op("..."))))),
 		fmt.Sprintf("%s returns a %s that calls the members of c serving %s,", s.newClusterProxy, s.name, s.name),
 		"chosen per call by opts (default: the nearest).")
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -441,19 +442,19 @@ func filesLoadSomeHandler(ctx context.Context, impl any, call codegen.ServerCall
 }
 
 // FilesClusterProxy is a Files whose calls go to the members of a cluster that
-// serve Files, one member chosen per call (see cluster.Balancer).
+// serve Files, one member chosen per call by the proxy's policy.
 type FilesClusterProxy struct {
-	b *cluster.Balancer[Files]
+	b *clustergen.Balancer[Files]
 }
 
 // NewFilesClusterProxy returns a Files that calls the members of c serving Files,
 // chosen per call by opts (default: the nearest).
 func NewFilesClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *FilesClusterProxy {
-	return &FilesClusterProxy{b: cluster.NewBalancer[Files](c, FilesService, opts...)}
+	return &FilesClusterProxy{b: clustergen.NewBalancer[Files](c, FilesService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *FilesClusterProxy) TrellisBalancer() *cluster.Balancer[Files] {
+func (p *FilesClusterProxy) TrellisBalancer() *clustergen.Balancer[Files] {
 	return p.b
 }
 

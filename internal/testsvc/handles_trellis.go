@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -372,19 +373,19 @@ func handlesSizeHandler(ctx context.Context, impl any, call codegen.ServerCall) 
 }
 
 // HandlesClusterProxy is a Handles whose calls go to the members of a cluster that
-// serve Handles, one member chosen per call (see cluster.Balancer).
+// serve Handles, one member chosen per call by the proxy's policy.
 type HandlesClusterProxy struct {
-	b *cluster.Balancer[Handles]
+	b *clustergen.Balancer[Handles]
 }
 
 // NewHandlesClusterProxy returns a Handles that calls the members of c serving Handles,
 // chosen per call by opts (default: the nearest).
 func NewHandlesClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *HandlesClusterProxy {
-	return &HandlesClusterProxy{b: cluster.NewBalancer[Handles](c, HandlesService, opts...)}
+	return &HandlesClusterProxy{b: clustergen.NewBalancer[Handles](c, HandlesService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *HandlesClusterProxy) TrellisBalancer() *cluster.Balancer[Handles] {
+func (p *HandlesClusterProxy) TrellisBalancer() *clustergen.Balancer[Handles] {
 	return p.b
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -276,19 +277,19 @@ func controlStartedHandler(ctx context.Context, impl any, call codegen.ServerCal
 }
 
 // ControlClusterProxy is a Control whose calls go to the members of a cluster that
-// serve Control, one member chosen per call (see cluster.Balancer).
+// serve Control, one member chosen per call by the proxy's policy.
 type ControlClusterProxy struct {
-	b *cluster.Balancer[Control]
+	b *clustergen.Balancer[Control]
 }
 
 // NewControlClusterProxy returns a Control that calls the members of c serving Control,
 // chosen per call by opts (default: the nearest).
 func NewControlClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *ControlClusterProxy {
-	return &ControlClusterProxy{b: cluster.NewBalancer[Control](c, ControlService, opts...)}
+	return &ControlClusterProxy{b: clustergen.NewBalancer[Control](c, ControlService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *ControlClusterProxy) TrellisBalancer() *cluster.Balancer[Control] {
+func (p *ControlClusterProxy) TrellisBalancer() *clustergen.Balancer[Control] {
 	return p.b
 }
 
@@ -1281,19 +1282,19 @@ func kitchenSumHandler(ctx context.Context, impl any, call codegen.ServerCall) e
 }
 
 // KitchenClusterProxy is a Kitchen whose calls go to the members of a cluster that
-// serve Kitchen, one member chosen per call (see cluster.Balancer).
+// serve Kitchen, one member chosen per call by the proxy's policy.
 type KitchenClusterProxy struct {
-	b *cluster.Balancer[Kitchen]
+	b *clustergen.Balancer[Kitchen]
 }
 
 // NewKitchenClusterProxy returns a Kitchen that calls the members of c serving Kitchen,
 // chosen per call by opts (default: the nearest).
 func NewKitchenClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *KitchenClusterProxy {
-	return &KitchenClusterProxy{b: cluster.NewBalancer[Kitchen](c, KitchenService, opts...)}
+	return &KitchenClusterProxy{b: clustergen.NewBalancer[Kitchen](c, KitchenService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *KitchenClusterProxy) TrellisBalancer() *cluster.Balancer[Kitchen] {
+func (p *KitchenClusterProxy) TrellisBalancer() *clustergen.Balancer[Kitchen] {
 	return p.b
 }
 

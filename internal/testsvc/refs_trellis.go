@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
@@ -182,19 +183,19 @@ func callbackNotifyHandler(ctx context.Context, impl any, call codegen.ServerCal
 }
 
 // CallbackClusterProxy is a Callback whose calls go to the members of a cluster that
-// serve Callback, one member chosen per call (see cluster.Balancer).
+// serve Callback, one member chosen per call by the proxy's policy.
 type CallbackClusterProxy struct {
-	b *cluster.Balancer[Callback]
+	b *clustergen.Balancer[Callback]
 }
 
 // NewCallbackClusterProxy returns a Callback that calls the members of c serving Callback,
 // chosen per call by opts (default: the nearest).
 func NewCallbackClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *CallbackClusterProxy {
-	return &CallbackClusterProxy{b: cluster.NewBalancer[Callback](c, CallbackService, opts...)}
+	return &CallbackClusterProxy{b: clustergen.NewBalancer[Callback](c, CallbackService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *CallbackClusterProxy) TrellisBalancer() *cluster.Balancer[Callback] {
+func (p *CallbackClusterProxy) TrellisBalancer() *clustergen.Balancer[Callback] {
 	return p.b
 }
 
@@ -378,19 +379,19 @@ func counterAddHandler(ctx context.Context, impl any, call codegen.ServerCall) e
 }
 
 // CounterClusterProxy is a Counter whose calls go to the members of a cluster that
-// serve Counter, one member chosen per call (see cluster.Balancer).
+// serve Counter, one member chosen per call by the proxy's policy.
 type CounterClusterProxy struct {
-	b *cluster.Balancer[Counter]
+	b *clustergen.Balancer[Counter]
 }
 
 // NewCounterClusterProxy returns a Counter that calls the members of c serving Counter,
 // chosen per call by opts (default: the nearest).
 func NewCounterClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *CounterClusterProxy {
-	return &CounterClusterProxy{b: cluster.NewBalancer[Counter](c, CounterService, opts...)}
+	return &CounterClusterProxy{b: clustergen.NewBalancer[Counter](c, CounterService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *CounterClusterProxy) TrellisBalancer() *cluster.Balancer[Counter] {
+func (p *CounterClusterProxy) TrellisBalancer() *clustergen.Balancer[Counter] {
 	return p.b
 }
 
@@ -1154,19 +1155,19 @@ func registrySubscribeHandler(ctx context.Context, impl any, call codegen.Server
 }
 
 // RegistryClusterProxy is a Registry whose calls go to the members of a cluster that
-// serve Registry, one member chosen per call (see cluster.Balancer).
+// serve Registry, one member chosen per call by the proxy's policy.
 type RegistryClusterProxy struct {
-	b *cluster.Balancer[Registry]
+	b *clustergen.Balancer[Registry]
 }
 
 // NewRegistryClusterProxy returns a Registry that calls the members of c serving Registry,
 // chosen per call by opts (default: the nearest).
 func NewRegistryClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *RegistryClusterProxy {
-	return &RegistryClusterProxy{b: cluster.NewBalancer[Registry](c, RegistryService, opts...)}
+	return &RegistryClusterProxy{b: clustergen.NewBalancer[Registry](c, RegistryService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *RegistryClusterProxy) TrellisBalancer() *cluster.Balancer[Registry] {
+func (p *RegistryClusterProxy) TrellisBalancer() *clustergen.Balancer[Registry] {
 	return p.b
 }
 

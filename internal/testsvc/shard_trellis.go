@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -389,19 +390,19 @@ func shardWhoHandler(ctx context.Context, impl any, call codegen.ServerCall) err
 }
 
 // ShardClusterProxy is a Shard whose calls go to the members of a cluster that
-// serve Shard, one member chosen per call (see cluster.Balancer).
+// serve Shard, one member chosen per call by the proxy's policy.
 type ShardClusterProxy struct {
-	b *cluster.Balancer[Shard]
+	b *clustergen.Balancer[Shard]
 }
 
 // NewShardClusterProxy returns a Shard that calls the members of c serving Shard,
 // chosen per call by opts (default: the nearest).
 func NewShardClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *ShardClusterProxy {
-	return &ShardClusterProxy{b: cluster.NewBalancer[Shard](c, ShardService, opts...)}
+	return &ShardClusterProxy{b: clustergen.NewBalancer[Shard](c, ShardService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *ShardClusterProxy) TrellisBalancer() *cluster.Balancer[Shard] {
+func (p *ShardClusterProxy) TrellisBalancer() *clustergen.Balancer[Shard] {
 	return p.b
 }
 

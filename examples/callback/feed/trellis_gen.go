@@ -6,6 +6,7 @@ import (
 	"context"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -178,19 +179,19 @@ func feedUnsubscribeHandler(ctx context.Context, impl any, call codegen.ServerCa
 }
 
 // FeedClusterProxy is a Feed whose calls go to the members of a cluster that
-// serve Feed, one member chosen per call (see cluster.Balancer).
+// serve Feed, one member chosen per call by the proxy's policy.
 type FeedClusterProxy struct {
-	b *cluster.Balancer[Feed]
+	b *clustergen.Balancer[Feed]
 }
 
 // NewFeedClusterProxy returns a Feed that calls the members of c serving Feed,
 // chosen per call by opts (default: the nearest).
 func NewFeedClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *FeedClusterProxy {
-	return &FeedClusterProxy{b: cluster.NewBalancer[Feed](c, FeedService, opts...)}
+	return &FeedClusterProxy{b: clustergen.NewBalancer[Feed](c, FeedService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *FeedClusterProxy) TrellisBalancer() *cluster.Balancer[Feed] {
+func (p *FeedClusterProxy) TrellisBalancer() *clustergen.Balancer[Feed] {
 	return p.b
 }
 
@@ -299,19 +300,19 @@ func subscriberEventHandler(ctx context.Context, impl any, call codegen.ServerCa
 }
 
 // SubscriberClusterProxy is a Subscriber whose calls go to the members of a cluster that
-// serve Subscriber, one member chosen per call (see cluster.Balancer).
+// serve Subscriber, one member chosen per call by the proxy's policy.
 type SubscriberClusterProxy struct {
-	b *cluster.Balancer[Subscriber]
+	b *clustergen.Balancer[Subscriber]
 }
 
 // NewSubscriberClusterProxy returns a Subscriber that calls the members of c serving Subscriber,
 // chosen per call by opts (default: the nearest).
 func NewSubscriberClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *SubscriberClusterProxy {
-	return &SubscriberClusterProxy{b: cluster.NewBalancer[Subscriber](c, SubscriberService, opts...)}
+	return &SubscriberClusterProxy{b: clustergen.NewBalancer[Subscriber](c, SubscriberService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *SubscriberClusterProxy) TrellisBalancer() *cluster.Balancer[Subscriber] {
+func (p *SubscriberClusterProxy) TrellisBalancer() *clustergen.Balancer[Subscriber] {
 	return p.b
 }
 

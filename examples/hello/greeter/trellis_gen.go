@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -198,19 +199,19 @@ func greeterHelloHandler(ctx context.Context, impl any, call codegen.ServerCall)
 }
 
 // GreeterClusterProxy is a Greeter whose calls go to the members of a cluster that
-// serve Greeter, one member chosen per call (see cluster.Balancer).
+// serve Greeter, one member chosen per call by the proxy's policy.
 type GreeterClusterProxy struct {
-	b *cluster.Balancer[Greeter]
+	b *clustergen.Balancer[Greeter]
 }
 
 // NewGreeterClusterProxy returns a Greeter that calls the members of c serving Greeter,
 // chosen per call by opts (default: the nearest).
 func NewGreeterClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *GreeterClusterProxy {
-	return &GreeterClusterProxy{b: cluster.NewBalancer[Greeter](c, GreeterService, opts...)}
+	return &GreeterClusterProxy{b: clustergen.NewBalancer[Greeter](c, GreeterService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *GreeterClusterProxy) TrellisBalancer() *cluster.Balancer[Greeter] {
+func (p *GreeterClusterProxy) TrellisBalancer() *clustergen.Balancer[Greeter] {
 	return p.b
 }
 

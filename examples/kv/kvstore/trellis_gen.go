@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -224,19 +225,19 @@ func storePutHandler(ctx context.Context, impl any, call codegen.ServerCall) err
 }
 
 // StoreClusterProxy is a Store whose calls go to the members of a cluster that
-// serve Store, one member chosen per call (see cluster.Balancer).
+// serve Store, one member chosen per call by the proxy's policy.
 type StoreClusterProxy struct {
-	b *cluster.Balancer[Store]
+	b *clustergen.Balancer[Store]
 }
 
 // NewStoreClusterProxy returns a Store that calls the members of c serving Store,
 // chosen per call by opts (default: the nearest).
 func NewStoreClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *StoreClusterProxy {
-	return &StoreClusterProxy{b: cluster.NewBalancer[Store](c, StoreService, opts...)}
+	return &StoreClusterProxy{b: clustergen.NewBalancer[Store](c, StoreService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *StoreClusterProxy) TrellisBalancer() *cluster.Balancer[Store] {
+func (p *StoreClusterProxy) TrellisBalancer() *clustergen.Balancer[Store] {
 	return p.b
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -164,19 +165,19 @@ func whereWhereHandler(ctx context.Context, impl any, call codegen.ServerCall) e
 }
 
 // WhereClusterProxy is a Where whose calls go to the members of a cluster that
-// serve Where, one member chosen per call (see cluster.Balancer).
+// serve Where, one member chosen per call by the proxy's policy.
 type WhereClusterProxy struct {
-	b *cluster.Balancer[Where]
+	b *clustergen.Balancer[Where]
 }
 
 // NewWhereClusterProxy returns a Where that calls the members of c serving Where,
 // chosen per call by opts (default: the nearest).
 func NewWhereClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *WhereClusterProxy {
-	return &WhereClusterProxy{b: cluster.NewBalancer[Where](c, WhereService, opts...)}
+	return &WhereClusterProxy{b: clustergen.NewBalancer[Where](c, WhereService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *WhereClusterProxy) TrellisBalancer() *cluster.Balancer[Where] {
+func (p *WhereClusterProxy) TrellisBalancer() *clustergen.Balancer[Where] {
 	return p.b
 }
 

@@ -7,6 +7,7 @@ import (
 	sync1 "sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -357,19 +358,19 @@ func ledgerSettleHandler(ctx context.Context, impl any, call codegen.ServerCall)
 }
 
 // LedgerClusterProxy is a Ledger whose calls go to the members of a cluster that
-// serve Ledger, one member chosen per call (see cluster.Balancer).
+// serve Ledger, one member chosen per call by the proxy's policy.
 type LedgerClusterProxy struct {
-	b *cluster.Balancer[Ledger]
+	b *clustergen.Balancer[Ledger]
 }
 
 // NewLedgerClusterProxy returns a Ledger that calls the members of c serving Ledger,
 // chosen per call by opts (default: the nearest).
 func NewLedgerClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *LedgerClusterProxy {
-	return &LedgerClusterProxy{b: cluster.NewBalancer[Ledger](c, LedgerService, opts...)}
+	return &LedgerClusterProxy{b: clustergen.NewBalancer[Ledger](c, LedgerService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *LedgerClusterProxy) TrellisBalancer() *cluster.Balancer[Ledger] {
+func (p *LedgerClusterProxy) TrellisBalancer() *clustergen.Balancer[Ledger] {
 	return p.b
 }
 
@@ -570,19 +571,19 @@ func walletCreditHandler(ctx context.Context, impl any, call codegen.ServerCall)
 }
 
 // WalletClusterProxy is a Wallet whose calls go to the members of a cluster that
-// serve Wallet, one member chosen per call (see cluster.Balancer).
+// serve Wallet, one member chosen per call by the proxy's policy.
 type WalletClusterProxy struct {
-	b *cluster.Balancer[Wallet]
+	b *clustergen.Balancer[Wallet]
 }
 
 // NewWalletClusterProxy returns a Wallet that calls the members of c serving Wallet,
 // chosen per call by opts (default: the nearest).
 func NewWalletClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *WalletClusterProxy {
-	return &WalletClusterProxy{b: cluster.NewBalancer[Wallet](c, WalletService, opts...)}
+	return &WalletClusterProxy{b: clustergen.NewBalancer[Wallet](c, WalletService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *WalletClusterProxy) TrellisBalancer() *cluster.Balancer[Wallet] {
+func (p *WalletClusterProxy) TrellisBalancer() *clustergen.Balancer[Wallet] {
 	return p.b
 }
 

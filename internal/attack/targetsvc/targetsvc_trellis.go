@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 	"github.com/trellisrpc/trellis/runtime/wire"
@@ -181,19 +182,19 @@ func counterAddHandler(ctx context.Context, impl any, call codegen.ServerCall) e
 }
 
 // CounterClusterProxy is a Counter whose calls go to the members of a cluster that
-// serve Counter, one member chosen per call (see cluster.Balancer).
+// serve Counter, one member chosen per call by the proxy's policy.
 type CounterClusterProxy struct {
-	b *cluster.Balancer[Counter]
+	b *clustergen.Balancer[Counter]
 }
 
 // NewCounterClusterProxy returns a Counter that calls the members of c serving Counter,
 // chosen per call by opts (default: the nearest).
 func NewCounterClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *CounterClusterProxy {
-	return &CounterClusterProxy{b: cluster.NewBalancer[Counter](c, CounterService, opts...)}
+	return &CounterClusterProxy{b: clustergen.NewBalancer[Counter](c, CounterService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *CounterClusterProxy) TrellisBalancer() *cluster.Balancer[Counter] {
+func (p *CounterClusterProxy) TrellisBalancer() *clustergen.Balancer[Counter] {
 	return p.b
 }
 
@@ -854,19 +855,19 @@ func targetStringsHandler(ctx context.Context, impl any, call codegen.ServerCall
 }
 
 // TargetClusterProxy is a Target whose calls go to the members of a cluster that
-// serve Target, one member chosen per call (see cluster.Balancer).
+// serve Target, one member chosen per call by the proxy's policy.
 type TargetClusterProxy struct {
-	b *cluster.Balancer[Target]
+	b *clustergen.Balancer[Target]
 }
 
 // NewTargetClusterProxy returns a Target that calls the members of c serving Target,
 // chosen per call by opts (default: the nearest).
 func NewTargetClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *TargetClusterProxy {
-	return &TargetClusterProxy{b: cluster.NewBalancer[Target](c, TargetService, opts...)}
+	return &TargetClusterProxy{b: clustergen.NewBalancer[Target](c, TargetService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *TargetClusterProxy) TrellisBalancer() *cluster.Balancer[Target] {
+func (p *TargetClusterProxy) TrellisBalancer() *clustergen.Balancer[Target] {
 	return p.b
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
@@ -719,19 +720,19 @@ func peerReplicateHandler(ctx context.Context, impl any, call codegen.ServerCall
 }
 
 // PeerClusterProxy is a Peer whose calls go to the members of a cluster that
-// serve Peer, one member chosen per call (see cluster.Balancer).
+// serve Peer, one member chosen per call by the proxy's policy.
 type PeerClusterProxy struct {
-	b *cluster.Balancer[Peer]
+	b *clustergen.Balancer[Peer]
 }
 
 // NewPeerClusterProxy returns a Peer that calls the members of c serving Peer,
 // chosen per call by opts (default: the nearest).
 func NewPeerClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *PeerClusterProxy {
-	return &PeerClusterProxy{b: cluster.NewBalancer[Peer](c, PeerService, opts...)}
+	return &PeerClusterProxy{b: clustergen.NewBalancer[Peer](c, PeerService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *PeerClusterProxy) TrellisBalancer() *cluster.Balancer[Peer] {
+func (p *PeerClusterProxy) TrellisBalancer() *clustergen.Balancer[Peer] {
 	return p.b
 }
 

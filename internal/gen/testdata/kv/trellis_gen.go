@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/cluster/clustergen"
 	"github.com/trellisrpc/trellis/internal/gen/testdata/kv/shared"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
@@ -958,19 +959,19 @@ func storeWatchHandler(ctx context.Context, impl any, call codegen.ServerCall) e
 }
 
 // StoreClusterProxy is a Store whose calls go to the members of a cluster that
-// serve Store, one member chosen per call (see cluster.Balancer).
+// serve Store, one member chosen per call by the proxy's policy.
 type StoreClusterProxy struct {
-	b *cluster.Balancer[Store]
+	b *clustergen.Balancer[Store]
 }
 
 // NewStoreClusterProxy returns a Store that calls the members of c serving Store,
 // chosen per call by opts (default: the nearest).
 func NewStoreClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *StoreClusterProxy {
-	return &StoreClusterProxy{b: cluster.NewBalancer[Store](c, StoreService, opts...)}
+	return &StoreClusterProxy{b: clustergen.NewBalancer[Store](c, StoreService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *StoreClusterProxy) TrellisBalancer() *cluster.Balancer[Store] {
+func (p *StoreClusterProxy) TrellisBalancer() *clustergen.Balancer[Store] {
 	return p.b
 }
 
@@ -1169,19 +1170,19 @@ func watcherChangedHandler(ctx context.Context, impl any, call codegen.ServerCal
 }
 
 // WatcherClusterProxy is a Watcher whose calls go to the members of a cluster that
-// serve Watcher, one member chosen per call (see cluster.Balancer).
+// serve Watcher, one member chosen per call by the proxy's policy.
 type WatcherClusterProxy struct {
-	b *cluster.Balancer[Watcher]
+	b *clustergen.Balancer[Watcher]
 }
 
 // NewWatcherClusterProxy returns a Watcher that calls the members of c serving Watcher,
 // chosen per call by opts (default: the nearest).
 func NewWatcherClusterProxy(c *cluster.Cluster, opts ...cluster.ProxyOption) *WatcherClusterProxy {
-	return &WatcherClusterProxy{b: cluster.NewBalancer[Watcher](c, WatcherService, opts...)}
+	return &WatcherClusterProxy{b: clustergen.NewBalancer[Watcher](c, WatcherService, opts...)}
 }
 
 // TrellisBalancer returns the balancer behind p (see cluster.CallAll).
-func (p *WatcherClusterProxy) TrellisBalancer() *cluster.Balancer[Watcher] {
+func (p *WatcherClusterProxy) TrellisBalancer() *clustergen.Balancer[Watcher] {
 	return p.b
 }
 
