@@ -206,7 +206,7 @@ type Result struct {
 func orchestrate(o orchOpts) error {
 	for _, s := range o.systems {
 		if findSystem(s) == nil {
-			return fmt.Errorf("unknown system %q (have trellis, trellis-open, trellis-metrics, trellis-traced, grpc, netrpc, raw, raw-go)", s)
+			return fmt.Errorf("unknown system %q (have trellis, trellis-open, trellis-metrics, trellis-traced, trellis-traced-bsp, grpc, netrpc, raw, raw-go)", s)
 		}
 	}
 	for _, p := range o.payloads {

@@ -19,21 +19,31 @@ import (
 // The observability variants of the trellis system: the same server and
 // client, with package metrics installed on both nodes, and with metrics
 // and package tracing (1 % of calls traced, tracing.Config.RootRatio;
-// spans batched to an exporter that drops them).
+// spans batched to an exporter that drops them, by a tracing.Batcher or,
+// in trellis-traced-bsp, by the SDK's batch span processor).
 const (
-	sysMetrics = "trellis-metrics"
-	sysTraced  = "trellis-traced"
+	sysMetrics   = "trellis-metrics"
+	sysTraced    = "trellis-traced"
+	sysTracedBSP = "trellis-traced-bsp"
+)
+
+// How the traced variants batch their spans.
+const (
+	noTracing = iota
+	batcher   // tracing.NewBatcher
+	sdkBatch  // sdktrace.WithBatcher: the SDK's batch span processor
 )
 
 func init() {
 	systems = append(systems,
-		&system{sysMetrics, "Trellis with package metrics on both nodes", serveObserved(true, false), dialObserved(true, false)},
-		&system{sysTraced, "Trellis with metrics and tracing (1 % sampled) on both nodes", serveObserved(true, true), dialObserved(true, true)},
+		&system{sysMetrics, "Trellis with package metrics on both nodes", serveObserved(true, noTracing), dialObserved(true, noTracing)},
+		&system{sysTraced, "Trellis with metrics and tracing (1 % sampled, tracing.Batcher) on both nodes", serveObserved(true, batcher), dialObserved(true, batcher)},
+		&system{sysTracedBSP, "the same with the SDK's batch span processor", serveObserved(true, sdkBatch), dialObserved(true, sdkBatch)},
 	)
 }
 
 // observe installs metrics and tracing on n as asked.
-func observe(n *trellis.Node, withMetrics, withTracing bool) error {
+func observe(n *trellis.Node, withMetrics bool, spans int) error {
 	if withMetrics {
 		col, err := metrics.New(metrics.Config{Node: n})
 		if err != nil {
@@ -43,8 +53,11 @@ func observe(n *trellis.Node, withMetrics, withTracing bool) error {
 			return err
 		}
 	}
-	if withTracing {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	if spans != noTracing {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracing.NewBatcher(tracetest.NewNoopExporter(), tracing.BatcherConfig{})))
+		if spans == sdkBatch {
+			tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		}
 		if err := tracing.Instrument(n, tracing.Config{TracerProvider: tp, RootRatio: 0.01}); err != nil {
 			return err
 		}
@@ -52,13 +65,13 @@ func observe(n *trellis.Node, withMetrics, withTracing bool) error {
 	return nil
 }
 
-func serveObserved(withMetrics, withTracing bool) func(addr string) (string, func(), error) {
+func serveObserved(withMetrics bool, spans int) func(addr string) (string, func(), error) {
 	return func(addr string) (string, func(), error) {
 		n, err := newTrellisServer(addr)
 		if err != nil {
 			return "", nil, err
 		}
-		if err := observe(n, withMetrics, withTracing); err != nil {
+		if err := observe(n, withMetrics, spans); err != nil {
 			n.Close(context.Background())
 			return "", nil, err
 		}
@@ -66,13 +79,13 @@ func serveObserved(withMetrics, withTracing bool) func(addr string) (string, fun
 	}
 }
 
-func dialObserved(withMetrics, withTracing bool) func(ctx context.Context, addr string) (caller, error) {
+func dialObserved(withMetrics bool, spans int) func(ctx context.Context, addr string) (caller, error) {
 	return func(ctx context.Context, addr string) (caller, error) {
 		n, err := trellis.NewNode(trellis.Config{Name: "bench-client", Keyring: benchKeyring})
 		if err != nil {
 			return nil, err
 		}
-		if err := observe(n, withMetrics, withTracing); err != nil {
+		if err := observe(n, withMetrics, spans); err != nil {
 			n.Close(ctx)
 			return nil, err
 		}
@@ -99,7 +112,7 @@ func printObservability(w io.Writer, rs []Result) {
 		goal float64
 	}
 	var have []line
-	for _, l := range []line{{sysMetrics, 0.95}, {sysTraced, 0.90}} {
+	for _, l := range []line{{sysMetrics, 0.95}, {sysTraced, 0.90}, {sysTracedBSP, 0.90}} {
 		if find(rs, l.sys, "small") != nil {
 			have = append(have, l)
 		}

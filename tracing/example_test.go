@@ -1,9 +1,13 @@
 package tracing_test
 
 import (
+	"context"
+	"fmt"
 	"log"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/runtime"
@@ -16,7 +20,7 @@ import (
 // sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01)) would decide the
 // same after making a span for every call.
 func ExampleInstrument() {
-	tp := sdktrace.NewTracerProvider()         // export spans with sdktrace.WithBatcher(exporter)
+	tp := sdktrace.NewTracerProvider()         // export spans with sdktrace.WithSpanProcessor(tracing.NewBatcher(exporter, tracing.BatcherConfig{}))
 	ring, err := keyring.New(keyring.NewKey()) // in a real cluster: the key every member holds
 	if err != nil {
 		log.Fatal(err)
@@ -28,4 +32,20 @@ func ExampleInstrument() {
 	if err := tracing.Instrument(node, tracing.Config{TracerProvider: tp, RootRatio: 0.01}); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// Export the spans of a node in batches. The Batcher exports a batch when
+// BatchSize spans have ended or Interval has passed, and the rest when the
+// TracerProvider shuts down.
+func ExampleNewBatcher() {
+	exporter := tracetest.NewInMemoryExporter() // in production: an OTLP exporter, say
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracing.NewBatcher(exporter, tracing.BatcherConfig{})))
+	defer tp.Shutdown(context.Background())
+	_, span := tp.Tracer("example").Start(context.Background(), "work")
+	span.End()
+	if err := tp.ForceFlush(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(exporter.GetSpans()), "span exported")
+	// Output: 1 span exported
 }

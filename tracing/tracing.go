@@ -14,6 +14,10 @@
 // context still reaches the calls its handler makes), so an unsampled
 // call costs them little more than reading the flag.
 //
+// Spans are exported by the TracerProvider's span processors. Batcher is
+// one that suits high call rates: it wakes its goroutine once per batch,
+// where the SDK's batch span processor wakes it once per span.
+//
 // The package is opt-in: a program that does not import it links no
 // OpenTelemetry code. Instrument installs interceptors on a node (see
 // runtime.Node.Intercept).
