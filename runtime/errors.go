@@ -72,6 +72,7 @@ type CallError struct {
 	notSent bool // see NotSent
 }
 
+// Error names the method, the node and the cause.
 func (e *CallError) Error() string {
 	return fmt.Sprintf("call %s on node %s: %v", e.Method, e.Node, e.Err)
 }
@@ -89,6 +90,7 @@ type RemoteError struct {
 	Err     error  // the local counterpart, or nil
 }
 
+// Error returns the remote error's message.
 func (e *RemoteError) Error() string { return e.Message }
 
 // Unwrap returns the local counterpart of the remote error, if registered.

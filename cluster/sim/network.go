@@ -274,6 +274,7 @@ func (nw *Network) OpenConns() [][2]int {
 	return out
 }
 
+// String summarises the network: its hosts, cuts and overridden links.
 func (nw *Network) String() string {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()

@@ -105,6 +105,7 @@ type Violation struct {
 	Detail    string
 }
 
+// String describes the violation on one line.
 func (v Violation) String() string {
 	return fmt.Sprintf("%v: %s: %s", v.At.Round(time.Microsecond), v.Invariant, v.Detail)
 }

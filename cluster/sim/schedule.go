@@ -51,6 +51,7 @@ type Step struct {
 	Loss   float64
 }
 
+// String describes the step on one line.
 func (s Step) String() string {
 	at := s.At.Round(time.Millisecond)
 	switch s.Kind {
@@ -98,6 +99,8 @@ type Schedule struct {
 	Quiet time.Duration
 }
 
+// String describes the schedule: its seed and conditions, then its steps,
+// one a line.
 func (s *Schedule) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: %d nodes, %s, ids %s, delay %v+%v, loss %.0f%%; faults from %v, quiet at %v",

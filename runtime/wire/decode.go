@@ -54,6 +54,7 @@ type BudgetError struct {
 	Need   int // bytes decoded so far, with the item refused
 }
 
+// Error says where the message went over its budget, and by how much.
 func (e *BudgetError) Error() string {
 	return fmt.Sprintf("cbor: at byte %d: a message of %d bytes decodes into more than its budget of %d bytes (%d so far): refused before decoding it all",
 		e.Offset, e.Size, e.Budget, e.Need)
@@ -69,6 +70,7 @@ type SyntaxError struct {
 	Msg    string
 }
 
+// Error says where the input was malformed and how.
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("cbor: at byte %d: %s", e.Offset, e.Msg)
 }
