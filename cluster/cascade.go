@@ -31,7 +31,10 @@ type StaleEpochError struct {
 	Proposed  uint64 // the proposal's epoch
 	Committed uint64 // the epoch the member has committed
 	Prepared  uint64 // the epoch the member has prepared (0: none)
-	Reason    string // why, in a few words
+	// PreparedBy is the leader of the prepared proposal, when it is that
+	// proposal that binds the member (Reason is reasonBound).
+	PreparedBy nodeid.ID
+	Reason     string // why, in a few words
 }
 
 // Error implements error.
@@ -141,7 +144,7 @@ func (c *Cluster) lead(ctx context.Context) {
 	default:
 		return // nothing changed
 	}
-	if refused != "" && refused == fmt.Sprint(visible) {
+	if refused != nil && refused.visible == fmt.Sprint(visible) && !refused.lifted(live) {
 		return // refused by a member's policy check: wait for the membership to change
 	}
 	if adv.ahead == 0 {
@@ -165,6 +168,27 @@ func (c *Cluster) lead(ctx context.Context) {
 	start := time.Now()
 	var err error
 	defer func() { c.stats.record(time.Since(start), err != nil) }()
+	c.mu.Lock()
+	// The epoch is taken: the next cascade goes above it, whatever becomes
+	// of this one, so that what this member advertises of the cascades it
+	// led (ballots.Led) stays true.
+	c.maxEpoch = max(c.maxEpoch, epoch)
+	c.mu.Unlock()
+	defer func() {
+		// This cascade is over: committed, or withdrawn for good (this
+		// member will not commit it, in this life or a later one). Members
+		// that prepared it and did not see it committed learn so from the
+		// advertisement (see release). Only if this member saved its own
+		// promise of the epoch, which a later life starts above: else no
+		// member prepared it, and a later life might propose the epoch
+		// again.
+		c.mu.Lock()
+		if c.promised.epoch >= epoch && c.led < epoch {
+			c.led = epoch
+			c.advertise()
+		}
+		c.mu.Unlock()
+	}()
 
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -218,17 +242,102 @@ func (c *Cluster) lead(ctx context.Context) {
 // learn records what members said when they refused a proposal: the
 // epochs they hold (the next proposal goes past them), and whether one
 // refused it on policy grounds (then the leader waits until the membership
-// it sees changes).
+// it sees changes, or the prepared proposals that bound the refusing
+// members are void, see refusal).
 func (c *Cluster) learn(err error, visible []nodeid.ID) {
 	var refs []*StaleEpochError
 	collect(err, &refs)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var r *refusal
 	for _, e := range refs {
 		c.maxEpoch = max(c.maxEpoch, e.Committed, e.Prepared)
-		if e.Reason == reasonPolicy {
-			c.refused = fmt.Sprint(visible)
+		switch e.Reason {
+		case reasonPolicy:
+			if r == nil {
+				r = &refusal{visible: fmt.Sprint(visible)}
+			}
+			r.policy = true
+		case reasonBound:
+			if r == nil {
+				r = &refusal{visible: fmt.Sprint(visible)}
+			}
+			r.bound = append(r.bound, boundRefusal{member: e.Member, epoch: e.Prepared, leader: e.PreparedBy})
 		}
+	}
+	if r != nil {
+		c.refused = r
+	}
+}
+
+// A refusal is what a leader refused on policy grounds waits for before it
+// proposes again: a change of the membership it sees, or, if every refusal
+// came from members bound by a prepared proposal, that each of those is
+// void.
+type refusal struct {
+	visible string         // the members visible when the proposal was refused
+	policy  bool           // a member refused it against its last topology
+	bound   []boundRefusal // members refused it against their prepared proposal
+}
+
+// A boundRefusal is a member's refusal against the prepared proposal of
+// epoch, led by leader, that binds it.
+type boundRefusal struct {
+	member string
+	epoch  uint64
+	leader nodeid.ID
+}
+
+// lifted reports whether the refusals no longer hold with the members
+// live: every member that refused was bound by a prepared proposal, and
+// each has been released from it, or its leader says it is void (the
+// member will release itself on hearing so, see release).
+func (r *refusal) lifted(live []membership.Member) bool {
+	if r.policy || len(r.bound) == 0 {
+		return false
+	}
+	for _, b := range r.bound {
+		ok := false
+		for _, m := range live {
+			bal, said := memberBallots(m)
+			if !said {
+				continue
+			}
+			if (m.ID == b.leader && bal.voids(b.epoch)) || (m.Name == b.member && bal.Bound != b.epoch) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// release frees this member from the prepared proposal that binds it (see
+// admit) when the proposal's leader, live among the members, advertises
+// that it never committed it and never will (ballots.voids): nobody can
+// have committed it, so no side of a partition can build on it.
+func (c *Cluster) release(live []membership.Member) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.bound() || c.promised.leader == c.self {
+		return
+	}
+	for _, m := range live {
+		if m.ID != c.promised.leader {
+			continue
+		}
+		if b, ok := memberBallots(m); ok && b.voids(c.promised.epoch) {
+			c.log.Info("cluster: released from a prepared proposal its leader withdrew", "epoch", c.promised.epoch, "leader", m.Name)
+			c.promised.members = nil
+			if err := c.save(); err != nil {
+				c.log.Warn("cluster: cannot save the state", "err", err)
+			}
+			c.advertise()
+		}
+		return
 	}
 }
 
@@ -351,6 +460,7 @@ func (c *Cluster) prepare(ctx context.Context, p controlplane.Proposal) error {
 			c.mu.Unlock()
 			return fmt.Errorf("cluster: %s cannot prepare epoch %d: %w", c.node.Name(), p.Epoch, err)
 		}
+		c.advertise()
 	}
 	c.pending = &p
 	c.pendingAt = time.Now()
@@ -364,7 +474,12 @@ func (c *Cluster) prepare(ctx context.Context, p controlplane.Proposal) error {
 	})
 }
 
-const reasonPolicy = "the policy refuses it"
+// The reasons of refusals on policy grounds: the proposal holds no
+// majority of the member's last topology, or of the proposal it prepared.
+const (
+	reasonPolicy = "the policy refuses it"
+	reasonBound  = "the policy refuses it against the prepared proposal"
+)
 
 // admit decides whether this member may prepare p. c.mu must be held.
 func (c *Cluster) admit(p *controlplane.Proposal) error {
@@ -400,14 +515,16 @@ func (c *Cluster) admit(p *controlplane.Proposal) error {
 			return refuse(reasonPolicy)
 		}
 	}
-	if pr := c.promised; pr.epoch > l.Epoch && pr.epoch > p.Base && len(pr.members) > 0 {
+	if pr := c.promised; c.bound() && pr.epoch > p.Base {
 		// This member prepared a proposal newer than its last commit and
 		// the leader's base: its leader may have committed it with members
 		// this leader does not see. The new topology must hold a majority
 		// of that one too, or the two sides of a partition could both
-		// build on it.
+		// build on it. (Until its leader says it is void: see release.)
 		if !topology.CanCommit(c.cfg.Policy, pr.members, proposed) {
-			return refuse(reasonPolicy)
+			err := refuse(reasonBound).(*StaleEpochError)
+			err.PreparedBy = pr.leader
+			return err
 		}
 	}
 	return nil
@@ -450,7 +567,7 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 	c.committedLocked(t)
 	c.pending = nil
 	c.blocked = ""
-	c.refused = ""
+	c.refused = nil
 	if err := c.save(); err != nil {
 		c.log.Error("cluster: cannot save the committed topology; a restart of this member would forget it", "epoch", t.Epoch, "err", err)
 	}

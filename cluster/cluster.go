@@ -123,9 +123,10 @@ type Cluster struct {
 	router      *router           // the routes of the committed topology, installed on the node
 	pendingAt   time.Time
 	round       *round                  // the leader's cascade in its prepare phase
-	refused     string                  // the visible members when a member's policy check refused our proposal
+	refused     *refusal                // why members refused our last proposal on policy grounds, nil if they did not
 	appMeta     []byte                  // the application's part of the membership metadata
-	maxEpoch    uint64                  // the highest epoch seen in any proposal or refusal
+	maxEpoch    uint64                  // the highest epoch seen in any proposal or refusal, or led
+	led         uint64                  // the highest epoch of a cascade this member led that is over (see ballots)
 	unwanted    map[nodeid.ID]time.Time // connections outside the topology, since when
 	dialing     map[nodeid.ID]bool      // neighbours being dialled in the background
 	changed     chan struct{}           // closed and replaced at each commit
@@ -393,6 +394,7 @@ func (c *Cluster) loop(ctx context.Context) {
 		case <-t.C:
 		}
 		c.advertiseServices()
+		c.release(c.disc.Members())
 		if leader, ok := c.disc.Leader(); ok && leader.ID == c.self && c.mayLead() {
 			c.lead(ctx)
 		}

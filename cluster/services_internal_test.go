@@ -27,35 +27,36 @@ func TestServicesMetaRoundTrip(t *testing.T) {
 		{"one", []Service{{Name: "example.com/kv.Store", Hash: 42}}, false, 0},
 		{"full names fit", long(8), false, 0},
 		{"short names", long(20), true, 0},
-		{"too many", long(40), true, 40 - 22},
+		{"too many", long(40), true, 40 - 21},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			block, dropped := encodeServices(tc.svcs, membership.MaxMetaLen-metaOverhead)
-			meta := encodeMeta(1<<40, block, []byte("app"))
+			want := ballots{Epoch: 1 << 40, Last: 1 << 40, Led: 1<<40 + 1, Bound: 1<<40 + 2}
+			meta := encodeMeta(want, block, []byte("app"))
 			if len(meta) > membership.MaxMetaLen+len("app") {
 				t.Fatalf("metadata of %d bytes, limit %d", len(meta), membership.MaxMetaLen)
 			}
 			if dropped != tc.dropped {
 				t.Fatalf("dropped %d, want %d", dropped, tc.dropped)
 			}
-			epoch, got, app, ok := decodeMeta(meta)
-			if !ok || epoch != 1<<40 || string(app) != "app" {
-				t.Fatalf("decodeMeta: epoch %d app %q ok %v", epoch, app, ok)
+			b, got, app, ok := decodeMeta(meta)
+			if !ok || b != want || string(app) != "app" {
+				t.Fatalf("decodeMeta: ballots %+v app %q ok %v", b, app, ok)
 			}
-			want := tc.svcs[:len(tc.svcs)-tc.dropped]
-			if len(got) != len(want) {
-				t.Fatalf("decoded %d services, want %d", len(got), len(want))
+			wantSvcs := tc.svcs[:len(tc.svcs)-tc.dropped]
+			if len(got) != len(wantSvcs) {
+				t.Fatalf("decoded %d services, want %d", len(got), len(wantSvcs))
 			}
 			for i, s := range got {
-				name := want[i].Name
+				name := wantSvcs[i].Name
 				if tc.short {
 					name = name[strings.LastIndexByte(name, '/')+1:]
 				}
-				if s.Name != name || s.Hash != want[i].Hash {
-					t.Fatalf("service %d decoded as %+v, want %s %d", i, s, name, want[i].Hash)
+				if s.Name != name || s.Hash != wantSvcs[i].Hash {
+					t.Fatalf("service %d decoded as %+v, want %s %d", i, s, name, wantSvcs[i].Hash)
 				}
-				if !s.matches(want[i].Name, want[i].Hash) || s.matches(want[i].Name, want[i].Hash+1) {
+				if !s.matches(wantSvcs[i].Name, wantSvcs[i].Hash) || s.matches(wantSvcs[i].Name, wantSvcs[i].Hash+1) {
 					t.Fatalf("%+v matches wrongly", s)
 				}
 			}
@@ -65,10 +66,10 @@ func TestServicesMetaRoundTrip(t *testing.T) {
 
 func TestDecodeMetaRefusesGarbage(t *testing.T) {
 	block, _ := encodeServices([]Service{{Name: "a.B", Hash: 1}, {Name: "c.D", Hash: 2}}, 100)
-	good := encodeMeta(7, block, nil)
+	good := encodeMeta(ballots{Epoch: 7, Last: 7}, block, nil)
 	for _, meta := range [][]byte{
-		nil, {metaVersion}, {1, 7, 0}, {metaVersion, 7}, {metaVersion, 7, 1}, {metaVersion, 7, 1, 200, 'a'},
-		{metaVersion, 0x80}, good[:len(good)-1],
+		nil, {metaVersion}, {1, 7, 0}, {2, 7, 0}, {metaVersion, 7}, {metaVersion, 7, 7, 0}, {metaVersion, 7, 7, 0, 0},
+		{metaVersion, 7, 7, 0, 0, 1}, {metaVersion, 7, 7, 0, 0, 1, 200, 'a'}, {metaVersion, 0x80}, good[:len(good)-1],
 	} {
 		if _, svcs, _, ok := decodeMeta(meta); ok {
 			t.Errorf("decodeMeta(%q) = %v, want a refusal", meta, svcs)
@@ -78,10 +79,10 @@ func TestDecodeMetaRefusesGarbage(t *testing.T) {
 
 func FuzzDecodeMeta(f *testing.F) {
 	block, _ := encodeServices([]Service{{Name: "example.com/kv.Store", Hash: 7}}, 100)
-	f.Add(encodeMeta(3, block, []byte("x")))
-	f.Add([]byte{metaVersion, 1, 255})
+	f.Add(encodeMeta(ballots{Epoch: 3, Last: 3, Led: 4, Bound: 5}, block, []byte("x")))
+	f.Add([]byte{metaVersion, 1, 1, 0, 0, 255})
 	f.Fuzz(func(t *testing.T, meta []byte) {
-		epoch, svcs, app, ok := decodeMeta(meta)
+		bal, svcs, app, ok := decodeMeta(meta)
 		if !ok {
 			return
 		}
@@ -94,9 +95,9 @@ func FuzzDecodeMeta(f *testing.F) {
 				b = binary.LittleEndian.AppendUint64(b, s.Hash)
 			}
 		}
-		again := encodeMeta(epoch, b, app)
-		if _, svcs2, app2, ok := decodeMeta(again); !ok || len(svcs2) != len(svcs) || string(app2) != string(app) {
-			t.Fatalf("%q decoded to %d, %v, %q, which does not round-trip", meta, epoch, svcs, app)
+		again := encodeMeta(bal, b, app)
+		if bal2, svcs2, app2, ok := decodeMeta(again); !ok || bal2 != bal || len(svcs2) != len(svcs) || string(app2) != string(app) {
+			t.Fatalf("%q decoded to %+v, %v, %q, which does not round-trip", meta, bal, svcs, app)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/trellisrpc/trellis/nodeid"
@@ -28,7 +29,9 @@ type State struct {
 	// Topology if none).
 	Committed topology.Topology
 	// Prepared is the highest epoch the member prepared (0 if none), for
-	// the leader Leader, with the members PreparedMembers.
+	// the leader Leader, with the members PreparedMembers. PreparedMembers
+	// is nil once the proposal is known to be void: its leader withdrew it
+	// (see Cluster.release).
 	Prepared        uint64
 	Leader          nodeid.ID
 	PreparedMembers []nodeid.ID
@@ -157,6 +160,9 @@ func (c *Cluster) restore() error {
 	c.restored = s.Committed
 	c.promised = promise{epoch: s.Prepared, leader: s.Leader, members: s.PreparedMembers}
 	c.maxEpoch = max(s.Committed.Epoch, s.Prepared)
+	// Every cascade an earlier life led is over, and was prepared (and
+	// saved) by it before it went out: at most s.Prepared.
+	c.led = c.maxEpoch
 	if s.Committed.Epoch > 0 || s.Prepared > 0 {
 		c.log.Info("cluster: restored the state of an earlier life", "committed", s.Committed.Epoch, "members", len(s.Committed.Members), "prepared", s.Prepared)
 	}
@@ -179,6 +185,22 @@ func (c *Cluster) last() topology.Topology {
 		return c.committed
 	}
 	return c.restored
+}
+
+// bound reports whether the prepared proposal binds this member's consent
+// to later proposals (see admit): prepared above its last commit, and not
+// known to be void. c.mu must be held.
+func (c *Cluster) bound() bool {
+	return len(c.promised.members) > 0 && c.promised.epoch > c.last().Epoch
+}
+
+// State returns what this member would save now (see Config.State): its
+// last committed topology and the proposal it prepared last.
+func (c *Cluster) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return State{ID: c.self, Committed: c.last(), Prepared: c.promised.epoch, Leader: c.promised.leader,
+		PreparedMembers: slices.Clone(c.promised.members)}
 }
 
 // promise is the highest epoch a member prepared, for which leader, and

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,4 +241,137 @@ func TestPreparedProposalBindsAStaleLeader(t *testing.T) {
 			}
 		})
 	}
+}
+
+// busTopology returns the bus (full mesh) of members 1..n at epoch.
+func busTopology(epoch uint64, n nodeid.ID) topology.Topology {
+	t := topology.Topology{Epoch: epoch, Strategy: "bus"}
+	for i := nodeid.ID(1); i <= n; i++ {
+		t.Members = append(t.Members, topology.Member{ID: i})
+		for j := i + 1; j <= n; j++ {
+			t.Edges = append(t.Edges, topology.Edge{A: i, B: j})
+		}
+	}
+	return t
+}
+
+// TestWithdrawnProposalReleasesItsMembers checks member 2 that committed
+// epoch 5 of {1..5}, then prepared epoch 6 of {2, 3, 4} for leader 3 whose
+// cascade then failed (3 and 4 went away, seed 912 of the simulation): it
+// refuses a proposal of {1, 2, 5} (a majority of epoch 5, a minority of the
+// prepared 6) while leader 3 may still commit epoch 6 or may have, and
+// prepares it once leader 3 advertises that epoch 6 was withdrawn for good.
+// Without the release the live members stay on epoch 5 forever.
+func TestWithdrawnProposalReleasesItsMembers(t *testing.T) {
+	tests := []struct {
+		name     string
+		leader   *ballots // what leader 3 advertises; nil: not live
+		released bool
+	}{
+		{"leader 3 not live", nil, false},
+		{"leader 3 has not said", &ballots{}, false},
+		{"leader 3 still cascading epoch 6", &ballots{Epoch: 5, Last: 5, Led: 5, Bound: 6}, false},
+		{"leader 3 committed epoch 6", &ballots{Epoch: 6, Last: 6, Led: 6}, false},
+		{"leader 3 withdrew epoch 6", &ballots{Epoch: 5, Last: 5, Led: 6}, true},
+		{"leader 3 withdrew epochs 6 and 7", &ballots{Epoch: 5, Last: 5, Led: 7}, true},
+		{"leader 3 restarted, with its state", &ballots{Epoch: 0, Last: 5, Led: 6}, true},
+		{"leader 3 withdrew 6, then committed 7", &ballots{Epoch: 7, Last: 7, Led: 7}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := newStateCluster(t, 2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.commitForTest(busTopology(5, 5))
+			if err := c.prepare(context.Background(), leafProposal(6, 5, 3, 4)); err != nil {
+				t.Fatal(err)
+			}
+			if b := c.ballots(); b.Bound != 6 {
+				t.Fatalf("advertises %+v after preparing epoch 6, want Bound 6", b)
+			}
+			p := leafProposal(7, 5, 1, 5)
+			err = c.prepare(context.Background(), p)
+			var se *StaleEpochError
+			if !errors.As(err, &se) || se.Reason != reasonBound || se.PreparedBy != 3 {
+				t.Fatalf("bound by epoch 6: prepare of epoch 7 of %v: %v, want a refusal against the prepared proposal of 3", p.Members, err)
+			}
+			live := []membership.Member{{ID: 1, Name: "N1"}, {ID: 2, Name: "N2"}, {ID: 5, Name: "N5"}}
+			if tt.leader != nil {
+				var meta []byte
+				if *tt.leader != (ballots{}) {
+					meta = encodeMeta(*tt.leader, nil, nil)
+				}
+				live = append(live, membership.Member{ID: 3, Name: "N3", Meta: meta})
+			}
+			c.release(live)
+			if st, b := c.State(), c.ballots(); (st.PreparedMembers == nil) != tt.released || (b.Bound == 0) != tt.released {
+				t.Errorf("prepared %d for %d with members %v, advertising %+v: want released %v", st.Prepared, st.Leader, st.PreparedMembers, b, tt.released)
+			}
+			err = c.prepare(context.Background(), p)
+			if (err == nil) != tt.released {
+				t.Fatalf("prepare of epoch 7 after hearing leader 3: %v, want ok %v", err, tt.released)
+			}
+		})
+	}
+}
+
+// TestLeaderAdvertisesItsWithdrawnCascade checks that a leader whose
+// cascade failed says so in its metadata (so that the members that
+// prepared it may forget it), and does not reuse the epoch.
+func TestLeaderAdvertisesItsWithdrawnCascade(t *testing.T) {
+	node, err := runtime.NewNode(runtime.Config{Name: "N2", ID: 2, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close(context.Background()) })
+	// Member 9 is live to the membership, but no node answers at its
+	// address: the prepare fails.
+	disc := &listDiscovery{self: membership.Member{ID: 2, Name: "N2"},
+		others: []membership.Member{{ID: 9, Name: "N9", Addr: "127.0.0.1:1"}}}
+	c, err := New(Config{Node: node, Discovery: disc, PhaseTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.commitForTest(topology.Topology{Epoch: 1, Strategy: "ring", Members: []topology.Member{{ID: 2, Name: "N2"}}})
+	c.lead(context.Background())
+	b, ok := memberBallots(disc.Local())
+	if !ok || !b.voids(2) || b.Last != 1 {
+		t.Fatalf("after a failed cascade of epoch 2 the leader advertises %+v (ok %v), want epoch 2 void", b, ok)
+	}
+	if st := c.State(); st.Prepared != 2 || st.PreparedMembers != nil {
+		t.Errorf("the leader still holds its withdrawn proposal: %+v", st)
+	}
+	c.lead(context.Background())
+	if b, _ := memberBallots(disc.Local()); b.Led != 3 || !b.voids(2) {
+		t.Errorf("after a second failed cascade the leader advertises %+v, want epoch 3 led", b)
+	}
+}
+
+// listDiscovery is a membership of a fixed list of members, self the
+// leader; SetMeta sets self's metadata.
+type listDiscovery struct {
+	mu     sync.Mutex
+	self   membership.Member
+	others []membership.Member
+}
+
+func (d *listDiscovery) Start(context.Context) error { return nil }
+func (d *listDiscovery) Local() membership.Member {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.self
+}
+func (d *listDiscovery) Members() []membership.Member {
+	return append([]membership.Member{d.Local()}, d.others...)
+}
+func (d *listDiscovery) Leader() (membership.Member, bool)      { return d.Local(), true }
+func (d *listDiscovery) Subscribe(int) *membership.Subscription { return nil }
+func (d *listDiscovery) Leave(context.Context) error            { return nil }
+func (d *listDiscovery) Close() error                           { return nil }
+func (d *listDiscovery) SetMeta(meta []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.self.Meta = append([]byte(nil), meta...)
+	return nil
 }

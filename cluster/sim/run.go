@@ -510,22 +510,53 @@ func (r *runner) converged() string {
 }
 
 // majorityLost returns why the live members cannot commit under the
-// keep-majority policy (they hold no majority of the topology with the
-// highest epoch committed), or "".
+// keep-majority policy, or "": they hold no majority of the topology with
+// the highest epoch committed; or a live member is bound by a proposal it
+// prepared (cluster.State.PreparedMembers) that may have been committed as
+// far as any live member can tell, and they hold no majority of that one.
+// Such a proposal's leader is down (so nobody can say that it was not
+// committed, see cluster's ballots) and every live member of it prepared it;
+// the simulation knows that it was not committed, the members cannot:
+// its leader might have committed it and be alive across a cut with a
+// majority of its members, and then both sides would build on their own
+// topology.
 func (r *runner) majorityLost() string {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	top := r.top
-	r.mu.Unlock()
 	n := 0
 	for _, m := range top.Members {
 		if h := r.hostOf(m.ID); h >= 0 && r.w.Members[h].alive.Load() {
 			n++
 		}
 	}
-	if 2*n > len(top.Members) {
-		return ""
+	if 2*n <= len(top.Members) {
+		return fmt.Sprintf("%d of the %d members of epoch %d (%s) live", n, len(top.Members), top.Epoch, r.diagram(top))
 	}
-	return fmt.Sprintf("%d of the %d members of epoch %d (%s) live", n, len(top.Members), top.Epoch, r.diagram(top))
+	for _, m := range r.w.Live() {
+		st := m.Cluster.State()
+		if len(st.PreparedMembers) == 0 || st.Prepared <= st.Committed.Epoch {
+			continue
+		}
+		if l := r.hostOf(st.Leader); l < 0 || r.w.Members[l].alive.Load() {
+			continue // its leader can say whether it committed it
+		}
+		live, unaware := 0, false
+		for _, id := range st.PreparedMembers {
+			h := r.hostOf(id)
+			if h < 0 || !r.w.Members[h].alive.Load() {
+				continue
+			}
+			live++
+			unaware = unaware || !r.preparedBy(h, st.Prepared, time.Now())
+		}
+		if unaware || 2*live > len(st.PreparedMembers) {
+			continue
+		}
+		return fmt.Sprintf("%s is bound by epoch %d, prepared for n%d (down) with %d members, %d of them live",
+			m.Name, st.Prepared, r.hostOf(st.Leader), len(st.PreparedMembers), live)
+	}
+	return ""
 }
 
 func (r *runner) names(ids []nodeid.ID) []string {
