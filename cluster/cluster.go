@@ -42,6 +42,14 @@
 // an earlier life, and judges proposals and leads by the majority of the
 // last topology it committed, so that restarted alone it commits nothing.
 //
+// A member that has prepared a proposal newer than its last commit holds
+// later proposals based on older topologies to a majority of that one too
+// (its leader may have committed it with members the new leader does not
+// see), until the proposal's leader advertises, in its metadata, that it
+// withdrew it: never committed, and never to be. While that leader is gone
+// and a majority of the proposal's members with it, nobody can tell, and
+// the live members keep their topology, as the keep-majority policy wants.
+//
 // A relay hands a call on only to a neighbour nearer to the call's
 // destination, so calls never go round a cycle; a relay with no such
 // neighbour connected fails the call at once with runtime.ErrNoRoute.

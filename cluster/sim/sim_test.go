@@ -92,7 +92,7 @@ func TestSimulation(t *testing.T) {
 		}
 	}
 	var total sim.Report
-	failed, known, blocked := 0, 0, 0
+	failed, known, blocked, bound := 0, 0, 0, 0
 	// One bubble for every schedule: the runtime pools calls with their
 	// channels, and a channel made in one bubble must not be used in another.
 	synctest.Test(t, func(t *testing.T) {
@@ -109,6 +109,9 @@ func TestSimulation(t *testing.T) {
 			total.CallsOK += rep.CallsOK
 			if rep.Blocked != "" {
 				blocked++
+				if strings.Contains(rep.Blocked, " is bound by ") {
+					bound++
+				}
 			}
 			if *verboseFlag {
 				t.Logf("%v\n  converged %v after the faults%s; %d commits, max epoch %d; %d calls, %d ok\n  trace:\n  %s",
@@ -139,9 +142,9 @@ func TestSimulation(t *testing.T) {
 			}
 		}
 	})
-	t.Logf("%d schedules: %d failed, %d with known defects only, %d left without a majority (no convergence due); "+
-		"%d invariant checks (%d invariants), %d commits, %d calls (%d ok)",
-		len(seeds), failed, known, blocked, total.Checks, len(sim.Invariants), total.Commits, total.Calls, total.CallsOK)
+	t.Logf("%d schedules: %d failed, %d with known defects only, %d left without a majority (no convergence due; "+
+		"%d of them bound by a proposal whose leader is down); %d invariant checks (%d invariants), %d commits, %d calls (%d ok)",
+		len(seeds), failed, known, blocked, bound, total.Checks, len(sim.Invariants), total.Commits, total.Calls, total.CallsOK)
 }
 
 func firstLine(s string) string {
