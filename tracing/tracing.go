@@ -70,7 +70,7 @@ type tracer struct {
 	t         trace.Tracer
 	prop      propagation.TextMapPropagator
 	node      runtime.NodeID
-	names     sync.Map // *codegen.MethodDesc -> string: span names, made once
+	methods   sync.Map // *codegen.MethodDesc -> *methodSpans, made once
 	fields    []string // the metadata keys prop reads
 }
 
@@ -120,30 +120,38 @@ func (c carrier) Keys() []string {
 	return keys
 }
 
-// spanName names a call's spans as OpenTelemetry's RPC conventions do:
-// service/method.
-func (tr *tracer) spanName(svc *codegen.ServiceDesc, m *codegen.MethodDesc) string {
-	if n, ok := tr.names.Load(m); ok {
-		return n.(string)
-	}
-	n := m.Name
-	if svc != nil {
-		n = svc.Name + "/" + m.Name
-	}
-	tr.names.Store(m, n)
-	return n
+// methodSpans is what the spans of one method's calls share.
+type methodSpans struct {
+	// name names them as OpenTelemetry's RPC conventions do: service/method.
+	name string
+	// attrs are their first attributes: rpc.system, rpc.service and
+	// rpc.method.
+	attrs [3]attribute.KeyValue
 }
 
-func callAttributes(svc *codegen.ServiceDesc, m *codegen.MethodDesc) []attribute.KeyValue {
-	name := ""
+// method returns what the spans of m's calls share, made on first use.
+func (tr *tracer) method(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *methodSpans {
+	if ms, ok := tr.methods.Load(m); ok {
+		return ms.(*methodSpans)
+	}
+	service, name := "", m.Name
 	if svc != nil {
-		name = svc.Name
+		service, name = svc.Name, svc.Name+"/"+m.Name
 	}
-	return []attribute.KeyValue{
+	ms := &methodSpans{name: name, attrs: [3]attribute.KeyValue{
 		attribute.String("rpc.system", "trellis"),
-		attribute.String("rpc.service", name),
+		attribute.String("rpc.service", service),
 		attribute.String("rpc.method", m.Name),
-	}
+	}}
+	actual, _ := tr.methods.LoadOrStore(m, ms)
+	return actual.(*methodSpans)
+}
+
+// setAttributes sets the method's attributes and more on span, in one
+// call, so that the span grows its attributes once.
+func (ms *methodSpans) setAttributes(span trace.Span, more ...attribute.KeyValue) {
+	kvs := make([]attribute.KeyValue, 0, len(ms.attrs)+len(more))
+	span.SetAttributes(append(append(kvs, ms.attrs[:]...), more...)...)
 }
 
 // end records err on span, if any, and ends it.
@@ -175,10 +183,10 @@ func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next f
 //
 //go:noinline
 func (tr *tracer) clientSpan(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
-	ctx, span := tr.t.Start(ctx, tr.spanName(call.Service, call.Method), kindClient)
+	ms := tr.method(call.Service, call.Method)
+	ctx, span := tr.t.Start(ctx, ms.name, kindClient)
 	if span.IsRecording() {
-		span.SetAttributes(callAttributes(call.Service, call.Method)...)
-		span.SetAttributes(attribute.String("trellis.target", call.Target.String()))
+		ms.setAttributes(span, attribute.String("trellis.target", call.Target.String()))
 	}
 	tr.prop.Inject(ctx, carrier{&call.Metadata})
 	err := next(ctx)
@@ -220,10 +228,10 @@ func (tr *tracer) serverSpan(ctx context.Context, call *runtime.IncomingCall, ne
 		// keep the context for the calls the handler makes.
 		return next(ctx)
 	}
-	ctx, span := tr.t.Start(ctx, tr.spanName(call.Service, call.Method), kindServer)
+	ms := tr.method(call.Service, call.Method)
+	ctx, span := tr.t.Start(ctx, ms.name, kindServer)
 	if span.IsRecording() {
-		span.SetAttributes(callAttributes(call.Service, call.Method)...)
-		span.SetAttributes(attribute.String("trellis.caller", call.Caller.String()), attribute.Int("trellis.hops", call.Hops))
+		ms.setAttributes(span, attribute.String("trellis.caller", call.Caller.String()), attribute.Int("trellis.hops", call.Hops))
 	}
 	err := next(ctx)
 	end(span, err)
