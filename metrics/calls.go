@@ -51,12 +51,10 @@ func (c *Collector) method(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *met
 // interceptClient measures a call made.
 func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
 	s := c.method(call.Service, call.Method).client
-	s.stripes[c.stripes.pick()].started.Add(1)
 	start := c.now()
 	err := next(ctx)
 	d := c.now() - start
-	// The call may end on another processor than it started on: its end
-	// goes to that processor's stripe.
+	// The stripe of the processor the call ends on.
 	st := s.stripes[c.stripes.pick()]
 	st.ended[bucket(c.bounds, d)].Add(1)
 	st.nanos.Add(uint64(max(d, 0)))
@@ -80,7 +78,6 @@ func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingC
 // interceptServer measures a call served.
 func (c *Collector) interceptServer(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
 	s := c.method(call.Service, call.Method).server
-	s.stripes[c.stripes.pick()].started.Add(1)
 	err := next(ctx)
 	d := call.Duration // timed by the node, which reads the clock anyway
 	st := s.stripes[c.stripes.pick()]
@@ -117,23 +114,22 @@ func (c *Collector) relayEnded(err error) {
 // collectCalls sends the call metrics: per method and side, the stripes
 // summed.
 func (c *Collector) collectCalls(ch chan<- prometheus.Metric) {
-	var clientActive, serverActive, routed uint64
+	var routed uint64
 	var hops [numHops + 1]uint64
 	var hopsSum uint64
 	for _, mm := range *c.methods.Load() {
 		cs, ss := mm.client.snapshot(), mm.server.snapshot()
 		c.collectSide(ch, mm, mm.client, cs, c.clientCalls, c.clientLatency, c.clientSent, c.clientReceived)
 		c.collectSide(ch, mm, mm.server, ss, c.serverCalls, c.serverLatency, c.serverSent, c.serverReceived)
-		clientActive += cs.started - cs.count
-		serverActive += ss.started - ss.count
 		routed += cs.routed
 		for i, k := range ss.hops {
 			hops[i] += k
 		}
 		hopsSum += ss.hopsSum
 	}
-	ch <- prometheus.MustNewConstMetric(c.clientInFlight, prometheus.GaugeValue, float64(clientActive))
-	ch <- prometheus.MustNewConstMetric(c.serverInFlight, prometheus.GaugeValue, float64(serverActive))
+	made, serving := c.cfg.Node.CallsInFlight() // the node's call tables: nothing to count per call
+	ch <- prometheus.MustNewConstMetric(c.clientInFlight, prometheus.GaugeValue, float64(made))
+	ch <- prometheus.MustNewConstMetric(c.serverInFlight, prometheus.GaugeValue, float64(serving))
 	ch <- prometheus.MustNewConstMetric(c.routed, prometheus.CounterValue, float64(routed))
 	hb := make(map[float64]uint64, numHops)
 	var cum uint64
@@ -146,8 +142,8 @@ func (c *Collector) collectCalls(ch chan<- prometheus.Metric) {
 
 // collectSide sends one method's metrics on one side.
 func (c *Collector) collectSide(ch chan<- prometheus.Metric, mm *methodMetrics, s *side, sn sideSnapshot, calls, latency, sent, received *prometheus.Desc) {
-	if sn.started == 0 {
-		return // the method was only seen on the other side
+	if sn.count == 0 {
+		return // no call of the method ended on this side
 	}
 	ch <- prometheus.MustNewConstMetric(calls, prometheus.CounterValue, float64(sn.ok), mm.service, mm.method, runtime.KindOK)
 	for kind, k := range s.failures() {

@@ -323,3 +323,54 @@ func TestMembershipAndTopologyMetrics(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling a scrape: there is no event to await
 	}
 }
+
+// TestInFlight checks the in-flight gauges while a call is being served,
+// and after.
+func TestInFlight(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b := newNode(t, "A"), newNode(t, "B")
+	if _, err := a.Connect(ctx, b.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	regs := map[*runtime.Node]*prometheus.Registry{}
+	for _, n := range []*runtime.Node{a, b} {
+		col, err := metrics.New(metrics.Config{Node: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		regs[n] = prometheus.NewRegistry()
+		regs[n].MustRegister(col)
+	}
+	served := make(chan struct{})
+	b.Intercept(nil, func(ctx context.Context, _ *runtime.IncomingCall, next func(context.Context) error) error {
+		close(served)
+		return next(ctx)
+	}, nil)
+	callCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- testsvc.NewKitchenProxy(a, b.ID()).Sleep(callCtx, time.Minute) }()
+	select {
+	case <-served:
+	case <-ctx.Done():
+		t.Fatal("the call was not served within 10 s")
+	}
+	if got := value(scrape(t, regs[a]), "trellis_client_calls_in_flight"); got != 1 {
+		t.Errorf("A: client calls in flight = %v during the call, want 1", got)
+	}
+	if got := value(scrape(t, regs[b]), "trellis_server_calls_in_flight"); got != 1 {
+		t.Errorf("B: server calls in flight = %v during the call, want 1", got)
+	}
+	stop()
+	<-done
+	if got := value(scrape(t, regs[a]), "trellis_client_calls_in_flight"); got != 0 {
+		t.Errorf("A: client calls in flight = %v after the call, want 0", got)
+	}
+	// B ends the call when the caller's cancel frame arrives.
+	for deadline := time.Now().Add(5 * time.Second); value(scrape(t, regs[b]), "trellis_server_calls_in_flight") != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("B: server calls in flight did not return to 0 within 5 s of the call's cancellation")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a scrape: there is no event to await
+	}
+}

@@ -30,8 +30,7 @@ const numHops = 8
 // (client or server). Its fields are updated with atomic adds and read when
 // Prometheus scrapes.
 type stripe struct {
-	started atomic.Uint64 // calls started (the in-flight gauge is started − ended)
-	ok      atomic.Uint64 // calls ended without error
+	ok atomic.Uint64 // calls ended without error
 	// ended counts the calls ended per latency bucket: ended[i] those whose
 	// latency is at most bounds[i], the last one those above every bound.
 	ended      []atomic.Uint64
@@ -94,15 +93,14 @@ func (s *side) failures() map[string]uint64 {
 
 // sideSnapshot is the sum of a side's stripes.
 type sideSnapshot struct {
-	started, ok, nanos, sent, recv, routed uint64
-	ended                                  []uint64 // per bucket, not cumulative
-	count                                  uint64   // calls ended: the sum of ended
-	hops                                   [numHops + 1]uint64
-	hopsSum                                uint64
+	ok, nanos, sent, recv, routed uint64
+	ended                         []uint64 // per bucket, not cumulative
+	count                         uint64   // calls ended: the sum of ended
+	hops                          [numHops + 1]uint64
+	hopsSum                       uint64
 }
 
-// snapshot sums the stripes. The calls ended are read before the calls
-// started, so that started ≥ count: the in-flight gauge is never negative.
+// snapshot sums the stripes.
 func (s *side) snapshot() sideSnapshot {
 	var sn sideSnapshot
 	sn.ended = make([]uint64, len(s.stripes[0].ended))
@@ -121,9 +119,6 @@ func (s *side) snapshot() sideSnapshot {
 			sn.hops[i] += st.hops[i].Load()
 		}
 		sn.hopsSum += st.hopsSum.Load()
-	}
-	for _, st := range s.stripes {
-		sn.started += st.started.Load()
 	}
 	return sn
 }

@@ -186,6 +186,29 @@ func (n *Node) Peers() []NodeID {
 	return ids
 }
 
+// CallsInFlight returns the number of calls this node made and awaits the
+// outcome of (sent, or being sent), and the number of calls it is serving.
+// Calls it relays count in neither.
+func (n *Node) CallsInFlight() (made, serving int) {
+	n.mu.RLock()
+	peers := make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		peers = append(peers, p)
+	}
+	n.mu.RUnlock()
+	for _, p := range peers {
+		p.mu.Lock()
+		for _, cl := range p.calls {
+			if cl.relayFrom == nil {
+				made++
+			}
+		}
+		serving += len(p.serving)
+		p.mu.Unlock()
+	}
+	return made, serving
+}
+
 func (n *Node) acceptLoop(ln *transport.Listener) {
 	defer n.bg.Done()
 	for {
