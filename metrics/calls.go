@@ -23,6 +23,16 @@ func (c *Collector) method(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *met
 	if mm, ok := (*c.methods.Load())[m]; ok {
 		return mm
 	}
+	return c.addMethod(svc, m)
+}
+
+// addMethod makes the figures of a method seen for the first time. It is
+// kept out of method, whose frame stays small: a call served on a fresh
+// goroutine (runtime's calls served aside) would otherwise grow its stack,
+// by copying it, in method's prologue on every call.
+//
+//go:noinline
+func (c *Collector) addMethod(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *methodMetrics {
 	c.methodsMu.Lock()
 	defer c.methodsMu.Unlock()
 	old := *c.methods.Load()

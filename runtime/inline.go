@@ -118,7 +118,11 @@ func (p *peer) serveInline(sc *serverCall) {
 // serveAside serves sc on a goroutine of its own, the caller's, counted in
 // the peer's aside calls.
 func (sc *serverCall) serveAside() {
-	growStack(0)
+	if ic := sc.node.icept.Load(); ic != nil && len(ic.server) > 0 {
+		growStackDeep(0)
+	} else {
+		growStack(0)
+	}
 	m, p := sc.entry, sc.peer
 	defer p.aside.Add(-1)
 	sc.started = sc.node.inline.now()
@@ -140,8 +144,15 @@ func (sc *serverCall) end() int64 {
 }
 
 // asideStack is the stack a goroutine serving a call aside grows to before
-// it serves it.
-const asideStack = 4 << 10
+// it serves it; deepAsideStack the same when server interceptors wrap the
+// handler (their frames, and those of a tracer recording a span, took an
+// 8 KiB stack past its end: the stack was copied in the middle of every
+// call served aside, 0.09 µs per call on average in bench's
+// trellis-metrics).
+const (
+	asideStack     = 4 << 10
+	deepAsideStack = 12 << 10
+)
 
 // growStack grows the goroutine's stack, at its start, to hold asideStack
 // bytes more: a new goroutine starts with a small stack, which is copied
@@ -155,6 +166,15 @@ const asideStack = 4 << 10
 //go:noinline
 func growStack(i int) byte {
 	var b [asideStack]byte
+	b[i] = 1
+	return b[i]
+}
+
+// growStackDeep is growStack to deepAsideStack.
+//
+//go:noinline
+func growStackDeep(i int) byte {
+	var b [deepAsideStack]byte
 	b[i] = 1
 	return b[i]
 }
