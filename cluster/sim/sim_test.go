@@ -167,15 +167,15 @@ var regressionSeeds = []struct {
 	what string
 }{
 	{480, 1, "dial backoff of seconds after a heal"},
-	{912, 2, "a member bound for good by a proposal its leader withdrew"},
-	{1157, 2, "the same, the leader heard over a one-way cut before it died (no convergence due without the release)"},
+	{912, 1, "a member bound for good by a proposal its leader withdrew"},
+	{1157, 1, "the same, the leader heard over a one-way cut before it died (no convergence due without the release)"},
 	{3337, 1, "a restarted peer's connection refused as a duplicate"},
-	{3485, 2, "the same, its leader down: no convergence due"},
+	{3485, 1, "the same, its leader down: no convergence due"},
 	{3537, 1, "a withdrawn proposal holding non-edges open"},
 	{6113, 1, "a commit decided after a cut with consent given before it"},
-	{7100, 2, "split brain through a prepared, uncommitted proposal"},
+	{7100, 1, "split brain through a prepared, uncommitted proposal"},
 	{8102, 1, "a withdrawn proposal holding non-edges open"},
-	{9293, 3, "a leader bound by its predecessor's withdrawn proposal (race-dependent)"},
+	{9293, 2, "a leader bound by its predecessor's withdrawn proposal (race-dependent)"},
 }
 
 // TestRegressionSeeds replays, strictly, the schedules that broke an
