@@ -145,7 +145,8 @@ type Cluster struct {
 
 	subs         map[*Subscription]struct{} // topology subscriptions, published to under mu
 	topicsClosed bool
-	svcMeta      []byte // the services advertised in the membership record (encodeServices)
+	closed       chan struct{} // closed with the topics: Wait returns
+	svcMeta      []byte        // the services advertised in the membership record (encodeServices)
 
 	views viewCache   // what cluster proxies choose from
 	dials dialBackoff // neighbours that failed to connect, guarded by mu
@@ -198,6 +199,7 @@ func New(cfg Config) (*Cluster, error) {
 		// simulation (testing/synctest: a fake clock) replays the same.
 		dials:   dialBackoff{base: cfg.Interval, rng: rand.New(rand.NewPCG(uint64(cfg.Node.ID()), uint64(time.Now().UnixNano())))},
 		changed: make(chan struct{}),
+		closed:  make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
 	c.link = clustergen.NewLink(proxySource{c})
@@ -279,6 +281,8 @@ func (c *Cluster) Prepared() (epoch uint64, leader nodeid.ID) {
 }
 
 // Wait waits until the committed topology satisfies ok, and returns it.
+// It fails when ctx is done first, or with ErrSubscriptionClosed once the
+// cluster is closed (Close, Leave), since no topology is committed after.
 func (c *Cluster) Wait(ctx context.Context, ok func(topology.Topology) bool) (topology.Topology, error) {
 	for {
 		c.mu.Lock()
@@ -289,6 +293,8 @@ func (c *Cluster) Wait(ctx context.Context, ok func(topology.Topology) bool) (to
 		}
 		select {
 		case <-changed:
+		case <-c.closed:
+			return t, fmt.Errorf("cluster: waiting for a topology (last: epoch %d, %d members): %w", t.Epoch, len(t.Members), ErrSubscriptionClosed)
 		case <-ctx.Done():
 			return t, fmt.Errorf("cluster: waiting for a topology (last: epoch %d, %d members): %w", t.Epoch, len(t.Members), ctx.Err())
 		}

@@ -21,7 +21,7 @@ import (
 // Options.Addr is empty: every interface, a port chosen by the system.
 const DefaultAddr = ":0"
 
-// Options configure Join. Only Key (or Keys) is required: with nothing
+// Options configure Join. Only Key (or Keys, or Keyring) is required: with nothing
 // else, the node listens on a free port, finds the other members by UDP
 // multicast on the local link, and arranges them in a ring that commits
 // while a majority of the last topology's members are visible.
@@ -44,11 +44,13 @@ type Options struct {
 	// when it is unspecified, as in ":0").
 	AdvertiseAddr string
 
-	// Key is the cluster key (at least 32 bytes): it authenticates the
+	// Key is the cluster key (at least keyring.MinKeyLen bytes; use the
+	// 32 random bytes keyring.NewKey makes): it authenticates the
 	// heartbeats and every RPC connection (a handshake that proves both ends
 	// hold it). Keys, when set, are the keys instead: the first signs, all
 	// verify. Keyring, when set, is the ring itself (keyring.Ring.Set then
-	// rotates the keys of both without downtime).
+	// rotates the keys of both without downtime). Set one of the three:
+	// Join refuses options that set several.
 	Key     []byte
 	Keys    [][]byte
 	Keyring *keyring.Ring
@@ -69,8 +71,13 @@ type Options struct {
 	// Multicast keeps multicast discovery on alongside Seeds.
 	Multicast bool
 	// GossipAddr is the local UDP address of the membership (default
-	// ":7947" with Seeds, any port otherwise); the first member of a
-	// seeded cluster listens on the seed address.
+	// ":7947" with Seeds, any port otherwise). The members listen there
+	// for the heartbeats of the others, so a seed is the GossipAddr of a
+	// member: with the default, seeds are "host:7947". Members that share
+	// a host (several in one process, as in tests) need distinct
+	// addresses: give the seed member the seed address, and the others
+	// "127.0.0.1:0" (any free port: the others learn it from their
+	// heartbeats).
 	GossipAddr string
 	// SeedRefresh is how often seed host names are resolved again
 	// (default 30 s).
@@ -113,6 +120,12 @@ type Options struct {
 // start-up only. Register the services the member serves on c.Node() (they
 // are advertised to the other members), and end with Leave, or Close.
 func Join(ctx context.Context, o Options) (c *Cluster, err error) {
+	if ctx == nil {
+		if o.Listener != nil {
+			o.Listener.Close()
+		}
+		return nil, errors.New("cluster: join: nil context")
+	}
 	if o.Listener != nil {
 		defer func() {
 			if err != nil {
@@ -122,6 +135,9 @@ func Join(ctx context.Context, o Options) (c *Cluster, err error) {
 		if o.Addr != "" {
 			return nil, fmt.Errorf("cluster: join: both Options.Addr (%s) and Options.Listener (%s) are set", o.Addr, o.Listener.Addr())
 		}
+	}
+	if n := countSet(o.Key != nil, o.Keys != nil, o.Keyring != nil); n > 1 {
+		return nil, errors.New("cluster: join: set one of Options.Key, Keys and Keyring, not several")
 	}
 	ring := o.Keyring
 	if ring == nil {
@@ -331,4 +347,15 @@ wait:
 		return fmt.Errorf("cluster: leave: %w", nerr)
 	}
 	return nil
+}
+
+// countSet counts the true values.
+func countSet(set ...bool) int {
+	n := 0
+	for _, b := range set {
+		if b {
+			n++
+		}
+	}
+	return n
 }

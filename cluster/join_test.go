@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/topology"
 )
 
@@ -116,6 +118,8 @@ func TestJoinOptionsRefused(t *testing.T) {
 		{"no key", cluster.Options{Addr: "127.0.0.1:0", Seeds: []string{"127.0.0.1:1"}}},
 		{"short key", cluster.Options{Addr: "127.0.0.1:0", Key: []byte("short"), Seeds: []string{"127.0.0.1:1"}}},
 		{"bad address", cluster.Options{Addr: "127.0.0.1:x", Key: testKey, Seeds: []string{"127.0.0.1:1"}}},
+		{"key and keys", cluster.Options{Addr: "127.0.0.1:0", Key: testKey, Keys: [][]byte{testKey}, Seeds: []string{"127.0.0.1:1"}}},
+		{"key and keyring", cluster.Options{Addr: "127.0.0.1:0", Key: testKey, Keyring: testRing(t), Seeds: []string{"127.0.0.1:1"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,6 +129,55 @@ func TestJoinOptionsRefused(t *testing.T) {
 				t.Fatal("Join accepted the options")
 			}
 		})
+	}
+}
+
+func testRing(t *testing.T) *keyring.Ring {
+	t.Helper()
+	r, err := keyring.New(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestJoinNilContext: Join refuses a nil context with an error, where it
+// panicked half-way, leaving the node it had started running.
+func TestJoinNilContext(t *testing.T) {
+	before := runtime.NumGoroutine()
+	//lint:ignore SA1012 the nil context is what is tested
+	c, err := cluster.Join(nil, cluster.Options{Addr: "127.0.0.1:0", Key: testKey, GossipAddr: "127.0.0.1:0", Seeds: []string{"127.0.0.1:1"}})
+	if err == nil {
+		c.Close()
+		t.Fatal("Join accepted a nil context")
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after the refused Join, %d before", n, before)
+	}
+}
+
+// TestWaitEndsWhenClosed: Wait returns ErrSubscriptionClosed once the
+// cluster is closed, rather than waiting for its context, since no topology
+// can be committed any more.
+func TestWaitEndsWhenClosed(t *testing.T) {
+	j := joinN(t, 1)
+	c := j.cs[0]
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Wait(context.Background(), func(t topology.Topology) bool { return len(t.Members) == 5 })
+		done <- err
+	}()
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, cluster.ErrSubscriptionClosed) {
+			t.Fatalf("Wait on a closed cluster: %v, want ErrSubscriptionClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return when the cluster was closed")
+	}
+	if _, err := c.Wait(context.Background(), func(t topology.Topology) bool { return false }); !errors.Is(err, cluster.ErrSubscriptionClosed) {
+		t.Fatalf("Wait after Close: %v, want ErrSubscriptionClosed", err)
 	}
 }
 

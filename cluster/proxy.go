@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,7 +30,12 @@ const (
 	// Nearest chooses a member with the fewest hops from this one in the
 	// committed topology, then the fewest calls of the proxy in flight,
 	// ties taken in turn. This member, when it serves the service, is
-	// nearest (zero hops): its implementation is called directly.
+	// nearest (zero hops): its implementation is called directly, as a
+	// Go method, in the caller's goroutine and with its context: the
+	// arguments are not copied (a pointer, slice or map argument is
+	// shared), runtime.CallInfoFrom reports no call, and the node's
+	// interceptors do not see it (metrics, tracing and the status page
+	// count only the calls that go to other members).
 	Nearest Policy = iota
 	// RoundRobin chooses the members in turn.
 	RoundRobin
@@ -159,8 +165,14 @@ type Result[R any] struct {
 // serving it (this member's implementation directly), and returns every
 // member's result or error, in the order of the members (oldest first).
 // p is a cluster proxy, made by a generated NewFooClusterProxy function.
-// Nothing is retried.
+// Nothing is retried. A nil f fails every member's call.
 func CallAll[S, R any](ctx context.Context, p clustergen.Proxy[S], f func(context.Context, S) (R, error)) []Result[R] {
+	if f == nil {
+		f = func(context.Context, S) (R, error) {
+			var zero R
+			return zero, errors.New("cluster: CallAll: nil function")
+		}
+	}
 	replies := clustergen.All(ctx, p.TrellisBalancer(), f)
 	out := make([]Result[R], len(replies))
 	for i, r := range replies {

@@ -308,3 +308,21 @@ func TestCallAll(t *testing.T) {
 		t.Fatalf("CallAll reached %v, want A, B and D", got)
 	}
 }
+
+// TestCallAllNilFunction: a nil function fails each member's call with an
+// error, rather than panicking on CallAll's goroutines, where the caller
+// cannot recover.
+func TestCallAllNilFunction(t *testing.T) {
+	caller, _, _ := shardCluster(t, "A", "B")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res := cluster.CallAll[testsvc.Shard, string](ctx, testsvc.NewShardClusterProxy(caller), nil)
+	if len(res) != 2 {
+		t.Fatalf("CallAll returned %d results, want 2", len(res))
+	}
+	for _, r := range res {
+		if r.Err == nil {
+			t.Errorf("member %s: no error for a nil function", r.Member.Name)
+		}
+	}
+}

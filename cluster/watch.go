@@ -16,7 +16,8 @@ import (
 const DefaultChangeBuffer = 64
 
 // ErrSubscriptionClosed is returned by Subscription.Next once the
-// subscription or its cluster is closed and every queued change was read.
+// subscription or its cluster is closed and every queued change was read,
+// and by Cluster.Wait once the cluster is closed.
 var ErrSubscriptionClosed = errors.New("cluster: subscription closed")
 
 // A Change is a topology committed by this member, as an application sees
@@ -228,6 +229,9 @@ func (c *Cluster) closeTopics() {
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
+	if !c.topicsClosed && c.closed != nil {
+		close(c.closed)
+	}
 	c.topicsClosed = true
 	c.mu.Unlock()
 	for s := range subs {

@@ -36,7 +36,10 @@ var (
 	ErrUnknownMethod = errors.New("trellis: unknown method")
 	// ErrClosed: the local node is closed or closing.
 	ErrClosed = errors.New("trellis: node closed")
-	// ErrShuttingDown: the remote node is shutting down and refused new work.
+	// ErrShuttingDown: the remote node is shutting down. Either it refused
+	// the call without running it (NotSent holds), or it was running the
+	// call when the deadline of its Close passed and cancelled it (the
+	// call may have run in part: NotSent does not hold).
 	ErrShuttingDown = errors.New("trellis: remote node shutting down")
 	// ErrOverloaded: the remote node has Config.MaxConcurrentCalls calls of
 	// this caller in progress, or holds this caller's share of its memory

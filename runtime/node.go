@@ -222,6 +222,10 @@ func (n *Node) acceptLoop(ln *transport.Listener) {
 
 // Connect connects to the node listening at addr, unless a connection to it
 // exists already, and returns its ID. Calls to that node can then be made.
+// A node does not redial by itself: once the connection is lost (the peer
+// closed or restarted, Disconnect, Abort), calls to that node fail with
+// ErrUnreachable until Connect is called again. Package cluster dials and
+// redials the connections of its topology itself.
 func (n *Node) Connect(ctx context.Context, addr string) (NodeID, error) {
 	if n.isClosing() {
 		return nodeid.None, ErrClosed
@@ -378,9 +382,10 @@ func (n *Node) closedPeer(p *peer) {
 // (the message carries cause), and the calls it serves for id are
 // cancelled. Use it when id is known to be gone, for instance when the
 // membership has declared it failed: waiting for the transport's keepalive
-// would leave those calls hanging for seconds. A later call to id dials a
-// new connection as usual. Disconnect closes a connection gracefully
-// instead.
+// would leave those calls hanging for seconds. Calls to id then fail with
+// ErrUnreachable until a connection to id is made again (Connect,
+// ConnectTo, or the dial of package cluster, which keeps the connections
+// of its topology). Disconnect closes a connection gracefully instead.
 func (n *Node) Abort(id NodeID, cause error) {
 	if cause == nil {
 		cause = errors.New("aborted")
