@@ -31,6 +31,14 @@ func (n *Node) SimTick(now time.Time) { n.e.tick(now) }
 // SimHandle hands n one packet at now.
 func (n *Node) SimHandle(now time.Time, b []byte, from netip.AddrPort) { n.e.handle(now, b, from) }
 
+// SimLen returns how many live members n lists, itself included, without
+// copying them (large simulations poll it).
+func (n *Node) SimLen() int {
+	n.e.mu.Lock()
+	defer n.e.mu.Unlock()
+	return len(n.e.order)
+}
+
 // SimLeave announces a leave at now and stops n.
 func (n *Node) SimLeave(now time.Time) { n.e.leave(now) }
 

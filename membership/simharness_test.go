@@ -3,6 +3,7 @@ package membership_test
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,10 @@ type simNode struct {
 	// restall, if set, freezes the node again for that long right after its
 	// first tick on resuming, before it reads its backlog.
 	restall time.Duration
+	// index is the node's position in sim.nodes; touched marks it as having
+	// run in the current step of sim.run.
+	index   int
+	touched bool
 }
 
 type frozenPacket struct {
@@ -89,7 +94,7 @@ func simAddr(i int) netip.AddrPort {
 // add starts a new node now.
 func (s *sim) add(name string) *simNode {
 	i := len(s.nodes) + 1
-	sn := &simNode{name: name, id: nodeid.ID(0x1000 + i), addr: simAddr(i)}
+	sn := &simNode{name: name, id: nodeid.ID(0x1000 + i), addr: simAddr(i), index: i - 1}
 	s.nodes = append(s.nodes, sn)
 	s.byAddr[sn.addr] = sn
 	s.boot(sn, 0)
@@ -145,15 +150,37 @@ func (s *sim) leave(sn *simNode) {
 	s.drain()
 }
 
-// run advances the simulation by d.
+// run advances the simulation by d. Each step goes to the earliest of the next
+// packet delivery and the next tick: it delivers the packets due, ticks the
+// nodes due (in node order), then collects the events of the nodes that did
+// either. The earliest tick is recomputed only after a step that ticked, and
+// only the nodes touched are drained, so a step costs what happens in it, not
+// O(N): large simulations (N = 1,000) stay fast. The order of what happens is
+// that of a scan of every node at every step.
 func (s *sim) run(d time.Duration) {
 	end := s.clock.Now().Add(d)
+	minTick := func() (time.Time, bool) {
+		var t time.Time
+		ok := false
+		for _, sn := range s.nodes {
+			if sn.up && (!ok || sn.nextTick.Before(t)) {
+				t, ok = sn.nextTick, true
+			}
+		}
+		return t, ok
+	}
+	tick, ticking := minTick()
+	var touched []int
+	mark := func(sn *simNode) {
+		if !sn.touched {
+			sn.touched = true
+			touched = append(touched, sn.index)
+		}
+	}
 	for {
 		next, ok := s.net.NextDelivery()
-		for _, sn := range s.nodes {
-			if sn.up && (!ok || sn.nextTick.Before(next)) {
-				next, ok = sn.nextTick, true
-			}
+		if ticking && (!ok || tick.Before(next)) {
+			next, ok = tick, true
 		}
 		if !ok || next.After(end) {
 			s.clock.Set(end)
@@ -170,46 +197,62 @@ func (s *sim) run(d time.Duration) {
 			case next.Before(sn.frozenUntil):
 				sn.backlog = append(sn.backlog, frozenPacket{from, append([]byte(nil), p...)})
 			default:
+				mark(sn)
 				sn.node.SimHandle(next, p, from)
 			}
 		})
-		for _, sn := range s.nodes {
-			for sn.up && !sn.nextTick.After(next) {
-				sn.nextTick = sn.nextTick.Add(s.tick)
-				if next.Before(sn.frozenUntil) {
-					continue
+		if ticking && !tick.After(next) {
+			for _, sn := range s.nodes {
+				for sn.up && !sn.nextTick.After(next) {
+					sn.nextTick = sn.nextTick.Add(s.tick)
+					if next.Before(sn.frozenUntil) {
+						continue
+					}
+					mark(sn)
+					sn.node.SimTick(next)
+					if sn.restall > 0 {
+						sn.frozenUntil, sn.restall = next.Add(sn.restall), 0
+						continue
+					}
+					for _, fp := range sn.backlog { // the worst order: the tick ran first
+						sn.node.SimHandle(next, fp.data, fp.from)
+					}
+					sn.backlog = nil
 				}
-				sn.node.SimTick(next)
-				if sn.restall > 0 {
-					sn.frozenUntil, sn.restall = next.Add(sn.restall), 0
-					continue
-				}
-				for _, fp := range sn.backlog { // the worst order: the tick ran first
-					sn.node.SimHandle(next, fp.data, fp.from)
-				}
-				sn.backlog = nil
 			}
+			tick, ticking = minTick()
 		}
-		s.drain()
+		slices.Sort(touched)
+		for _, i := range touched {
+			sn := s.nodes[i]
+			sn.touched = false
+			s.drainNode(sn)
+		}
+		touched = touched[:0]
 	}
 }
 
 func (s *sim) drain() {
 	for _, sn := range s.nodes {
-		if sn.sub == nil {
+		s.drainNode(sn)
+	}
+}
+
+// drainNode collects the events sn's subscription holds.
+func (s *sim) drainNode(sn *simNode) {
+	if sn.sub == nil {
+		return
+	}
+	for {
+		ev, ok := sn.sub.TryNext()
+		if !ok {
+			break
+		}
+		sn.events = append(sn.events, ev)
+		if s.quiet {
 			continue
 		}
-		for {
-			ev, ok := sn.sub.TryNext()
-			if !ok {
-				break
-			}
-			sn.events = append(sn.events, ev)
-			if s.quiet {
-				continue
-			}
-			s.log = append(s.log, fmt.Sprintf("%s %s %s %s inc=%d", ev.Time.Sub(simEpoch), sn.name, ev.Kind, ev.Member.Name, ev.Member.Incarnation))
-		}
+		s.log = append(s.log, fmt.Sprintf("%s %s %s %s inc=%d", ev.Time.Sub(simEpoch), sn.name, ev.Kind, ev.Member.Name, ev.Member.Incarnation))
 	}
 }
 

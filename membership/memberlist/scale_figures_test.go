@@ -65,7 +65,7 @@ func TestFiguresScale(t *testing.T) {
 				kills = 2
 			}
 			r := simulate(t, simSpec{n: n, delay: delay, joinEvery: 20 * time.Millisecond,
-				converge: 10 * time.Minute, settle: 30 * time.Second, window: window, kills: kills, detect: 5 * time.Minute})
+				converge: 10 * time.Minute, settle: 30 * time.Second, window: window, kills: kills, detect: 5 * time.Minute, verbose: true})
 			t.Log(r)
 			if base == nil {
 				base = &r

@@ -38,6 +38,7 @@ type simSpec struct {
 	window    time.Duration // the traffic window; 0 means memberlist's push/pull period at N
 	kills     int           // nodes crashed one after another, every other node observing
 	detect    time.Duration // bound on each crash's detection by every observer
+	verbose   bool          // log each phase's end
 }
 
 // simResult is what one run measured; rates are per node per simulated second.
@@ -121,6 +122,13 @@ func simulateInBubble(t *testing.T, spec simSpec) simResult {
 		time.Sleep(spec.joinEvery)
 	}
 
+	progress := func(what string) {
+		if spec.verbose {
+			t.Logf("N=%d: %s (process CPU so far %v)", n, what, cpuTime().Round(time.Second))
+		}
+	}
+	progress("every node started")
+
 	// Convergence: every memberlist lists every node alive, then every
 	// Node's own table does.
 	began := time.Now()
@@ -168,6 +176,7 @@ func simulateInBubble(t *testing.T, spec simSpec) simResult {
 		time.Sleep(time.Second)
 	}
 	res.converged = time.Since(began)
+	progress(fmt.Sprintf("converged after %v", res.converged))
 	time.Sleep(spec.settle)
 
 	// The steady window: traffic, CPU, and no suspicion at all.
@@ -198,6 +207,7 @@ func simulateInBubble(t *testing.T, spec simSpec) simResult {
 	res.streamSent, res.streamRx = per(after.StreamBytesSent, before.StreamBytesSent), per(after.StreamBytesReceived, before.StreamBytesReceived)
 	res.streams = per(after.StreamsOpened, before.StreamsOpened)
 	res.cpu = cpu.Seconds() / secs / float64(n)
+	progress("window measured")
 	for _, sub := range subs {
 		for {
 			e, ok := sub.TryNext()
