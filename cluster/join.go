@@ -119,6 +119,12 @@ type Options struct {
 // place in the topology, all owned by the returned Cluster. ctx bounds the
 // start-up only. Register the services the member serves on c.Node() (they
 // are advertised to the other members), and end with Leave, or Close.
+//
+// Join returns before the member is part of a topology (that takes from a
+// few milliseconds to JoinGrace and a cascade): until then it knows no other
+// member, and a call of its cluster proxies that finds no member to serve it
+// waits for that first (a few seconds at most, within the call's context)
+// rather than failing with ErrNoMember. Wait waits for a topology explicitly.
 func Join(ctx context.Context, o Options) (c *Cluster, err error) {
 	if ctx == nil {
 		if o.Listener != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/trellisrpc/trellis/cluster/clustergen"
@@ -219,6 +220,58 @@ func memberOf(m clustergen.Member) Member {
 }
 
 // Defaults returns the options a proxy starts from.
+// Settle waits, while the member has not settled since it started (it has
+// committed no topology, or its membership has not heard yet from every
+// member of the one it committed, so that it does not know what they
+// serve), until it has, or the cluster is closed, or has been running for
+// longer than a joining member takes to be cascaded a topology (JoinGrace
+// and both phases of a cascade), or ctx is done. It reports whether the
+// member settled meanwhile. So a member that has just joined, and serves
+// nothing itself, can call at once.
+func (s proxySource) Settle(ctx context.Context) bool {
+	c := s.c
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if started.IsZero() || s.settled() {
+		return false
+	}
+	end := started.Add(c.cfg.JoinGrace + 2*c.cfg.PhaseTimeout)
+	// The membership signals its news to the cluster's loop only: poll,
+	// for a few seconds at most in a member's life.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(end) {
+		select {
+		case <-tick.C:
+		case <-c.closed:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+		if s.settled() {
+			return true
+		}
+	}
+	return false
+}
+
+// settled reports whether the member has committed a topology and its
+// membership lists every member of it (with the services it advertises).
+func (s proxySource) settled() bool {
+	t := s.c.Topology()
+	if t.Epoch == 0 {
+		return false
+	}
+	v := s.c.view()
+	for _, m := range t.Members {
+		if !slices.ContainsFunc(v.members, func(vm Member) bool { return vm.ID == m.ID }) {
+			return false
+		}
+	}
+	return true
+}
+
 func (s proxySource) Defaults() clustergen.Options {
 	return clustergen.Options{Retry: clustergen.Retry(DefaultRetry)}
 }

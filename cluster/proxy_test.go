@@ -326,3 +326,30 @@ func TestCallAllNilFunction(t *testing.T) {
 		}
 	}
 }
+
+// TestJustJoinedMemberCallsAtOnce: a member that serves nothing itself can
+// call through a cluster proxy as soon as Join returns: the proxy waits for
+// the member's first topology rather than failing with ErrNoMember (it did,
+// within milliseconds, even with a deadline of seconds).
+func TestJustJoinedMemberCallsAtOnce(t *testing.T) {
+	j := &joined{t: t, seed: freeUDPAddr(t)}
+	for _, n := range []string{"A", "B"} {
+		c := j.join(n)
+		if err := testsvc.RegisterShard(c.Node(), &testsvc.ShardImpl{Name: n, Started: make(chan string, 4)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMembers(t, 2, j.cs...)
+	caller := j.join("C")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// No retries: the first attempt must find a member.
+	p := testsvc.NewShardClusterProxy(caller, cluster.WithRetry(cluster.Retry{Attempts: 1}))
+	who, err := p.Who(ctx, "x")
+	if err != nil {
+		t.Fatalf("call right after Join: %v", err)
+	}
+	if who != "A" && who != "B" {
+		t.Fatalf("call right after Join served by %q, want A or B", who)
+	}
+}

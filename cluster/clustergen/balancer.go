@@ -132,7 +132,8 @@ func sameImpl(a, b any) bool {
 // returns the call's arguments (after the context) for a key function, and
 // may be nil when the method has none. A call that was not sent (see
 // runtime.NotSent, ErrNoMember, ErrTooManyInFlight) is retried on another
-// member, within the call's deadline and the retry policy; a call that may
+// member, within the call's deadline and the retry policy (a call that
+// finds no member first waits for a Source that is a Settler to settle); a call that may
 // have run is retried only when m's flags have codegen.Idempotent, and only
 // when it failed in the machinery; one whose flags have codegen.OneShot is
 // never retried. Generated cluster proxies call it.
@@ -143,11 +144,19 @@ func (b *Balancer[S]) Call(ctx context.Context, m *codegen.MethodDesc, args func
 	}
 	var tried tried
 	var err error
+	settled := false
 	for attempt := 1; ; attempt++ {
 		ts := b.targetsNow()
 		t, perr := b.pick(ts.list, key, &tried)
 		if perr != nil {
 			err = fmt.Errorf("%w (%s.%s)", perr, b.svc.Name, m.Name)
+			if !settled && errors.Is(perr, ErrNoMember) {
+				settled = true
+				if st, ok := b.src.(Settler); ok && st.Settle(ctx) {
+					attempt-- // waiting for the members is not a retry
+					continue
+				}
+			}
 		} else {
 			t.inFlight.Add(1)
 			err = do(t.svc)

@@ -1,6 +1,8 @@
 package clustergen
 
 import (
+	"context"
+
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
@@ -42,6 +44,17 @@ type Source interface {
 	Serving(svc *codegen.ServiceDesc) (version uint64, members []Member)
 	// Defaults returns the options a proxy starts from, before its own.
 	Defaults() Options
+}
+
+// A Settler is a Source that may not know its members yet: a cluster
+// that has just started and has not joined a topology, whose proxies would
+// otherwise find no member to call. A Balancer whose call finds no member
+// calls Settle once before failing or retrying the call.
+type Settler interface {
+	// Settle waits, if the Source has not settled yet, until it has, or
+	// will not soon, or ctx is done; it reports whether Serving's answer
+	// may have changed meanwhile.
+	Settle(ctx context.Context) bool
 }
 
 // A Member is a member that serves a service, as a Source reports it.
