@@ -36,6 +36,18 @@
 // both. Unicast heartbeating costs N-1 packets per interval per node; multicast
 // costs one.
 //
+// # Cluster size
+//
+// Whatever the transport, each node receives N−1 heartbeats per interval and its
+// detector walks every member at each tick. Measured in simulation
+// (membership/memberlist/FIGURES.md): a node takes in 1,280 packets (94 KB) a
+// second at 256 members and 5,000 (369 KB) at 1,000, its CPU growing from
+// 0.4–0.5 % to 3.4–4.6 % of a core before socket costs, while detection stays
+// at 1.25 s (p99). This backend is the right choice up to about a hundred
+// members on one network; beyond, use a gossip backend (package
+// membership/memberlist: 2 packets a second per node at any size, detection in
+// 9.5–14 s).
+//
 // # Authentication
 //
 // Every packet carries a 128-bit HMAC-SHA256 tag computed over the cluster label

@@ -25,7 +25,8 @@ import (
 //	TRELLIS_FIGURES=1 go test -run TestFiguresScale -v -timeout 120m ./membership/memberlist
 //
 // TRELLIS_FIGURES_SIZES=64,256 chooses the sizes, TRELLIS_FIGURES_DELAY=200us
-// the one-way delay, TRELLIS_FIGURES_WINDOW=60s a fixed window.
+// the one-way delay, TRELLIS_FIGURES_WINDOW=60s a fixed window,
+// TRELLIS_FIGURES_PUSHPULL=1m memberlist's PushPullInterval (LAN: 30s).
 func TestFiguresScale(t *testing.T) {
 	if os.Getenv("TRELLIS_FIGURES") != "1" {
 		t.Skip("set TRELLIS_FIGURES=1 to measure")
@@ -49,6 +50,14 @@ func TestFiguresScale(t *testing.T) {
 		}
 		delay = d
 	}
+	var pushPull time.Duration
+	if v := os.Getenv("TRELLIS_FIGURES_PUSHPULL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("TRELLIS_FIGURES_PUSHPULL: %v", err)
+		}
+		pushPull = d
+	}
 	var window time.Duration
 	if v := os.Getenv("TRELLIS_FIGURES_WINDOW"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -65,7 +74,7 @@ func TestFiguresScale(t *testing.T) {
 				kills = 2
 			}
 			r := simulate(t, simSpec{n: n, delay: delay, joinEvery: 20 * time.Millisecond,
-				converge: 10 * time.Minute, settle: 30 * time.Second, window: window, kills: kills, detect: 5 * time.Minute, verbose: true})
+				converge: 10 * time.Minute, settle: 30 * time.Second, window: window, kills: kills, detect: 5 * time.Minute, pushPull: pushPull, verbose: true})
 			t.Log(r)
 			if base == nil {
 				base = &r

@@ -14,6 +14,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	ml "github.com/hashicorp/memberlist"
+
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/membership/memberlist"
 	"github.com/trellisrpc/trellis/membership/memberlist/memberlisttest"
@@ -38,12 +40,14 @@ type simSpec struct {
 	window    time.Duration // the traffic window; 0 means memberlist's push/pull period at N
 	kills     int           // nodes crashed one after another, every other node observing
 	detect    time.Duration // bound on each crash's detection by every observer
+	pushPull  time.Duration // memberlist's PushPullInterval; 0 means the LAN preset's 30 s
 	verbose   bool          // log each phase's end
 }
 
 // simResult is what one run measured; rates are per node per simulated second.
 type simResult struct {
 	n                  int
+	pushPull           time.Duration // memberlist's PushPullInterval
 	converged          time.Duration // from the last start until every node lists N
 	window             time.Duration
 	pktSent, pktRecv   float64 // UDP packets
@@ -58,10 +62,11 @@ type simResult struct {
 	wall               time.Duration
 }
 
-// pushPullPeriod is memberlist's push/pull interval at n members: 30 s
-// (LAN), multiplied beyond 32 members by ⌈log2 N − log2 32⌉ + 1.
-func pushPullPeriod(n int) time.Duration {
-	p := 30 * time.Second
+// pushPullPeriod is memberlist's push/pull period at n members: the interval
+// (30 s in the LAN preset) multiplied beyond 32 members by
+// ⌈log2 N − log2 32⌉ + 1.
+func pushPullPeriod(interval time.Duration, n int) time.Duration {
+	p := interval
 	if n > 32 {
 		p *= time.Duration(math.Ceil(math.Log2(float64(n))-5) + 1)
 	}
@@ -80,8 +85,12 @@ func simulate(t *testing.T, spec simSpec) simResult {
 func simulateInBubble(t *testing.T, spec simSpec) simResult {
 	n := spec.n
 	res := simResult{n: n, window: spec.window}
+	if spec.pushPull == 0 {
+		spec.pushPull = 30 * time.Second
+	}
+	res.pushPull = spec.pushPull
 	if res.window == 0 {
-		res.window = pushPullPeriod(n)
+		res.window = pushPullPeriod(spec.pushPull, n)
 	}
 	nw := memberlisttest.NewNetwork()
 	nw.SetDelay(spec.delay)
@@ -111,7 +120,7 @@ func simulateInBubble(t *testing.T, spec simSpec) simResult {
 		}
 		nd, err := memberlist.New(memberlist.Config{ID: nodeid.ID(0x10000 + i), Name: fmt.Sprintf("n%d", i),
 			Addr: fmt.Sprintf("10.1.%d.%d:7001", i/256, i%256), Keys: [][]byte{testKey}, Transport: trs[i],
-			Seeds: seeds, RejoinInterval: time.Hour})
+			Seeds: seeds, RejoinInterval: time.Hour, Tune: func(c *ml.Config) { c.PushPullInterval = spec.pushPull }})
 		if err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
@@ -275,8 +284,8 @@ func quantile(d []time.Duration, q float64) time.Duration {
 }
 
 func (r simResult) String() string {
-	return fmt.Sprintf("memberlist LAN N=%4d (simulated): converged %v after the last start; window %v: per node UDP sent %.2f pkt/s %.0f B/s, received %.2f pkt/s %.0f B/s; TCP sent %.0f B/s received %.0f B/s (%.4f streams/s); total sent %.0f B/s; CPU %.5f core-s per simulated s; suspicions in the window %d; detection p50 %v p99 %v max %v (%d of %d observers); wall %v",
-		r.n, r.converged, r.window, r.pktSent, r.bytesSent, r.pktRecv, r.bytesRx, r.streamSent, r.streamRx, r.streams,
+	return fmt.Sprintf("memberlist LAN N=%4d (simulated, push/pull every %v): converged %v after the last start; window %v: per node UDP sent %.2f pkt/s %.0f B/s, received %.2f pkt/s %.0f B/s; TCP sent %.0f B/s received %.0f B/s (%.4f streams/s); total sent %.0f B/s; CPU %.5f core-s per simulated s; suspicions in the window %d; detection p50 %v p99 %v max %v (%d of %d observers); wall %v",
+		r.n, r.pushPull, r.converged, r.window, r.pktSent, r.bytesSent, r.pktRecv, r.bytesRx, r.streamSent, r.streamRx, r.streams,
 		r.bytesSent+r.streamSent, r.cpu, r.falseAlarms,
 		quantile(r.detect, 0.5).Round(time.Millisecond), quantile(r.detect, 0.99).Round(time.Millisecond),
 		quantile(r.detect, 1).Round(time.Millisecond), len(r.detect), r.observers, r.wall.Round(time.Millisecond))
