@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -341,7 +342,9 @@ func (sc *serverCall) replyRefused(err error) {
 	switch {
 	case errors.Is(err, ErrTooLarge):
 		n.log.Warn("trellis: reply refused: results too large", "peer", sc.caller, "method", method, "err", err)
-		n.replyError(sc.peer, sc.id, wireError{Code: codeTooLarge, Message: "results of " + method + ": " + err.Error()})
+		// The caller names ErrTooLarge itself: the message says only why.
+		why := strings.TrimPrefix(err.Error(), ErrTooLarge.Error()+": ")
+		n.replyError(sc.peer, sc.id, wireError{Code: codeTooLarge, Message: "results of " + method + ": " + why})
 	case errors.Is(err, transport.ErrOverBudget):
 		n.replyDropped(sc.peer, sc.id, "results of "+method, err)
 	}

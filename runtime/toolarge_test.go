@@ -80,6 +80,9 @@ func TestTooLarge(t *testing.T) {
 			if !errors.Is(err, ErrTooLarge) || !errors.As(err, &ce) || errors.Is(err, ErrUnreachable) {
 				t.Fatalf("Call: %v, want a *CallError wrapping ErrTooLarge", err)
 			}
+			if n := strings.Count(err.Error(), ErrTooLarge.Error()); n != 1 {
+				t.Errorf("the error says %q %d times, want once: %v", ErrTooLarge, n, err)
+			}
 			if elapsed > time.Second {
 				t.Errorf("ErrTooLarge came after %v, want within a second", elapsed)
 			}
