@@ -27,4 +27,12 @@
 // ErrTooLarge (arguments or results over Config.MaxMessageSize: the call
 // fails at once, the connection stays up) and ErrClosed, all wrapped in a
 // *CallError that names the node and method.
+//
+// An io.Reader (or io.ReadCloser) argument or result crosses as a stream:
+// the receiver gets an io.ReadCloser that pulls the sender's bytes with flow
+// control; closing it before the end resets the stream (its Reads then fail
+// with ErrStreamReset). A sender's reader that is an io.Closer is closed when its stream ends or
+// is reset, then possibly while a Read of it is in progress, which Close
+// must unblock (as for http.Request.Body): a reader that blocks in Read
+// and cannot be closed holds up its node's Close.
 package runtime

@@ -243,8 +243,9 @@ func (n *Node) Connect(ctx context.Context, addr string) (NodeID, error) {
 // ConnectTo makes sure there is a connection to node id, dialing addr if
 // there is none; the node found at addr must be id. Concurrent calls for
 // one node share one dial: a node dials a peer only while it holds no
-// connection to it, which lets the peer take a second connection from it
-// for a sign that the first is dead (see adopt).
+// connection to it, so that the peer can take a second connection from it
+// as a sign that the first one is dead. Like Connect, it does not redial
+// later by itself.
 func (n *Node) ConnectTo(ctx context.Context, id NodeID, addr string) error {
 	for {
 		if p := n.peer(id); p != nil {
@@ -433,7 +434,10 @@ func (n *Node) isClosing() bool {
 // Close shuts the node down: it stops accepting connections and calls,
 // waits for the calls it is serving to finish until ctx is done (then
 // cancels them), fails its own calls in progress with ErrClosed, closes its
-// connections and waits for its goroutines to end.
+// connections and waits for its goroutines to end. It returns only then,
+// even after ctx is done: an implementation that ignores the cancellation
+// of its context, or a stream's reader that blocks in Read and that
+// closing does not unblock (see the package documentation), holds it up.
 func (n *Node) Close(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.mu.Lock()

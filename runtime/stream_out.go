@@ -22,6 +22,7 @@ type outStream struct {
 	wake   chan struct{} // capacity 1
 	done   chan struct{} // closed on cancel
 	once   sync.Once
+	closed sync.Once // closes src
 	pump   bool
 	reason error // why the stream was cancelled, told to the receiver
 }
@@ -45,8 +46,11 @@ func (n *Node) exportStream(ctx context.Context, r io.Reader, dest NodeID) (code
 	return codegen.StreamRef{Node: n.cfg.ID, Stream: s.id}, nil
 }
 
-// cancel stops the stream: the pump ends and the source is closed. err, if
-// not nil, is sent to the receiver.
+// cancel stops the stream: the pump ends and the source is closed, at once
+// even while the pump is in its Read (Close must unblock a Read in progress,
+// as for http.Request.Body: a source that blocks, such as a pipe, would
+// hold the pump, and Node.Close, for ever). err, if not nil, is sent to the
+// receiver.
 func (s *outStream) cancel(err error) {
 	s.once.Do(func() {
 		s.mu.Lock()
@@ -58,19 +62,20 @@ func (s *outStream) cancel(err error) {
 		t.mu.Lock()
 		delete(t.out, s.id)
 		t.mu.Unlock()
-		if !running {
-			closeSource(s.src)
-			if err != nil {
-				s.node.sendData(s.dest, s.id, 0, dataError, []byte(err.Error()))
-			}
+		s.closeSource()
+		if !running && err != nil {
+			s.node.sendData(s.dest, s.id, 0, dataError, []byte(err.Error()))
 		}
 	})
 }
 
-func closeSource(r io.Reader) {
-	if c, ok := r.(io.Closer); ok {
-		c.Close()
-	}
+// closeSource closes the source if it is an io.Closer, once.
+func (s *outStream) closeSource() {
+	s.closed.Do(func() {
+		if c, ok := s.src.(io.Closer); ok {
+			c.Close()
+		}
+	})
 }
 
 // grant adds credit and starts the pump if needed.
@@ -94,7 +99,7 @@ func (s *outStream) grant(n int) {
 // chunk is read from the source straight into the message that carries it.
 func (s *outStream) run() {
 	defer s.node.bg.Done()
-	defer closeSource(s.src)
+	defer s.closeSource()
 	var seq uint64
 	cancelled := func() {
 		s.mu.Lock()
@@ -144,6 +149,12 @@ func (s *outStream) run() {
 			seq++
 		} else {
 			transport.PutBuffer(buf)
+		}
+		select {
+		case <-s.done: // cancelled while in Read: the reason, not Read's error
+			cancelled()
+			return
+		default:
 		}
 		switch {
 		case err == io.EOF:

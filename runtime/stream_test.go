@@ -495,3 +495,86 @@ func TestStreamWindowsCappedPerConnection(t *testing.T) {
 		t.Errorf("after the streams closed, %d bytes of window still counted", w)
 	}
 }
+
+// blockingFiles serves Files with a Dump whose source is a pipe that nobody
+// writes to: its Read blocks until the pipe is closed.
+type blockingFiles struct {
+	*testsvc.FilesImpl
+	src chan *signalReader
+}
+
+// signalReader is a pipe's reader that tells when a Read starts and ends.
+type signalReader struct {
+	*io.PipeReader
+	reading, returned chan struct{} // closed at the first Read's start and end
+	once              sync.Once
+}
+
+func (r *signalReader) Read(p []byte) (int, error) {
+	first := false
+	r.once.Do(func() { first = true; close(r.reading) })
+	n, err := r.PipeReader.Read(p)
+	if first {
+		close(r.returned)
+	}
+	return n, err
+}
+
+func (f *blockingFiles) Dump(ctx context.Context, n, seed, failAt int64) (io.Reader, error) {
+	pr, _ := io.Pipe()
+	s := &signalReader{PipeReader: pr, reading: make(chan struct{}), returned: make(chan struct{})}
+	f.src <- s
+	return s, nil
+}
+
+// TestStreamResetClosesSourceInRead: when the receiver closes a stream, the
+// sender closes its source even while its pump is blocked in the source's
+// Read, which then returns. It stayed blocked (a pipe nobody writes to),
+// and the sender's Node.Close waited for it for ever, whatever its context.
+func TestStreamResetClosesSourceInRead(t *testing.T) {
+	server := newNode(t, "server", "127.0.0.1:0")
+	client := newNode(t, "client", "")
+	impl := &blockingFiles{FilesImpl: &testsvc.FilesImpl{}, src: make(chan *signalReader, 1)}
+	if err := testsvc.RegisterFiles(server, impl); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	id, err := client.Connect(ctx, server.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := testsvc.NewFilesProxy(client, id).Dump(ctx, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := <-impl.src
+	// Without the fix the source's Read never returns: close the pipe when
+	// the test ends, so that the nodes' cleanup can end.
+	t.Cleanup(func() { src.PipeReader.Close() })
+	read := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 10)) // grants credit: the pump starts and blocks in the source's Read
+		read <- err
+	}()
+	select {
+	case <-src.reading:
+	case <-ctx.Done():
+		t.Fatal("the sender never read its source")
+	}
+	if err := r.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; !errors.Is(err, trellis.ErrStreamReset) {
+		t.Errorf("Read of a closed stream: %v, want ErrStreamReset", err)
+	}
+	select {
+	case <-src.returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the source's Read did not return after the stream was reset: it was not closed")
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := server.Close(closeCtx); err != nil {
+		t.Fatalf("closing the sender: %v", err)
+	}
+}
