@@ -47,10 +47,10 @@ type Options struct {
 	// Key is the cluster key (at least keyring.MinKeyLen bytes; use the
 	// 32 random bytes keyring.NewKey makes): it authenticates the
 	// heartbeats and every RPC connection (a handshake that proves both ends
-	// hold it). Keys, when set, are the keys instead: the first signs, all
-	// verify. Keyring, when set, is the ring itself (keyring.Ring.Set then
-	// rotates the keys of both without downtime). Set one of the three:
-	// Join refuses options that set several.
+	// hold it). Keys are several keys instead, during a rotation: the first
+	// signs, all verify. Keyring is the ring itself, shared with the caller
+	// (keyring.Ring.Set then rotates the keys of both without downtime).
+	// Set one of the three: Join refuses options that set several.
 	Key     []byte
 	Keys    [][]byte
 	Keyring *keyring.Ring
