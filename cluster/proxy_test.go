@@ -309,6 +309,16 @@ func TestCallAll(t *testing.T) {
 	}
 }
 
+// TestClusterProxyNilContext: a cluster proxy's call with a nil context
+// fails, where it panicked when it retried.
+func TestClusterProxyNilContext(t *testing.T) {
+	caller, _, _ := shardCluster(t, "A")
+	//lint:ignore SA1012 the nil context is what is tested
+	if _, err := testsvc.NewShardClusterProxy(caller).Who(nil, "x"); err == nil {
+		t.Fatal("a call with a nil context succeeded")
+	}
+}
+
 // TestCallAllNilFunction: a nil function fails each member's call with an
 // error, rather than panicking on CallAll's goroutines, where the caller
 // cannot recover.

@@ -163,6 +163,20 @@ func TestCancelReachesServerAndConnectionSurvives(t *testing.T) {
 	}
 }
 
+// TestNilContextRefused: a call made with a nil context fails, not sent,
+// where it panicked in the runtime.
+func TestNilContextRefused(t *testing.T) {
+	p := newPair(t)
+	//lint:ignore SA1012 the nil context is what is tested
+	_, _, err := p.kitchen.Echo(nil, "x", 1)
+	if err == nil || !trellis.NotSent(err) {
+		t.Fatalf("call with a nil context: %v, want an error, not sent", err)
+	}
+	if _, _, err := p.kitchen.Echo(testCtx(t), "after", 1); err != nil {
+		t.Fatalf("the next call: %v", err)
+	}
+}
+
 func TestDeadlineAppliedRemotely(t *testing.T) {
 	p := newPair(t)
 	ctx := testCtx(t)

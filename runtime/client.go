@@ -133,9 +133,15 @@ func (n *Node) putCall(cl *call) {
 	n.calls.Put(cl)
 }
 
+// errNilContext fails a call made with a nil context.
+var errNilContext = errors.New("trellis: nil context")
+
 // do calls method m with args, decoding the reply into results (see
 // codegen.Client.Call).
 func (c *Client) do(ctx context.Context, m *codegen.MethodDesc, args, results any) error {
+	if ctx == nil {
+		return c.notSent(m, errNilContext)
+	}
 
 	if ic := c.node.icept.Load(); ic != nil && len(ic.client) > 0 {
 		return c.callIntercepted(ctx, ic.client, m, args, results)

@@ -138,6 +138,9 @@ func sameImpl(a, b any) bool {
 // when it failed in the machinery; one whose flags have codegen.OneShot is
 // never retried. Generated cluster proxies call it.
 func (b *Balancer[S]) Call(ctx context.Context, m *codegen.MethodDesc, args func() []any, do func(S) error) error {
+	if ctx == nil {
+		return fmt.Errorf("cluster: call of %s.%s with a nil context", b.svc.Name, m.Name)
+	}
 	var key uint64
 	if b.opts.Policy == ByKey {
 		key = hashKey(b.key(m.Name, args))
