@@ -20,7 +20,8 @@
 // N; only its periodic full state exchange (TCP) grows, as N ÷ log N. Measured
 // in a synctest simulation of up to 1,000 real memberlist nodes (FIGURES.md):
 // 263 bytes a second per node in total at N = 64, 330 at 256, 584 at 1,000
-// (2.2×, all of the growth in the state exchanges; UDP 1.02×). The price is
+// (2.2×, all of the growth in the state exchanges; UDP 1.02×; 224 and 384,
+// 1.7×, with Tune setting PushPullInterval to a minute). The price is
 // slower detection: 9.6 s (p99) at 64 members, 14 s at 256 and 1,000, growing
 // with memberlist's suspicion timeout (4 × log10 N probe intervals). It is the
 // choice beyond about a hundred members, across networks without multicast,
