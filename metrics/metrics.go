@@ -58,6 +58,19 @@ type TopologySource interface {
 	Stats() cluster.Stats
 }
 
+// ForCluster returns the configuration that measures a member that joined
+// its cluster with cluster.Join: its node, its topology and, when its
+// membership backend reports them (the built-in one does; the memberlist
+// backend does not), the membership's figures. Set Buckets or ConstLabels
+// on the result before passing it to New.
+func ForCluster(c *cluster.Cluster) Config {
+	cfg := Config{Node: c.Node(), Cluster: c}
+	if m, ok := c.Discovery().(MembershipSource); ok {
+		cfg.Membership = m
+	}
+	return cfg
+}
+
 // Config says what a Collector measures.
 type Config struct {
 	// Node is the node whose calls, connections, references and streams

@@ -31,8 +31,10 @@ type OutgoingCall struct {
 	RequestBytes, ReplyBytes int
 }
 
-// A ClientInterceptor wraps every call this node makes (through generated
-// proxies, plain or cluster ones). It calls next to proceed, at most once, and
+// A ClientInterceptor wraps every call this node makes to another node
+// (through generated proxies, plain or cluster ones; a cluster proxy's call
+// to the member it runs on is a local call, which no interceptor sees). It
+// calls next to proceed, at most once, and
 // returns its error or another; it may derive the context it passes on.
 // The error is the call's outcome, machinery failures included (see
 // ErrorKind). call and its Metadata are valid until the interceptor
@@ -74,7 +76,8 @@ type IncomingCall struct {
 // interceptor returns.
 //
 // Calls refused before dispatch (unknown method, overloaded, node shutting
-// down) do not reach server interceptors.
+// down) do not reach server interceptors, nor do a cluster proxy's local
+// calls to the member it runs on.
 type ServerInterceptor func(ctx context.Context, call *IncomingCall, next func(ctx context.Context) error) error
 
 // A RelayedCall describes a call this node relays between two others, as
