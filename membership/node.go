@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -86,6 +87,7 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		tr = udp
 	}
+	n.seeds.log = n.cfg.Logger
 	seeds, names := n.seeds.resolve(ctx, n.cfg.Resolver, n.cfg.Seeds)
 	if err := ctx.Err(); err != nil {
 		tr.Close()
@@ -177,6 +179,7 @@ func (n *Node) seedLoop() {
 // for a look-up that fails. Only the goroutine resolving uses it.
 type seedCache struct {
 	last map[string][]netip.AddrPort
+	log  *slog.Logger // warned of a name that does not resolve; nil: not logged
 }
 
 // resolve resolves "host[:port]" seeds to IPv4 addresses, at most
@@ -200,6 +203,13 @@ func (sc *seedCache) resolve(ctx context.Context, r Resolver, seeds []string) (o
 		names = true
 		ips, err := r.LookupNetIP(ctx, "ip4", host)
 		if err != nil || len(ips) == 0 {
+			if err == nil {
+				err = errors.New("no IPv4 address")
+			}
+			if sc.log != nil && ctx.Err() == nil {
+				sc.log.Warn("membership: seed does not resolve; it is not heartbeated until it does",
+					"seed", s, "kept", len(sc.last[s]), "err", err)
+			}
 			out = append(out, sc.last[s]...)
 			continue
 		}

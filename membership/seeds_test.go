@@ -1,10 +1,13 @@
 package membership_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -124,5 +127,43 @@ func TestBadSeedRefused(t *testing.T) {
 		if err == nil {
 			t.Errorf("seed %q accepted", seed)
 		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestUnresolvedSeedWarned checks that a seed name that does not resolve
+// is logged as a warning when the member starts, rather than dropped in
+// silence (the member then heartbeats nobody through it).
+func TestUnresolvedSeedWarned(t *testing.T) {
+	nw := membershiptest.NewNetwork(membershiptest.Options{Seed: 1})
+	var logs lockedBuffer
+	r := newFakeResolver()
+	r.failing()
+	startNode(t, nw, 1, func(c *membership.Config) {
+		c.DisableMulticast = true
+		c.Seeds = []string{"nowhere.test:7947"}
+		c.SeedRefresh = time.Hour
+		c.Resolver = r
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	if got := logs.String(); !strings.Contains(got, "seed does not resolve") || !strings.Contains(got, "nowhere.test:7947") {
+		t.Fatalf("logs after starting with an unresolvable seed:\n%s\nwant a warning naming the seed", got)
 	}
 }

@@ -38,7 +38,8 @@ import (
 // (8). A member sends it to the target (the receiver) when it refused one of the
 // target's packets because it knows a newer life of the target's ID: that
 // incarnation, and the highest sequence number seen in it. The target, if it has
-// no such life, refutes it (see engine.refute).
+// no such life, refutes it by raising its incarnation above the claim (see
+// Trust in the package documentation).
 //
 // Decoding is strict: every length is checked against the packet and against the
 // limits below, reserved flag bits must be zero and no byte may be left over, so an
