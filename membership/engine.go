@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellisrpc/trellis/nodeid"
@@ -18,15 +19,16 @@ import (
 // lets tests run many engines deterministically in one simulated timeline; Node
 // wraps it with the goroutines and sockets of a real node.
 type engine struct {
-	cfg       Config
-	clock     Clock
-	tr        Transport
-	keys      *keyring
-	hub       *EventHub
-	log       *slog.Logger
-	stats     counters
-	multicast bool // heartbeats are broadcast
-	unicast   bool // heartbeats go to seeds and learned members too
+	forgedWarned atomic.Int64 // when warnForged last logged, Unix nanoseconds; 0: never
+	cfg          Config
+	clock        Clock
+	tr           Transport
+	keys         *keyring
+	hub          *EventHub
+	log          *slog.Logger
+	stats        counters
+	multicast    bool // heartbeats are broadcast
+	unicast      bool // heartbeats go to seeds and learned members too
 
 	probeEvery   time.Duration // period of probe rounds for a suspect
 	minSuspicion time.Duration // a suspicion lasts at least this long before failing
@@ -167,6 +169,26 @@ func (e *engine) local() Member {
 
 // --- receiving -------------------------------------------------------------
 
+// forgedWarnEvery is how often at most a node warns that it drops packets
+// failing authentication.
+const forgedWarnEvery = time.Minute
+
+// warnForged logs, at most once every forgedWarnEvery, that packets failing
+// authentication are being dropped: most often a member started with
+// another cluster key, which otherwise forms a cluster of its own in
+// silence. Each packet is still counted in Stats.Forged.
+func (e *engine) warnForged(now time.Time, from netip.AddrPort) {
+	last := e.forgedWarned.Load()
+	if last != 0 && now.UnixNano()-last < int64(forgedWarnEvery) {
+		return
+	}
+	if !e.forgedWarned.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	e.log.Warn("membership: dropping packets that fail authentication (a member with another cluster key, or a forger); logged at most once a minute",
+		"from", from, "forged", e.stats.forged.Load())
+}
+
 // handle processes one received packet. It never panics on any input.
 func (e *engine) handle(now time.Time, b []byte, from netip.AddrPort) {
 	e.stats.packetsReceived.Add(1)
@@ -183,6 +205,7 @@ func (e *engine) handle(now time.Time, b []byte, from netip.AddrPort) {
 	if !e.keys.verify(b) {
 		e.stats.forged.Add(1)
 		e.log.Debug("membership: forged packet dropped", "from", from, "type", p.typ)
+		e.warnForged(now, from)
 		return
 	}
 	e.mu.Lock()

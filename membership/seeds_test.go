@@ -167,3 +167,28 @@ func TestUnresolvedSeedWarned(t *testing.T) {
 		t.Fatalf("logs after starting with an unresolvable seed:\n%s\nwant a warning naming the seed", got)
 	}
 }
+
+// TestForgedPacketsWarned checks that a member warns, once for many
+// packets, when it drops heartbeats that fail authentication: a member
+// started with another cluster key otherwise forms its own cluster in
+// silence.
+func TestForgedPacketsWarned(t *testing.T) {
+	nw := membershiptest.NewNetwork(membershiptest.Options{Seed: 1})
+	var logs lockedBuffer
+	n := startNode(t, nw, 1, func(c *membership.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	startNode(t, nw, 2, func(c *membership.Config) {
+		c.Keys = [][]byte{[]byte("another cluster's key, 32 bytes.")}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Stats().Forged < 3 { // no event to await: the packets are only counted
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 counted %d forged packets in 10 s, want 3", n.Stats().Forged)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := strings.Count(logs.String(), "fail authentication"); got != 1 {
+		t.Fatalf("after %d forged packets n1 warned %d times, want once:\n%s", n.Stats().Forged, got, logs.String())
+	}
+}
