@@ -80,37 +80,20 @@ type DecodeLimits struct {
 	MaxAmplification int
 }
 
-// withDefaults fills in the zero fields of l.
-func (l DecodeLimits) withDefaults() DecodeLimits {
-	if l.MaxNesting <= 0 {
-		l.MaxNesting = 32
-	}
-	if l.MaxArrayElements <= 0 {
-		l.MaxArrayElements = 1 << 20
-	}
-	if l.MaxMapPairs <= 0 {
-		l.MaxMapPairs = 1 << 20
-	}
-	if l.MaxAmplification <= 0 {
-		l.MaxAmplification = wire.DefaultAmplification
-	}
-	return l
-}
-
 // wireLimits returns l as package wire's limits.
 func (l DecodeLimits) wireLimits() wire.Limits {
 	return wire.Limits{MaxNesting: l.MaxNesting, MaxArrayElements: l.MaxArrayElements, MaxMapPairs: l.MaxMapPairs, MaxAmplification: l.MaxAmplification}
 }
 
 func newCodec(l DecodeLimits) (*codec, error) {
-	l = l.withDefaults()
+	wl := l.wireLimits().WithDefaults()
 	enc, err := codegen.CBOREncOptions().UserBufferEncMode()
 	if err != nil {
 		return nil, fmt.Errorf("trellis: CBOR encoding mode: %w", err)
 	}
-	dec, err := codegen.CBORDecOptions(l.wireLimits()).DecMode()
+	dec, err := codegen.CBORDecOptions(wl).DecMode()
 	if err != nil {
 		return nil, fmt.Errorf("trellis: CBOR decoding mode: %w", err)
 	}
-	return &codec{enc: enc, dec: dec, limits: l.wireLimits()}, nil
+	return &codec{enc: enc, dec: dec, limits: wl}, nil
 }

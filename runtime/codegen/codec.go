@@ -33,7 +33,7 @@ func CBOREncOptions() cbor.EncOptions {
 // decoder under the limits l; zero fields take the defaults that
 // wire.Limits documents.
 func CBORDecOptions(l wire.Limits) cbor.DecOptions {
-	l = withDefaults(l)
+	l = l.WithDefaults()
 	return cbor.DecOptions{
 		MaxNestedLevels:  l.MaxNesting,
 		MaxArrayElements: l.MaxArrayElements,
@@ -43,21 +43,4 @@ func CBORDecOptions(l wire.Limits) cbor.DecOptions {
 		TagsMd:           cbor.TagsAllowed,
 		UTF8:             cbor.UTF8DecodeInvalid, // a Go string may hold any bytes
 	}
-}
-
-// withDefaults returns l with its zero fields set to their defaults.
-func withDefaults(l wire.Limits) wire.Limits {
-	if l.MaxNesting <= 0 {
-		l.MaxNesting = 32
-	}
-	if l.MaxArrayElements <= 0 {
-		l.MaxArrayElements = 1 << 20
-	}
-	if l.MaxMapPairs <= 0 {
-		l.MaxMapPairs = 1 << 20
-	}
-	if l.MaxAmplification <= 0 {
-		l.MaxAmplification = wire.DefaultAmplification
-	}
-	return l
 }

@@ -22,6 +22,24 @@ type Limits struct {
 	MaxAmplification int
 }
 
+// WithDefaults returns l with its zero (or negative) fields set to the
+// defaults documented on them.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxNesting <= 0 {
+		l.MaxNesting = 32
+	}
+	if l.MaxArrayElements <= 0 {
+		l.MaxArrayElements = 1 << 20
+	}
+	if l.MaxMapPairs <= 0 {
+		l.MaxMapPairs = 1 << 20
+	}
+	if l.MaxAmplification <= 0 {
+		l.MaxAmplification = DefaultAmplification
+	}
+	return l
+}
+
 // BudgetFloor is what any input may decode into, however small: the
 // decode budget of an input of n bytes is BudgetFloor + MaxAmplification×n.
 const BudgetFloor = 64 << 10
