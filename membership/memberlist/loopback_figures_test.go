@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,29 +46,12 @@ func TestFiguresLoopback(t *testing.T) {
 	if os.Getenv("TRELLIS_FIGURES") != "1" {
 		t.Skip("set TRELLIS_FIGURES=1 to measure")
 	}
-	sizes := []int{8, 32, 64, 128}
-	if v := os.Getenv("TRELLIS_FIGURES_SIZES"); v != "" {
-		sizes = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 3 {
-				t.Fatalf("TRELLIS_FIGURES_SIZES: %q is not a size of at least 3", f)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := figureSizes(t, []int{8, 32, 64, 128}, 3)
 	backends := []string{"builtin", "memberlist"}
 	if v := os.Getenv("TRELLIS_FIGURES_BACKENDS"); v != "" {
 		backends = strings.Split(v, ",")
 	}
-	window := 10 * time.Second
-	if v := os.Getenv("TRELLIS_FIGURES_WINDOW"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("TRELLIS_FIGURES_WINDOW: %v", err)
-		}
-		window = d
-	}
+	window := figureDuration(t, "TRELLIS_FIGURES_WINDOW", 10*time.Second)
 	for _, b := range backends {
 		var base *loopFigures
 		t.Run(b, func(t *testing.T) {

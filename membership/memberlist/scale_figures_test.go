@@ -5,8 +5,6 @@ package memberlist_test
 import (
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -31,41 +29,10 @@ func TestFiguresScale(t *testing.T) {
 	if os.Getenv("TRELLIS_FIGURES") != "1" {
 		t.Skip("set TRELLIS_FIGURES=1 to measure")
 	}
-	sizes := []int{64, 256, 1000}
-	if v := os.Getenv("TRELLIS_FIGURES_SIZES"); v != "" {
-		sizes = sizes[:0]
-		for _, f := range strings.Split(v, ",") {
-			k, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || k < 2 {
-				t.Fatalf("TRELLIS_FIGURES_SIZES: bad size %q", f)
-			}
-			sizes = append(sizes, k)
-		}
-	}
-	delay := 200 * time.Microsecond
-	if v := os.Getenv("TRELLIS_FIGURES_DELAY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("TRELLIS_FIGURES_DELAY: %v", err)
-		}
-		delay = d
-	}
-	var pushPull time.Duration
-	if v := os.Getenv("TRELLIS_FIGURES_PUSHPULL"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("TRELLIS_FIGURES_PUSHPULL: %v", err)
-		}
-		pushPull = d
-	}
-	var window time.Duration
-	if v := os.Getenv("TRELLIS_FIGURES_WINDOW"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("TRELLIS_FIGURES_WINDOW: %v", err)
-		}
-		window = d
-	}
+	sizes := figureSizes(t, []int{64, 256, 1000}, 2)
+	delay := figureDuration(t, "TRELLIS_FIGURES_DELAY", 200*time.Microsecond)
+	pushPull := figureDuration(t, "TRELLIS_FIGURES_PUSHPULL", 0)
+	window := figureDuration(t, "TRELLIS_FIGURES_WINDOW", 0)
 	var base *simResult
 	for _, n := range sizes {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {

@@ -114,15 +114,7 @@ type Decoder struct {
 
 // Reset makes d decode data with limits l.
 func (d *Decoder) Reset(data []byte, l Limits) {
-	if l.MaxNesting <= 0 {
-		l.MaxNesting = 32
-	}
-	if l.MaxArrayElements <= 0 {
-		l.MaxArrayElements = 1 << 20
-	}
-	if l.MaxMapPairs <= 0 {
-		l.MaxMapPairs = 1 << 20
-	}
+	l = l.WithDefaults()
 	*d = Decoder{data: data, limits: l, budget: l.Budget(len(data))}
 }
 
