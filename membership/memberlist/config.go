@@ -184,7 +184,7 @@ func (c Config) normalize() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if _, err := encodeMeta(info{id: c.ID, name: c.Name, addr: c.Addr, meta: c.Meta}); err != nil {
+	if _, err := encodeMeta(info{name: c.Name, addr: c.Addr, meta: c.Meta}); err != nil {
 		return c, fmt.Errorf("memberlist: config: %w", err)
 	}
 	c.Meta = append([]byte(nil), c.Meta...)

@@ -35,13 +35,22 @@
 //
 // # What members advertise
 //
-// A member's ID is its memberlist name (nodeid.ID.String()). Its Trellis
-// fields — ID, incarnation, join time, name, RPC address — and its user
-// metadata travel in memberlist's node metadata, which holds 512 bytes
-// (MaxNodeMeta): user metadata may use MaxUserMeta(len(name), len(addr)) of
-// them, and New and SetMeta refuse more with an error wrapping
-// ErrMetaTooLarge. A member whose metadata does not decode, or names another
-// ID than its memberlist name, is kept out of the member list.
+// A member's ID is its memberlist name (nodeid.ID.String(): 16 lower-case
+// hexadecimal digits). Its other Trellis fields — incarnation, join time,
+// name, RPC address — and its user metadata travel in memberlist's node
+// metadata, which holds 512 bytes (MaxNodeMeta): user metadata may use
+// MaxUserMeta(len(name), len(addr)) of them, and New and SetMeta refuse more
+// with an error wrapping ErrMetaTooLarge. The encoding is compact because
+// memberlist's full state exchanges carry every member's metadata: the ID is
+// not repeated, and the join time is written as its offset from the
+// incarnation (one byte with the default incarnation, the start time), so a
+// member with a short name and address and the cluster's record costs about
+// 47 bytes per exchange after memberlist's compression, against 64 with the
+// ID repeated and the join time in full (FIGURES.md). A member whose name is
+// not an ID, or whose metadata does not decode, is kept out of the member list
+// with a warning in the log. This is version 2 of the encoding; members of
+// earlier builds (version 1) are refused with an error naming both versions:
+// a cluster cannot mix them, so upgrade all its members together.
 //
 // # Events
 //

@@ -131,7 +131,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	self := n.self
 	n.mu.Unlock()
-	meta, err := encodeMeta(info{id: self.ID, inc: self.Incarnation, join: self.JoinTime,
+	meta, err := encodeMeta(info{inc: self.Incarnation, join: self.JoinTime,
 		name: self.Name, addr: self.Addr, meta: self.Meta})
 	if err != nil {
 		return fmt.Errorf("memberlist: start: %w", err)
@@ -311,7 +311,7 @@ func (n *Node) Subscribe(buffer int) *membership.Subscription { return n.hub.Sub
 func (n *Node) SetMeta(meta []byte) error {
 	n.mu.Lock()
 	self := n.self
-	enc, err := encodeMeta(info{id: self.ID, inc: self.Incarnation, join: self.JoinTime,
+	enc, err := encodeMeta(info{inc: self.Incarnation, join: self.JoinTime,
 		name: self.Name, addr: self.Addr, meta: meta})
 	if err != nil {
 		n.mu.Unlock()
@@ -387,7 +387,7 @@ func (n *Node) Leave(ctx context.Context) error {
 		n.mu.Lock()
 		self := n.self
 		n.mu.Unlock()
-		enc, err := encodeMeta(info{id: self.ID, inc: self.Incarnation, join: self.JoinTime,
+		enc, err := encodeMeta(info{inc: self.Incarnation, join: self.JoinTime,
 			name: self.Name, addr: self.Addr, meta: self.Meta, leaving: true})
 		if err == nil {
 			n.meta.Store(&enc)
@@ -450,7 +450,7 @@ func (n *Node) Close() error {
 
 // onAlive applies what memberlist says of a live member (joined or updated).
 func (n *Node) onAlive(node *ml.Node) {
-	in, err := n.identify(node)
+	id, in, err := identify(node)
 	if err != nil {
 		n.log.Warn("memberlist: member ignored", "member", node.Name, "err", err)
 		return
@@ -458,40 +458,37 @@ func (n *Node) onAlive(node *ml.Node) {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !n.running || in.id == n.self.ID {
+	if !n.running || id == n.self.ID {
 		return
 	}
-	e := n.members[in.id]
+	e := n.members[id]
 	switch {
 	case e != nil && in.inc < e.m.Incarnation:
 		return // a message of an earlier life
 	case e != nil && in.inc > e.m.Incarnation:
 		// A restart that memberlist took for an update: the old life ends.
 		n.removeLocked(e, membership.StateFailed, now)
-		n.joinLocked(in, node, now)
+		n.joinLocked(id, in, node, now)
 	case e != nil:
 		n.updateLocked(e, in, node, now)
 	default:
-		if g, ok := n.gone[in.id]; ok && in.inc < g.inc {
+		if g, ok := n.gone[id]; ok && in.inc < g.inc {
 			return // a message of a life already over
 		}
 		if in.leaving {
 			return // on its way out: not worth a Joined
 		}
-		n.joinLocked(in, node, now)
+		n.joinLocked(id, in, node, now)
 	}
 }
 
 // onGone applies memberlist's verdict that a member failed or left.
 func (n *Node) onGone(node *ml.Node) {
-	id, err := nodeid.Parse(node.Name)
-	if err != nil {
-		return
+	id, in, err := identify(node)
+	if id == nodeid.None {
+		return // never a member
 	}
-	leaving := false
-	if in, err := decodeMeta(node.Meta); err == nil && in.id == id {
-		leaving = in.leaving
-	}
+	leaving := err == nil && in.leaving
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -537,27 +534,27 @@ func (n *Node) onHeard(node *ml.Node) {
 	n.publishLocked(membership.Updated, e.m, now)
 }
 
-// identify decodes a member's metadata and checks it against its memberlist
-// name.
-func (n *Node) identify(node *ml.Node) (info, error) {
+// identify returns a member's ID, which is its memberlist name (the form
+// nodeid.ID.String prints, nothing else), and decodes its metadata. The ID is
+// nodeid.None if the name is not one; the error says what is wrong with
+// either.
+func identify(node *ml.Node) (nodeid.ID, info, error) {
+	id, err := nodeid.Parse(node.Name)
+	if err != nil || id == nodeid.None || id.String() != node.Name {
+		return nodeid.None, info{}, fmt.Errorf("memberlist: node name %q is not a Trellis node ID (16 lower-case hexadecimal digits, not all zero)", node.Name)
+	}
 	in, err := decodeMeta(node.Meta)
-	if err != nil {
-		return in, err
-	}
-	if in.id.String() != node.Name {
-		return in, fmt.Errorf("memberlist: metadata names node %s, memberlist name is %q", in.id, node.Name)
-	}
-	return in, nil
+	return id, in, err
 }
 
-func (n *Node) joinLocked(in info, node *ml.Node, now time.Time) {
+func (n *Node) joinLocked(id nodeid.ID, in info, node *ml.Node, now time.Time) {
 	e := &entry{m: membership.Member{
-		ID: in.id, Name: in.name, Addr: in.addr, JoinTime: in.join, Incarnation: in.inc,
+		ID: id, Name: in.name, Addr: in.addr, JoinTime: in.join, Incarnation: in.inc,
 		Meta: in.meta, State: membership.StateAlive, PacketAddr: packetAddr(node),
 	}, mlAddr: node.Address(), leaving: in.leaving}
-	delete(n.gone, in.id)
-	n.members[in.id] = e
-	n.log.Info("memberlist: member joined", "member", in.name, "id", in.id, "incarnation", in.inc)
+	delete(n.gone, id)
+	n.members[id] = e
+	n.log.Info("memberlist: member joined", "member", in.name, "id", id, "incarnation", in.inc)
 	n.publishLocked(membership.Joined, e.m, now)
 	n.checkLeaderLocked(now)
 }
@@ -689,7 +686,7 @@ func (h *hooks) NotifyLeave(node *ml.Node) { (*Node)(h).onGone(node) }
 // NotifyAlive implements memberlist.AliveDelegate: a node whose metadata is
 // not a Trellis member's is kept out of the member list.
 func (h *hooks) NotifyAlive(node *ml.Node) error {
-	_, err := (*Node)(h).identify(node)
+	_, _, err := identify(node)
 	return err
 }
 
