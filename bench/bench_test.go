@@ -96,6 +96,11 @@ func BenchmarkEcho(b *testing.B) {
 						b.ReportAllocs()
 						// 64 callers on GOMAXPROCS 2, as in the main benchmark.
 						b.SetParallelism(max(1, 64/testingProcs()))
+						cpu := selfCPU()
+						defer func() {
+							// Client and server together, as in the run's total.
+							b.ReportMetric(float64(selfCPU()-cpu)/float64(b.N), "cpu-ns/op")
+						}()
 						b.RunParallel(func(pb *testing.PB) {
 							req := p.req(0)
 							for i := int64(0); pb.Next(); i++ {

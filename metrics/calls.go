@@ -61,18 +61,15 @@ func (c *Collector) addMethod(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *
 // interceptClient measures a call made.
 func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
 	s := c.method(call.Service, call.Method).client
-	start := c.now()
 	err := next(ctx)
-	d := c.now() - start
+	d := call.Duration // timed by the node, which reads the clock once for it
 	// The stripe of the processor the call ends on.
+	if err != nil {
+		s.fail(runtime.ErrorKind(err)) // before it is counted as ended (side.outcomes)
+	}
 	st := s.stripes[c.stripes.pick()]
 	st.ended[bucket(c.bounds, d)].Add(1)
 	st.nanos.Add(uint64(max(d, 0)))
-	if err == nil {
-		st.ok.Add(1)
-	} else {
-		s.fail(runtime.ErrorKind(err))
-	}
 	if call.Routed {
 		st.routed.Add(1)
 	}
@@ -90,16 +87,13 @@ func (c *Collector) interceptServer(ctx context.Context, call *runtime.IncomingC
 	s := c.method(call.Service, call.Method).server
 	err := next(ctx)
 	d := call.Duration // timed by the node, which reads the clock anyway
+	if err != nil {
+		s.fail(runtime.ErrorKind(err)) // before it is counted as ended (side.outcomes)
+	}
 	st := s.stripes[c.stripes.pick()]
 	st.ended[bucket(c.bounds, d)].Add(1)
 	st.nanos.Add(uint64(max(d, 0)))
-	if err == nil {
-		st.ok.Add(1)
-	} else {
-		s.fail(runtime.ErrorKind(err))
-	}
-	st.hops[min(max(call.Hops, 1), numHops+1)-1].Add(1)
-	st.hopsSum.Add(uint64(max(call.Hops, 0)))
+	st.countHops(call.Hops)
 	if call.RequestBytes > 0 {
 		st.recv.Add(uint64(call.RequestBytes))
 	}
@@ -155,8 +149,9 @@ func (c *Collector) collectSide(ch chan<- prometheus.Metric, mm *methodMetrics, 
 	if sn.count == 0 {
 		return // no call of the method ended on this side
 	}
-	ch <- prometheus.MustNewConstMetric(calls, prometheus.CounterValue, float64(sn.ok), mm.service, mm.method, runtime.KindOK)
-	for kind, k := range s.failures() {
+	ok, failed := s.outcomes(sn)
+	ch <- prometheus.MustNewConstMetric(calls, prometheus.CounterValue, float64(ok), mm.service, mm.method, runtime.KindOK)
+	for kind, k := range failed {
 		ch <- prometheus.MustNewConstMetric(calls, prometheus.CounterValue, float64(k), mm.service, mm.method, kind)
 	}
 	buckets := make(map[float64]uint64, len(c.cfg.Buckets))

@@ -33,7 +33,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -102,10 +101,6 @@ type Collector struct {
 	methodsMu sync.Mutex // held to add a method
 	stripes   *stripePicker
 	bounds    []int64 // the latency buckets' upper bounds, in nanoseconds
-	// clock0 is the origin of the clock the interceptors read (now): a
-	// monotonic reading only, which costs one clock read where time.Now
-	// costs two (wall and monotonic).
-	clock0 time.Time
 	// Relayed calls: counted with client_golang's counters (a relayed call
 	// costs far more than an increment, striped or not).
 	relayed, relayedFailures prometheus.Counter
@@ -139,7 +134,7 @@ func New(cfg Config) (*Collector, error) {
 	if math.IsInf(cfg.Buckets[len(cfg.Buckets)-1], +1) {
 		cfg.Buckets = cfg.Buckets[:len(cfg.Buckets)-1] // +Inf is implicit
 	}
-	c := &Collector{cfg: cfg, clock0: time.Now(), stripes: newStripePicker(), bounds: latencyBounds(cfg.Buckets)}
+	c := &Collector{cfg: cfg, stripes: newStripePicker(), bounds: latencyBounds(cfg.Buckets)}
 	c.methods.Store(&map[*codegen.MethodDesc]*methodMetrics{})
 	cl := cfg.ConstLabels
 	c.relayed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "relayed_calls_total", Help: "Calls this node relayed between two other nodes.", ConstLabels: cl})
@@ -150,7 +145,7 @@ func New(cfg Config) (*Collector, error) {
 	}
 	c.clientCalls = desc("client_calls_total", "Calls made, by method and outcome (ok, application, or the kind of failure of the machinery).", "service", "method", "outcome")
 	c.serverCalls = desc("server_calls_total", "Calls served, by method and outcome (ok, application, remote_panic, ...).", "service", "method", "outcome")
-	c.clientLatency = desc("client_call_duration_seconds", "Time from a call's start to its outcome, on the caller.", "service", "method")
+	c.clientLatency = desc("client_call_duration_seconds", "Time from a call's start to the arrival of its reply, or to its failure, on the caller.", "service", "method")
 	c.serverLatency = desc("server_call_duration_seconds", "Time a call's handler took, on the server.", "service", "method")
 	c.clientSent = desc("client_sent_bytes_total", "Bytes of the calls made (envelope and arguments).", "service", "method")
 	c.clientReceived = desc("client_received_bytes_total", "Bytes of the replies received (envelope and results).", "service", "method")
@@ -266,6 +261,3 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstSummary(c.cascadeDuration, s.Cascades, s.Duration.Seconds(), nil)
 	}
 }
-
-// now returns the time since c.clock0: one monotonic clock read.
-func (c *Collector) now() time.Duration { return time.Since(c.clock0) }

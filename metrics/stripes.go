@@ -3,7 +3,6 @@ package metrics
 import (
 	"math"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,9 +27,11 @@ const numHops = 8
 
 // A stripe is one processor's share of a method's figures on one side
 // (client or server). Its fields are updated with atomic adds and read when
-// Prometheus scrapes.
+// Prometheus scrapes. What can be derived from other figures when scraping
+// is not counted per call: the calls ended without error are the calls
+// ended (the sum of ended) less the failures (side.failed), and the sum of
+// the hops is mostly that of the hops histogram's buckets.
 type stripe struct {
-	ok atomic.Uint64 // calls ended without error
 	// ended counts the calls ended per latency bucket: ended[i] those whose
 	// latency is at most bounds[i], the last one those above every bound.
 	ended      []atomic.Uint64
@@ -40,11 +41,23 @@ type stripe struct {
 	// hops counts the calls served by the connections they crossed (server):
 	// hops[i] those that crossed i+1, the last one those that crossed more
 	// than numHops.
-	hops    [numHops + 1]atomic.Uint64
-	hopsSum atomic.Uint64
+	hops [numHops + 1]atomic.Uint64
+	// hopsExtra is what the hops' sum has beyond i+1 for each call counted
+	// in hops[i]: only calls that crossed more than numHops connections (or,
+	// never from the runtime, fewer than 1) add to it.
+	hopsExtra atomic.Int64
 	// The end of a stripe is kept off the cache line of the next one
 	// (stripes are allocated one after the other).
 	_ [padWords * 8]byte
+}
+
+// countHops counts a call served that crossed h connections.
+func (st *stripe) countHops(h int) {
+	i := min(max(h, 1), numHops+1) - 1
+	st.hops[i].Add(1)
+	if extra := max(h, 0) - (i + 1); extra != 0 {
+		st.hopsExtra.Add(int64(extra))
+	}
 }
 
 // padWords is the padding, in 8-byte words, that keeps a stripe's counters
@@ -57,6 +70,9 @@ type side struct {
 	stripes []*stripe
 	mu      sync.Mutex
 	failed  map[string]uint64 // runtime.ErrorKind -> calls
+	// failedTotal is the sum of failed; ok the count of calls ended
+	// without error last reported (see okCalls).
+	failedTotal, ok uint64
 }
 
 func newSide(stripes, buckets int) *side {
@@ -70,47 +86,60 @@ func newSide(stripes, buckets int) *side {
 	return s
 }
 
-// fail counts a call ended with an error of kind.
+// fail counts a call ended with an error of kind. It is called before the
+// call is counted as ended in its stripe (see okCalls).
 func (s *side) fail(kind string) {
 	s.mu.Lock()
 	if s.failed == nil {
 		s.failed = make(map[string]uint64)
 	}
 	s.failed[kind]++
+	s.failedTotal++
 	s.mu.Unlock()
 }
 
-// failures returns a copy of the failure counts.
-func (s *side) failures() map[string]uint64 {
+// outcomes returns the count of calls ended without error and a copy of
+// the failure counts, given sn, a snapshot of the stripes taken before.
+//
+// The calls ended without error are not counted per call: they are the
+// calls ended less those failed. A failed call is counted as failed before
+// it is counted as ended, and the failures are read after the calls ended,
+// so the difference never exceeds the true count: at worst it misses, for
+// this scrape, calls that ended while the stripes were read. Taking the
+// largest value reported so far keeps the counter monotonic.
+func (s *side) outcomes(sn sideSnapshot) (ok uint64, failed map[string]uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]uint64, len(s.failed))
-	for k, v := range s.failed {
-		out[k] = v
+	if sn.count > s.failedTotal {
+		s.ok = max(s.ok, sn.count-s.failedTotal)
 	}
-	return out
+	failed = make(map[string]uint64, len(s.failed))
+	for k, v := range s.failed {
+		failed[k] = v
+	}
+	return s.ok, failed
 }
 
 // sideSnapshot is the sum of a side's stripes.
 type sideSnapshot struct {
-	ok, nanos, sent, recv, routed uint64
-	ended                         []uint64 // per bucket, not cumulative
-	count                         uint64   // calls ended: the sum of ended
-	hops                          [numHops + 1]uint64
-	hopsSum                       uint64
+	nanos, sent, recv, routed uint64
+	ended                     []uint64 // per bucket, not cumulative
+	count                     uint64   // calls ended: the sum of ended
+	hops                      [numHops + 1]uint64
+	hopsSum                   uint64
 }
 
 // snapshot sums the stripes.
 func (s *side) snapshot() sideSnapshot {
 	var sn sideSnapshot
 	sn.ended = make([]uint64, len(s.stripes[0].ended))
+	var hopsExtra int64
 	for _, st := range s.stripes {
 		for i := range st.ended {
 			v := st.ended[i].Load()
 			sn.ended[i] += v
 			sn.count += v
 		}
-		sn.ok += st.ok.Load()
 		sn.nanos += st.nanos.Load()
 		sn.sent += st.sent.Load()
 		sn.recv += st.recv.Load()
@@ -118,8 +147,12 @@ func (s *side) snapshot() sideSnapshot {
 		for i := range st.hops {
 			sn.hops[i] += st.hops[i].Load()
 		}
-		sn.hopsSum += st.hopsSum.Load()
+		hopsExtra += st.hopsExtra.Load()
 	}
+	for i, k := range sn.hops {
+		sn.hopsSum += uint64(i+1) * k
+	}
+	sn.hopsSum += uint64(hopsExtra) // wraps around to the right sum if negative
 	return sn
 }
 
@@ -173,8 +206,13 @@ func latencyBounds(buckets []float64) []int64 {
 }
 
 // bucket returns the index of the first bound d does not exceed, or
-// len(bounds) if it exceeds them all.
+// len(bounds) if it exceeds them all. It searches from the smallest bound:
+// most calls end within the first few.
 func bucket(bounds []int64, d time.Duration) int {
-	i, _ := slices.BinarySearch(bounds, int64(d))
-	return i
+	for i, b := range bounds {
+		if int64(d) <= b {
+			return i
+		}
+	}
+	return len(bounds)
 }

@@ -141,3 +141,59 @@ func TestStripesSumConcurrentCalls(t *testing.T) {
 		t.Errorf("hops le=8: %d, want %d", b[len(b)-1].GetCumulativeCount(), total)
 	}
 }
+
+// TestHopsSum checks the hops histogram's sum, derived when scraping from
+// the buckets and what calls beyond them add.
+func TestHopsSum(t *testing.T) {
+	tests := []struct {
+		hops    []int
+		wantSum uint64
+		wantLE1 uint64 // calls in the first bucket
+	}{
+		{[]int{1, 1, 2}, 4, 2},
+		{[]int{8, 9, 30}, 47, 0},
+		{[]int{0, -3, 1}, 1, 3}, // counted as 1 hop, adding what they crossed (none)
+		{nil, 0, 0},
+	}
+	for _, tt := range tests {
+		s := newSide(2, 1)
+		for i, h := range tt.hops {
+			s.stripes[i%2].countHops(h)
+		}
+		sn := s.snapshot()
+		var count uint64
+		for _, k := range sn.hops {
+			count += k
+		}
+		if sn.hopsSum != tt.wantSum || count != uint64(len(tt.hops)) || sn.hops[0] != tt.wantLE1 {
+			t.Errorf("hops %v: sum %d, count %d, first bucket %d; want %d, %d, %d", tt.hops, sn.hopsSum, count, sn.hops[0], tt.wantSum, len(tt.hops), tt.wantLE1)
+		}
+	}
+}
+
+// TestOKCallsMonotonic checks the count of calls ended without error,
+// derived when scraping: a failure counted before its call is counted as
+// ended must not make it go down from one scrape to the next.
+func TestOKCallsMonotonic(t *testing.T) {
+	s := newSide(1, 1)
+	end := func() { s.stripes[0].ended[0].Add(1) }
+	for range 10 {
+		end()
+	}
+	if ok, _ := s.outcomes(s.snapshot()); ok != 10 {
+		t.Fatalf("ok = %d after 10 calls, want 10", ok)
+	}
+	// Two calls fail; a scrape sees their failures, not yet their ends.
+	s.fail(runtime.KindUnreachable)
+	s.fail(runtime.KindUnreachable)
+	ok, failed := s.outcomes(s.snapshot())
+	if ok != 10 || failed[runtime.KindUnreachable] != 2 {
+		t.Errorf("mid-failure: ok = %d, failures %v; want 10 and 2", ok, failed)
+	}
+	end()
+	end()
+	end() // one more, without error
+	if ok, _ := s.outcomes(s.snapshot()); ok != 11 {
+		t.Errorf("ok = %d after 13 calls with 2 failed, want 11", ok)
+	}
+}

@@ -363,6 +363,8 @@ func (p *peer) complete(id uint64, payload []byte) error {
 	}
 	if cl.info != nil {
 		cl.info.ReplyBytes = len(payload)
+		// The reply's arrival, as the connection read the clock for it.
+		cl.info.Duration = time.Duration(int64(p.conn.Received().Sub(p.node.inline.start)) - cl.info.started)
 	}
 	var perr error
 	if cl.transformer != nil {

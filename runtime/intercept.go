@@ -11,8 +11,9 @@ import (
 )
 
 // An OutgoingCall describes a call this node makes, as client interceptors
-// see it. The machinery fills Routed, RequestBytes and ReplyBytes as the
-// call proceeds: an interceptor reads them after its next function returns.
+// see it. The machinery fills Routed, RequestBytes, ReplyBytes and
+// Duration as the call proceeds: an interceptor reads them after its next
+// function returns.
 type OutgoingCall struct {
 	// Service and Method name the method called.
 	Service *codegen.ServiceDesc
@@ -29,6 +30,18 @@ type OutgoingCall struct {
 	// RequestBytes and ReplyBytes are the sizes of the call's message and
 	// of its reply (envelope and body), 0 when none was sent or received.
 	RequestBytes, ReplyBytes int
+	// Duration is the time from the start of the call proper (when the
+	// innermost next is called, before the arguments are encoded) to the
+	// arrival of its reply on the connection (before the results are
+	// decoded), or to its failure when no reply came; filled once the
+	// innermost next returns. The node reads the clock once at the start;
+	// the reply's arrival is the reading the connection takes of every
+	// frame it receives. An interceptor that times the call reads Duration
+	// rather than the clock, which costs tens of nanoseconds a reading on
+	// some virtual machines.
+	Duration time.Duration
+
+	started int64 // the node's monitor clock (inlineMonitor.now) at the start
 }
 
 // A ClientInterceptor wraps every call this node makes to another node
@@ -173,7 +186,13 @@ func (o *outgoing) proceed(ctx context.Context) error {
 	case i < len(o.chain):
 		return o.chain[i](ctx, &o.OutgoingCall, o.next)
 	case i == len(o.chain):
-		return o.c.call(ctx, o.Method, o.args, o.results, &o.OutgoingCall)
+		clock := o.c.node.inline
+		o.started = clock.now()
+		err := o.c.call(ctx, o.Method, o.args, o.results, &o.OutgoingCall)
+		if o.ReplyBytes == 0 { // no reply timed the call (peer.complete)
+			o.Duration = time.Duration(clock.now() - o.started)
+		}
+		return err
 	}
 	return o.c.notSent(o.Method, errors.New("a client interceptor called next twice"))
 }

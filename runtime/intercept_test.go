@@ -233,3 +233,54 @@ func TestServerInterceptorDuration(t *testing.T) {
 		t.Errorf("Echo: Duration = %v, want > 0", d)
 	}
 }
+
+// TestClientInterceptorDuration checks OutgoingCall.Duration: the node
+// times each call, from its start to the reply's arrival (or its failure),
+// within what the interceptor sees around next, and at least what the
+// handler took; direct, routed and failed calls alike.
+func TestClientInterceptorDuration(t *testing.T) {
+	ns := chain(t, "A", "B", "C")
+	a, b, c := ns[0], ns[1], ns[2]
+	type timing struct{ duration, wall time.Duration }
+	timings := make(chan timing, 10)
+	a.Intercept(func(ctx context.Context, oc *trellis.OutgoingCall, next func(context.Context) error) error {
+		if oc.Duration != 0 {
+			t.Errorf("Duration before next = %v, want 0", oc.Duration)
+		}
+		start := time.Now()
+		err := next(ctx)
+		timings <- timing{oc.Duration, time.Since(start)}
+		return err
+	}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const sleep = 20 * time.Millisecond
+	tests := []struct {
+		name     string
+		call     func() error
+		fails    bool
+		min, max time.Duration // bounds beside the interceptor's own timing
+	}{
+		{"direct", func() error { return testsvc.NewKitchenProxy(a, b.ID()).Sleep(ctx, sleep) }, false, sleep, 0},
+		{"routed", func() error { return testsvc.NewKitchenProxy(a, c.ID()).Sleep(ctx, sleep) }, false, sleep, 0},
+		{"echo", func() error { _, _, err := testsvc.NewKitchenProxy(a, b.ID()).Echo(ctx, "x", 1); return err }, false, 1, 0},
+		{"no route", func() error {
+			return testsvc.NewKitchenProxy(a, 999).Sleep(ctx, sleep)
+		}, true, 0, sleep},
+		{"deadline", func() error {
+			short, cancel := context.WithTimeout(ctx, sleep)
+			defer cancel()
+			return testsvc.NewKitchenProxy(a, b.ID()).Sleep(short, time.Second)
+		}, true, sleep, 0},
+	}
+	for _, tt := range tests {
+		err := tt.call()
+		if (err != nil) != tt.fails {
+			t.Fatalf("%s: err = %v", tt.name, err)
+		}
+		tm := <-timings
+		if tm.duration < tt.min || tm.duration > tm.wall || tt.max > 0 && tm.duration > tt.max {
+			t.Errorf("%s: Duration = %v, want between %v and the %v around next (and at most %v if set)", tt.name, tm.duration, tt.min, tm.wall, tt.max)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package transport
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // A Handler method runs on the connection's reader goroutine, so while it
 // runs nothing is read. A handler that serves work inline and may run long
@@ -59,4 +62,13 @@ func (c *Conn) ReadOn(t ReadToken) {
 // itself. Only a Handler may call it, from HandleMessage.
 func (c *Conn) InputPending() bool {
 	return c.fr != nil && c.fr.r.buffered() > 0
+}
+
+// Received returns when the header of the last frame read arrived: the
+// connection reads the clock for each frame it receives (for its
+// keepalive), and this is that reading. Called by a Handler from
+// HandleMessage, it is when the message's last frame arrived, without
+// reading the clock again. The time carries a monotonic clock reading.
+func (c *Conn) Received() time.Time {
+	return c.start.Add(time.Duration(c.lastRecv.Load()))
 }
