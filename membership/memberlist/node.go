@@ -139,9 +139,6 @@ func (n *Node) Start(ctx context.Context) error {
 	n.meta.Store(&meta)
 
 	mc := n.cfg.memberlistConfig()
-	if n.cfg.Tune != nil {
-		n.cfg.Tune(mc)
-	}
 	h := (*hooks)(n)
 	mc.Name = n.cfg.ID.String()
 	mc.Delegate, mc.Events, mc.Alive, mc.Ping, mc.Conflict = h, h, h, h, h
