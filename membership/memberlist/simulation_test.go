@@ -4,6 +4,7 @@ package memberlist_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -40,7 +41,7 @@ type simSpec struct {
 	window    time.Duration // the traffic window; 0 means memberlist's push/pull period at N
 	kills     int           // nodes crashed one after another, every other node observing
 	detect    time.Duration // bound on each crash's detection by every observer
-	pushPull  time.Duration // memberlist's PushPullInterval; 0 means the LAN preset's 30 s
+	pushPull  time.Duration // memberlist's PushPullInterval; 0 means the LAN preset's (memberlist.LANPushPullInterval)
 	verbose   bool          // log each phase's end
 }
 
@@ -55,6 +56,7 @@ type simResult struct {
 	streamSent         float64 // TCP (stream) bytes sent: joins, push/pull
 	streamRx           float64
 	streams            float64 // streams opened
+	bytesPerMember     float64 // TCP bytes per stream ÷ 2N: a member's share of a push/pull (both ways)
 	cpu                float64 // process CPU seconds per node per simulated second
 	falseAlarms        int     // Suspected or Failed events during the window
 	detect             []time.Duration
@@ -63,7 +65,7 @@ type simResult struct {
 }
 
 // pushPullPeriod is memberlist's push/pull period at n members: the interval
-// (30 s in the LAN preset) multiplied beyond 32 members by
+// (60 s in the LAN preset) multiplied beyond 32 members by
 // ⌈log2 N − log2 32⌉ + 1.
 func pushPullPeriod(interval time.Duration, n int) time.Duration {
 	p := interval
@@ -85,12 +87,14 @@ func simulate(t *testing.T, spec simSpec) simResult {
 func simulateInBubble(t *testing.T, spec simSpec) simResult {
 	n := spec.n
 	res := simResult{n: n, window: spec.window}
-	if spec.pushPull == 0 {
-		spec.pushPull = 30 * time.Second
+	var tune func(*ml.Config)
+	res.pushPull = memberlist.LANPushPullInterval
+	if spec.pushPull != 0 {
+		res.pushPull = spec.pushPull
+		tune = func(c *ml.Config) { c.PushPullInterval = spec.pushPull }
 	}
-	res.pushPull = spec.pushPull
 	if res.window == 0 {
-		res.window = pushPullPeriod(spec.pushPull, n)
+		res.window = pushPullPeriod(res.pushPull, n)
 	}
 	nw := memberlisttest.NewNetwork()
 	nw.SetDelay(spec.delay)
@@ -112,15 +116,27 @@ func simulateInBubble(t *testing.T, spec simSpec) simResult {
 		synctest.Wait()
 	}()
 	rng := rand.New(rand.NewPCG(uint64(n), 15))
+	ids := make(map[nodeid.ID]bool, n)
+	meta := simClusterMeta(rng)
 	for i := range n {
 		trs[i] = nw.NewTransport()
 		var seeds []string
 		if i > 0 {
 			seeds = []string{trs[rng.IntN(i)].Addr()}
 		}
-		nd, err := memberlist.New(memberlist.Config{ID: nodeid.ID(0x10000 + i), Name: fmt.Sprintf("n%d", i),
-			Addr: fmt.Sprintf("10.1.%d.%d:7001", i/256, i%256), Keys: [][]byte{testKey}, Transport: trs[i],
-			Seeds: seeds, RejoinInterval: time.Hour, Tune: func(c *ml.Config) { c.PushPullInterval = spec.pushPull }})
+		// What a real member advertises: a random ID, a name, an RPC
+		// address, the cluster's record as user metadata, and (Start) its
+		// start time to the nanosecond as join time and incarnation. IDs
+		// and times that compress better than real ones would flatter the
+		// state exchanges, whose size is mostly this.
+		id := nodeid.ID(rng.Uint64())
+		for id == nodeid.None || ids[id] {
+			id = nodeid.ID(rng.Uint64())
+		}
+		ids[id] = true
+		nd, err := memberlist.New(memberlist.Config{ID: id, Name: fmt.Sprintf("node-%d", i),
+			Addr: fmt.Sprintf("10.1.%d.%d:7001", i/256, i%256), Meta: meta, Keys: [][]byte{testKey}, Transport: trs[i],
+			Seeds: seeds, RejoinInterval: time.Hour, Tune: tune})
 		if err != nil {
 			t.Fatalf("node %d: %v", i, err)
 		}
@@ -128,7 +144,7 @@ func simulateInBubble(t *testing.T, spec simSpec) simResult {
 			t.Fatalf("node %d: start: %v", i, err)
 		}
 		nodes[i] = nd
-		time.Sleep(spec.joinEvery)
+		time.Sleep(spec.joinEvery + time.Duration(rng.Int64N(int64(time.Millisecond))))
 	}
 
 	progress := func(what string) {
@@ -215,6 +231,9 @@ func simulateInBubble(t *testing.T, spec simSpec) simResult {
 	res.bytesSent, res.bytesRx = per(after.BytesSent, before.BytesSent), per(after.BytesReceived, before.BytesReceived)
 	res.streamSent, res.streamRx = per(after.StreamBytesSent, before.StreamBytesSent), per(after.StreamBytesReceived, before.StreamBytesReceived)
 	res.streams = per(after.StreamsOpened, before.StreamsOpened)
+	if res.streams > 0 {
+		res.bytesPerMember = res.streamSent / res.streams / float64(2*n)
+	}
 	res.cpu = cpu.Seconds() / secs / float64(n)
 	progress("window measured")
 	for _, sub := range subs {
@@ -275,6 +294,23 @@ func simulateInBubble(t *testing.T, spec simSpec) simResult {
 	return res
 }
 
+// simClusterMeta returns user metadata like the record package cluster
+// advertises (cluster/meta.go; built here by hand, as importing cluster would
+// be a cycle): its version, four epochs as uvarints (a cluster that has
+// committed a few topologies), and one service (a length-prefixed name and
+// its 8-byte method-set hash). Every member serves the same service.
+func simClusterMeta(rng *rand.Rand) []byte {
+	b := []byte{3}
+	for _, epoch := range []uint64{7, 7, 0, 0} {
+		b = binary.AppendUvarint(b, epoch)
+	}
+	b = append(b, 1) // one service
+	name := "kv.Store"
+	b = append(b, byte(len(name)))
+	b = append(b, name...)
+	return binary.LittleEndian.AppendUint64(b, rng.Uint64())
+}
+
 // quantile returns the q-quantile of sorted durations (0 if none).
 func quantile(d []time.Duration, q float64) time.Duration {
 	if len(d) == 0 {
@@ -284,8 +320,8 @@ func quantile(d []time.Duration, q float64) time.Duration {
 }
 
 func (r simResult) String() string {
-	return fmt.Sprintf("memberlist LAN N=%4d (simulated, push/pull every %v): converged %v after the last start; window %v: per node UDP sent %.2f pkt/s %.0f B/s, received %.2f pkt/s %.0f B/s; TCP sent %.0f B/s received %.0f B/s (%.4f streams/s); total sent %.0f B/s; CPU %.5f core-s per simulated s; suspicions in the window %d; detection p50 %v p99 %v max %v (%d of %d observers); wall %v",
-		r.n, r.pushPull, r.converged, r.window, r.pktSent, r.bytesSent, r.pktRecv, r.bytesRx, r.streamSent, r.streamRx, r.streams,
+	return fmt.Sprintf("memberlist LAN N=%4d (simulated, push/pull every %v): converged %v after the last start; window %v: per node UDP sent %.2f pkt/s %.0f B/s, received %.2f pkt/s %.0f B/s; TCP sent %.0f B/s received %.0f B/s (%.4f streams/s, %.1f B per member per state sent); total sent %.0f B/s; CPU %.5f core-s per simulated s; suspicions in the window %d; detection p50 %v p99 %v max %v (%d of %d observers); wall %v",
+		r.n, r.pushPull, r.converged, r.window, r.pktSent, r.bytesSent, r.pktRecv, r.bytesRx, r.streamSent, r.streamRx, r.streams, r.bytesPerMember,
 		r.bytesSent+r.streamSent, r.cpu, r.falseAlarms,
 		quantile(r.detect, 0.5).Round(time.Millisecond), quantile(r.detect, 0.99).Round(time.Millisecond),
 		quantile(r.detect, 1).Round(time.Millisecond), len(r.detect), r.observers, r.wall.Round(time.Millisecond))
