@@ -48,7 +48,7 @@ type Config struct {
 	// service. Only for tests and trusted networks.
 	Insecure bool
 	// KeepaliveInterval and KeepaliveTimeout tune dead-peer detection on
-	// connections (defaults 1 s and 5 s).
+	// connections (defaults 1 s and 15 s; see transport.Config).
 	KeepaliveInterval, KeepaliveTimeout time.Duration
 	// MaxMessageSize caps one message in either direction (default 64 MiB).
 	MaxMessageSize int

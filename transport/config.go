@@ -55,8 +55,13 @@ type Config struct {
 	// is sent (default 1 s).
 	KeepaliveInterval time.Duration
 	// KeepaliveTimeout is how long the peer may stay silent before the
-	// connection is closed with ErrPeerTimeout (default 5 s, and at least
-	// twice KeepaliveInterval).
+	// connection is closed with ErrPeerTimeout (default 15 s, and at least
+	// twice KeepaliveInterval). It is long enough for TCP to get through
+	// heavy packet loss, whose retransmissions back off to seconds: with
+	// 60 % of one peer's packets lost, 5 s of silence ended connections
+	// that were still working (scripts/loss-netns.sh). A cluster does not
+	// wait for it: the membership's verdict on a dead member closes its
+	// connections within about a second.
 	KeepaliveTimeout time.Duration
 	// MaxMessageSize caps one reassembled message (default 64 MiB).
 	MaxMessageSize int
@@ -104,7 +109,7 @@ func (c *Config) withDefaults() Config {
 		d.KeepaliveInterval = time.Second
 	}
 	if d.KeepaliveTimeout <= 0 {
-		d.KeepaliveTimeout = 5 * time.Second
+		d.KeepaliveTimeout = 15 * time.Second
 	}
 	if d.KeepaliveTimeout < 2*d.KeepaliveInterval {
 		d.KeepaliveTimeout = 2 * d.KeepaliveInterval
