@@ -342,3 +342,58 @@ func TestSimWitnessesKeepReachableMemberAlive(t *testing.T) {
 		t.Error("no Updated event when B was heard again")
 	}
 }
+
+// A member that receives nothing while its packets still reach the others (a
+// one-way cut: "deaf") declares every other member failed. Its heartbeats
+// then say that it hears no one, and the others declare it failed in turn
+// instead of keeping it as a live member that no connection can reach; they
+// do not flap (no rejoin while it stays deaf), and when it hears again, it
+// is a member again for everyone. With unicast seeds, the others keep
+// heartbeating its address (learned from its deaf heartbeats), or a member
+// that is not their seed would never hear them again.
+func TestSimDeafMemberDeclaredFailed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		seeds bool
+	}{{"multicast", false}, {"unicast, n1 the only seed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, 16, lan)
+			if tc.seeds {
+				s.mutate = func(c *membership.Config) {
+					c.DisableMulticast, c.Seeds = true, []string{simAddr(1).String()}
+				}
+			}
+			nodes := s.addN(5)
+			all := "n1,n2,n3,n4,n5"
+			s.runUntil(5*time.Second, "all see five", s.allSee(all))
+			v := nodes[2]
+			deafAt := s.clock.Now()
+			for _, o := range s.others(v) {
+				s.net.SetLinkConditions(o.addr, v.addr, membershiptest.Conditions{Loss: 1})
+			}
+			s.run(15 * time.Second)
+			for _, o := range s.others(v) {
+				switch at, ok := o.firstEvent(membership.Failed, v, deafAt); {
+				case !ok:
+					t.Errorf("%s never declared deaf n3 failed", o.name)
+				case at.Sub(deafAt) > 2*detectionBound+time.Second:
+					t.Errorf("%s declared n3 failed %v after it went deaf, want within %v", o.name, at.Sub(deafAt), 2*detectionBound+time.Second)
+				}
+				if n := o.count(membership.Failed, nil); n != 1 {
+					t.Errorf("%s: %d failures, want only n3's", o.name, n)
+				}
+				if n := o.count(membership.Joined, v); n != 1 {
+					t.Errorf("%s: n3 joined %d times, want once (no flapping while it is deaf)", o.name, n)
+				}
+				if got := o.names(); got != "n1,n2,n4,n5" {
+					t.Errorf("%s sees %s while n3 is deaf, want n1,n2,n4,n5", o.name, got)
+				}
+			}
+			if got := v.names(); got != "n3" {
+				t.Errorf("deaf n3 sees %s, want itself alone", got)
+			}
+			s.net.ClearOverrides()
+			s.runUntil(5*time.Second, "all see five once n3 hears again", s.allSee(all))
+		})
+	}
+}

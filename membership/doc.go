@@ -80,6 +80,16 @@
 // observer and practically never from all its witnesses too, so observers do not
 // disagree (see the tests and FIGURES.md for 30 % loss).
 //
+// A member that hears nothing while its own packets still arrive (a one-way
+// cut, a broken receive path, a firewall dropping what comes in: "deaf")
+// declares every other member failed; from then on its heartbeats say that it
+// hears no member, and the others do not count them as evidence of life: they
+// declare it failed within about 2.5 s of the cut, as they would a silent
+// member, instead of keeping a member that no connection reaches. They keep
+// heartbeating its address, and once it hears again it is a member for
+// everyone within a few intervals. A member that was deaf from its start, or
+// hears only some of the others, is not detected so.
+//
 // The promise assumes the observer runs. When a node finds that it has not run
 // for more than four check periods (CPU starvation, a long pause, a suspended VM:
 // Stats.Stalls), the time it lost is not counted as its members' silence,

@@ -57,6 +57,7 @@ type engine struct {
 	lastRefuted time.Time // when the last refutation was sent at once
 	seeds       []netip.AddrPort
 	learned     map[netip.AddrPort]learnedAddr
+	heardOthers bool // some other member joined in this life (see deaf)
 	buf         []byte
 }
 
@@ -251,7 +252,9 @@ func (e *engine) handle(now time.Time, b []byte, from netip.AddrPort) {
 			}
 			return
 		}
-		e.refresh(pe, now, from)
+		if !e.unheard(&p) {
+			e.refresh(pe, now, from)
+		}
 	case tb != nil && p.inc == tb.inc:
 		if !tb.win.accept(p.seq) {
 			e.stats.replayed.Add(1)
@@ -292,10 +295,47 @@ func (e *engine) refresh(pe *peer, now time.Time, from netip.AddrPort) {
 	}
 }
 
+// deaf reports whether this node hears no other member although it heard
+// some in this life: it declared every one of them failed. Its heartbeats then
+// say so (flagDeaf). A node whose packets still reach the others but that
+// receives nothing (a one-way cut, a broken receive path, a firewall that
+// drops what comes in) would otherwise stay a live member for the others,
+// and a member of their topologies that no connection can reach.
+func (e *engine) deaf() bool { return e.heardOthers && len(e.members) == 0 }
+
+// unheard reports whether p is the heartbeat of a member that hears no
+// member (flagDeaf) while this node hears another one: the sender cannot
+// hear this node either, so the heartbeat is no evidence that it is a member
+// one can talk to. A node that hears no one but the sender takes it as
+// evidence all the same: two members that lost each other (a healed
+// partition, a member whose peers restarted) must be able to meet again, and
+// two members alone do not exclude each other.
+func (e *engine) unheard(p *packet) bool {
+	if p.typ != msgHeartbeat || p.flags&flagDeaf == 0 || p.flags&flagLeaving != 0 {
+		return false
+	}
+	for id := range e.members {
+		if id != p.from {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *engine) onHeartbeat(now time.Time, p *packet, from netip.AddrPort, pe *peer, tb *tomb, newLife bool) {
 	leaving := p.flags&flagLeaving != 0
 	if why := e.checkJoinTime(now, p, pe, tb, newLife); why != "" {
 		e.implausible(p, from, why)
+		return
+	}
+	if e.unheard(p) {
+		// Not evidence of life (see unheard): a live sender is suspected
+		// and declared failed as if silent, an unknown or failed one is
+		// not joined. But it is heartbeated, so that once it hears again it
+		// joins the others, says so in its next heartbeat, and is joined in
+		// turn.
+		e.stats.ignored.Add(1)
+		e.learn(from, p.from, now)
 		return
 	}
 	if pe != nil && from != pe.m.PacketAddr && (leaving || newLife) && now.Sub(pe.lastHeard) < e.confirmAfter {
@@ -378,6 +418,7 @@ func (e *engine) join(p *packet, from netip.AddrPort, now time.Time) {
 	pe.win.accept(p.seq)
 	delete(e.tombs, p.from)
 	e.members[p.from] = pe
+	e.heardOthers = true
 	delete(e.learned, from)
 	e.rebuildOrder()
 	e.log.Info("membership: member joined", "member", pe.m.Name, "id", pe.m.ID, "incarnation", pe.m.Incarnation)
@@ -501,11 +542,20 @@ func (e *engine) onPeers(now time.Time, p *packet) {
 		if pe := e.members[id]; pe != nil && pe.m.PacketAddr == ap {
 			return
 		}
-		if _, ok := e.learned[ap]; !ok && len(e.learned) >= e.cfg.MaxMembers {
-			return
-		}
-		e.learned[ap] = learnedAddr{id: id, expires: now.Add(e.learnedTTL)}
+		e.learn(ap, id, now)
 	})
+}
+
+// learn adds ap, where member id was heard of, to the unicast heartbeat
+// targets for learnedTTL (a unicast node only; at most MaxMembers of them).
+func (e *engine) learn(ap netip.AddrPort, id nodeid.ID, now time.Time) {
+	if !e.unicast {
+		return
+	}
+	if _, ok := e.learned[ap]; !ok && len(e.learned) >= e.cfg.MaxMembers {
+		return
+	}
+	e.learned[ap] = learnedAddr{id: id, expires: now.Add(e.learnedTTL)}
 }
 
 // --- order, leader, events -----------------------------------------------------

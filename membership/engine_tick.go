@@ -22,7 +22,11 @@ func (e *engine) tick(now time.Time) {
 	}
 	e.compensateStall(now)
 	if !now.Before(e.nextBeat) {
-		e.sendHeartbeat(0)
+		var flags uint8
+		if e.deaf() {
+			flags = flagDeaf
+		}
+		e.sendHeartbeat(flags)
 		e.nextBeat = e.nextBeat.Add(e.cfg.Interval)
 		if !e.nextBeat.After(now) {
 			e.nextBeat = now.Add(e.cfg.Interval)

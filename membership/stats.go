@@ -33,7 +33,9 @@ type Stats struct {
 	// echo, packets that claim the local node's ID (see Impersonations), a
 	// leave or new life of a member from another address while its current
 	// life is still heard,
-	// packets from a member over the MaxMembers cap, and probes or acks that
+	// packets from a member over the MaxMembers cap, heartbeats of a member
+	// that hears no member while this node hears others (see Failure
+	// detection in the package documentation), and probes or acks that
 	// concern no current suspicion.
 	Ignored uint64
 	// Impersonations counts the times this node raised its incarnation to refute

@@ -21,7 +21,7 @@ import (
 //	32     ...  body, by type (below)
 //	n-16   16   HMAC-SHA256 over the cluster label and bytes [0, n-16), truncated to 128 bits
 //
-// Heartbeat body: flags (1: bit 0 = leaving), start time in Unix nanoseconds (8),
+// Heartbeat body: flags (1: bit 0 = leaving, bit 1 = hears no member), start time in Unix nanoseconds (8),
 // name length (1) + name, RPC address length (1) + address, metadata length (2) +
 // metadata.
 //
@@ -93,7 +93,18 @@ func (t msgType) String() string {
 	return "unknown"
 }
 
-const flagLeaving = 1 << 0
+// Heartbeat flags.
+const (
+	// flagLeaving marks the heartbeats of a graceful leave.
+	flagLeaving = 1 << 0
+	// flagDeaf marks the heartbeats of a member that hears no other member
+	// although it heard some in this life: it has declared every one of
+	// them failed. The others do not take such a heartbeat as evidence that
+	// the sender lives (see engine.onHeartbeat).
+	flagDeaf = 1 << 1
+	// heartbeatFlags are the flags a heartbeat may carry.
+	heartbeatFlags = flagLeaving | flagDeaf
+)
 
 // Decoding errors. They are values, not wrapped, so that decoding never allocates.
 var (
@@ -206,7 +217,7 @@ func decodeHeartbeatBody(b []byte, p *packet) ([]byte, error) {
 		return nil, errTruncated
 	}
 	p.flags = b[0]
-	if p.flags&^flagLeaving != 0 {
+	if p.flags&^heartbeatFlags != 0 {
 		return nil, errFlags
 	}
 	p.start = int64(binary.BigEndian.Uint64(b[1:]))
@@ -330,7 +341,7 @@ func appendPacket(dst []byte, p *packet, peers []peerEntry) ([]byte, error) {
 		if len(p.name) > MaxNameLen || len(p.addr) > MaxAddrLen || len(p.meta) > MaxMetaLen {
 			return dst[:start], errLimit
 		}
-		if p.flags&^flagLeaving != 0 {
+		if p.flags&^heartbeatFlags != 0 {
 			return dst[:start], errFlags
 		}
 		dst = append(dst, p.flags)

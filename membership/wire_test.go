@@ -29,6 +29,7 @@ func samplePackets(t testing.TB) map[string][]byte {
 		"heartbeat": enc(packet{typ: msgHeartbeat, start: 1_700_000_000_123, name: []byte("node-1"),
 			addr: []byte("10.0.0.1:9000"), meta: []byte("zone=a")}, nil),
 		"leaving":    enc(packet{typ: msgHeartbeat, flags: flagLeaving, name: []byte("n")}, nil),
+		"deaf":       enc(packet{typ: msgHeartbeat, flags: flagDeaf, name: []byte("n")}, nil),
 		"probe":      enc(packet{typ: msgProbe, target: 9, nonce: 1234}, nil),
 		"ack":        enc(packet{typ: msgAck, target: 9, targetInc: 3, nonce: 1234, ageMs: 250}, nil),
 		"peers":      enc(packet{typ: msgPeers}, []peerEntry{{1, netip.MustParseAddrPort("10.0.0.1:7947")}, {2, netip.MustParseAddrPort("[fd00::2]:7947")}}),
@@ -133,7 +134,7 @@ func TestEncodeLimits(t *testing.T) {
 		{typ: msgHeartbeat, name: make([]byte, MaxNameLen+1)},
 		{typ: msgHeartbeat, addr: make([]byte, MaxAddrLen+1)},
 		{typ: msgHeartbeat, meta: make([]byte, MaxMetaLen+1)},
-		{typ: msgHeartbeat, flags: 2},
+		{typ: msgHeartbeat, flags: 4},
 		{typ: 77},
 	} {
 		if b, err := appendPacket([]byte("keep"), &p, nil); err == nil || string(b) != "keep" {

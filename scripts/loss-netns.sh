@@ -7,7 +7,10 @@
 # each member sends is dropped, both UDP heartbeats and TCP):
 #   1. LOSS % (default 20) of every member's frames, for HOLD s (default 20);
 #   2. ONEWAY % (default 60) of N3's frames only, silently one way, for HOLD s;
-# and checks, during each, that no member is declared failed, that the
+#   3. every frame to N3 (N3 "deaf": it hears no one, the others hear it),
+#      for HOLD s: the others must declare it failed and commit a ring
+#      without it, and take it back after the heal;
+# and checks, during 1 and 2, that no member is declared failed, that the
 # topology stays the one agreed before, and that calls keep succeeding: at
 # LOSS, none fails but by its deadline (at most 0.5 % so); at ONEWAY, at
 # most 2 % by their deadline and 15 % otherwise; after the heal, that the
@@ -159,6 +162,27 @@ lossy() {
 }
 lossy "$LOSS % loss on every member's frames" "iifname \"vb*\" numgen random mod 100 < $LOSS drop" 5 0
 lossy "$ONEWAY % loss on N3's frames, one way" "iifname \"vb3\" numgen random mod 100 < $ONEWAY drop" 20 150
+
+# N3 deaf: every frame to it dropped, while its own still arrive. It hears no
+# one and declares everyone failed; its heartbeats say so, and the others
+# must declare it failed too and commit a ring without it (instead of keeping
+# a member no connection reaches); once it hears again, it rejoins.
+echo "== N3 deaf (every frame to it dropped) for $HOLD s"
+t0=$(now)
+ip netns exec $BR nft add rule bridge loss drops oifname '"vb3"' drop
+sleep "$HOLD"
+ip netns exec $BR nft flush chain bridge loss drops
+for i in 1 2 4 5; do
+	v=$(awk -v a="$t0" '$2 == "VERDICT" && $4 == "failed=N3" && $1 >= a { print $1; exit }' "$work/log$i")
+	if [ -z "$v" ]; then fail "N3 deaf: N$i never declared it failed"; else echo "N3 deaf: N$i declared it failed $((v - t0)) ms after the cut"; fi
+	c=$(awk -v a="$t0" '$2 == "TOPOLOGY" && $1 >= a && / members=4 / && !/N3/ { print $1; exit }' "$work/log$i")
+	if [ -z "$c" ]; then fail "N3 deaf: N$i committed no topology without it"; else echo "N3 deaf: N$i committed a topology without it $((c - t0)) ms after the cut"; fi
+done
+if ! wait_agreed 15; then
+	fail "N3 deaf: no agreement on five members within 15 s of the heal"; dump
+else
+	echo "N3 deaf: after the heal: $(top 1)"
+fi
 
 if grep -h "hop budget" "$work"/log* >/dev/null; then
 	fail "calls went round a routing loop:"; grep -h "hop budget" "$work"/log* | head -n 3
