@@ -46,7 +46,7 @@
 // at 1.25 s (p99). This backend is the right choice up to about a hundred
 // members on one network; beyond, use a gossip backend (package
 // membership/memberlist: 2 packets a second per node at any size, detection in
-// 9.5–14 s).
+// 9.7–14 s).
 //
 // # Authentication
 //

@@ -17,15 +17,16 @@
 //
 // memberlist probes one member per second and gossips only while it has news,
 // so each node sends and receives 2 UDP packets a second (~185 bytes) whatever
-// N; only its periodic full state exchange (TCP) grows, as N ÷ log N. Measured
-// in a synctest simulation of up to 1,000 real memberlist nodes (FIGURES.md):
-// 263 bytes a second per node in total at N = 64, 330 at 256, 584 at 1,000
-// (2.2×, all of the growth in the state exchanges; UDP 1.02×; 224 and 384,
-// 1.7×, with Tune setting PushPullInterval to a minute). The price is
-// slower detection: 9.6 s (p99) at 64 members, 14 s at 256 and 1,000, growing
-// with memberlist's suspicion timeout (4 × log10 N probe intervals). It is the
-// choice beyond about a hundred members, across networks without multicast,
-// or across data centres (the WAN preset).
+// N; only its periodic full state exchange (TCP), which carries every member,
+// grows, as N ÷ log N. Measured in a synctest simulation of up to 1,000 real
+// memberlist nodes advertising what real members do (FIGURES.md), with the
+// LAN preset (a state exchange every 60 s, stretched with log2 N): 235 bytes a
+// second per node in total at N = 64, 251 at 256, 420 at 1,000 (1.79×, all of
+// the growth in the state exchanges; UDP 1.01×); with Tune restoring
+// memberlist's 30 s, 284 and 659 (2.32×). The price is slower detection:
+// 9.7 s (p99) at 64 members, 12.4 s at 256 and 13.8 s at 1,000, growing with
+// memberlist's suspicion timeout (4 × log10 N probe intervals). It is the choice beyond about a hundred members, across
+// networks without multicast, or across data centres (the WAN preset).
 //
 // # With cluster.Join
 //
@@ -91,8 +92,14 @@
 //
 // # Settings
 //
-// Config.Preset picks memberlist's LAN (default), WAN or Local timing;
-// Config.Tune may change any memberlist setting the Node does not own. Logs
+// Config.Preset picks memberlist's LAN (default), WAN or Local timing. The
+// LAN preset is memberlist's but for one setting: the full state exchange
+// (push/pull) comes every 60 s (LANPushPullInterval), not 30 s, which keeps a
+// node's traffic within 2× of its N = 64 figure at 1,000 members; anti-entropy
+// then repairs missed gossip half as often (after a burst of joins, the
+// stragglers may learn the last members up to one period later), and failure
+// detection is unaffected. Config.Tune may change any memberlist setting the
+// Node does not own, PushPullInterval included. Logs
 // go to Config.Logger at the level memberlist gives them.
 //
 // # Testing

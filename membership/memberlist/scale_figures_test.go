@@ -24,7 +24,8 @@ import (
 //
 // TRELLIS_FIGURES_SIZES=64,256 chooses the sizes, TRELLIS_FIGURES_DELAY=200us
 // the one-way delay, TRELLIS_FIGURES_WINDOW=60s a fixed window,
-// TRELLIS_FIGURES_PUSHPULL=1m memberlist's PushPullInterval (LAN: 30s).
+// TRELLIS_FIGURES_PUSHPULL=30s memberlist's PushPullInterval (default: the LAN
+// preset's, memberlist.LANPushPullInterval, 60s).
 func TestFiguresScale(t *testing.T) {
 	if os.Getenv("TRELLIS_FIGURES") != "1" {
 		t.Skip("set TRELLIS_FIGURES=1 to measure")
