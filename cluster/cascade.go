@@ -47,8 +47,61 @@ func (e *StaleEpochError) Is(target error) bool { return target == ErrStaleEpoch
 
 // lagGrace is how long after a commit a leader waits before it takes a
 // member that still advertises an older epoch for one that missed the
-// commit (its heartbeats carry the new epoch within one interval).
+// commit (the built-in membership's heartbeats carry the new epoch within
+// one interval). A backend whose metadata spreads more slowly says how long
+// it takes (metaSpreader), and the leader waits that long: else it would
+// cascade the same topology again and again while the members' new epochs
+// are on their way (the memberlist backend did, up to eight times in a row).
 const lagGrace = time.Second
+
+// maxRetryWait bounds the wait between the cascades a leader retries for
+// the same members (see retryBackoff).
+const maxRetryWait = time.Second
+
+// A retryBackoff spaces the cascades a leader retries for the same visible
+// members after one failed: a member that cannot be reached but is not
+// declared failed yet (killed, on a host that refuses its connections, while
+// a gossip membership takes seconds to decide) fails every prepare at once,
+// and the leader retried on every tick and every membership event, each time
+// with a new epoch (the memberlist backend reached epoch 209 after one
+// kill). Each retry waits twice as long as the last, from the cluster's
+// Interval up to maxRetryWait; a change of the visible members, or a
+// cascade that commits everywhere, ends the wait.
+type retryBackoff struct {
+	visible string        // the visible members when the last cascade failed
+	wait    time.Duration // the wait after it
+	until   time.Time     // no retry for the same members before
+}
+
+// failed records a failed cascade for the members in visible.
+func (b *retryBackoff) failed(visible string, now time.Time, first time.Duration) {
+	if b.visible != visible || b.wait == 0 {
+		b.visible, b.wait = visible, first
+	} else {
+		b.wait = min(2*b.wait, maxRetryWait)
+	}
+	b.until = now.Add(b.wait)
+}
+
+// holds reports whether a cascade for the members in visible must wait.
+func (b *retryBackoff) holds(visible string, now time.Time) bool {
+	return b.visible == visible && now.Before(b.until)
+}
+
+// A metaSpreader is a discovery backend whose members' metadata changes take
+// longer than lagGrace to reach the others (gossip, as memberlist.Node).
+type metaSpreader interface {
+	MetaSpread() time.Duration
+}
+
+// lagGrace returns how long after a commit members may still advertise an
+// older epoch without being taken for members that missed it.
+func (c *Cluster) lagGrace() time.Duration {
+	if s, ok := c.disc.(metaSpreader); ok {
+		return max(lagGrace, s.MetaSpread())
+	}
+	return lagGrace
+}
 
 // round is a cascade in its prepare phase: a member of the proposal that
 // becomes suspect, fails or leaves cancels it, and the leader plans again.
@@ -66,6 +119,7 @@ type advertised struct {
 
 func (c *Cluster) advertisedEpochs(live []membership.Member, committed topology.Topology, since time.Duration) advertised {
 	var a advertised
+	grace := c.lagGrace()
 	for _, m := range live {
 		if m.ID == c.self {
 			continue
@@ -76,7 +130,7 @@ func (c *Cluster) advertisedEpochs(live []membership.Member, committed topology.
 		}
 		if epoch > committed.Epoch {
 			a.ahead = max(a.ahead, epoch)
-		} else if epoch < committed.Epoch && since >= lagGrace && committed.Contains(m.ID) {
+		} else if epoch < committed.Epoch && since >= grace && committed.Contains(m.ID) {
 			a.lagging = append(a.lagging, m.Name)
 		}
 	}
@@ -146,6 +200,12 @@ func (c *Cluster) lead(ctx context.Context) {
 	}
 	if refused != nil && refused.visible == fmt.Sprint(visible) && !refused.lifted(live) {
 		return // refused by a member's policy check: wait for the membership to change
+	}
+	c.mu.Lock()
+	hold := c.retry.holds(fmt.Sprint(visible), time.Now())
+	c.mu.Unlock()
+	if hold {
+		return // the last cascade for these members failed: back off
 	}
 	if adv.ahead == 0 {
 		last := make([]nodeid.ID, 0, len(base.Members))
@@ -223,7 +283,11 @@ func (c *Cluster) lead(ctx context.Context) {
 			return
 		}
 		c.learn(err, visible)
-		c.log.Info("cluster: prepare failed; will retry", "epoch", epoch, "err", err)
+		c.mu.Lock()
+		c.retry.failed(fmt.Sprint(visible), time.Now(), c.cfg.Interval)
+		wait := c.retry.wait
+		c.mu.Unlock()
+		c.log.Info("cluster: prepare failed; will retry", "epoch", epoch, "in", wait, "err", err)
 		return
 	}
 	cctx, ccancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
@@ -233,6 +297,11 @@ func (c *Cluster) lead(ctx context.Context) {
 	// Some members may not have committed: cascade again (a new epoch,
 	// perhaps the same edges) until every member has.
 	c.incomplete = err != nil
+	if err != nil {
+		c.retry.failed(fmt.Sprint(visible), time.Now(), c.cfg.Interval)
+	} else {
+		c.retry = retryBackoff{}
+	}
 	c.mu.Unlock()
 	if err != nil {
 		c.log.Info("cluster: commit incomplete; will cascade again", "epoch", epoch, "err", err)

@@ -140,6 +140,7 @@ type Cluster struct {
 	changed     chan struct{}           // closed and replaced at each commit
 	blocked     string                  // why the leader last declined to push (logged once)
 	incomplete  bool                    // the last commit did not reach every member
+	retry       retryBackoff            // the wait before a failed cascade is retried
 
 	stats cascadeStats
 

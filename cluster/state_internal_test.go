@@ -343,6 +343,13 @@ func TestLeaderAdvertisesItsWithdrawnCascade(t *testing.T) {
 		t.Errorf("the leader still holds its withdrawn proposal: %+v", st)
 	}
 	c.lead(context.Background())
+	if b, _ := memberBallots(disc.Local()); b.Led != 2 {
+		t.Errorf("the leader cascaded again at once after a failure (advertises %+v): want it to back off", b)
+	}
+	c.mu.Lock()
+	c.retry.until = time.Time{} // the retry's wait is over
+	c.mu.Unlock()
+	c.lead(context.Background())
 	if b, _ := memberBallots(disc.Local()); b.Led != 3 || !b.voids(2) {
 		t.Errorf("after a second failed cascade the leader advertises %+v, want epoch 3 led", b)
 	}

@@ -231,7 +231,9 @@ func withDefaultPort(seed string) string {
 
 // memberlistConfig returns the memberlist configuration of the preset with the
 // node's settings, then Tune's changes; the Node fills in its delegates.
-func (c *Config) memberlistConfig() *ml.Config {
+// presetConfig returns memberlist's configuration for the preset, with this
+// package's changes to it.
+func (c *Config) presetConfig() *ml.Config {
 	var mc *ml.Config
 	switch c.Preset {
 	case WAN:
@@ -242,6 +244,13 @@ func (c *Config) memberlistConfig() *ml.Config {
 		mc = ml.DefaultLANConfig()
 		mc.PushPullInterval = LANPushPullInterval
 	}
+	return mc
+}
+
+// memberlistConfig returns the memberlist configuration c asks for: the
+// preset's, c's settings, then c.Tune.
+func (c *Config) memberlistConfig() *ml.Config {
+	mc := c.presetConfig()
 	mc.Name = c.ID.String()
 	host, port, _ := splitHostPort(c.BindAddr)
 	if host == "" {

@@ -292,3 +292,16 @@ func TestRekey(t *testing.T) {
 		}
 	}
 }
+
+// pushPullScale stretches the interval as memberlist does (its
+// pushPullScale): ×1 up to 32 members, then one more per doubling.
+func TestPushPullScale(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{{1, time.Minute}, {32, time.Minute}, {33, 2 * time.Minute}, {64, 2 * time.Minute}, {65, 3 * time.Minute}, {256, 4 * time.Minute}, {1000, 6 * time.Minute}} {
+		if got := pushPullScale(time.Minute, tc.n); got != tc.want {
+			t.Errorf("pushPullScale(1m, %d) = %v, want %v", tc.n, got, tc.want)
+		}
+	}
+}

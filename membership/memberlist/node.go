@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -26,13 +27,15 @@ const maxRejoinTargets = 4
 // Node is a member of a cluster whose membership memberlist runs. It implements
 // membership.Discovery. Its methods are safe for concurrent use.
 type Node struct {
-	cfg     Config
-	hub     *membership.EventHub
-	log     *slog.Logger
-	keyring *ml.Keyring
-	meta    atomic.Pointer[[]byte] // the encoded local metadata memberlist advertises
-	keyGen  atomic.Uint64          // the Keyring generation keyring holds
-	keyMu   sync.Mutex             // serialises rekeying
+	cfg      Config
+	hub      *membership.EventHub
+	log      *slog.Logger
+	keyring  *ml.Keyring
+	meta     atomic.Pointer[[]byte] // the encoded local metadata memberlist advertises
+	keyGen   atomic.Uint64          // the Keyring generation keyring holds
+	gossip   atomic.Int64           // memberlist's gossip interval once started (see MetaSpread)
+	pushPull atomic.Int64           // and its push/pull interval
+	keyMu    sync.Mutex             // serialises rekeying
 
 	life    sync.Mutex // serialises Start, Leave and Close
 	started bool
@@ -98,6 +101,39 @@ func New(cfg Config) (*Node, error) {
 // ID returns the local node's ID.
 func (n *Node) ID() nodeid.ID { return n.cfg.ID }
 
+// MetaSpread returns how long a change of this node's metadata (SetMeta)
+// may take to reach every other member. memberlist gossips the change to a
+// few random members a few times only (4 in a cluster of 5), so a member
+// misses it now and then, and learns it at its next full state exchange
+// with a member that has it: MetaSpread is the state exchange period at the
+// current size (memberlist's push/pull interval, 60 s with the LAN preset,
+// stretched as memberlist does beyond 32 members), plus 30 gossip
+// intervals. Package cluster waits that long after a commit before it takes
+// a member still advertising an older epoch for one that missed the commit
+// and cascades again (it waits 1 s with the built-in backend, whose
+// heartbeats carry every change to everyone within 200 ms).
+func (n *Node) MetaSpread() time.Duration {
+	gossip, pushPull := time.Duration(n.gossip.Load()), time.Duration(n.pushPull.Load())
+	if gossip <= 0 { // not started: the preset's
+		mc := n.cfg.presetConfig()
+		gossip, pushPull = mc.GossipInterval, mc.PushPullInterval
+	}
+	n.mu.Lock()
+	size := len(n.members) + 1
+	n.mu.Unlock()
+	return pushPullScale(pushPull, size) + 30*gossip
+}
+
+// pushPullScale is memberlist's stretch of the push/pull interval with the
+// cluster's size: ×1 up to 32 members, then one more for each doubling.
+func pushPullScale(interval time.Duration, n int) time.Duration {
+	const threshold = 32
+	if n <= threshold {
+		return interval
+	}
+	return time.Duration(math.Ceil(math.Log2(float64(n))-math.Log2(threshold))+1) * interval
+}
+
 // Memberlist returns the underlying memberlist (nil before Start), for what
 // this package does not offer: health score, user messages, network
 // coordinates. Do not call Leave or Shutdown on it; use the Node's.
@@ -139,6 +175,8 @@ func (n *Node) Start(ctx context.Context) error {
 	n.meta.Store(&meta)
 
 	mc := n.cfg.memberlistConfig()
+	n.gossip.Store(int64(mc.GossipInterval))
+	n.pushPull.Store(int64(mc.PushPullInterval))
 	h := (*hooks)(n)
 	mc.Name = n.cfg.ID.String()
 	mc.Delegate, mc.Events, mc.Alive, mc.Ping, mc.Conflict = h, h, h, h, h

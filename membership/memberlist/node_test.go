@@ -211,3 +211,18 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("Leave after Close: %v", err)
 	}
 }
+
+func TestMetaSpread(t *testing.T) {
+	for _, tc := range []struct {
+		preset memberlist.Preset
+		want   time.Duration
+	}{{memberlist.LAN, 66 * time.Second}, {memberlist.Local, 18 * time.Second}, {memberlist.WAN, 75 * time.Second}} {
+		n, err := memberlist.New(memberlist.Config{Preset: tc.preset, Keys: [][]byte{testKey}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := n.MetaSpread(); got != tc.want {
+			t.Errorf("%v: MetaSpread() = %v, want %v", tc.preset, got, tc.want)
+		}
+	}
+}
