@@ -20,10 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! ip netns list >/dev/null 2>&1; then
-	echo "loss-netns: skipped: needs root and ip netns"
-	exit 0
-fi
+. scripts/lib/ringnet.sh
+ringnet_require loss-netns
 if ! command -v nft >/dev/null || ! command -v ss >/dev/null; then
 	echo "loss-netns: skipped: needs nft (nftables) and ss (iproute2)"
 	exit 0
@@ -32,43 +30,14 @@ fi
 LOSS=${LOSS:-20}
 ONEWAY=${ONEWAY:-60}
 HOLD=${HOLD:-20}
-P=trls$$ # namespace prefix, unique per run
-BR=${P}-br
-work=$(mktemp -d)
-nodes="1 2 3 4 5"
-cleanup() {
-	for ns in $BR $(for i in $nodes; do echo ${P}-n$i; done); do
-		for p in $(ip netns pids $ns 2>/dev/null); do kill -KILL $p 2>/dev/null || true; done
-		ip netns del $ns 2>/dev/null || true
-	done
-	[ -n "${KEEP:-}" ] && cp -r "$work" "$KEEP"
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-go build -o "$work/node" ./internal/faultnode
-
-ip netns add $BR
-ip -n $BR link add br0 type bridge mcast_snooping 0 forward_delay 0
-ip -n $BR link set br0 up
+RINGNET_PKG=./internal/faultnode ringnet_setup trls 10.79.0 17946 1 2 3 4 5
 if ! ip netns exec $BR nft add table bridge loss 2>/dev/null; then
 	echo "loss-netns: skipped: this kernel has no nftables bridge family"
 	exit 0
 fi
 ip netns exec $BR nft add chain bridge loss drops '{ type filter hook forward priority 0; policy accept; }'
-seeds=""
-for i in $nodes; do
-	ns=${P}-n$i
-	ip netns add $ns
-	ip -n $BR link add vb$i type veth peer name v0 netns $ns
-	ip -n $BR link set vb$i master br0 up
-	ip -n $ns link set lo up
-	ip -n $ns addr add 10.79.0.$i/24 dev v0
-	ip -n $ns link set v0 up
-	seeds="${seeds:+$seeds,}10.79.0.$i:17946"
-done
 
-now() { echo $(( $(date +%s%N) / 1000000 )); }
+now() { echo $(( $(date +%s%N) / 1000000 )); } # Unix ms, as the members stamp their lines
 extra_1="-ping N3"
 extra_2="-ping N5"
 start_node() {

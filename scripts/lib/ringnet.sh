@@ -1,5 +1,5 @@
 # Shared by the scripts that run examples/ring nodes in network namespaces on
-# one bridge (topology-netns.sh, memberlist-netns.sh). Source it, then call
+# one bridge (topology-netns.sh, memberlist-netns.sh, loss-netns.sh). Source it, then call
 # ringnet_require and ringnet_setup; it is not a script of its own.
 
 # ringnet_require NAME: exit 0 with a message unless this runs as root with
@@ -11,12 +11,13 @@ ringnet_require() {
 	fi
 }
 
-# ringnet_setup PREFIX SUBNET GOSSIP_PORT NODE...: builds examples/ring into
-# $work/node, makes a namespace $BR holding two bridges (br0 carries
-# everyone; br1 is empty, for partitions) and one namespace ${P}-nN per node
-# with address SUBNET.N on br0, and sets P, BR, work, nodes and seeds (the
-# nodes' gossip addresses, comma-separated). Everything is torn down on
-# exit.
+# ringnet_setup PREFIX SUBNET GOSSIP_PORT NODE...: builds examples/ring (or
+# the package in RINGNET_PKG) into $work/node, makes a namespace $BR holding
+# two bridges (br0 carries everyone; br1 is empty, for partitions) and one
+# namespace ${P}-nN per node with address SUBNET.N on br0, and sets P, BR,
+# work, nodes and seeds (the nodes' gossip addresses, comma-separated).
+# Everything is torn down on exit (the logs in $work copied to $KEEP first,
+# if set).
 ringnet_setup() {
 	P=$1$$ # namespace prefix, unique per run
 	BR=${P}-br
@@ -26,7 +27,7 @@ ringnet_setup() {
 	work=$(mktemp -d)
 	trap ringnet_cleanup EXIT INT TERM
 
-	go build -o "$work/node" ./examples/ring
+	go build -o "$work/node" "${RINGNET_PKG:-./examples/ring}"
 
 	ip netns add $BR
 	ip -n $BR link add br0 type bridge mcast_snooping 0 forward_delay 0
@@ -54,6 +55,7 @@ ringnet_cleanup() {
 		for p in $(ip netns pids $ns 2>/dev/null); do kill -KILL $p 2>/dev/null || true; done
 		ip netns del $ns 2>/dev/null || true
 	done
+	if [ -n "${KEEP:-}" ]; then cp -r "$work" "$KEEP"; fi
 	rm -rf "$work"
 }
 
