@@ -71,14 +71,9 @@ for i in $nodes; do
 	seeds="${seeds:+$seeds,}10.78.0.$i:17946"
 done
 
-now() { echo $(( $(date +%s%N) / 1000000 )); }
+subnet=10.78.0 lifetime=600
 extra_1="-hold N3 -inflight 4"
-start_node() { # start_node I: start member NI (again, after a kill)
-	local i=$1 extra=extra_$1
-	ip netns exec ${P}-n$i timeout -s KILL 600 "$work/node" -name N$i -addr 10.78.0.$i:7000 \
-		-gossip 10.78.0.$i:17946 -seed "$seeds" ${VERBOSE:+-v} ${!extra:-} </dev/null >>"$work/log$i" 2>>"$work/err$i" &
-	disown
-}
+. scripts/lib/faultnet.sh
 kill_node() { for p in $(ip netns pids ${P}-n$1); do kill -KILL $p 2>/dev/null || true; done; }
 hold() { # hold I: start, or stop, NI's calls held in flight (-hold)
 	local p
@@ -90,24 +85,6 @@ hold() { # hold I: start, or stop, NI's calls held in flight (-hold)
 cut_cable() { ip -n $BR link set vb$1 down; }
 mend_cable() { ip -n $BR link set vb$1 up; }
 
-# top I: NI's last committed topology, without the time and the name.
-top() { grep ' TOPOLOGY ' "$work/log$1" 2>/dev/null | tail -n 1 | cut -d' ' -f4- || true; }
-# conns I...: the established connections accepted by the members given.
-conns() {
-	local n=0 i
-	for i in "$@"; do
-		n=$((n + $(ip netns exec ${P}-n$i ss -Htn state established '( sport = :7000 )' | wc -l)))
-	done
-	echo $n
-}
-agreed() { # agreed I...: the members given agree on one topology of exactly them, connections == edges
-	local first; first=$(top $1)
-	[[ "$first" == *"members=$# "* ]] || return 1
-	local i
-	for i in "$@"; do [ "$(top $i)" == "$first" ] || return 1; done
-	local edges=${first#*edges=}; edges=${edges%% *}
-	[ "$(conns "$@")" == "$edges" ]
-}
 # wait_agreed T0 SECONDS I...: waits until the members given agree, and
 # prints how long after T0 (ms) the last of them committed the topology they
 # agree on, from the members' own time stamps: polling the namespaces' sockets
@@ -136,14 +113,8 @@ commits_between() { # commits_between A B I...: TOPOLOGY lines of the members gi
 verdict() { # verdict I NAME AFTER: when NI first declared NAME failed after AFTER (empty if never)
 	awk -v n="$2" -v a="$3" '$2 == "VERDICT" && $4 == "failed=" n && $1 >= a { print $1; exit }' "$work/log$1"
 }
-dump() { for i in $nodes; do echo "--- N$i"; tail -n 30 "$work/log$i"; tail -n 5 "$work/err$i"; done; }
-ok=1
-fail() { echo "FAIL: $*"; ok=0; }
 
-for i in $nodes; do
-	start_node $i
-	sleep 0.3 # join order: each member joins after the previous one
-done
+start_all
 if ! wait_agreed $(now) 20 $nodes >/dev/null; then
 	echo "converge-netns: FAIL: no agreement on 5 members"; dump; exit 1
 fi

@@ -37,31 +37,10 @@ if ! ip netns exec $BR nft add table bridge loss 2>/dev/null; then
 fi
 ip netns exec $BR nft add chain bridge loss drops '{ type filter hook forward priority 0; policy accept; }'
 
-now() { echo $(( $(date +%s%N) / 1000000 )); } # Unix ms, as the members stamp their lines
+subnet=10.79.0 lifetime=300
 extra_1="-ping N3"
 extra_2="-ping N5"
-start_node() {
-	local i=$1 extra=extra_$1
-	ip netns exec ${P}-n$i timeout -s KILL 300 "$work/node" -name N$i -addr 10.79.0.$i:7000 \
-		-gossip 10.79.0.$i:17946 -seed "$seeds" ${VERBOSE:+-v} ${!extra:-} </dev/null >>"$work/log$i" 2>>"$work/err$i" &
-	disown
-}
-top() { grep ' TOPOLOGY ' "$work/log$1" 2>/dev/null | tail -n 1 | cut -d' ' -f4- || true; }
-conns() {
-	local n=0 i
-	for i in "$@"; do
-		n=$((n + $(ip netns exec ${P}-n$i ss -Htn state established '( sport = :7000 )' | wc -l)))
-	done
-	echo $n
-}
-agreed() { # the members given agree on one topology of exactly them, connections == edges
-	local first; first=$(top $1)
-	[[ "$first" == *"members=$# "* ]] || return 1
-	local i
-	for i in "$@"; do [ "$(top $i)" == "$first" ] || return 1; done
-	local edges=${first#*edges=}; edges=${edges%% *}
-	[ "$(conns "$@")" == "$edges" ]
-}
+. scripts/lib/faultnet.sh
 wait_agreed() { # wait_agreed SECONDS: all five agree within SECONDS
 	local deadline=$(( $(now) + $1 * 1000 ))
 	while ! agreed $nodes; do
@@ -77,14 +56,7 @@ in_window() {
 calls_made() { # calls_made A B: the calls N1 and N2 started in [A, B] (one every 50 ms each)
 	echo $(( ($2 - $1) / 50 * 2 ))
 }
-dump() { for i in $nodes; do echo "--- N$i"; tail -n 20 "$work/log$i"; tail -n 5 "$work/err$i"; done; }
-ok=1
-fail() { echo "FAIL: $*"; ok=0; }
-
-for i in $nodes; do
-	start_node $i
-	sleep 0.3 # join order: each member joins after the previous one
-done
+start_all
 if ! wait_agreed 20; then
 	echo "loss-netns: FAIL: no agreement on 5 members"; dump; exit 1
 fi

@@ -111,23 +111,26 @@ func TestBatcherExportsOnFlushAndShutdown(t *testing.T) {
 	}
 }
 
-func TestBatcherExportsFullBatches(t *testing.T) {
-	exp := newRecordingExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracing.NewBatcher(exp, tracing.BatcherConfig{Interval: time.Hour, BatchSize: 4})))
-	defer tp.Shutdown(context.Background())
-	endSpans(tp, 4)
-	if n := awaitBatch(t, exp); n != 4 {
-		t.Errorf("batch of %d spans, want 4", n)
-	}
-}
-
-func TestBatcherExportsOnInterval(t *testing.T) {
-	exp := newRecordingExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracing.NewBatcher(exp, tracing.BatcherConfig{Interval: 10 * time.Millisecond})))
-	defer tp.Shutdown(context.Background())
-	endSpans(tp, 1)
-	if n := awaitBatch(t, exp); n != 1 {
-		t.Errorf("batch of %d spans, want 1", n)
+// TestBatcherExportsABatch checks that a batch goes out when it is full,
+// and when the interval is up.
+func TestBatcherExportsABatch(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   tracing.BatcherConfig
+		spans int
+	}{
+		{"full", tracing.BatcherConfig{Interval: time.Hour, BatchSize: 4}, 4},
+		{"interval", tracing.BatcherConfig{Interval: 10 * time.Millisecond}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exp := newRecordingExporter()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracing.NewBatcher(exp, tc.cfg)))
+			defer tp.Shutdown(context.Background())
+			endSpans(tp, tc.spans)
+			if n := awaitBatch(t, exp); n != tc.spans {
+				t.Errorf("batch of %d spans, want %d", n, tc.spans)
+			}
+		})
 	}
 }
 
