@@ -58,15 +58,20 @@ func (c *Collector) addMethod(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *
 	return mm
 }
 
-// interceptClient measures a call made.
-func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
+// callObserver measures the calls a node makes and serves: a
+// runtime.CallObserver, which the node calls directly when a call ends,
+// where an interceptor would wrap the call in two more frames.
+type callObserver struct{ c *Collector }
+
+// CallMade measures a call made.
+func (o callObserver) CallMade(_ context.Context, call *runtime.OutgoingCall, err error) {
+	c := o.c
 	s := c.method(call.Service, call.Method).client
-	err := next(ctx)
 	d := call.Duration // timed by the node, which reads the clock once for it
-	// The stripe of the processor the call ends on.
 	if err != nil {
 		s.fail(runtime.ErrorKind(err)) // before it is counted as ended (side.outcomes)
 	}
+	// The stripe of the processor the call ends on.
 	st := s.stripes[c.stripes.pick()]
 	st.ended[bucket(c.bounds, d)].Add(1)
 	st.nanos.Add(uint64(max(d, 0)))
@@ -79,13 +84,12 @@ func (c *Collector) interceptClient(ctx context.Context, call *runtime.OutgoingC
 	if call.ReplyBytes > 0 {
 		st.recv.Add(uint64(call.ReplyBytes))
 	}
-	return err
 }
 
-// interceptServer measures a call served.
-func (c *Collector) interceptServer(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
+// CallServed measures a call served.
+func (o callObserver) CallServed(_ context.Context, call *runtime.IncomingCall, err error) {
+	c := o.c
 	s := c.method(call.Service, call.Method).server
-	err := next(ctx)
 	d := call.Duration // timed by the node, which reads the clock anyway
 	if err != nil {
 		s.fail(runtime.ErrorKind(err)) // before it is counted as ended (side.outcomes)
@@ -100,7 +104,6 @@ func (c *Collector) interceptServer(ctx context.Context, call *runtime.IncomingC
 	if call.ReplyBytes > 0 {
 		st.sent.Add(uint64(call.ReplyBytes))
 	}
-	return err
 }
 
 // interceptRelay counts a call relayed.

@@ -7,8 +7,8 @@
 // cascades and their duration).
 //
 // The package is opt-in: a program that does not import it does not link
-// it nor pay for it. New installs interceptors on the node (see
-// runtime.Node.Intercept); the other figures are read from the node, the
+// it nor pay for it. New installs a call observer on the node (see
+// runtime.Node.Observe) and a relay interceptor; the other figures are read from the node, the
 // membership and the cluster when Prometheus scrapes.
 //
 // It uses github.com/prometheus/client_golang rather than the OpenTelemetry
@@ -95,7 +95,7 @@ var DefaultBuckets = []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3
 type Collector struct {
 	cfg Config
 
-	// Call figures, kept by the interceptors in stripes (stripes.go) and
+	// Call figures, kept by the call observer in stripes (stripes.go) and
 	// turned into metrics when Prometheus scrapes.
 	methods   atomic.Pointer[map[*codegen.MethodDesc]*methodMetrics]
 	methodsMu sync.Mutex // held to add a method
@@ -119,8 +119,8 @@ type Collector struct {
 	epoch, topoMembers, edges, cascades, cascadeDuration   *prometheus.Desc
 }
 
-// New returns a collector of cfg.Node's metrics and installs its
-// interceptors on the node: the calls that start afterwards are counted.
+// New returns a collector of cfg.Node's metrics and installs its call
+// observer and relay interceptor on the node: the calls that start afterwards are counted.
 func New(cfg Config) (*Collector, error) {
 	if cfg.Node == nil {
 		return nil, errors.New("metrics: Config.Node is required")
@@ -174,7 +174,8 @@ func New(cfg Config) (*Collector, error) {
 	c.cascades = desc("topology_cascades_total", "Topologies this node cascaded as leader, by outcome (ok, failed).", "outcome")
 	c.cascadeDuration = desc("topology_cascade_duration_seconds", "Duration of the cascades this node led (prepare and commit).")
 
-	cfg.Node.Intercept(c.interceptClient, c.interceptServer, c.interceptRelay)
+	cfg.Node.Observe(callObserver{c})
+	cfg.Node.Intercept(nil, nil, c.interceptRelay)
 	return c, nil
 }
 

@@ -95,9 +95,9 @@ func TestStripesSumConcurrentCalls(t *testing.T) {
 					err = failure
 				}
 				oc := runtime.OutgoingCall{Service: svc, Method: m, Routed: g%2 == 0, RequestBytes: 10, ReplyBytes: 3}
-				c.interceptClient(context.Background(), &oc, func(context.Context) error { return err })
+				callObserver{c}.CallMade(context.Background(), &oc, err)
 				ic := runtime.IncomingCall{Service: svc, Method: m, Hops: 1 + g, RequestBytes: 7, ReplyBytes: 2, Duration: time.Duration(g) * time.Millisecond}
-				c.interceptServer(context.Background(), &ic, func(context.Context) error { return err })
+				callObserver{c}.CallServed(context.Background(), &ic, err)
 			}
 		})
 	}

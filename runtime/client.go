@@ -143,8 +143,13 @@ func (c *Client) do(ctx context.Context, m *codegen.MethodDesc, args, results an
 		return c.notSent(m, errNilContext)
 	}
 
-	if ic := c.node.icept.Load(); ic != nil && len(ic.client) > 0 {
-		return c.callIntercepted(ctx, ic.client, m, args, results)
+	if ic := c.node.icept.Load(); ic != nil {
+		if len(ic.client) > 0 {
+			return c.callIntercepted(ctx, ic, m, args, results)
+		}
+		if len(ic.observers) > 0 {
+			return c.callObserved(ctx, ic.observers, m, args, results)
+		}
 	}
 	return c.call(ctx, m, args, results, nil)
 }

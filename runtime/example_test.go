@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/trellisrpc/trellis/examples/hello/greeter"
@@ -241,4 +242,86 @@ func (tokenGreeter) Hello(ctx context.Context, name string) (greeter.Greeting, e
 	info, _ := runtime.CallInfoFrom(ctx)
 	token, _ := info.Metadata.Get("token")
 	return greeter.Greeting{Text: fmt.Sprintf("Hello, %s (token %s)!", name, token)}, nil
+}
+
+// A client interceptor wraps every call the node makes: here it adds a
+// metadata entry the server's interceptor reads, and reports each call's
+// outcome.
+func ExampleNode_Intercept() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	server, client, closeAll, err := exampleNodes(ctx, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeAll()
+	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	client.Intercept(func(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
+		call.Metadata.Set("request-id", "r-1")
+		err := next(ctx)
+		fmt.Printf("client: %s: %s\n", call.Method.Name, runtime.ErrorKind(err))
+		return err
+	}, nil, nil)
+	server.Intercept(nil, func(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
+		id, _ := call.Metadata.Get("request-id")
+		fmt.Printf("server: %s, request %s, %d hop(s)\n", call.Method.Name, id, call.Hops)
+		return next(ctx)
+	}, nil)
+
+	g := greeter.NewGreeterProxy(client, server.ID())
+	g.Hello(ctx, "world")
+	g.Hello(ctx, "")
+	// Output:
+	// server: Hello, request r-1, 1 hop(s)
+	// client: Hello: ok
+	// server: Hello, request r-1, 1 hop(s)
+	// client: Hello: application
+}
+
+// callCounter is a CallObserver that counts the calls made by outcome.
+type callCounter struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *callCounter) CallMade(ctx context.Context, call *runtime.OutgoingCall, err error) {
+	c.mu.Lock()
+	c.calls[call.Method.Name+" "+runtime.ErrorKind(err)]++
+	c.mu.Unlock()
+}
+
+func (c *callCounter) CallServed(ctx context.Context, call *runtime.IncomingCall, err error) {}
+
+// An observer is told of each call once it has ended, with its figures
+// (sizes, duration, route, outcome): the way to count calls, which costs
+// less than an interceptor.
+func ExampleNode_Observe() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	server, client, closeAll, err := exampleNodes(ctx, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeAll()
+	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	counter := &callCounter{calls: map[string]int{}}
+	client.Observe(counter)
+
+	g := greeter.NewGreeterProxy(client, server.ID())
+	g.Hello(ctx, "world")
+	g.Hello(ctx, "again")
+	g.Hello(ctx, "")
+	counter.mu.Lock()
+	defer counter.mu.Unlock()
+	fmt.Println(counter.calls)
+	// Output:
+	// map[Hello application:1 Hello ok:2]
 }

@@ -118,7 +118,7 @@ func (p *peer) serveInline(sc *serverCall) {
 // serveAside serves sc on a goroutine of its own, the caller's, counted in
 // the peer's aside calls.
 func (sc *serverCall) serveAside() {
-	if ic := sc.node.icept.Load(); ic != nil && len(ic.server) > 0 {
+	if ic := sc.node.icept.Load(); ic != nil && (len(ic.server) > 0 || len(ic.observers) > 0) {
 		growStackDeep(0)
 	} else {
 		growStack(0)

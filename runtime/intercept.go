@@ -114,17 +114,20 @@ type RelayedCall struct {
 // when the reply was forwarded back, even if it carries an error), or nil.
 type RelayInterceptor func(call *RelayedCall) (done func(err error))
 
-// interceptors is an immutable set of chained interceptors.
+// interceptors is an immutable set of chained interceptors, and of the
+// observers told of the calls.
 type interceptors struct {
-	client []ClientInterceptor
-	server []ServerInterceptor
-	relay  []RelayInterceptor
+	client    []ClientInterceptor
+	server    []ServerInterceptor
+	relay     []RelayInterceptor
+	observers []CallObserver
 }
 
 // Intercept adds interceptors to the node's chains; each applies to the
 // calls that start after. Client and server interceptors run in the order
 // added, the first added outermost. Nil ones are ignored. A node without
-// interceptors pays nothing for them.
+// interceptors pays nothing for them. An interceptor that only watches
+// calls costs less as a CallObserver (see Observe).
 func (n *Node) Intercept(client ClientInterceptor, server ServerInterceptor, relay RelayInterceptor) {
 	n.regMu.Lock()
 	defer n.regMu.Unlock()
@@ -147,14 +150,15 @@ func (n *Node) Intercept(client ClientInterceptor, server ServerInterceptor, rel
 	n.icept.Store(next)
 }
 
-// outgoing is a call on its way through the client interceptors. It is
-// pooled, with its next function bound once, so that a chain costs no
-// allocation per call.
+// outgoing is a call on its way through the client interceptors, or
+// watched by observers. It is pooled, with its next function bound once, so
+// that a chain costs no allocation per call.
 type outgoing struct {
 	OutgoingCall
 	c             *Client
 	chain         []ClientInterceptor
 	i             int // the next interceptor to run
+	observers     []CallObserver
 	args, results any
 	next          func(context.Context) error // o.proceed
 }
@@ -165,17 +169,22 @@ var outgoingPool = sync.Pool{New: func() any {
 	return o
 }}
 
-// callIntercepted runs a call through the client interceptors.
-func (c *Client) callIntercepted(ctx context.Context, chain []ClientInterceptor, m *codegen.MethodDesc, args, results any) error {
+// callIntercepted runs a call through the client interceptors of ic.
+func (c *Client) callIntercepted(ctx context.Context, ic *interceptors, m *codegen.MethodDesc, args, results any) error {
 	o := outgoingPool.Get().(*outgoing)
 	o.OutgoingCall = OutgoingCall{Service: c.svc, Method: m, Target: c.target, Metadata: o.Metadata[:0]}
-	o.c, o.chain, o.i, o.args, o.results = c, chain, 0, args, results
+	o.c, o.chain, o.i, o.observers, o.args, o.results = c, ic.client, 0, ic.observers, args, results
 	err := o.proceed(ctx)
+	o.release()
+	return err
+}
+
+// release clears o and returns it to the pool.
+func (o *outgoing) release() {
 	clear(o.Metadata)
 	o.OutgoingCall = OutgoingCall{Metadata: o.Metadata[:0]}
-	o.c, o.chain, o.args, o.results = nil, nil, nil, nil
+	o.c, o.chain, o.observers, o.args, o.results = nil, nil, nil, nil, nil
 	outgoingPool.Put(o)
-	return err
 }
 
 // proceed runs the next interceptor, or the call itself after the last.
@@ -186,25 +195,20 @@ func (o *outgoing) proceed(ctx context.Context) error {
 	case i < len(o.chain):
 		return o.chain[i](ctx, &o.OutgoingCall, o.next)
 	case i == len(o.chain):
-		clock := o.c.node.inline
-		o.started = clock.now()
-		err := o.c.call(ctx, o.Method, o.args, o.results, &o.OutgoingCall)
-		if o.ReplyBytes == 0 { // no reply timed the call (peer.complete)
-			o.Duration = time.Duration(clock.now() - o.started)
-		}
-		return err
+		return o.callTimed(ctx)
 	}
 	return o.c.notSent(o.Method, errors.New("a client interceptor called next twice"))
 }
 
-// incoming is a served call on its way through the server interceptors;
-// pooled like outgoing.
+// incoming is a served call on its way through the server interceptors, or
+// watched by observers; pooled like outgoing.
 type incoming struct {
 	IncomingCall
-	sc    *serverCall
-	chain []ServerInterceptor
-	i     int
-	next  func(context.Context) error // in.proceed
+	sc        *serverCall
+	chain     []ServerInterceptor
+	i         int
+	observers []CallObserver
+	next      func(context.Context) error // in.proceed
 }
 
 var incomingPool = sync.Pool{New: func() any {
@@ -214,21 +218,26 @@ var incomingPool = sync.Pool{New: func() any {
 }}
 
 // invokeIntercepted runs a served call's handler through the server
-// interceptors; the implementation's panic is recovered into an error
+// interceptors of ic; the implementation's panic is recovered into an error
 // inside the chain, so that interceptors see it.
-func (sc *serverCall) invokeIntercepted(chain []ServerInterceptor) (err error) {
+func (sc *serverCall) invokeIntercepted(ic *interceptors) (err error) {
 	in := incomingPool.Get().(*incoming)
 	in.IncomingCall = IncomingCall{Service: sc.entry.svc, Method: sc.entry.method, Caller: sc.caller, Hops: sc.hops, Metadata: sc.metadata, RequestBytes: len(sc.body)}
-	in.sc, in.chain, in.i = sc, chain, 0
+	in.sc, in.chain, in.i, in.observers = sc, ic.server, 0, ic.observers
 	defer func() {
 		if v := recover(); v != nil {
 			sc.node.log.Error("trellis: server interceptor panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v)
 			err = panicError{v}
 		}
-		in.IncomingCall, in.sc, in.chain = IncomingCall{}, nil, nil
-		incomingPool.Put(in)
+		in.release()
 	}()
 	return in.proceed(&sc.ctx)
+}
+
+// release clears in and returns it to the pool.
+func (in *incoming) release() {
+	in.IncomingCall, in.sc, in.chain, in.observers = IncomingCall{}, nil, nil, nil
+	incomingPool.Put(in)
 }
 
 // proceed runs the next interceptor, or the handler after the last.
@@ -239,13 +248,7 @@ func (in *incoming) proceed(ctx context.Context) error {
 	case i < len(in.chain):
 		return in.chain[i](ctx, &in.IncomingCall, in.next)
 	case i == len(in.chain):
-		err := in.sc.invokeHandler(ctx)
-		in.sc.ended = in.sc.node.inline.now()
-		in.Duration = time.Duration(in.sc.ended - in.sc.started)
-		if in.sc.reply != nil {
-			in.ReplyBytes = in.sc.reply.Len() - 1 // less the envelope's flags
-		}
-		return err
+		return in.handle(ctx)
 	}
 	return errors.New("trellis: a server interceptor called next twice")
 }

@@ -440,8 +440,13 @@ func (sc *serverCall) invoke() (err error) {
 			err = panicError{v}
 		}
 	}()
-	if ic := sc.node.icept.Load(); ic != nil && len(ic.server) > 0 {
-		return sc.invokeIntercepted(ic.server)
+	if ic := sc.node.icept.Load(); ic != nil {
+		if len(ic.server) > 0 {
+			return sc.invokeIntercepted(ic)
+		}
+		if len(ic.observers) > 0 {
+			return sc.invokeObserved(ic.observers)
+		}
 	}
 	return sc.entry.method.Handler(&sc.ctx, sc.entry.impl, sc)
 }
