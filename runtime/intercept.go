@@ -219,19 +219,15 @@ var incomingPool = sync.Pool{New: func() any {
 
 // invokeIntercepted runs a served call's handler through the server
 // interceptors of ic; the implementation's panic is recovered into an error
-// inside the chain, so that interceptors see it.
-func (sc *serverCall) invokeIntercepted(ic *interceptors) (err error) {
+// inside the chain, so that interceptors see it. An interceptor's panic is
+// recovered by the caller, invoke (in is then left to the collector).
+func (sc *serverCall) invokeIntercepted(ic *interceptors) error {
 	in := incomingPool.Get().(*incoming)
 	in.IncomingCall = IncomingCall{Service: sc.entry.svc, Method: sc.entry.method, Caller: sc.caller, Hops: sc.hops, Metadata: sc.metadata, RequestBytes: len(sc.body)}
 	in.sc, in.chain, in.i, in.observers = sc, ic.server, 0, ic.observers
-	defer func() {
-		if v := recover(); v != nil {
-			sc.node.log.Error("trellis: server interceptor panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v)
-			err = panicError{v}
-		}
-		in.release()
-	}()
-	return in.proceed(&sc.ctx)
+	err := in.proceed(&sc.ctx)
+	in.release()
+	return err
 }
 
 // release clears in and returns it to the pool.

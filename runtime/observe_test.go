@@ -190,19 +190,40 @@ type panicky struct{}
 func (panicky) CallMade(context.Context, *trellis.OutgoingCall, error)   {}
 func (panicky) CallServed(context.Context, *trellis.IncomingCall, error) { panic("observer") }
 
-// TestObserverPanicOnServer checks that a server observer's panic fails the
-// call it observed, as the implementation's would, and leaves the node
-// serving.
-func TestObserverPanicOnServer(t *testing.T) {
-	ns := chain(t, "A", "B")
-	a, b := ns[0], ns[1]
-	b.Observe(panicky{})
-	k := testsvc.NewKitchenProxy(a, b.ID())
-	ctx := testCtx(t)
-	for i := range 2 {
-		_, _, err := k.Echo(ctx, "x", 1)
-		if !errors.Is(err, trellis.ErrRemotePanic) {
-			t.Fatalf("call %d: err = %v, want ErrRemotePanic", i, err)
-		}
+// TestServerHookPanics checks that a panic of a server observer or
+// interceptor fails the call it saw, as the implementation's would, and
+// leaves the node serving.
+func TestServerHookPanics(t *testing.T) {
+	tests := []struct {
+		name    string
+		install func(n *trellis.Node)
+	}{
+		{"observer", func(n *trellis.Node) { n.Observe(panicky{}) }},
+		{"interceptor before next", func(n *trellis.Node) {
+			n.Intercept(nil, func(ctx context.Context, ic *trellis.IncomingCall, next func(context.Context) error) error {
+				panic("interceptor")
+			}, nil)
+		}},
+		{"interceptor after next", func(n *trellis.Node) {
+			n.Intercept(nil, func(ctx context.Context, ic *trellis.IncomingCall, next func(context.Context) error) error {
+				next(ctx)
+				panic("interceptor")
+			}, nil)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := chain(t, "A", "B")
+			a, b := ns[0], ns[1]
+			tt.install(b)
+			k := testsvc.NewKitchenProxy(a, b.ID())
+			ctx := testCtx(t)
+			for i := range 2 {
+				_, _, err := k.Echo(ctx, "x", 1)
+				if !errors.Is(err, trellis.ErrRemotePanic) {
+					t.Fatalf("call %d: err = %v, want ErrRemotePanic", i, err)
+				}
+			}
+		})
 	}
 }

@@ -432,19 +432,24 @@ type panicError struct {
 
 func (e panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
 
-// invoke runs the handler, recovering a panic into an error.
+// invoke runs the handler, recovering a panic into an error: the
+// implementation's, or, with server interceptors or observers (which see
+// the implementation's as an error: invokeHandler), theirs.
 func (sc *serverCall) invoke() (err error) {
+	culprit := "implementation"
 	defer func() {
 		if v := recover(); v != nil {
-			sc.node.log.Error("trellis: implementation panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v, "stack", string(debug.Stack()))
+			sc.node.log.Error("trellis: "+culprit+" panicked", "method", methodName(sc.entry.svc, sc.entry.method), "panic", v, "stack", string(debug.Stack()))
 			err = panicError{v}
 		}
 	}()
 	if ic := sc.node.icept.Load(); ic != nil {
 		if len(ic.server) > 0 {
+			culprit = "server interceptor"
 			return sc.invokeIntercepted(ic)
 		}
 		if len(ic.observers) > 0 {
+			culprit = "call observer"
 			return sc.invokeObserved(ic.observers)
 		}
 	}

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -127,6 +128,62 @@ type methodSpans struct {
 	// attrs are their first attributes: rpc.system, rpc.service and
 	// rpc.method.
 	attrs [3]attribute.KeyValue
+	// client and server hold the spans' whole attribute sets, per peer
+	// (and hops), made once: a sampled call allocates none.
+	client, server attrSets
+}
+
+// maxAttrSets bounds the attribute sets an attrSets keeps; beyond, a
+// sampled call makes its own.
+const maxAttrSets = 1024
+
+// peerKey identifies an attribute set: the peer of the call and, on the
+// server, the connections the call crossed.
+type peerKey struct {
+	node runtime.NodeID
+	hops int
+}
+
+// attrSets keeps the attribute sets of one method's spans on one side.
+// They are shared and never changed: the span copies what it is given.
+type attrSets struct {
+	sets sync.Map // peerKey -> []attribute.KeyValue
+	n    atomic.Int32
+}
+
+// clientAttrs returns the attributes of a client span of the method's
+// calls to target.
+func (ms *methodSpans) clientAttrs(target runtime.NodeID) []attribute.KeyValue {
+	key := peerKey{node: target}
+	if kvs, ok := ms.client.sets.Load(key); ok {
+		return kvs.([]attribute.KeyValue)
+	}
+	kvs := append(ms.attrs[:len(ms.attrs):len(ms.attrs)], attribute.String("trellis.target", target.String()))
+	return ms.client.keep(key, kvs)
+}
+
+// serverAttrs returns the attributes of a server span of the method's
+// calls from caller that crossed hops connections.
+func (ms *methodSpans) serverAttrs(caller runtime.NodeID, hops int) []attribute.KeyValue {
+	key := peerKey{node: caller, hops: hops}
+	if kvs, ok := ms.server.sets.Load(key); ok {
+		return kvs.([]attribute.KeyValue)
+	}
+	kvs := append(ms.attrs[:len(ms.attrs):len(ms.attrs)], attribute.String("trellis.caller", caller.String()), attribute.Int("trellis.hops", hops))
+	return ms.server.keep(key, kvs)
+}
+
+// keep stores kvs under key, unless the sets are full, and returns the set
+// stored under key.
+func (a *attrSets) keep(key peerKey, kvs []attribute.KeyValue) []attribute.KeyValue {
+	if a.n.Load() >= maxAttrSets {
+		return kvs
+	}
+	actual, loaded := a.sets.LoadOrStore(key, kvs)
+	if !loaded {
+		a.n.Add(1)
+	}
+	return actual.([]attribute.KeyValue)
 }
 
 // method returns what the spans of m's calls share, made on first use.
@@ -145,13 +202,6 @@ func (tr *tracer) method(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *metho
 	}}
 	actual, _ := tr.methods.LoadOrStore(m, ms)
 	return actual.(*methodSpans)
-}
-
-// setAttributes sets the method's attributes and more on span, in one
-// call, so that the span grows its attributes once.
-func (ms *methodSpans) setAttributes(span trace.Span, more ...attribute.KeyValue) {
-	kvs := make([]attribute.KeyValue, 0, len(ms.attrs)+len(more))
-	span.SetAttributes(append(append(kvs, ms.attrs[:]...), more...)...)
 }
 
 // end records err on span, if any, and ends it.
@@ -186,7 +236,7 @@ func (tr *tracer) clientSpan(ctx context.Context, call *runtime.OutgoingCall, ne
 	ms := tr.method(call.Service, call.Method)
 	ctx, span := tr.t.Start(ctx, ms.name, kindClient)
 	if span.IsRecording() {
-		ms.setAttributes(span, attribute.String("trellis.target", call.Target.String()))
+		span.SetAttributes(ms.clientAttrs(call.Target)...)
 	}
 	tr.prop.Inject(ctx, carrier{&call.Metadata})
 	err := next(ctx)
@@ -231,7 +281,7 @@ func (tr *tracer) serverSpan(ctx context.Context, call *runtime.IncomingCall, ne
 	ms := tr.method(call.Service, call.Method)
 	ctx, span := tr.t.Start(ctx, ms.name, kindServer)
 	if span.IsRecording() {
-		ms.setAttributes(span, attribute.String("trellis.caller", call.Caller.String()), attribute.Int("trellis.hops", call.Hops))
+		span.SetAttributes(ms.serverAttrs(call.Caller, call.Hops)...)
 	}
 	err := next(ctx)
 	end(span, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -153,6 +154,60 @@ func TestTraceAcrossRelays(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSpanAttributes checks the attributes of client and server spans:
+// the RPC conventions' rpc.system, rpc.service and rpc.method, the target
+// and whether the call was routed (client), the caller and its hops
+// (server), each the call's own, for calls from N0 to N1 and N2 and from N1
+// to N2 (so that one client and one server see two peers), made twice each
+// (the second time from the attribute sets kept per peer).
+func TestSpanAttributes(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	ns := line(t, 3, rec)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for round := range 2 {
+		for _, c := range []struct{ from, to int }{{0, 1}, {0, 2}, {1, 2}} {
+			caller, target, hops := ns[c.from], ns[c.to], c.to-c.from
+			if _, _, err := testsvc.NewKitchenProxy(caller, target.ID()).Echo(ctx, "x", 1); err != nil {
+				t.Fatal(err)
+			}
+			var client, server sdktrace.ReadOnlySpan
+			for _, sp := range rec.Ended() {
+				switch sp.SpanKind() {
+				case trace.SpanKindClient:
+					client = sp
+				case trace.SpanKindServer:
+					server = sp
+				}
+			}
+			rec.Reset()
+			if client == nil || server == nil {
+				t.Fatalf("round %d, N%d to N%d: client span %v, server span %v", round, c.from, c.to, client, server)
+			}
+			common := map[string]string{"rpc.system": "trellis", "rpc.service": "github.com/trellisrpc/trellis/internal/testsvc.Kitchen", "rpc.method": "Echo"}
+			for _, side := range []struct {
+				span sdktrace.ReadOnlySpan
+				want map[string]string
+			}{
+				{client, map[string]string{"trellis.target": target.ID().String()}},
+				{server, map[string]string{"trellis.caller": caller.ID().String(), "trellis.hops": fmt.Sprint(hops)}},
+			} {
+				got := map[string]string{}
+				for _, kv := range side.span.Attributes() {
+					got[string(kv.Key)] = kv.Value.Emit()
+				}
+				maps.Copy(side.want, common)
+				if side.span == client && hops > 1 {
+					side.want["trellis.routed"] = "true"
+				}
+				if !maps.Equal(got, side.want) {
+					t.Errorf("round %d, N%d to N%d, %v span: attributes %v, want %v", round, c.from, c.to, side.span.SpanKind(), got, side.want)
+				}
+			}
+		}
 	}
 }
 
