@@ -11,9 +11,10 @@ import (
 )
 
 // An OutgoingCall describes a call this node makes, as client interceptors
-// see it. The machinery fills Routed, RequestBytes, ReplyBytes and
-// Duration as the call proceeds: an interceptor reads them after its next
-// function returns.
+// and observers see it. The machinery fills Routed, RequestBytes,
+// ReplyBytes and Duration as the call proceeds: an interceptor reads them
+// after its next function returns, an observer (CallObserver) when it is
+// told of the call.
 type OutgoingCall struct {
 	// Service and Method name the method called.
 	Service *codegen.ServiceDesc
@@ -55,7 +56,8 @@ type OutgoingCall struct {
 type ClientInterceptor func(ctx context.Context, call *OutgoingCall, next func(ctx context.Context) error) error
 
 // An IncomingCall describes a call this node serves, as server
-// interceptors see it. ReplyBytes is filled once the handler has replied.
+// interceptors and observers see it. ReplyBytes is filled once the handler
+// has replied.
 type IncomingCall struct {
 	// Service and Method name the method called.
 	Service *codegen.ServiceDesc

@@ -21,7 +21,9 @@ import (
 // with its final metadata; CallServed of the same calls as server
 // interceptors, from inside them, once the handler has returned. Its methods
 // run on the goroutine of the call, which waits for them: they should be
-// quick, must not block and must not panic. call and its Metadata are valid
+// quick and must not block. A panic in CallServed fails the call, as the
+// implementation's would (its caller gets ErrRemotePanic); one in CallMade
+// reaches the code that made the call. call and its Metadata are valid
 // until they return: they are reused for later calls.
 type CallObserver interface {
 	// CallMade is told of a call this node made, once it has ended. ctx is
