@@ -148,7 +148,7 @@ func (c *Client) do(ctx context.Context, m *codegen.MethodDesc, args, results an
 			return c.callIntercepted(ctx, ic, m, args, results)
 		}
 		if len(ic.observers) > 0 {
-			return c.callObserved(ctx, ic.observers, m, args, results)
+			return c.callObserved(ctx, ic, m, args, results)
 		}
 	}
 	return c.call(ctx, m, args, results, nil)

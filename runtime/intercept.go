@@ -123,6 +123,7 @@ type interceptors struct {
 	server    []ServerInterceptor
 	relay     []RelayInterceptor
 	observers []CallObserver
+	starters  []CallStarter // parallel to observers (nil where one is not), or nil
 }
 
 // Intercept adds interceptors to the node's chains; each applies to the
@@ -161,6 +162,7 @@ type outgoing struct {
 	chain         []ClientInterceptor
 	i             int // the next interceptor to run
 	observers     []CallObserver
+	starters      []CallStarter
 	args, results any
 	next          func(context.Context) error // o.proceed
 }
@@ -175,7 +177,7 @@ var outgoingPool = sync.Pool{New: func() any {
 func (c *Client) callIntercepted(ctx context.Context, ic *interceptors, m *codegen.MethodDesc, args, results any) error {
 	o := outgoingPool.Get().(*outgoing)
 	o.OutgoingCall = OutgoingCall{Service: c.svc, Method: m, Target: c.target, Metadata: o.Metadata[:0]}
-	o.c, o.chain, o.i, o.observers, o.args, o.results = c, ic.client, 0, ic.observers, args, results
+	o.c, o.chain, o.i, o.observers, o.starters, o.args, o.results = c, ic.client, 0, ic.observers, ic.starters, args, results
 	err := o.proceed(ctx)
 	o.release()
 	return err
@@ -185,7 +187,7 @@ func (c *Client) callIntercepted(ctx context.Context, ic *interceptors, m *codeg
 func (o *outgoing) release() {
 	clear(o.Metadata)
 	o.OutgoingCall = OutgoingCall{Metadata: o.Metadata[:0]}
-	o.c, o.chain, o.observers, o.args, o.results = nil, nil, nil, nil, nil
+	o.c, o.chain, o.observers, o.starters, o.args, o.results = nil, nil, nil, nil, nil, nil
 	outgoingPool.Put(o)
 }
 
@@ -210,6 +212,7 @@ type incoming struct {
 	chain     []ServerInterceptor
 	i         int
 	observers []CallObserver
+	starters  []CallStarter
 	next      func(context.Context) error // in.proceed
 }
 
@@ -226,7 +229,7 @@ var incomingPool = sync.Pool{New: func() any {
 func (sc *serverCall) invokeIntercepted(ic *interceptors) error {
 	in := incomingPool.Get().(*incoming)
 	in.IncomingCall = IncomingCall{Service: sc.entry.svc, Method: sc.entry.method, Caller: sc.caller, Hops: sc.hops, Metadata: sc.metadata, RequestBytes: len(sc.body)}
-	in.sc, in.chain, in.i, in.observers = sc, ic.server, 0, ic.observers
+	in.sc, in.chain, in.i, in.observers, in.starters = sc, ic.server, 0, ic.observers, ic.starters
 	err := in.proceed(&sc.ctx)
 	in.release()
 	return err
@@ -234,7 +237,7 @@ func (sc *serverCall) invokeIntercepted(ic *interceptors) error {
 
 // release clears in and returns it to the pool.
 func (in *incoming) release() {
-	in.IncomingCall, in.sc, in.chain, in.observers = IncomingCall{}, nil, nil, nil
+	in.IncomingCall, in.sc, in.chain, in.observers, in.starters = IncomingCall{}, nil, nil, nil, nil
 	incomingPool.Put(in)
 }
 

@@ -39,9 +39,41 @@ type CallObserver interface {
 	CallServed(ctx context.Context, call *IncomingCall, err error)
 }
 
+// A CallStarter is a CallObserver that is also told of each call before
+// it proceeds, and may give the call the context it proceeds with and add
+// metadata to it: what a tracer needs to start a span and pass its context
+// on. Unlike an interceptor, it may choose, call by call, not to be told of
+// the call's end, and it costs a call it passes over no more than a method
+// call: a tracer that records one call in a hundred pays almost nothing for
+// the others (package tracing is a starter).
+//
+// The node calls StartCall and StartServing where it would call the
+// innermost interceptor's next: after the client interceptors, before the
+// call's arguments are encoded and its Duration is timed; after the server
+// interceptors, before the handler runs.
+type CallStarter interface {
+	CallObserver
+	// StartCall is told of a call this node makes, before it is sent. It
+	// returns the context to make the call with (ctx itself, or one derived
+	// from it; nil stands for ctx), which CallMade later receives, and
+	// whether CallMade is to be told of this call. It may add entries to
+	// call.Metadata.
+	StartCall(ctx context.Context, call *OutgoingCall) (context.Context, bool)
+	// StartServing is told of a call this node serves, before its handler
+	// runs. It returns the context the implementation is to receive (ctx
+	// itself, or one derived from it; nil stands for ctx), which CallServed
+	// later receives, and whether CallServed is to be told of this call.
+	StartServing(ctx context.Context, call *IncomingCall) (context.Context, bool)
+}
+
+// maxObservers is how many observers a node tells of its calls.
+const maxObservers = 64
+
 // Observe adds an observer of the calls this node makes and serves, from
-// the calls that start after. Observers are told in the order added. A nil
-// one is ignored. A node without observers pays nothing for them.
+// the calls that start after. Observers are told in the order added (their
+// StartCall and StartServing, if they are CallStarters, too). A nil one is
+// ignored, and so is any beyond the 64th, with an error logged. A node
+// without observers pays nothing for them.
 func (n *Node) Observe(o CallObserver) {
 	if o == nil {
 		return
@@ -52,31 +84,60 @@ func (n *Node) Observe(o CallObserver) {
 	if old := n.icept.Load(); old != nil {
 		*next = *old
 	}
+	if len(next.observers) == maxObservers {
+		n.log.Error("trellis: Observe: the node already has the most observers it tells; this one is ignored", "observers", maxObservers)
+		return
+	}
 	next.observers = append(append([]CallObserver(nil), next.observers...), o)
+	// starters parallels observers, if any of them is a CallStarter.
+	next.starters = nil
+	for i, ob := range next.observers {
+		if st, ok := ob.(CallStarter); ok {
+			if next.starters == nil {
+				next.starters = make([]CallStarter, len(next.observers))
+			}
+			next.starters[i] = st
+		}
+	}
 	n.icept.Store(next)
 }
 
 // callObserved makes a call that observers watch and no client interceptor
 // wraps.
-func (c *Client) callObserved(ctx context.Context, observers []CallObserver, m *codegen.MethodDesc, args, results any) error {
+func (c *Client) callObserved(ctx context.Context, ic *interceptors, m *codegen.MethodDesc, args, results any) error {
 	o := outgoingPool.Get().(*outgoing)
 	o.OutgoingCall = OutgoingCall{Service: c.svc, Method: m, Target: c.target, Metadata: o.Metadata[:0]}
-	o.c, o.observers, o.args, o.results = c, observers, args, results
+	o.c, o.observers, o.starters, o.args, o.results = c, ic.observers, ic.starters, args, results
 	err := o.callTimed(ctx)
 	o.release()
 	return err
 }
 
-// callTimed makes the call proper, times it and tells the observers.
+// callTimed starts the call with the starters, makes the call proper, times
+// it and tells the observers.
 func (o *outgoing) callTimed(ctx context.Context) error {
+	var untold uint64 // bit i: observer i is not to be told of this call
+	for i, st := range o.starters {
+		if st != nil {
+			derived, tell := st.StartCall(ctx, &o.OutgoingCall)
+			if derived != nil {
+				ctx = derived
+			}
+			if !tell {
+				untold |= 1 << i
+			}
+		}
+	}
 	clock := o.c.node.inline
 	o.started = clock.now()
 	err := o.c.call(ctx, o.Method, o.args, o.results, &o.OutgoingCall)
 	if o.ReplyBytes == 0 { // no reply timed the call (peer.complete)
 		o.Duration = time.Duration(clock.now() - o.started)
 	}
-	for _, ob := range o.observers {
-		ob.CallMade(ctx, &o.OutgoingCall, err)
+	for i, ob := range o.observers {
+		if untold&(1<<i) == 0 {
+			ob.CallMade(ctx, &o.OutgoingCall, err)
+		}
 	}
 	return err
 }
@@ -84,17 +145,30 @@ func (o *outgoing) callTimed(ctx context.Context) error {
 // invokeObserved runs a served call's handler, which observers watch and no
 // server interceptor wraps. A panic is recovered by the caller (invoke),
 // after the observers have been told.
-func (sc *serverCall) invokeObserved(observers []CallObserver) error {
+func (sc *serverCall) invokeObserved(ic *interceptors) error {
 	in := incomingPool.Get().(*incoming)
 	in.IncomingCall = IncomingCall{Service: sc.entry.svc, Method: sc.entry.method, Caller: sc.caller, Hops: sc.hops, Metadata: sc.metadata, RequestBytes: len(sc.body)}
-	in.sc, in.observers = sc, observers
+	in.sc, in.observers, in.starters = sc, ic.observers, ic.starters
 	err := in.handle(&sc.ctx)
 	in.release()
 	return err
 }
 
-// handle runs the handler, times it and tells the observers.
+// handle starts the call with the starters, runs the handler, times it and
+// tells the observers.
 func (in *incoming) handle(ctx context.Context) error {
+	var untold uint64 // bit i: observer i is not to be told of this call
+	for i, st := range in.starters {
+		if st != nil {
+			derived, tell := st.StartServing(ctx, &in.IncomingCall)
+			if derived != nil {
+				ctx = derived
+			}
+			if !tell {
+				untold |= 1 << i
+			}
+		}
+	}
 	sc := in.sc
 	err := sc.invokeHandler(ctx)
 	sc.ended = sc.node.inline.now()
@@ -102,8 +176,10 @@ func (in *incoming) handle(ctx context.Context) error {
 	if sc.reply != nil {
 		in.ReplyBytes = sc.reply.Len() - 1 // less the envelope's flags
 	}
-	for _, ob := range in.observers {
-		ob.CallServed(ctx, &in.IncomingCall, err)
+	for i, ob := range in.observers {
+		if untold&(1<<i) == 0 {
+			ob.CallServed(ctx, &in.IncomingCall, err)
+		}
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -225,5 +226,111 @@ func TestServerHookPanics(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+type (
+	startedKey struct{}
+	cancelKey  struct{}
+)
+
+// starter is a CallStarter that derives the calls' contexts, adds metadata
+// and asks to be told of the end of some calls only.
+type starter struct {
+	tell func(method string) bool
+	// serveTimeout, if set, is the deadline StartServing gives the calls of
+	// method Sleep.
+	serveTimeout time.Duration
+	log          chan string
+}
+
+func (s *starter) StartCall(ctx context.Context, c *trellis.OutgoingCall) (context.Context, bool) {
+	c.Metadata.Set("by", "starter")
+	return context.WithValue(ctx, startedKey{}, "client"), s.tell(c.Method.Name)
+}
+
+func (s *starter) StartServing(ctx context.Context, c *trellis.IncomingCall) (context.Context, bool) {
+	ctx = context.WithValue(ctx, startedKey{}, "server")
+	if c.Method.Name == "Sleep" && s.serveTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.serveTimeout)
+		ctx = context.WithValue(ctx, cancelKey{}, cancel) // called by CallServed
+	}
+	return ctx, s.tell(c.Method.Name)
+}
+
+func (s *starter) CallMade(ctx context.Context, c *trellis.OutgoingCall, err error) {
+	s.log <- fmt.Sprintf("made %s %v %s", c.Method.Name, ctx.Value(startedKey{}), trellis.ErrorKind(err))
+}
+
+func (s *starter) CallServed(ctx context.Context, c *trellis.IncomingCall, err error) {
+	if cancel, ok := ctx.Value(cancelKey{}).(context.CancelFunc); ok {
+		cancel()
+	}
+	s.log <- fmt.Sprintf("served %s %v deadline=%v", c.Method.Name, ctx.Value(startedKey{}), errors.Is(err, context.DeadlineExceeded))
+}
+
+// TestCallStarter checks that a CallStarter's contexts reach the call (the
+// implementation, on the server) and its own CallMade and CallServed, that
+// its metadata reaches the server, and that it is told of the end of the
+// calls it asked for only, while other observers are told of every call.
+func TestCallStarter(t *testing.T) {
+	ns := chain(t, "A", "B")
+	a, b := ns[0], ns[1]
+	made, served := newCallLog(), newCallLog()
+	onlyEcho := func(m string) bool { return m == "Echo" }
+	aStarter := &starter{tell: onlyEcho, log: make(chan string, 10)}
+	bStarter := &starter{tell: func(m string) bool { return m == "Sleep" }, serveTimeout: 20 * time.Millisecond, log: make(chan string, 10)}
+	a.Observe(made) // before the starter: told of every call all the same
+	a.Observe(aStarter)
+	b.Observe(bStarter)
+	b.Observe(served)
+	k := testsvc.NewKitchenProxy(a, b.ID())
+	ctx := testCtx(t)
+
+	if _, _, err := k.Echo(ctx, "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Fail(ctx, "plain"); trellis.ErrorKind(err) != trellis.KindApplication {
+		t.Fatalf("Fail: %v", err)
+	}
+	// B's starter gives Sleep a 20 ms deadline: the implementation returns
+	// when it passes, not after a minute.
+	if err := k.Sleep(ctx, time.Minute); err == nil || ctx.Err() != nil {
+		t.Fatalf("Sleep with the starter's deadline: err = %v (test context: %v), want the deadline's error", err, ctx.Err())
+	}
+	for range 3 {
+		select {
+		case <-served.served:
+		case <-ctx.Done():
+			t.Fatal("B's observer was not told of every call")
+		}
+	}
+
+	want := []string{"made Echo client ok"}
+	for _, w := range want {
+		if got := <-aStarter.log; got != w {
+			t.Errorf("A's starter: %q, want %q", got, w)
+		}
+	}
+	if got := <-bStarter.log; got != "served Sleep server deadline=true" {
+		t.Errorf("B's starter: %q, want %q", got, "served Sleep server deadline=true")
+	}
+	select {
+	case extra := <-aStarter.log:
+		t.Errorf("A's starter told of %q, a call it did not ask for", extra)
+	case extra := <-bStarter.log:
+		t.Errorf("B's starter told of %q, a call it did not ask for", extra)
+	default:
+	}
+	gotMade, _ := made.take()
+	_, gotServed := served.take()
+	if len(gotMade) != 3 || len(gotServed) != 3 {
+		t.Fatalf("other observers told of %d calls made and %d served, want 3 and 3", len(gotMade), len(gotServed))
+	}
+	for _, s := range gotServed {
+		if s.metadata != "starter" {
+			t.Errorf("B served %s with metadata by=%q, want the starter's", s.method, s.metadata)
+		}
 	}
 }

@@ -450,7 +450,7 @@ func (sc *serverCall) invoke() (err error) {
 		}
 		if len(ic.observers) > 0 {
 			culprit = "call observer"
-			return sc.invokeObserved(ic.observers)
+			return sc.invokeObserved(ic)
 		}
 	}
 	return sc.entry.method.Handler(&sc.ctx, sc.entry.impl, sc)

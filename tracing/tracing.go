@@ -19,8 +19,8 @@
 // where the SDK's batch span processor wakes it once per span.
 //
 // The package is opt-in: a program that does not import it links no
-// OpenTelemetry code. Instrument installs interceptors on a node (see
-// runtime.Node.Intercept).
+// OpenTelemetry code. Instrument installs a call starter (see
+// runtime.CallStarter) and a relay interceptor on a node.
 package tracing
 
 import (
@@ -82,8 +82,10 @@ var (
 	kindInternal = trace.WithSpanKind(trace.SpanKindInternal)
 )
 
-// Instrument installs the interceptors that trace the calls node makes,
-// serves and relays, from now on.
+// Instrument traces the calls node makes, serves and relays, from now on:
+// it installs a call starter (runtime.CallStarter, with Node.Observe) and a
+// relay interceptor (Node.Intercept). The starter runs inside the node's
+// client and server interceptors, so a client span times the call proper.
 func Instrument(node *runtime.Node, cfg Config) error {
 	if node == nil {
 		return errors.New("tracing: Instrument: nil node")
@@ -99,7 +101,8 @@ func Instrument(node *runtime.Node, cfg Config) error {
 	}
 	tr := &tracer{t: cfg.TracerProvider.Tracer(ScopeName), prop: cfg.Propagator, node: node.ID(), rootRatio: cfg.RootRatio,
 		fields: cfg.Propagator.Fields()}
-	node.Intercept(tr.client, tr.server, tr.relay)
+	node.Observe(tr)
+	node.Intercept(nil, nil, tr.relay)
 	return nil
 }
 
@@ -214,45 +217,54 @@ func end(span trace.Span, err error) {
 	span.End()
 }
 
-// The interceptors are split in two: a small function for the calls that
-// record nothing (with RootRatio, nearly all), and the recording part in a
-// function of its own. A served call may run on a fresh goroutine, whose
-// stack grows (by copying) the first time the calls on it go deeper than
-// it is: the propagator and the span machinery are deep, and reaching them
-// for every call made those copies a large part of the cost of tracing.
+// The starter's methods are split in two: a small function for the calls
+// that record nothing (with RootRatio, nearly all), and the recording part
+// in a function of its own. A served call may run on a fresh goroutine,
+// whose stack grows (by copying) the first time the calls on it go deeper
+// than it is: the propagator and the span machinery are deep, and reaching
+// them for every call made those copies a large part of the cost of
+// tracing.
 
-// client traces a call made.
-func (tr *tracer) client(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
+// StartCall starts the client span of a call made (runtime.CallStarter),
+// unless the call starts no trace: then the tracer is not told of its end.
+func (tr *tracer) StartCall(ctx context.Context, call *runtime.OutgoingCall) (context.Context, bool) {
 	if tr.rootRatio > 0 && rand.Float64() >= tr.rootRatio && !trace.SpanContextFromContext(ctx).IsValid() {
-		return next(ctx) // not chosen to start a trace
+		return ctx, false // not chosen to start a trace
 	}
-	return tr.clientSpan(ctx, call, next)
+	return tr.startClient(ctx, call), true
 }
 
-// clientSpan records the client span of a call made.
+// startClient starts the client span of a call made and writes its
+// context in the call's metadata.
 //
 //go:noinline
-func (tr *tracer) clientSpan(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
+func (tr *tracer) startClient(ctx context.Context, call *runtime.OutgoingCall) context.Context {
 	ms := tr.method(call.Service, call.Method)
 	ctx, span := tr.t.Start(ctx, ms.name, kindClient)
 	if span.IsRecording() {
 		span.SetAttributes(ms.clientAttrs(call.Target)...)
 	}
 	tr.prop.Inject(ctx, carrier{&call.Metadata})
-	err := next(ctx)
+	return ctx
+}
+
+// CallMade ends the client span StartCall started (runtime.CallObserver).
+func (tr *tracer) CallMade(ctx context.Context, call *runtime.OutgoingCall, err error) {
+	span := trace.SpanFromContext(ctx)
 	if span.IsRecording() && call.Routed {
 		span.SetAttributes(attribute.Bool("trellis.routed", true))
 	}
 	end(span, err)
-	return err
 }
 
-// server traces a call served, as a child of the caller's span.
-func (tr *tracer) server(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
+// StartServing follows a served call's trace context and starts its span,
+// the child of the caller's (runtime.CallStarter); the tracer is told of
+// the call's end only if it records a span.
+func (tr *tracer) StartServing(ctx context.Context, call *runtime.IncomingCall) (context.Context, bool) {
 	if tr.rootRatio > 0 && !tr.carried(call.Metadata) {
-		return next(ctx) // no trace context, and this node starts no trace
+		return ctx, false // no trace context, and this node starts no trace
 	}
-	return tr.serverSpan(ctx, call, next)
+	return tr.startServer(ctx, call)
 }
 
 // carried reports whether md holds any of the propagator's fields.
@@ -267,25 +279,29 @@ func (tr *tracer) carried(md runtime.Metadata) bool {
 	return false
 }
 
-// serverSpan follows a served call's trace context and records its span.
+// startServer follows a served call's trace context and starts its span.
 //
 //go:noinline
-func (tr *tracer) serverSpan(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
+func (tr *tracer) startServer(ctx context.Context, call *runtime.IncomingCall) (context.Context, bool) {
 	ctx = tr.prop.Extract(ctx, carrier{&call.Metadata})
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsSampled() || !sc.IsValid() && tr.rootRatio > 0 {
 		// The trace's root decided not to record it, or the call is not
 		// traced and this node starts no trace: record nothing here, but
 		// keep the context for the calls the handler makes.
-		return next(ctx)
+		return ctx, false
 	}
 	ms := tr.method(call.Service, call.Method)
 	ctx, span := tr.t.Start(ctx, ms.name, kindServer)
 	if span.IsRecording() {
 		span.SetAttributes(ms.serverAttrs(call.Caller, call.Hops)...)
 	}
-	err := next(ctx)
-	end(span, err)
-	return err
+	return ctx, true
+}
+
+// CallServed ends the server span StartServing started
+// (runtime.CallObserver).
+func (tr *tracer) CallServed(ctx context.Context, call *runtime.IncomingCall, err error) {
+	end(trace.SpanFromContext(ctx), err)
 }
 
 // relay traces a call relayed: a span child of the previous hop's, whose

@@ -197,7 +197,7 @@ func TestSpanAttributes(t *testing.T) {
 			} {
 				got := map[string]string{}
 				for _, kv := range side.span.Attributes() {
-					got[string(kv.Key)] = kv.Value.Emit()
+					got[string(kv.Key)] = kv.Value.String()
 				}
 				maps.Copy(side.want, common)
 				if side.span == client && hops > 1 {
