@@ -8,8 +8,12 @@
 //
 // The package is opt-in: a program that does not import it does not link
 // it nor pay for it. New installs a call observer on the node (see
-// runtime.Node.Observe) and a relay interceptor; the other figures are read from the node, the
-// membership and the cluster when Prometheus scrapes.
+// runtime.Node.Observe) and a relay interceptor; the other figures are
+// read from the node, the membership and the cluster when Prometheus
+// scrapes. The observer runs inside the node's interceptors: the calls an
+// interceptor refuses without calling next are not counted, and a call's
+// outcome is the machinery's or the handler's, not one an interceptor puts
+// in its place.
 //
 // It uses github.com/prometheus/client_golang rather than the OpenTelemetry
 // metric API with its Prometheus exporter: the format operators scrape is

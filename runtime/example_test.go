@@ -325,3 +325,70 @@ func ExampleNode_Observe() {
 	// Output:
 	// map[Hello application:1 Hello ok:2]
 }
+
+type requestIDKey struct{}
+
+// requestIDs is a CallStarter that gives every call a request ID, in its
+// metadata and in the context of its implementation, and logs the calls
+// that fail.
+type requestIDs struct {
+	mu   sync.Mutex
+	next int
+}
+
+func (r *requestIDs) StartCall(ctx context.Context, call *runtime.OutgoingCall) (context.Context, bool) {
+	r.mu.Lock()
+	r.next++
+	id := fmt.Sprintf("r-%d", r.next)
+	r.mu.Unlock()
+	call.Metadata.Set("request-id", id)
+	return ctx, true // told of the end of every call made
+}
+
+func (r *requestIDs) StartServing(ctx context.Context, call *runtime.IncomingCall) (context.Context, bool) {
+	id, ok := call.Metadata.Get("request-id")
+	if !ok {
+		return ctx, false // nothing to log at its end
+	}
+	return context.WithValue(ctx, requestIDKey{}, id), true
+}
+
+func (r *requestIDs) CallMade(ctx context.Context, call *runtime.OutgoingCall, err error) {
+	if err != nil {
+		id, _ := call.Metadata.Get("request-id")
+		fmt.Printf("client: %s %s failed: %s\n", id, call.Method.Name, runtime.ErrorKind(err))
+	}
+}
+
+func (r *requestIDs) CallServed(ctx context.Context, call *runtime.IncomingCall, err error) {
+	fmt.Printf("server: %s %s served\n", ctx.Value(requestIDKey{}), call.Method.Name)
+}
+
+// A CallStarter is also told of each call as it starts: it may add
+// metadata, give the call a context of its own and choose whether to be
+// told of the call's end.
+func ExampleCallStarter() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ids := &requestIDs{}
+	server, client, closeAll, err := exampleNodes(ctx, func(n *runtime.Node) error {
+		n.Observe(ids)
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeAll()
+	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	g := greeter.NewGreeterProxy(client, server.ID())
+	g.Hello(ctx, "world")
+	g.Hello(ctx, "")
+	// Output:
+	// server: r-1 Hello served
+	// server: r-2 Hello served
+	// client: r-2 Hello failed: application
+}

@@ -31,8 +31,12 @@ func (passingStarter) StartServing(ctx context.Context, _ *trellis.IncomingCall)
 // observers that do nothing, and starters that pass over every call, on
 // both nodes.
 func BenchmarkHooks(b *testing.B) {
-	client := func(ctx context.Context, _ *trellis.OutgoingCall, next func(context.Context) error) error { return next(ctx) }
-	server := func(ctx context.Context, _ *trellis.IncomingCall, next func(context.Context) error) error { return next(ctx) }
+	client := func(ctx context.Context, _ *trellis.OutgoingCall, next func(context.Context) error) error {
+		return next(ctx)
+	}
+	server := func(ctx context.Context, _ *trellis.IncomingCall, next func(context.Context) error) error {
+		return next(ctx)
+	}
 	for _, bc := range []struct {
 		name    string
 		install func(a, s *trellis.Node)

@@ -129,8 +129,12 @@ type interceptors struct {
 // Intercept adds interceptors to the node's chains; each applies to the
 // calls that start after. Client and server interceptors run in the order
 // added, the first added outermost. Nil ones are ignored. A node without
-// interceptors pays nothing for them. An interceptor that only watches
-// calls costs less as a CallObserver (see Observe).
+// interceptors pays nothing for them.
+//
+// An interceptor is for what changes or refuses calls (authentication,
+// retries, deadlines). What only measures calls is cheaper as a
+// CallObserver, and what passes a context on (a tracer) as a CallStarter:
+// see Observe. Both run inside the interceptors.
 func (n *Node) Intercept(client ClientInterceptor, server ServerInterceptor, relay RelayInterceptor) {
 	n.regMu.Lock()
 	defer n.regMu.Unlock()
@@ -163,6 +167,7 @@ type outgoing struct {
 	i             int // the next interceptor to run
 	observers     []CallObserver
 	starters      []CallStarter
+	ctxs          []context.Context // the contexts the starters returned
 	args, results any
 	next          func(context.Context) error // o.proceed
 }
@@ -186,6 +191,7 @@ func (c *Client) callIntercepted(ctx context.Context, ic *interceptors, m *codeg
 // release clears o and returns it to the pool.
 func (o *outgoing) release() {
 	clear(o.Metadata)
+	clear(o.ctxs)
 	o.OutgoingCall = OutgoingCall{Metadata: o.Metadata[:0]}
 	o.c, o.chain, o.observers, o.starters, o.args, o.results = nil, nil, nil, nil, nil, nil
 	outgoingPool.Put(o)
@@ -213,6 +219,7 @@ type incoming struct {
 	i         int
 	observers []CallObserver
 	starters  []CallStarter
+	ctxs      []context.Context           // the contexts the starters returned
 	next      func(context.Context) error // in.proceed
 }
 
@@ -237,6 +244,7 @@ func (sc *serverCall) invokeIntercepted(ic *interceptors) error {
 
 // release clears in and returns it to the pool.
 func (in *incoming) release() {
+	clear(in.ctxs)
 	in.IncomingCall, in.sc, in.chain, in.observers, in.starters = IncomingCall{}, nil, nil, nil, nil
 	incomingPool.Put(in)
 }
@@ -275,9 +283,9 @@ const (
 	KindOther         = "other"
 )
 
-// ErrorKind classifies the outcome of a call, as returned to a client or
-// server interceptor, into one of a small fixed set of kinds (KindOK for
-// nil): suitable as a metric label.
+// ErrorKind classifies the outcome of a call, as client and server
+// interceptors and observers see it, into one of a small fixed set of kinds
+// (KindOK for nil): suitable as a metric label.
 func ErrorKind(err error) string {
 	switch {
 	case err == nil:

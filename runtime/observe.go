@@ -15,25 +15,34 @@ import (
 // less than an interceptor that only watches (package metrics is an
 // observer).
 //
-// An observer sees the calls as the machinery made and served them:
-// CallMade is told of every call made whose innermost client interceptor
-// called next (every call made, when the node has no client interceptors),
-// with its final metadata; CallServed of the same calls as server
-// interceptors, from inside them, once the handler has returned. Its methods
-// run on the goroutine of the call, which waits for them: they should be
-// quick and must not block. A panic in CallServed fails the call, as the
-// implementation's would (its caller gets ErrRemotePanic); one in CallMade
+// An observer sees the calls as the machinery made and served them, from
+// inside the interceptors: CallMade is told of every call made whose
+// innermost client interceptor called next (every call made, when the node
+// has no client interceptors), with its final metadata; CallServed of every
+// call served whose innermost server interceptor called next (every call
+// dispatched to a handler, when the node has none), once the handler has
+// returned. A call an interceptor refuses without calling next is not
+// told, and an error an interceptor puts in place of the call's is not
+// seen.
+//
+// Observers are told of a call's end in the reverse of the order they were
+// added (the last one started ends first), on the goroutine of the call,
+// which waits for them: they should be quick and must not block. A panic
+// in one skips those not yet told; in CallServed it fails the call, as the
+// implementation's would (its caller gets ErrRemotePanic); in CallMade it
 // reaches the code that made the call. call and its Metadata are valid
 // until they return: they are reused for later calls.
 type CallObserver interface {
 	// CallMade is told of a call this node made, once it has ended. ctx is
 	// the context the call was made with (as the innermost client
-	// interceptor passed it on); err is the call's outcome, machinery
-	// failures included (see ErrorKind).
+	// interceptor passed it on, and the starters derived it), or, for a
+	// CallStarter, the one its StartCall returned; err is the call's
+	// outcome, machinery failures included (see ErrorKind).
 	CallMade(ctx context.Context, call *OutgoingCall, err error)
 	// CallServed is told of a call this node served, once its handler has
 	// returned, before the reply is sent. ctx is the context the
-	// implementation received; err is the handler's outcome (a panic of the
+	// implementation received or, for a CallStarter, the one its
+	// StartServing returned; err is the handler's outcome (a panic of the
 	// implementation is an error for which errors.Is(err, ErrRemotePanic)
 	// holds).
 	CallServed(ctx context.Context, call *IncomingCall, err error)
@@ -70,10 +79,10 @@ type CallStarter interface {
 const maxObservers = 64
 
 // Observe adds an observer of the calls this node makes and serves, from
-// the calls that start after. Observers are told in the order added (their
-// StartCall and StartServing, if they are CallStarters, too). A nil one is
-// ignored, and so is any beyond the 64th, with an error logged. A node
-// without observers pays nothing for them.
+// the calls that start after. Starters are told of a call's start in the
+// order they were added, and observers of its end in the reverse order. A
+// nil one is ignored, and so is any beyond the 64th, with an error logged.
+// A node without observers pays nothing for them.
 func (n *Node) Observe(o CallObserver) {
 	if o == nil {
 		return
@@ -117,14 +126,18 @@ func (c *Client) callObserved(ctx context.Context, ic *interceptors, m *codegen.
 // it and tells the observers.
 func (o *outgoing) callTimed(ctx context.Context) error {
 	var untold uint64 // bit i: observer i is not to be told of this call
-	for i, st := range o.starters {
-		if st != nil {
-			derived, tell := st.StartCall(ctx, &o.OutgoingCall)
-			if derived != nil {
-				ctx = derived
-			}
-			if !tell {
-				untold |= 1 << i
+	if o.starters != nil {
+		o.ctxs = startContexts(o.ctxs, len(o.starters))
+		for i, st := range o.starters {
+			if st != nil {
+				derived, tell := st.StartCall(ctx, &o.OutgoingCall)
+				if derived != nil {
+					ctx = derived
+				}
+				o.ctxs[i] = ctx
+				if !tell {
+					untold |= 1 << i
+				}
 			}
 		}
 	}
@@ -134,12 +147,31 @@ func (o *outgoing) callTimed(ctx context.Context) error {
 	if o.ReplyBytes == 0 { // no reply timed the call (peer.complete)
 		o.Duration = time.Duration(clock.now() - o.started)
 	}
-	for i, ob := range o.observers {
+	for i := len(o.observers) - 1; i >= 0; i-- { // the last started ends first
 		if untold&(1<<i) == 0 {
-			ob.CallMade(ctx, &o.OutgoingCall, err)
+			o.observers[i].CallMade(observerContext(ctx, o.starters, o.ctxs, i), &o.OutgoingCall, err)
 		}
 	}
 	return err
+}
+
+// startContexts returns ctxs resized to n, for the contexts the starters
+// of a call return.
+func startContexts(ctxs []context.Context, n int) []context.Context {
+	if cap(ctxs) < n {
+		return make([]context.Context, n)
+	}
+	return ctxs[:n]
+}
+
+// observerContext returns the context observer i is told a call's end
+// with: the one its StartCall or StartServing returned, if it is a
+// starter, or else ctx, the one the call proceeded with.
+func observerContext(ctx context.Context, starters []CallStarter, ctxs []context.Context, i int) context.Context {
+	if starters != nil && starters[i] != nil {
+		return ctxs[i]
+	}
+	return ctx
 }
 
 // invokeObserved runs a served call's handler, which observers watch and no
@@ -158,14 +190,18 @@ func (sc *serverCall) invokeObserved(ic *interceptors) error {
 // tells the observers.
 func (in *incoming) handle(ctx context.Context) error {
 	var untold uint64 // bit i: observer i is not to be told of this call
-	for i, st := range in.starters {
-		if st != nil {
-			derived, tell := st.StartServing(ctx, &in.IncomingCall)
-			if derived != nil {
-				ctx = derived
-			}
-			if !tell {
-				untold |= 1 << i
+	if in.starters != nil {
+		in.ctxs = startContexts(in.ctxs, len(in.starters))
+		for i, st := range in.starters {
+			if st != nil {
+				derived, tell := st.StartServing(ctx, &in.IncomingCall)
+				if derived != nil {
+					ctx = derived
+				}
+				in.ctxs[i] = ctx
+				if !tell {
+					untold |= 1 << i
+				}
 			}
 		}
 	}
@@ -176,9 +212,9 @@ func (in *incoming) handle(ctx context.Context) error {
 	if sc.reply != nil {
 		in.ReplyBytes = sc.reply.Len() - 1 // less the envelope's flags
 	}
-	for i, ob := range in.observers {
+	for i := len(in.observers) - 1; i >= 0; i-- { // the last started ends first
 		if untold&(1<<i) == 0 {
-			ob.CallServed(ctx, &in.IncomingCall, err)
+			in.observers[i].CallServed(observerContext(ctx, in.starters, in.ctxs, i), &in.IncomingCall, err)
 		}
 	}
 	return err

@@ -334,3 +334,71 @@ func TestCallStarter(t *testing.T) {
 		}
 	}
 }
+
+// tagStarter is a CallStarter that puts its tag in the context of the
+// calls, under its own key, and notes what it finds in the context it is
+// told a call's end with.
+type tagStarter struct {
+	tag  string
+	key  any
+	keys []any // all the tagStarters' keys
+	log  *[]string
+	mu   *sync.Mutex
+}
+
+func (s *tagStarter) StartCall(ctx context.Context, c *trellis.OutgoingCall) (context.Context, bool) {
+	return context.WithValue(ctx, s.key, s.tag), true
+}
+
+func (s *tagStarter) StartServing(ctx context.Context, c *trellis.IncomingCall) (context.Context, bool) {
+	return context.WithValue(ctx, s.key, s.tag), true
+}
+
+func (s *tagStarter) note(side string, ctx context.Context) {
+	var seen []string
+	for _, k := range s.keys {
+		if v, ok := ctx.Value(k).(string); ok {
+			seen = append(seen, v)
+		}
+	}
+	s.mu.Lock()
+	*s.log = append(*s.log, fmt.Sprintf("%s %s sees %v", side, s.tag, seen))
+	s.mu.Unlock()
+}
+
+func (s *tagStarter) CallMade(ctx context.Context, c *trellis.OutgoingCall, err error) {
+	s.note("made", ctx)
+}
+
+func (s *tagStarter) CallServed(ctx context.Context, c *trellis.IncomingCall, err error) {
+	s.note("served", ctx)
+}
+
+// TestStartersNest checks that with two starters each is told of a call's
+// end with the context its own start returned (so that one does not take
+// the other's span for its own), the last started first.
+func TestStartersNest(t *testing.T) {
+	ns := chain(t, "A", "B")
+	a, b := ns[0], ns[1]
+	type key1 struct{}
+	type key2 struct{}
+	var log []string
+	var mu sync.Mutex
+	keys := []any{key1{}, key2{}}
+	for _, n := range []*trellis.Node{a, b} {
+		n.Observe(&tagStarter{tag: "first", key: key1{}, keys: keys, log: &log, mu: &mu})
+		n.Observe(&tagStarter{tag: "second", key: key2{}, keys: keys, log: &log, mu: &mu})
+	}
+	if _, _, err := testsvc.NewKitchenProxy(a, b.ID()).Echo(testCtx(t), "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"served second sees [first second]", "served first sees [first]",
+		"made second sees [first second]", "made first sees [first]",
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(log, want) {
+		t.Errorf("starters told:\n got %q\nwant %q", log, want)
+	}
+}

@@ -85,9 +85,9 @@ type serverCall struct {
 	charged  int                // bytes of arguments charged to the node's budget
 	batched  bool               // more calls wait behind this one: leave the reply to the writer
 	// started and ended are the node's monitor clock (inlineMonitor.now)
-	// when the call's serving started and, with server interceptors, when
-	// its handler returned (0 until then): the readings the monitor takes
-	// anyway, shared with the interceptors (IncomingCall.Duration).
+	// when the call's serving started and, with server interceptors or
+	// observers, when its handler returned (0 until then): the readings
+	// the monitor takes anyway, shared with them (IncomingCall.Duration).
 	started, ended int64
 }
 
@@ -445,7 +445,7 @@ func (sc *serverCall) invoke() (err error) {
 	}()
 	if ic := sc.node.icept.Load(); ic != nil {
 		if len(ic.server) > 0 {
-			culprit = "server interceptor"
+			culprit = "server interceptor or call observer"
 			return sc.invokeIntercepted(ic)
 		}
 		if len(ic.observers) > 0 {

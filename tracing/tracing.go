@@ -65,7 +65,8 @@ type Config struct {
 	RootRatio float64
 }
 
-// A tracer holds what the interceptors of one node share.
+// A tracer traces the calls of one node: it is a runtime.CallStarter, and
+// holds what its relay interceptor needs.
 type tracer struct {
 	rootRatio float64
 	t         trace.Tracer
@@ -85,7 +86,10 @@ var (
 // Instrument traces the calls node makes, serves and relays, from now on:
 // it installs a call starter (runtime.CallStarter, with Node.Observe) and a
 // relay interceptor (Node.Intercept). The starter runs inside the node's
-// client and server interceptors, so a client span times the call proper.
+// client and server interceptors: spans time the call proper, not the
+// interceptors; the interceptors do not find the span in their context (a
+// client interceptor finds the caller's, if any); a call an interceptor
+// refuses without calling next gets no span.
 func Instrument(node *runtime.Node, cfg Config) error {
 	if node == nil {
 		return errors.New("tracing: Instrument: nil node")
@@ -136,8 +140,11 @@ type methodSpans struct {
 	client, server attrSets
 }
 
-// maxAttrSets bounds the attribute sets an attrSets keeps; beyond, a
-// sampled call makes its own.
+// maxAttrSets bounds, give or take the calls adding one at the same time,
+// the attribute sets an attrSets keeps; beyond, a sampled call makes its
+// own. Sets are never dropped: a method called by or to many nodes over
+// the node's life keeps at most this many on each side (about 0.5 KB
+// each).
 const maxAttrSets = 1024
 
 // peerKey identifies an attribute set: the peer of the call and, on the
@@ -148,7 +155,9 @@ type peerKey struct {
 }
 
 // attrSets keeps the attribute sets of one method's spans on one side.
-// They are shared and never changed: the span copies what it is given.
+// They are shared and never changed: a span (of the OpenTelemetry SDK,
+// and of any TracerProvider that keeps to the API's contract) copies the
+// attributes it is given.
 type attrSets struct {
 	sets sync.Map // peerKey -> []attribute.KeyValue
 	n    atomic.Int32
@@ -228,7 +237,7 @@ func end(span trace.Span, err error) {
 // StartCall starts the client span of a call made (runtime.CallStarter),
 // unless the call starts no trace: then the tracer is not told of its end.
 func (tr *tracer) StartCall(ctx context.Context, call *runtime.OutgoingCall) (context.Context, bool) {
-	if tr.rootRatio > 0 && rand.Float64() >= tr.rootRatio && !trace.SpanContextFromContext(ctx).IsValid() {
+	if tr.rootRatio > 0 && !trace.SpanContextFromContext(ctx).IsValid() && rand.Float64() >= tr.rootRatio {
 		return ctx, false // not chosen to start a trace
 	}
 	return tr.startClient(ctx, call), true
