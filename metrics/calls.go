@@ -46,8 +46,8 @@ func (c *Collector) addMethod(svc *codegen.ServiceDesc, m *codegen.MethodDesc) *
 	mm := &methodMetrics{
 		service: service,
 		method:  m.Name,
-		client:  newSide(c.stripes.n, len(c.bounds)),
-		server:  newSide(c.stripes.n, len(c.bounds)),
+		client:  newSide(c.stripes.N(), len(c.bounds)),
+		server:  newSide(c.stripes.N(), len(c.bounds)),
 	}
 	next := make(map[*codegen.MethodDesc]*methodMetrics, len(old)+1)
 	for k, v := range old {
@@ -72,7 +72,7 @@ func (o callObserver) CallMade(_ context.Context, call *runtime.OutgoingCall, er
 		s.fail(runtime.ErrorKind(err)) // before it is counted as ended (side.outcomes)
 	}
 	// The stripe of the processor the call ends on.
-	st := s.stripes[c.stripes.pick()]
+	st := s.stripes[c.stripes.Pick()]
 	st.ended[bucket(c.bounds, d)].Add(1)
 	st.nanos.Add(uint64(max(d, 0)))
 	if call.Routed {
@@ -94,7 +94,7 @@ func (o callObserver) CallServed(_ context.Context, call *runtime.IncomingCall, 
 	if err != nil {
 		s.fail(runtime.ErrorKind(err)) // before it is counted as ended (side.outcomes)
 	}
-	st := s.stripes[c.stripes.pick()]
+	st := s.stripes[c.stripes.Pick()]
 	st.ended[bucket(c.bounds, d)].Add(1)
 	st.nanos.Add(uint64(max(d, 0)))
 	st.countHops(call.Hops)

@@ -41,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trellisrpc/trellis/cluster"
+	"github.com/trellisrpc/trellis/internal/percpu"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
@@ -103,7 +104,7 @@ type Collector struct {
 	// turned into metrics when Prometheus scrapes.
 	methods   atomic.Pointer[map[*codegen.MethodDesc]*methodMetrics]
 	methodsMu sync.Mutex // held to add a method
-	stripes   *stripePicker
+	stripes   *percpu.Picker
 	bounds    []int64 // the latency buckets' upper bounds, in nanoseconds
 	// Relayed calls: counted with client_golang's counters (a relayed call
 	// costs far more than an increment, striped or not).
@@ -138,7 +139,7 @@ func New(cfg Config) (*Collector, error) {
 	if math.IsInf(cfg.Buckets[len(cfg.Buckets)-1], +1) {
 		cfg.Buckets = cfg.Buckets[:len(cfg.Buckets)-1] // +Inf is implicit
 	}
-	c := &Collector{cfg: cfg, stripes: newStripePicker(), bounds: latencyBounds(cfg.Buckets)}
+	c := &Collector{cfg: cfg, stripes: percpu.NewPicker(), bounds: latencyBounds(cfg.Buckets)}
 	c.methods.Store(&map[*codegen.MethodDesc]*methodMetrics{})
 	cl := cfg.ConstLabels
 	c.relayed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Name: "relayed_calls_total", Help: "Calls this node relayed between two other nodes.", ConstLabels: cl})

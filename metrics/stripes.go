@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"math"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,38 +153,6 @@ func (s *side) snapshot() sideSnapshot {
 	}
 	sn.hopsSum += uint64(hopsExtra) // wraps around to the right sum if negative
 	return sn
-}
-
-// stripePicker hands out stripe indexes with processor affinity.
-type stripePicker struct {
-	n    int // a power of two
-	next atomic.Uint64
-	pool sync.Pool // *int
-}
-
-func newStripePicker() *stripePicker {
-	n := 1
-	for n < runtime.GOMAXPROCS(0) {
-		n *= 2
-	}
-	p := &stripePicker{n: n}
-	p.pool.New = func() any {
-		i := int(p.next.Add(1)-1) & (p.n - 1)
-		return &i
-	}
-	return p
-}
-
-// pick returns the index of the stripe the calling goroutine's processor
-// uses. The pool keeps the index it last handed out on each processor, so
-// the same processor gets the same index back; after a garbage collection
-// empties the pool, indexes are handed out anew in turn. Two processors
-// sharing a stripe for a while cost some speed, not correctness.
-func (p *stripePicker) pick() int {
-	ip := p.pool.Get().(*int)
-	i := *ip
-	p.pool.Put(ip)
-	return i
 }
 
 // latencyBounds converts bucket bounds in seconds to nanoseconds, for the

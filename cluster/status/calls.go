@@ -9,13 +9,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisrpc/trellis/internal/percpu"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
-// callStats counts calls per method and side, with lock-free counters once
-// a method has been seen.
+// callStats counts calls per method and side. It is a runtime.CallObserver:
+// the node tells it of each call once the call has ended, with its
+// duration, so that it reads no clock, and it keeps its counters in
+// per-processor stripes (internal/percpu), which calls made at once on
+// several processors do not fight over.
 type callStats struct {
+	picker  *percpu.Picker
 	methods sync.Map // methodKey -> *methodCounters
 }
 
@@ -28,15 +33,23 @@ type methodKey struct {
 // (1 µs to about 35 minutes).
 const latencyBuckets = 32
 
+// methodCounters are one method's counters on one side.
 type methodCounters struct {
 	service, method string
 	server          bool
-	calls, errors   atomic.Uint64
-	totalNanos      atomic.Uint64
-	buckets         [latencyBuckets]atomic.Uint64 // bucket i: below 2^i µs
+	stripes         []callStripe
 }
 
-func newCallStats() *callStats { return &callStats{} }
+// callStripe is one processor's share of a method's counters on one side.
+type callStripe struct {
+	calls, errors atomic.Uint64
+	totalNanos    atomic.Uint64
+	buckets       [latencyBuckets]atomic.Uint64 // bucket i: below 2^i µs
+	// The end of a stripe is kept off the cache lines of the next one.
+	_ [16]uint64
+}
+
+func newCallStats() *callStats { return &callStats{picker: percpu.NewPicker()} }
 
 func (cs *callStats) counters(svc *codegen.ServiceDesc, m *codegen.MethodDesc, server bool) *methodCounters {
 	k := methodKey{m, server}
@@ -47,35 +60,32 @@ func (cs *callStats) counters(svc *codegen.ServiceDesc, m *codegen.MethodDesc, s
 	if svc != nil {
 		name = svc.Name
 	}
-	mc, _ := cs.methods.LoadOrStore(k, &methodCounters{service: name, method: m.Name, server: server})
+	mc, _ := cs.methods.LoadOrStore(k, &methodCounters{service: name, method: m.Name, server: server, stripes: make([]callStripe, cs.picker.N())})
 	return mc.(*methodCounters)
 }
 
-func (mc *methodCounters) record(d time.Duration, err error) {
-	mc.calls.Add(1)
+// record counts a call that took d, in the stripe of the calling
+// goroutine's processor.
+func (cs *callStats) record(mc *methodCounters, d time.Duration, err error) {
+	st := &mc.stripes[cs.picker.Pick()]
+	st.calls.Add(1)
 	if err != nil {
-		mc.errors.Add(1)
+		st.errors.Add(1)
 	}
-	mc.totalNanos.Add(uint64(d))
-	us := uint64(d / time.Microsecond)
+	st.totalNanos.Add(uint64(max(d, 0)))
+	us := uint64(max(d, 0) / time.Microsecond)
 	i := min(bits.Len64(us), latencyBuckets-1)
-	mc.buckets[i].Add(1)
+	st.buckets[i].Add(1)
 }
 
-func (cs *callStats) client(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
-	mc := cs.counters(call.Service, call.Method, false)
-	start := time.Now()
-	err := next(ctx)
-	mc.record(time.Since(start), err)
-	return err
+// CallMade counts a call made (runtime.CallObserver).
+func (cs *callStats) CallMade(_ context.Context, call *runtime.OutgoingCall, err error) {
+	cs.record(cs.counters(call.Service, call.Method, false), call.Duration, err)
 }
 
-func (cs *callStats) server(ctx context.Context, call *runtime.IncomingCall, next func(context.Context) error) error {
-	mc := cs.counters(call.Service, call.Method, true)
-	start := time.Now()
-	err := next(ctx)
-	mc.record(time.Since(start), err)
-	return err
+// CallServed counts a call served (runtime.CallObserver).
+func (cs *callStats) CallServed(_ context.Context, call *runtime.IncomingCall, err error) {
+	cs.record(cs.counters(call.Service, call.Method, true), call.Duration, err)
 }
 
 func (cs *callStats) snapshot() []MethodStats {
@@ -86,18 +96,25 @@ func (cs *callStats) snapshot() []MethodStats {
 	})
 	out := make([]MethodStats, 0, len(mcs))
 	for _, mc := range mcs {
-		ms := MethodStats{Service: mc.service, Method: mc.method, Side: "client", Calls: mc.calls.Load(), Errors: mc.errors.Load()}
+		ms := MethodStats{Service: mc.service, Method: mc.method, Side: "client"}
 		if mc.server {
 			ms.Side = "server"
 		}
-		if ms.Calls > 0 {
-			ms.MeanSeconds = float64(mc.totalNanos.Load()) / float64(ms.Calls) / 1e9
-			var counts [latencyBuckets]uint64
-			var total uint64
+		var counts [latencyBuckets]uint64
+		var total, nanos uint64
+		for k := range mc.stripes {
+			st := &mc.stripes[k]
+			ms.Calls += st.calls.Load()
+			ms.Errors += st.errors.Load()
+			nanos += st.totalNanos.Load()
 			for i := range counts {
-				counts[i] = mc.buckets[i].Load()
-				total += counts[i]
+				c := st.buckets[i].Load()
+				counts[i] += c
+				total += c
 			}
+		}
+		if ms.Calls > 0 {
+			ms.MeanSeconds = float64(nanos) / float64(ms.Calls) / 1e9
 			rank, seen := (total*99+99)/100, uint64(0)
 			for i, c := range counts {
 				seen += c

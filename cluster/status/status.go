@@ -64,8 +64,9 @@ type Status struct {
 	start time.Time
 }
 
-// New returns the status of cfg.Node. It installs interceptors on the node
-// that count the calls it makes and serves, per method, from now on.
+// New returns the status of cfg.Node. It installs a call observer on the
+// node (runtime.Node.Observe) that counts the calls it makes and serves,
+// per method, from now on.
 func New(cfg Config) (*Status, error) {
 	if cfg.Node == nil || cfg.Membership == nil || cfg.Cluster == nil {
 		return nil, errors.New("status: Config.Node, Membership and Cluster are required")
@@ -74,7 +75,7 @@ func New(cfg Config) (*Status, error) {
 		cfg.Refresh = time.Second
 	}
 	s := &Status{cfg: cfg, calls: newCallStats(), start: time.Now()}
-	cfg.Node.Intercept(s.calls.client, s.calls.server, nil)
+	cfg.Node.Observe(s.calls)
 	return s, nil
 }
 
