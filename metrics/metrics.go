@@ -49,7 +49,8 @@ import (
 )
 
 // MembershipSource is what the collector reads of a membership backend;
-// *membership.Node implements it.
+// *membership.Node and the memberlist backend's *memberlist.Node implement
+// it.
 type MembershipSource interface {
 	Members() []membership.Member
 	Stats() membership.Stats
@@ -64,9 +65,11 @@ type TopologySource interface {
 
 // ForCluster returns the configuration that measures a member that joined
 // its cluster with cluster.Join: its node, its topology and, when its
-// membership backend reports them (the built-in one does; the memberlist
-// backend does not), the membership's figures. Set Buckets or ConstLabels
-// on the result before passing it to New.
+// membership backend reports them, the membership's figures. The built-in
+// backend reports them all; the memberlist backend reports members,
+// suspicions, failures and refused packets, and no packet counts (its
+// packets sent and received stay at 0). Set Buckets or ConstLabels on the
+// result before passing it to New.
 func ForCluster(c *cluster.Cluster) Config {
 	cfg := Config{Node: c.Node(), Cluster: c}
 	if m, ok := c.Discovery().(MembershipSource); ok {

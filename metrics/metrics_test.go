@@ -18,6 +18,7 @@ import (
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
+	"github.com/trellisrpc/trellis/membership/memberlist"
 	"github.com/trellisrpc/trellis/metrics"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
@@ -391,34 +392,44 @@ func TestInFlight(t *testing.T) {
 // TestForCluster measures a member joined with cluster.Join: its calls,
 // its membership and its topology, from the configuration ForCluster makes.
 func TestForCluster(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	seed := freeUDPAddr(t)
-	c, err := cluster.Join(ctx, cluster.Options{
-		Name: "A", Key: testKey, Addr: "127.0.0.1:0", Seeds: []string{seed}, GossipAddr: seed,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cfg := metrics.ForCluster(c)
-	if cfg.Node != c.Node() || cfg.Cluster == nil || cfg.Membership == nil {
-		t.Fatalf("ForCluster = %+v: want the node, the cluster and the built-in membership", cfg)
-	}
-	col, err := metrics.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(col)
-	if _, err := c.Wait(ctx, func(t topology.Topology) bool { return len(t.Members) == 1 }); err != nil {
-		t.Fatal(err)
-	}
-	m := scrape(t, reg)
-	if got := value(m, "trellis_membership_members", "state=alive"); got != 1 {
-		t.Errorf("trellis_membership_members{state=alive} = %v, want 1", got)
-	}
-	if got := value(m, "trellis_topology_members"); got != 1 {
-		t.Errorf("trellis_topology_members = %v, want 1", got)
+	for _, tt := range []struct {
+		name      string
+		discovery func(membership.Config) (membership.Discovery, error)
+	}{
+		{"built-in membership", nil},
+		{"memberlist", memberlist.Backend(memberlist.Config{Preset: memberlist.Local})},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			seed := freeUDPAddr(t)
+			c, err := cluster.Join(ctx, cluster.Options{
+				Name: "A", Key: testKey, Addr: "127.0.0.1:0", Seeds: []string{seed}, GossipAddr: seed, Discovery: tt.discovery,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cfg := metrics.ForCluster(c)
+			if cfg.Node != c.Node() || cfg.Cluster == nil || cfg.Membership == nil {
+				t.Fatalf("ForCluster = %+v: want the node, the cluster and the membership", cfg)
+			}
+			col, err := metrics.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(col)
+			if _, err := c.Wait(ctx, func(t topology.Topology) bool { return len(t.Members) == 1 }); err != nil {
+				t.Fatal(err)
+			}
+			m := scrape(t, reg)
+			if got := value(m, "trellis_membership_members", "state=alive"); got != 1 {
+				t.Errorf("trellis_membership_members{state=alive} = %v, want 1", got)
+			}
+			if got := value(m, "trellis_topology_members"); got != 1 {
+				t.Errorf("trellis_topology_members = %v, want 1", got)
+			}
+		})
 	}
 }

@@ -52,6 +52,8 @@ type Node struct {
 	members map[nodeid.ID]*entry // live members but self
 	gone    map[nodeid.ID]gone   // members seen to fail or leave
 	leader  nodeid.ID
+
+	stats stats
 }
 
 // entry is one live member.
@@ -534,6 +536,8 @@ func (n *Node) onGone(node *ml.Node) {
 	state := membership.StateFailed
 	if leaving || e.leaving {
 		state = membership.StateLeft
+	} else {
+		n.stats.failures.Add(1)
 	}
 	n.removeLocked(e, state, now)
 }
@@ -549,6 +553,7 @@ func (n *Node) onSuspect(id nodeid.ID) {
 		return
 	}
 	e.m.State = membership.StateSuspected
+	n.stats.suspicions.Add(1)
 	n.publishLocked(membership.Suspected, e.m, now)
 }
 
@@ -566,6 +571,7 @@ func (n *Node) onHeard(node *ml.Node) {
 		return
 	}
 	e.m.State = membership.StateAlive
+	n.stats.refutations.Add(1)
 	n.publishLocked(membership.Updated, e.m, now)
 }
 
@@ -649,9 +655,14 @@ func (n *Node) publishLocked(kind membership.EventKind, m membership.Member, now
 	n.hub.Publish(membership.Event{Kind: kind, Member: clone(m), Time: now})
 }
 
-// onLog watches memberlist's log for the one event it tells nobody else: the
-// local node's probe of a member failed and memberlist now suspects it.
+// onLog watches memberlist's log for what it tells nobody else: the
+// packets and streams it refused (see Stats), and the local node's probe of
+// a member that failed, after which memberlist suspects it.
 func (n *Node) onLog(msg string) {
+	if c := n.stats.refusal(msg); c != nil {
+		c.Add(1)
+		return
+	}
 	rest, ok := strings.CutPrefix(msg, "memberlist: Suspect ")
 	if !ok {
 		return

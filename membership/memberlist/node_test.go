@@ -80,6 +80,34 @@ func TestOtherKeyNotAdmitted(t *testing.T) {
 	}
 }
 
+// TestStats checks the figures Stats reports: the streams and packets of a
+// node with another key counted as forged, and a member that stops
+// answering counted as suspected and failed.
+func TestStats(t *testing.T) {
+	nw := memberlisttest.NewNetwork()
+	a := startNode(t, memberlist.Config{Name: "a", Transport: nw.NewTransport()})
+	seed := []string{a.Local().PacketAddr.String()}
+	startNode(t, memberlist.Config{Name: "stranger", Transport: nw.NewTransport(), Seeds: seed,
+		Keys: [][]byte{[]byte("another key, 16+ bytes")}})
+	b := startNode(t, memberlist.Config{Name: "b", Transport: nw.NewTransport(), Seeds: seed})
+	await := func(what string, ok func(membership.Stats) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok(a.Stats()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: a's stats %+v", what, a.Stats())
+			}
+			time.Sleep(10 * time.Millisecond) // polling counters: there is no event to await
+		}
+	}
+	await("the stranger's join counted as forged", func(s membership.Stats) bool { return s.Forged > 0 })
+	if s := a.Stats(); s.Suspicions != 0 || s.Failures != 0 {
+		t.Errorf("before b stops: %+v, want no suspicion nor failure", s)
+	}
+	b.Close() // not a leave: a finds out by probing it
+	await("b suspected and declared failed", func(s membership.Stats) bool { return s.Suspicions >= 1 && s.Failures == 1 })
+}
+
 // Keys rotate without a partition: both nodes accept old and new, then drop
 // the old.
 func TestKeyRotation(t *testing.T) {
