@@ -19,7 +19,11 @@ type BatcherConfig struct {
 	// 5 s).
 	Interval time.Duration
 	// BatchSize is the number of spans that triggers an export before the
-	// interval is up, and the most exported at once (default 512).
+	// interval is up, and the most exported at once (default 128). The
+	// spans held until then are memory the process's caches and garbage
+	// collector go through: with 1 % of calls traced, a small call cost
+	// 90 ns less with batches of 128 than of 512 (bench's trellis-traced,
+	// in process, one pinned processor), and no less with smaller ones.
 	BatchSize int
 	// MaxQueue is the number of spans held at most; spans that end while
 	// it is full are dropped and counted (default 2048).
@@ -64,7 +68,7 @@ func NewBatcher(exp sdktrace.SpanExporter, cfg BatcherConfig) *Batcher {
 		cfg.Interval = 5 * time.Second
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 512
+		cfg.BatchSize = 128
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 2048

@@ -120,6 +120,7 @@ func TestBatcherExportsABatch(t *testing.T) {
 		spans int
 	}{
 		{"full", tracing.BatcherConfig{Interval: time.Hour, BatchSize: 4}, 4},
+		{"full at the default size", tracing.BatcherConfig{Interval: time.Hour}, 128},
 		{"interval", tracing.BatcherConfig{Interval: 10 * time.Millisecond}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
