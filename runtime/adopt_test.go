@@ -36,6 +36,14 @@ func TestRestartedPeerReplacesItsConnection(t *testing.T) {
 	if err := old.ConnectTo(ctx, a.ID(), a.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
+	// A holds the old life's connection (ConnectTo returns once the dialer
+	// has it; A adopts it when its own end of the handshake is done).
+	for !a.Connected(id) {
+		if ctx.Err() != nil {
+			t.Fatal("A never adopted the old life's connection")
+		}
+		time.Sleep(time.Millisecond) // polling connection state: no event to await
+	}
 	fresh := life() // only the new life serves the kitchen
 	if err := testsvc.RegisterKitchen(fresh, testsvc.NewImpl()); err != nil {
 		t.Fatal(err)
