@@ -107,6 +107,9 @@ type call struct {
 
 	transformer Transformer   // sees the reply, if set
 	info        *OutgoingCall // told the reply's size, if set
+	// held reports a record held by an outgoing (outgoing.rec), which
+	// putCall clears but does not return to the node's pool.
+	held bool
 
 	// A relayed call has no caller here: its reply goes back to relayFrom
 	// as call relayID.
@@ -127,10 +130,14 @@ func (n *Node) newCall() *call {
 
 // putCall returns cl to the node's pool, cleared: a call that comes out of
 // the pool again must carry nothing over, above all not the relay fields,
-// which would send its reply to another node's relayed call.
+// which would send its reply to another node's relayed call. A record an
+// outgoing holds is cleared and stays with it.
 func (n *Node) putCall(cl *call) {
-	*cl = call{done: cl.done}
-	n.calls.Put(cl)
+	held := cl.held
+	*cl = call{done: cl.done, held: held}
+	if !held {
+		n.calls.Put(cl)
+	}
 }
 
 // errNilContext fails a call made with a nil context.
@@ -212,7 +219,12 @@ func (c *Client) call(ctx context.Context, m *codegen.MethodDesc, args, results 
 		}
 	}
 
-	cl := n.newCall()
+	var cl *call
+	if oc != nil && oc.rec != nil {
+		cl = oc.rec // the record of the outgoing oc belongs to
+	} else {
+		cl = n.newCall()
+	}
 	cl.results, cl.svc, cl.method, cl.target, cl.err, cl.transformer, cl.info = results, c.svc, m, c.target, nil, tf, oc
 	if oc != nil {
 		oc.RequestBytes = buf.Len()

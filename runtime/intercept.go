@@ -43,6 +43,7 @@ type OutgoingCall struct {
 	Duration time.Duration
 
 	started int64 // the node's monitor clock (inlineMonitor.now) at the start
+	rec     *call // the call's record, held by the outgoing that holds this
 }
 
 // A ClientInterceptor wraps every call this node makes to another node
@@ -158,10 +159,13 @@ func (n *Node) Intercept(client ClientInterceptor, server ServerInterceptor, rel
 }
 
 // outgoing is a call on its way through the client interceptors, or
-// watched by observers. It is pooled, with its next function bound once, so
-// that a chain costs no allocation per call.
+// watched by observers. It is pooled in its node (Node.outgoings), with its
+// next function bound once, so that a chain costs no allocation per call,
+// and it holds the call's record (rec), which the call then takes instead
+// of one from the node's pool of call records: one pool for two.
 type outgoing struct {
 	OutgoingCall
+	rec           call
 	c             *Client
 	chain         []ClientInterceptor
 	i             int // the next interceptor to run
@@ -172,16 +176,23 @@ type outgoing struct {
 	next          func(context.Context) error // o.proceed
 }
 
-var outgoingPool = sync.Pool{New: func() any {
-	o := new(outgoing)
-	o.next = o.proceed
+// newOutgoing returns an outgoing from the node's pool. The pool is the
+// node's, as its pool of call records is (see newCall): the record's
+// channel belongs to the node's testing/synctest bubble, if any.
+func (n *Node) newOutgoing(c *Client, m *codegen.MethodDesc) *outgoing {
+	o, ok := n.outgoings.Get().(*outgoing)
+	if !ok {
+		o = new(outgoing)
+		o.next = o.proceed
+		o.rec = call{done: make(chan struct{}, 1), held: true}
+	}
+	o.OutgoingCall = OutgoingCall{Service: c.svc, Method: m, Target: c.target, Metadata: o.Metadata[:0], rec: &o.rec}
 	return o
-}}
+}
 
 // callIntercepted runs a call through the client interceptors of ic.
 func (c *Client) callIntercepted(ctx context.Context, ic *interceptors, m *codegen.MethodDesc, args, results any) error {
-	o := outgoingPool.Get().(*outgoing)
-	o.OutgoingCall = OutgoingCall{Service: c.svc, Method: m, Target: c.target, Metadata: o.Metadata[:0]}
+	o := c.node.newOutgoing(c, m)
 	o.c, o.chain, o.i, o.observers, o.starters, o.args, o.results = c, ic.client, 0, ic.observers, ic.starters, args, results
 	err := o.proceed(ctx)
 	o.release()
@@ -190,11 +201,12 @@ func (c *Client) callIntercepted(ctx context.Context, ic *interceptors, m *codeg
 
 // release clears o and returns it to the pool.
 func (o *outgoing) release() {
+	n := o.c.node
 	clear(o.Metadata)
 	clear(o.ctxs)
 	o.OutgoingCall = OutgoingCall{Metadata: o.Metadata[:0]}
 	o.c, o.chain, o.observers, o.starters, o.args, o.results = nil, nil, nil, nil, nil, nil
-	outgoingPool.Put(o)
+	n.outgoings.Put(o)
 }
 
 // proceed runs the next interceptor, or the call itself after the last.

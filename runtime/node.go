@@ -25,11 +25,12 @@ type Node struct {
 	tcfg   transport.Config
 	ln     *transport.Listener
 
-	calls    sync.Pool // *call, see newCall
-	refs     refTable
-	streams  streamTable
-	services atomic.Pointer[serviceTable]
-	router   atomic.Pointer[Router]
+	calls     sync.Pool // *call, see newCall
+	outgoings sync.Pool // *outgoing, see newOutgoing
+	refs      refTable
+	streams   streamTable
+	services  atomic.Pointer[serviceTable]
+	router    atomic.Pointer[Router]
 
 	interceptor atomic.Pointer[Transformer]
 	icept       atomic.Pointer[interceptors]

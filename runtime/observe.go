@@ -114,8 +114,7 @@ func (n *Node) Observe(o CallObserver) {
 // callObserved makes a call that observers watch and no client interceptor
 // wraps.
 func (c *Client) callObserved(ctx context.Context, ic *interceptors, m *codegen.MethodDesc, args, results any) error {
-	o := outgoingPool.Get().(*outgoing)
-	o.OutgoingCall = OutgoingCall{Service: c.svc, Method: m, Target: c.target, Metadata: o.Metadata[:0]}
+	o := c.node.newOutgoing(c, m)
 	o.c, o.observers, o.starters, o.args, o.results = c, ic.observers, ic.starters, args, results
 	err := o.callTimed(ctx)
 	o.release()
