@@ -113,6 +113,19 @@ func exampleNodes(ctx context.Context, setup func(*runtime.Node) error) (server,
 	return server, client, closeAll, nil
 }
 
+// greeterNodes is exampleNodes with the server serving the Greeter service.
+func greeterNodes(ctx context.Context, setup func(*runtime.Node) error) (server, client *runtime.Node, closeAll func(), err error) {
+	server, client, closeAll, err = exampleNodes(ctx, setup)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	return server, client, closeAll, nil
+}
+
 // An error registered on both nodes keeps its identity across the wire:
 // errors.Is holds on the caller's side.
 func ExampleRegisterError() {
@@ -250,16 +263,12 @@ func (tokenGreeter) Hello(ctx context.Context, name string) (greeter.Greeting, e
 func ExampleNode_Intercept() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	server, client, closeAll, err := exampleNodes(ctx, nil)
+	server, client, closeAll, err := greeterNodes(ctx, nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer closeAll()
-	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
-		fmt.Println(err)
-		return
-	}
 	client.Intercept(func(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
 		call.Metadata.Set("request-id", "r-1")
 		err := next(ctx)
@@ -302,16 +311,12 @@ func (c *callCounter) CallServed(ctx context.Context, call *runtime.IncomingCall
 func ExampleNode_Observe() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	server, client, closeAll, err := exampleNodes(ctx, nil)
+	server, client, closeAll, err := greeterNodes(ctx, nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer closeAll()
-	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
-		fmt.Println(err)
-		return
-	}
 	counter := &callCounter{calls: map[string]int{}}
 	client.Observe(counter)
 
@@ -371,7 +376,7 @@ func ExampleCallStarter() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ids := &requestIDs{}
-	server, client, closeAll, err := exampleNodes(ctx, func(n *runtime.Node) error {
+	server, client, closeAll, err := greeterNodes(ctx, func(n *runtime.Node) error {
 		n.Observe(ids)
 		return nil
 	})
@@ -380,10 +385,6 @@ func ExampleCallStarter() {
 		return
 	}
 	defer closeAll()
-	if err := greeter.RegisterGreeter(server, greeterImpl{name: "server"}); err != nil {
-		fmt.Println(err)
-		return
-	}
 	g := greeter.NewGreeterProxy(client, server.ID())
 	g.Hello(ctx, "world")
 	g.Hello(ctx, "")

@@ -171,7 +171,7 @@ type outgoing struct {
 	i             int // the next interceptor to run
 	observers     []CallObserver
 	starters      []CallStarter
-	ctxs          []context.Context // the contexts the starters returned
+	starts        // what the starters returned
 	args, results any
 	next          func(context.Context) error // o.proceed
 }
@@ -231,7 +231,7 @@ type incoming struct {
 	i         int
 	observers []CallObserver
 	starters  []CallStarter
-	ctxs      []context.Context           // the contexts the starters returned
+	starts                                // what the starters returned
 	next      func(context.Context) error // in.proceed
 }
 

@@ -124,22 +124,7 @@ func (c *Client) callObserved(ctx context.Context, ic *interceptors, m *codegen.
 // callTimed starts the call with the starters, makes the call proper, times
 // it and tells the observers.
 func (o *outgoing) callTimed(ctx context.Context) error {
-	var untold uint64 // bit i: observer i is not to be told of this call
-	if o.starters != nil {
-		o.ctxs = startContexts(o.ctxs, len(o.starters))
-		for i, st := range o.starters {
-			if st != nil {
-				derived, tell := st.StartCall(ctx, &o.OutgoingCall)
-				if derived != nil {
-					ctx = derived
-				}
-				o.ctxs[i] = ctx
-				if !tell {
-					untold |= 1 << i
-				}
-			}
-		}
-	}
+	ctx = startWith(&o.starts, ctx, o.starters, &o.OutgoingCall, CallStarter.StartCall)
 	clock := o.c.node.inline
 	o.started = clock.now()
 	err := o.c.call(ctx, o.Method, o.args, o.results, &o.OutgoingCall)
@@ -147,28 +132,58 @@ func (o *outgoing) callTimed(ctx context.Context) error {
 		o.Duration = time.Duration(clock.now() - o.started)
 	}
 	for i := len(o.observers) - 1; i >= 0; i-- { // the last started ends first
-		if untold&(1<<i) == 0 {
-			o.observers[i].CallMade(observerContext(ctx, o.starters, o.ctxs, i), &o.OutgoingCall, err)
+		if o.told(i) {
+			o.observers[i].CallMade(o.context(ctx, o.starters, i), &o.OutgoingCall, err)
 		}
 	}
 	return err
 }
 
-// startContexts returns ctxs resized to n, for the contexts the starters
-// of a call return.
-func startContexts(ctxs []context.Context, n int) []context.Context {
-	if cap(ctxs) < n {
-		return make([]context.Context, n)
-	}
-	return ctxs[:n]
+// starts is what the starters of a call returned: the context each gave
+// it, and which observers are not to be told of its end.
+type starts struct {
+	ctxs   []context.Context // parallel to the starters
+	untold uint64            // bit i: observer i is not to be told
 }
 
-// observerContext returns the context observer i is told a call's end
-// with: the one its StartCall or StartServing returned, if it is a
-// starter, or else ctx, the one the call proceeded with.
-func observerContext(ctx context.Context, starters []CallStarter, ctxs []context.Context, i int) context.Context {
+// startWith runs the starters (parallel to the observers, nil where one is
+// not a starter, or nil if none is) on call, in order, with start
+// (CallStarter.StartCall or StartServing), notes what they returned in s,
+// and returns the context the call proceeds with.
+func startWith[C any](s *starts, ctx context.Context, starters []CallStarter, call *C, start func(CallStarter, context.Context, *C) (context.Context, bool)) context.Context {
+	s.untold = 0
+	if starters == nil {
+		return ctx
+	}
+	if cap(s.ctxs) < len(starters) {
+		s.ctxs = make([]context.Context, len(starters))
+	}
+	s.ctxs = s.ctxs[:len(starters)]
+	for i, st := range starters {
+		if st == nil {
+			continue
+		}
+		derived, tell := start(st, ctx, call)
+		if derived != nil {
+			ctx = derived
+		}
+		s.ctxs[i] = ctx
+		if !tell {
+			s.untold |= 1 << i
+		}
+	}
+	return ctx
+}
+
+// told reports whether observer i is to be told of the call's end.
+func (s *starts) told(i int) bool { return s.untold&(1<<i) == 0 }
+
+// context returns the context observer i is told the call's end with: the
+// one its start returned, if it is a starter, or else ctx, the one the
+// call proceeded with.
+func (s *starts) context(ctx context.Context, starters []CallStarter, i int) context.Context {
 	if starters != nil && starters[i] != nil {
-		return ctxs[i]
+		return s.ctxs[i]
 	}
 	return ctx
 }
@@ -188,22 +203,7 @@ func (sc *serverCall) invokeObserved(ic *interceptors) error {
 // handle starts the call with the starters, runs the handler, times it and
 // tells the observers.
 func (in *incoming) handle(ctx context.Context) error {
-	var untold uint64 // bit i: observer i is not to be told of this call
-	if in.starters != nil {
-		in.ctxs = startContexts(in.ctxs, len(in.starters))
-		for i, st := range in.starters {
-			if st != nil {
-				derived, tell := st.StartServing(ctx, &in.IncomingCall)
-				if derived != nil {
-					ctx = derived
-				}
-				in.ctxs[i] = ctx
-				if !tell {
-					untold |= 1 << i
-				}
-			}
-		}
-	}
+	ctx = startWith(&in.starts, ctx, in.starters, &in.IncomingCall, CallStarter.StartServing)
 	sc := in.sc
 	err := sc.invokeHandler(ctx)
 	sc.ended = sc.node.inline.now()
@@ -212,8 +212,8 @@ func (in *incoming) handle(ctx context.Context) error {
 		in.ReplyBytes = sc.reply.Len() - 1 // less the envelope's flags
 	}
 	for i := len(in.observers) - 1; i >= 0; i-- { // the last started ends first
-		if untold&(1<<i) == 0 {
-			in.observers[i].CallServed(observerContext(ctx, in.starters, in.ctxs, i), &in.IncomingCall, err)
+		if in.told(i) {
+			in.observers[i].CallServed(in.context(ctx, in.starters, i), &in.IncomingCall, err)
 		}
 	}
 	return err
