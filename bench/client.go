@@ -82,6 +82,10 @@ type Measure struct {
 	ServerReads, ServerWrites uint64 `json:",omitempty"`
 
 	Err string `json:",omitempty"`
+
+	// Round is the orchestrator's round the measure was taken in (not
+	// sent by the client process).
+	Round int `json:"-"`
 }
 
 type clientOpts struct {

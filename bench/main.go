@@ -192,9 +192,12 @@ type Result struct {
 
 	// Concurrent callers: the median rate over the rounds, and the per-call
 	// costs over all the rounds' windows together.
-	ConcCalls                  int64
-	CallsPerSec                float64
-	RoundRates                 []float64
+	ConcCalls   int64
+	CallsPerSec float64
+	RoundRates  []float64
+	// Rounds holds each round's figures of the concurrent phase, for
+	// ratios between two systems measured in the same round.
+	Rounds                     []RoundFigures
 	ClientAllocs, ServerAllocs float64
 	ClientCPU, ServerCPU       time.Duration
 	ClientReads, ClientWrites  float64
@@ -203,10 +206,21 @@ type Result struct {
 	Err string `json:",omitempty"`
 }
 
+// RoundFigures are one round's figures of the concurrent phase.
+type RoundFigures struct {
+	Round       int
+	CallsPerSec float64
+	CPUPerCall  float64 // client and server, nanoseconds
+}
+
 func orchestrate(o orchOpts) error {
 	for _, s := range o.systems {
 		if findSystem(s) == nil {
-			return fmt.Errorf("unknown system %q (have trellis, trellis-open, trellis-metrics, trellis-traced, trellis-traced-bsp, grpc, netrpc, raw, raw-go)", s)
+			var names []string
+			for _, sys := range systems {
+				names = append(names, sys.name)
+			}
+			return fmt.Errorf("unknown system %q (have %s)", s, strings.Join(names, ", "))
 		}
 	}
 	for _, p := range o.payloads {
@@ -404,6 +418,7 @@ func measureRun(o orchOpts, run int) ([]Result, error) {
 						}
 						continue
 					}
+					m.Round = round
 					got[key{cp.system, pn}] = append(got[key{cp.system, pn}], m)
 					if ph == "conc" {
 						fmt.Fprintf(os.Stderr, "run %d round %d: %-7s %-5s %8.0f calls/s %5.2f µs CPU/call\n", run+1, round+1, cp.system, pn,
@@ -465,6 +480,11 @@ func merge(ms []Measure) Result {
 		case "conc":
 			r.ConcCalls += m.Calls
 			r.RoundRates = append(r.RoundRates, float64(m.Calls)/m.Window.Seconds())
+			r.Rounds = append(r.Rounds, RoundFigures{
+				Round:       m.Round,
+				CallsPerSec: float64(m.Calls) / m.Window.Seconds(),
+				CPUPerCall:  float64(m.ClientCPU+m.ServerCPU) / float64(max(m.Calls, 1)),
+			})
 			cm, sm = cm+m.ClientMallocs, sm+m.ServerMallocs
 			cc, sc = cc+m.ClientCPU, sc+m.ServerCPU
 			cr, cw, sr, sw = cr+m.ClientReads, cw+m.ClientWrites, sr+m.ServerReads, sw+m.ServerWrites
