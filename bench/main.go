@@ -527,8 +527,8 @@ func printTable(w io.Writer, rs []Result) {
 			}
 			ca = fmt.Sprintf("%.1f", r.ClientAllocs)
 			sa = fmt.Sprintf("%.1f", r.ServerAllocs)
-			cs = fmt.Sprintf("%.2f+%.2f", r.ClientReads, r.ClientWrites)
-			ss = fmt.Sprintf("%.2f+%.2f", r.ServerReads, r.ServerWrites)
+			cs = fmt.Sprintf("%.3f+%.3f", r.ClientReads, r.ClientWrites)
+			ss = fmt.Sprintf("%.3f+%.3f", r.ServerReads, r.ServerWrites)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.System, r.Payload, us(r.P50), us(r.P99),
 			thr, rng, ca, sa, us(r.ClientCPU), us(r.ServerCPU), us(r.ClientCPU+r.ServerCPU), cs, ss)

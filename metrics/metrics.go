@@ -13,7 +13,10 @@
 // scrapes. The observer runs inside the node's interceptors: the calls an
 // interceptor refuses without calling next are not counted, and a call's
 // outcome is the machinery's or the handler's, not one an interceptor puts
-// in its place.
+// in its place. The calls of Trellis's own control plane (a cluster
+// cascading its topology calls the service
+// "github.com/trellisrpc/trellis/generated/controlplane.Cascade") are
+// counted like the application's, under their own service label.
 //
 // It uses github.com/prometheus/client_golang rather than the OpenTelemetry
 // metric API with its Prometheus exporter: the format operators scrape is
@@ -128,7 +131,9 @@ type Collector struct {
 }
 
 // New returns a collector of cfg.Node's metrics and installs its call
-// observer and relay interceptor on the node: the calls that start afterwards are counted.
+// observer and relay interceptor on the node: the calls that start
+// afterwards are counted. Make one collector per node: each New installs
+// another observer, which counts every call again.
 func New(cfg Config) (*Collector, error) {
 	if cfg.Node == nil {
 		return nil, errors.New("metrics: Config.Node is required")

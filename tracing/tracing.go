@@ -18,6 +18,12 @@
 // one that suits high call rates: it wakes its goroutine once per batch,
 // where the SDK's batch span processor wakes it once per span.
 //
+// The calls of Trellis's own control plane (a cluster cascading its
+// topology calls the service
+// "github.com/trellisrpc/trellis/generated/controlplane.Cascade") are traced
+// like the application's: with a sampler that records every trace, each
+// cascade appears as traces of its own, rooted at the leader's calls.
+//
 // The package is opt-in: a program that does not import it links no
 // OpenTelemetry code. Instrument installs a call starter (see
 // runtime.CallStarter) and a relay interceptor on a node.
@@ -89,7 +95,8 @@ var (
 // client and server interceptors: spans time the call proper, not the
 // interceptors; the interceptors do not find the span in their context (a
 // client interceptor finds the caller's, if any); a call an interceptor
-// refuses without calling next gets no span.
+// refuses without calling next gets no span. Instrument a node once: each
+// call installs another starter, which records every span again.
 func Instrument(node *runtime.Node, cfg Config) error {
 	if node == nil {
 		return errors.New("tracing: Instrument: nil node")
