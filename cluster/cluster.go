@@ -8,6 +8,7 @@
 //	...
 //	defer c.Leave(context.Background())
 //	kv.RegisterStore(c.Node(), store)
+//	members, err := c.WaitServing(ctx, kv.StoreService, 3) // 3 members serve Store
 //	for _, nb := range c.Neighbours() { ... }
 //	sub := c.Subscribe(0) // every committed topology, in order
 //
@@ -148,6 +149,7 @@ type Cluster struct {
 	topicsClosed bool
 	closed       chan struct{} // closed with the topics: Wait returns
 	svcMeta      []byte        // the services advertised in the membership record (encodeServices)
+	advertising  sync.Mutex    // serialises advertiseServices
 
 	views viewCache   // what cluster proxies choose from
 	dials dialBackoff // neighbours that failed to connect, guarded by mu
@@ -284,6 +286,8 @@ func (c *Cluster) Prepared() (epoch uint64, leader nodeid.ID) {
 // Wait waits until the committed topology satisfies ok, and returns it.
 // It fails when ctx is done first, or with ErrSubscriptionClosed once the
 // cluster is closed (Close, Leave), since no topology is committed after.
+// A member in the topology may not have been heard advertising its
+// services yet: to call a service, wait with WaitServing instead.
 func (c *Cluster) Wait(ctx context.Context, ok func(topology.Topology) bool) (topology.Topology, error) {
 	for {
 		c.mu.Lock()

@@ -124,7 +124,11 @@ type Options struct {
 // few milliseconds to JoinGrace and a cascade): until then it knows no other
 // member, and a call of its cluster proxies that finds no member to serve it
 // waits for that first (a few seconds at most, within the call's context)
-// rather than failing with ErrNoMember. Wait waits for a topology explicitly.
+// rather than failing with ErrNoMember. Wait waits for a topology
+// explicitly, and WaitServing for the members serving a service: a member
+// that calls a service as soon as it starts waits for the members it needs
+// with WaitServing, or its cluster proxies spread their first calls over
+// the members heard so far (perhaps over itself alone).
 func Join(ctx context.Context, o Options) (c *Cluster, err error) {
 	if ctx == nil {
 		if o.Listener != nil {

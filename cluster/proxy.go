@@ -134,7 +134,8 @@ func WithClientOptions(opts ...runtime.ProxyOption) ProxyOption {
 
 // Serving returns the members that cluster proxies for svc choose from:
 // this member if it serves svc, and the members of the committed topology
-// that advertise svc, oldest first.
+// that advertise svc, oldest first. WaitServing waits until there are
+// enough of them.
 func (c *Cluster) Serving(svc *codegen.ServiceDesc) []Member {
 	_, serving := proxySource{c}.Serving(svc)
 	out := make([]Member, len(serving))
@@ -142,6 +143,50 @@ func (c *Cluster) Serving(svc *codegen.ServiceDesc) []Member {
 		out[i] = memberOf(m)
 	}
 	return out
+}
+
+// WaitServing waits until cluster proxies for svc choose from at least n
+// members (see Serving): this member if it serves svc, and members of the
+// committed topology that advertise svc. It returns them, or, when ctx is
+// done first, those serving svc so far with ctx's error; once the cluster
+// is closed (Close, Leave) it fails with ErrSubscriptionClosed, as Wait
+// does.
+//
+// A member advertises the services registered on its node within the
+// cluster's Interval (the one calling WaitServing at once), and the others
+// see them a network delay later with the built-in membership, a gossip
+// round later with memberlist. Until then cluster proxies spread their
+// calls over the members whose services have arrived: right after Join,
+// perhaps over this member alone (ByKey then sends it every key). So a
+// member that calls the others as soon as it starts registers its own
+// services, then waits for the members it needs:
+//
+//	c, err := cluster.Join(ctx, opts)
+//	kv.RegisterStore(c.Node(), store)
+//	_, err = c.WaitServing(ctx, kv.StoreService, 3) // 3 members serve Store
+//
+// Waiting for the services also waits for the topology: a member counts
+// only once it is in this member's committed topology.
+func (c *Cluster) WaitServing(ctx context.Context, svc *codegen.ServiceDesc, n int) ([]Member, error) {
+	if svc == nil {
+		return nil, errors.New("cluster: WaitServing: nil service")
+	}
+	// This member's own registrations go out now, not at the next tick.
+	c.advertiseServices()
+	for {
+		changed := c.viewChanged()
+		serving := c.Serving(svc)
+		if len(serving) >= n {
+			return serving, nil
+		}
+		select {
+		case <-changed:
+		case <-c.closed:
+			return serving, fmt.Errorf("cluster: waiting for %d members serving %s (%d so far): %w", n, svc.Name, len(serving), ErrSubscriptionClosed)
+		case <-ctx.Done():
+			return serving, fmt.Errorf("cluster: waiting for %d members serving %s (%d so far): %w", n, svc.Name, len(serving), ctx.Err())
+		}
+	}
 }
 
 // KeyOwner returns the member that a by-key proxy for svc sends key to

@@ -367,3 +367,107 @@ func TestJustJoinedMemberCallsAtOnce(t *testing.T) {
 		t.Fatalf("call right after Join served by %q, want A or B", who)
 	}
 }
+
+// TestWaitServingAfterJoin follows the README: each member joins, registers
+// its service and waits for the members serving it; a cluster proxy made
+// then spreads its calls over all of them. (Waiting for the topology was not
+// enough: for about 400 ms after Wait had seen all three members, each saw
+// only itself serving, and sent every key to itself.)
+func TestWaitServingAfterJoin(t *testing.T) {
+	j := &joined{t: t, seed: freeUDPAddr(t)}
+	names := []string{"A", "B", "C"}
+	for _, n := range names {
+		c := j.join(n)
+		if err := testsvc.RegisterShard(c.Node(), &testsvc.ShardImpl{Name: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range j.cs {
+		got, err := c.WaitServing(ctx, testsvc.ShardService, len(names))
+		if err != nil {
+			t.Fatalf("%s: %v", c.Node().Name(), err)
+		}
+		if len(got) != len(names) {
+			t.Fatalf("%s: WaitServing returned %d members, want %d", c.Node().Name(), len(got), len(names))
+		}
+	}
+	for _, c := range j.cs {
+		self := c.Node().Name()
+		// ByKey, as KeyOwner predicts it and as calls go.
+		byKey := testsvc.NewShardClusterProxy(c, cluster.ByKey(nil))
+		owners, reached := map[string]bool{}, map[string]bool{}
+		for i := range 60 {
+			key := fmt.Sprint("key", i)
+			m, ok := c.KeyOwner(testsvc.ShardService, key)
+			if !ok {
+				t.Fatalf("%s: no owner for %s", self, key)
+			}
+			owners[m.Name] = true
+			who, err := byKey.Who(ctx, key)
+			if err != nil {
+				t.Fatalf("%s: by key %s: %v", self, key, err)
+			}
+			if who != m.Name {
+				t.Errorf("%s: key %s went to %s, KeyOwner says %s", self, key, who, m.Name)
+			}
+			reached[who] = true
+		}
+		if len(owners) != len(names) || len(reached) != len(names) {
+			t.Errorf("%s: 60 keys owned by %v and sent to %v, want all of %v", self, owners, reached, names)
+		}
+		// RoundRobin takes every member in turn.
+		rr := testsvc.NewShardClusterProxy(c, cluster.WithPolicy(cluster.RoundRobin))
+		reached = map[string]bool{}
+		for range 2 * len(names) {
+			who, err := rr.Who(ctx, "x")
+			if err != nil {
+				t.Fatalf("%s: round robin: %v", self, err)
+			}
+			reached[who] = true
+		}
+		if len(reached) != len(names) {
+			t.Errorf("%s: round robin reached %v, want all of %v", self, reached, names)
+		}
+		// CallAll answers from every member.
+		res := cluster.CallAll(ctx, byKey, func(ctx context.Context, s testsvc.Shard) (string, error) { return s.Who(ctx, "x") })
+		if len(res) != len(names) {
+			t.Errorf("%s: CallAll answered from %d members, want %d", self, len(res), len(names))
+		}
+	}
+}
+
+// TestWaitServingEnds: WaitServing returns the members serving so far with
+// the context's error when it is done first, fails once the cluster is
+// closed, and refuses a nil service.
+func TestWaitServingEnds(t *testing.T) {
+	j := joinN(t, 1)
+	c := j.cs[0]
+	if err := testsvc.RegisterShard(c.Node(), &testsvc.ShardImpl{Name: "M0"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	got, err := c.WaitServing(ctx, testsvc.ShardService, 2)
+	if !errors.Is(err, context.DeadlineExceeded) || len(got) != 1 || !got[0].Local {
+		t.Errorf("waiting for 2 members where 1 serves: %v, %v; want this member and DeadlineExceeded", got, err)
+	}
+	if _, err := c.WaitServing(context.Background(), nil, 1); err == nil {
+		t.Error("WaitServing accepted a nil service")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.WaitServing(context.Background(), testsvc.KitchenService, 1)
+		done <- err
+	}()
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, cluster.ErrSubscriptionClosed) {
+			t.Errorf("WaitServing on a closed cluster: %v, want ErrSubscriptionClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitServing did not return after Close")
+	}
+}

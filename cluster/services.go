@@ -104,6 +104,10 @@ func (c *Cluster) localServices() []Service {
 // advertiseServices puts the node's services in the member's membership
 // record when they changed since the last time.
 func (c *Cluster) advertiseServices() {
+	// Serialised, so that a caller that read the services before another
+	// does not advertise them after it.
+	c.advertising.Lock()
+	defer c.advertising.Unlock()
 	svcs := c.localServices()
 	c.mu.Lock()
 	block, dropped := encodeServices(svcs, membership.MaxMetaLen-metaOverhead-len(c.appMeta))

@@ -27,10 +27,32 @@ type viewCache struct {
 	cur  atomic.Pointer[view]
 	mu   sync.Mutex // serialises rebuilding
 	warn sync.Map   // members whose metadata did not parse, logged once
+
+	wakeMu sync.Mutex
+	wake   chan struct{} // closed at the next invalidation; nil while nobody waits for it
 }
 
-// invalidate marks the view stale.
-func (c *Cluster) invalidate() { c.views.gen.Add(1) }
+// invalidate marks the view stale, and wakes whoever waits for it to change.
+func (c *Cluster) invalidate() {
+	c.views.gen.Add(1)
+	c.views.wakeMu.Lock()
+	if c.views.wake != nil {
+		close(c.views.wake)
+		c.views.wake = nil
+	}
+	c.views.wakeMu.Unlock()
+}
+
+// viewChanged returns a channel closed when the view next changes. Take it
+// before looking at the view, so that no change in between goes unseen.
+func (c *Cluster) viewChanged() <-chan struct{} {
+	c.views.wakeMu.Lock()
+	defer c.views.wakeMu.Unlock()
+	if c.views.wake == nil {
+		c.views.wake = make(chan struct{})
+	}
+	return c.views.wake
+}
 
 // view returns the current view, rebuilding it if it is stale.
 func (c *Cluster) view() *view {

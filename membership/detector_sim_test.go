@@ -71,6 +71,33 @@ func TestSimLeaveSeenImmediately(t *testing.T) {
 	}
 }
 
+// Members that know only a seed meet each other in a few network delays, not
+// at the next peers message (every 5 heartbeat intervals, a second by
+// default): the members a newcomer joins greet it and tell a few others of
+// it at once. (A cluster proxy saw a member's services only once its
+// membership had met it: until then, the other members stayed invisible.)
+func TestSimMembersOfASeedMeetAtOnce(t *testing.T) {
+	for _, n := range []int{3, 32} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s := newSim(t, 5, lan)
+			s.mutate = func(c *membership.Config) {
+				c.DisableMulticast = true
+				c.Seeds = []string{simAddr(1).String()}
+			}
+			var want []string
+			for i := range n {
+				s.add(fmt.Sprintf("n%d", i+1))
+				want = append(want, fmt.Sprintf("n%d", i+1))
+				s.run(time.Millisecond)
+			}
+			took := s.runUntil(5*time.Second, "everyone sees everyone", s.allSee(strings.Join(want, ",")))
+			if limit := membership.DefaultInterval / 2; took > limit {
+				t.Errorf("%d members of one seed met each other after %v, want within %v", n, took, limit)
+			}
+		})
+	}
+}
+
 func TestSimCrashDetectedWithinBound(t *testing.T) {
 	for _, victim := range []int{0, 2} { // the leader, and another
 		s := newSim(t, 3, lan)

@@ -54,10 +54,11 @@ type engine struct {
 	lastTick    time.Time
 	peersCursor int
 	lastWarn    time.Time // of the last impersonation or implausibility warning
-	lastRefuted time.Time // when the last refutation was sent at once
+	lastPushed  time.Time // when the last heartbeat out of turn was sent (see beatOutOfTurn)
 	seeds       []netip.AddrPort
 	learned     map[netip.AddrPort]learnedAddr
-	heardOthers bool // some other member joined in this life (see deaf)
+	heardOthers bool        // some other member joined in this life (see deaf)
+	fresh       []peerEntry // members joined since the last tick, to announce (see announceFresh)
 	buf         []byte
 }
 
@@ -419,11 +420,41 @@ func (e *engine) join(p *packet, from netip.AddrPort, now time.Time) {
 	delete(e.tombs, p.from)
 	e.members[p.from] = pe
 	e.heardOthers = true
+	_, announced := e.learned[from]
 	delete(e.learned, from)
 	e.rebuildOrder()
 	e.log.Info("membership: member joined", "member", pe.m.Name, "id", pe.m.ID, "incarnation", pe.m.Incarnation)
 	e.publish(Joined, pe.m, now)
 	e.checkLeader(now)
+	if e.unicast {
+		// Met without waiting for the heartbeats' schedule: the new member
+		// hears this node at once. A member that came of its own accord
+		// (this node is its seed), not announced by another, is announced
+		// to the others at the next tick (see announceFresh), who greet it
+		// in turn (see onPeers): a member that knows only a seed meets the
+		// others in a few network delays rather than a peers period (a
+		// second).
+		e.greet(from)
+		if !announced && len(e.fresh) < e.cfg.MaxMembers {
+			e.fresh = append(e.fresh, peerEntry{id: pe.m.ID, addr: from})
+		}
+	}
+}
+
+// greet sends a heartbeat to ap at once, outside the heartbeats' schedule:
+// to a member just met, or just heard of. It is met at most once a life, and
+// heard of at most once a learnedTTL, so greetings stay few.
+func (e *engine) greet(ap netip.AddrPort) {
+	var flags uint8
+	if e.deaf() {
+		flags = flagDeaf
+	}
+	s := &e.self.m
+	b, ok := e.encode(&packet{typ: msgHeartbeat, flags: flags, start: s.JoinTime.UnixNano(),
+		name: e.nameB, addr: e.addrB, meta: s.Meta}, nil)
+	if ok {
+		e.write(b, ap)
+	}
 }
 
 // sameLife reports whether heartbeat p names pe's name, address and join time.
@@ -542,7 +573,11 @@ func (e *engine) onPeers(now time.Time, p *packet) {
 		if pe := e.members[id]; pe != nil && pe.m.PacketAddr == ap {
 			return
 		}
+		_, known := e.learned[ap]
 		e.learn(ap, id, now)
+		if _, learned := e.learned[ap]; learned && !known && e.members[id] == nil {
+			e.greet(ap) // a member heard of for the first time: meet it now
+		}
 	})
 }
 

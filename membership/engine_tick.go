@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"net/netip"
 	"slices"
 	"time"
@@ -36,6 +37,7 @@ func (e *engine) tick(now time.Time) {
 		e.sendPeers()
 		e.nextPeers = now.Add(e.peersEvery)
 	}
+	e.announceFresh()
 	// e.order changes when a member fails: walk a copy.
 	for _, pe := range slices.Clone(e.order) {
 		if pe == e.self {
@@ -279,6 +281,38 @@ func (e *engine) sendPeers() {
 	}
 }
 
+// announceFresh tells the unicast targets of the members that joined this
+// node of their own accord since the last tick (see engine.join): each
+// target greets them (see onPeers), so that they meet in a few network
+// delays instead of at the next peers message. The first peersChunk of
+// them go to every target (usually a single newcomer, joining its seed),
+// any others to peersFanout targets at random, as the peers messages do:
+// a burst (a healed partition) costs at most one message per target and
+// tick more than the heartbeats.
+func (e *engine) announceFresh() {
+	if len(e.fresh) == 0 {
+		return
+	}
+	fresh := e.fresh
+	e.fresh = nil
+	// The newcomers are targets too: each learns of the others (and
+	// ignores its own entry).
+	targets := e.targets()
+	for chunk := range slices.Chunk(fresh, peersChunk) {
+		b, ok := e.encode(&packet{typ: msgPeers}, chunk)
+		if !ok {
+			return
+		}
+		for _, t := range targets {
+			e.write(b, t)
+		}
+		if len(targets) > peersFanout {
+			e.rng.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
+			targets = targets[:peersFanout]
+		}
+	}
+}
+
 // leave announces a graceful departure (three times, against loss) and stops the
 // engine: no more heartbeats, and incoming packets are ignored.
 func (e *engine) leave(now time.Time) {
@@ -311,14 +345,42 @@ func (e *engine) stopLocked(now time.Time) {
 	e.log.Debug("membership: stopped", "at", now)
 }
 
-// setMeta changes the local metadata; the next heartbeats carry it.
-func (e *engine) setMeta(meta []byte) {
+// setMeta changes the local metadata. A running node that changes it sends
+// it at once (see beatOutOfTurn) rather than at its next heartbeat, up to an
+// interval later: the others learn at once what the member serves, or the
+// epoch it committed.
+func (e *engine) setMeta(meta []byte, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if bytes.Equal(meta, e.cfg.Meta) {
+		return
+	}
 	m := append([]byte{}, meta...)
 	e.cfg.Meta = m
 	if e.self != nil {
 		e.self.m.Meta = m
+	}
+	if e.running {
+		var flags uint8
+		if e.deaf() {
+			flags = flagDeaf
+		}
+		e.beatOutOfTurn(now, flags)
+	}
+}
+
+// beatOutOfTurn sends a heartbeat now, for news that should not wait for the
+// next interval (a refutation, new metadata), but at most once a tick: a flood
+// of news cannot make the node flood the cluster with heartbeats. Within a
+// tick of the last one, the next tick sends it. The regular heartbeats go on
+// an interval after it.
+func (e *engine) beatOutOfTurn(now time.Time, flags uint8) {
+	if e.lastPushed.IsZero() || now.Sub(e.lastPushed) >= e.tickEvery {
+		e.lastPushed = now
+		e.sendHeartbeat(flags)
+		e.nextBeat = now.Add(e.cfg.Interval)
+	} else {
+		e.nextBeat = now // the next tick sends it
 	}
 }
 

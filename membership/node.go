@@ -250,13 +250,15 @@ func (n *Node) Subscribe(buffer int) *Subscription { return n.hub.Subscribe(buff
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats { return n.e.stats.snapshot() }
 
-// SetMeta changes the metadata advertised by the next heartbeats; others publish
-// Updated when they see it.
+// SetMeta changes the metadata the node advertises. A started node that
+// changes it sends a heartbeat at once (at most once every Interval/4, else
+// at the next tick), so the others see the change in about a network round
+// rather than up to an Interval later; they publish Updated when they do.
 func (n *Node) SetMeta(meta []byte) error {
 	if len(meta) > MaxMetaLen {
 		return fmt.Errorf("membership: meta is %d bytes, limit %d", len(meta), MaxMetaLen)
 	}
-	n.e.setMeta(meta)
+	n.e.setMeta(meta, n.cfg.Clock.Now())
 	return nil
 }
 

@@ -220,6 +220,50 @@ func TestNodeMetaUpdate(t *testing.T) {
 	}
 }
 
+// A change of metadata goes out at once rather than with the next heartbeat,
+// up to an interval later: whatever the phase of the heartbeats, the other
+// member sees it within a few network delays.
+func TestMetaChangeSentAtOnce(t *testing.T) {
+	s := newSim(t, 7, membershiptest.Conditions{Delay: time.Millisecond})
+	nodes := s.addN(2)
+	a, b := nodes[0], nodes[1]
+	s.runUntil(5*time.Second, "the two members see each other", s.allSee("n1,n2"))
+	metaOf := func(sn *simNode, id nodeid.ID) string {
+		for _, m := range sn.node.Members() {
+			if m.ID == id {
+				return string(m.Meta)
+			}
+		}
+		return ""
+	}
+	for i := range 8 {
+		// Each change at another phase of a's heartbeats (every
+		// DefaultInterval): 0, 1/8, ... 7/8 of an interval after the last.
+		s.run(membership.DefaultInterval + membership.DefaultInterval*time.Duration(i)/8)
+		want := fmt.Sprint("v", i)
+		if err := a.node.SetMeta([]byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		took := s.runUntil(membership.DefaultInterval, "b sees a's new metadata", func() bool { return metaOf(b, a.id) == want })
+		if took > 10*time.Millisecond {
+			t.Errorf("change %d: b saw a's new metadata after %v, want within 10 ms (a 1 ms network)", i, took)
+		}
+	}
+	// A flood of changes is pushed at most once a tick, the last one
+	// included: the node does not flood the cluster.
+	s.run(membership.DefaultInterval)
+	before := a.node.Stats().PacketsSent
+	for i := range 100 {
+		if err := a.node.SetMeta([]byte(fmt.Sprint("flood", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.runUntil(membership.DefaultInterval, "b sees the last of a flood of changes", func() bool { return metaOf(b, a.id) == "flood99" })
+	if sent := a.node.Stats().PacketsSent - before; sent > 3 {
+		t.Errorf("a flood of 100 changes sent %d packets, want at most 3", sent)
+	}
+}
+
 // During a key rotation nodes hold the old and the new key in different orders and
 // still accept each other; a node with neither key is refused and counted.
 func TestNodeKeyRotation(t *testing.T) {

@@ -115,15 +115,7 @@ func (e *engine) refute(now time.Time, claimed uint64, from netip.AddrPort, how 
 	}
 	s.Incarnation = max(claimed, s.Incarnation) + 1
 	e.stats.impersonations.Add(1)
-	if e.lastRefuted.IsZero() || now.Sub(e.lastRefuted) >= e.tickEvery {
-		// At once, but at most once a tick: a flood of claims cannot make this
-		// node flood the cluster with heartbeats.
-		e.lastRefuted = now
-		e.sendHeartbeat(0)
-		e.nextBeat = now.Add(e.cfg.Interval)
-	} else {
-		e.nextBeat = now // the next tick sends it
-	}
+	e.beatOutOfTurn(now, 0)
 	e.warn("membership: another member claims the local ID; refuting with a higher incarnation",
 		"how", how, "from", from, "claimed", claimed, "incarnation", s.Incarnation)
 }
