@@ -170,6 +170,8 @@ func (c *Cluster) lead(ctx context.Context) {
 	again := c.incomplete
 	seen := c.maxEpoch
 	refused := c.refused
+	all := memberIDs(base)
+	last := c.counted(all) // the members that left gracefully do not count
 	c.mu.Unlock()
 	adv := c.advertisedEpochs(live, base, since)
 	epoch := max(base.Epoch, seen, adv.ahead) + 1
@@ -208,12 +210,11 @@ func (c *Cluster) lead(ctx context.Context) {
 		return // the last cascade for these members failed: back off
 	}
 	if adv.ahead == 0 {
-		last := make([]nodeid.ID, 0, len(base.Members))
-		for _, m := range base.Members {
-			last = append(last, m.ID)
-		}
 		if !topology.CanCommit(c.cfg.Policy, last, visible) {
-			block := fmt.Sprintf("policy %s: %d of the %d members of epoch %d visible", c.cfg.Policy.Name(), len(visible), len(last), base.Epoch)
+			block := fmt.Sprintf("policy %s: %d of the %d members of epoch %d visible", c.cfg.Policy.Name(), len(visible), len(all), base.Epoch)
+			if gone := len(all) - len(last); gone > 0 {
+				block += fmt.Sprintf(" (%d of them left)", gone)
+			}
 			c.mu.Lock()
 			if c.blocked != block {
 				c.blocked = block
@@ -576,11 +577,7 @@ func (c *Cluster) admit(p *controlplane.Proposal) error {
 	if l.Epoch > p.Base && l.Epoch > 0 {
 		// The leader checked its policy against an older topology than
 		// this member's: check against this one.
-		last := make([]nodeid.ID, 0, len(l.Members))
-		for _, m := range l.Members {
-			last = append(last, m.ID)
-		}
-		if !topology.CanCommit(c.cfg.Policy, last, proposed) {
+		if !topology.CanCommit(c.cfg.Policy, c.counted(memberIDs(l)), proposed) {
 			return refuse(reasonPolicy)
 		}
 	}
@@ -590,7 +587,7 @@ func (c *Cluster) admit(p *controlplane.Proposal) error {
 		// this leader does not see. The new topology must hold a majority
 		// of that one too, or the two sides of a partition could both
 		// build on it. (Until its leader says it is void: see release.)
-		if !topology.CanCommit(c.cfg.Policy, pr.members, proposed) {
+		if !topology.CanCommit(c.cfg.Policy, c.counted(pr.members), proposed) {
 			err := refuse(reasonBound).(*StaleEpochError)
 			err.PreparedBy = pr.leader
 			return err
@@ -637,6 +634,11 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 	c.pending = nil
 	c.blocked = ""
 	c.refused = nil
+	for id := range c.left {
+		if !t.Contains(id) {
+			delete(c.left, id) // out of the topology now: nothing to count it in
+		}
+	}
 	if err := c.save(); err != nil {
 		c.log.Error("cluster: cannot save the committed topology; a restart of this member would forget it", "epoch", t.Epoch, "err", err)
 	}

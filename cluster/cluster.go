@@ -25,7 +25,12 @@
 // strict majority of the last committed members must be visible), so the
 // two sides of a partition never commit topologies that share members; the
 // minority keeps serving what it can reach and rejoins when the partition
-// heals.
+// heals. A member that left gracefully (Leave: it announced its departure)
+// no longer counts among the last committed members, as if a topology
+// without it had been committed first: members can leave one by one down to
+// the last, which commits a topology of its own. A member that merely went
+// silent (killed, cut off) still counts: two members that lose each other
+// both keep their topology.
 //
 // The cluster converges after any fault: every member advertises the epoch
 // it has committed in its membership metadata (see MemberEpoch), so a
@@ -62,6 +67,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -137,6 +143,7 @@ type Cluster struct {
 	maxEpoch    uint64                  // the highest epoch seen in any proposal or refusal, or led
 	led         uint64                  // the highest epoch of a cascade this member led that is over (see ballots)
 	unwanted    map[nodeid.ID]time.Time // connections outside the topology, since when
+	left        map[nodeid.ID]bool      // members that left gracefully, not heard since (see counted)
 	dialing     map[nodeid.ID]bool      // neighbours being dialled in the background
 	changed     chan struct{}           // closed and replaced at each commit
 	blocked     string                  // why the leader last declined to push (logged once)
@@ -197,6 +204,7 @@ func New(cfg Config) (*Cluster, error) {
 		self:     cfg.Node.ID(),
 		log:      cfg.Logger.With("node", cfg.Node.Name()),
 		unwanted: make(map[nodeid.ID]time.Time),
+		left:     make(map[nodeid.ID]bool),
 		dialing:  make(map[nodeid.ID]bool),
 		// The jitter of dial retries differs between members, yet in a
 		// simulation (testing/synctest: a fake clock) replays the same.
@@ -373,6 +381,7 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 			c.replan(e.Member.ID, fmt.Sprintf("%s became %s", e.Member.Name, strings.ToLower(e.Kind.String())))
 		case membership.Joined:
 			c.mu.Lock()
+			delete(c.left, e.Member.ID) // back: it counts again
 			if c.committed.Contains(e.Member.ID) {
 				// A member of the committed topology heard again: a
 				// new life, or back from the other side of a partition.
@@ -396,6 +405,15 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 			// its streams are reset. A member that left closes its own
 			// connections gracefully.
 			c.node.ForgetNode(e.Member.ID)
+		}
+		if e.Kind == membership.Left {
+			// Said goodbye: it no longer counts towards the majority of
+			// the topologies it is in (see counted).
+			c.mu.Lock()
+			if c.last().Contains(e.Member.ID) || slices.Contains(c.promised.members, e.Member.ID) {
+				c.left[e.Member.ID] = true
+			}
+			c.mu.Unlock()
 		}
 		c.poke()
 	}

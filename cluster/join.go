@@ -310,20 +310,30 @@ func (c *Cluster) Discovery() membership.Discovery { return c.disc }
 // ID returns the member's ID.
 func (c *Cluster) ID() nodeid.ID { return c.self }
 
-// leaveWait is how many reconciliation intervals Leave waits for the
-// neighbours to drop their connections (the leader sees the departure at
-// once, cascades in milliseconds and drains removed edges after three
-// intervals).
+// leaveWait is how many reconciliation intervals Leave waits at most for
+// the neighbours to drop their connections: the leader sees the departure
+// at once and cascades in milliseconds, and the members drop a removed edge
+// three intervals after they commit.
 const leaveWait = 10
 
 // Leave leaves the cluster gracefully: the member announces its departure
-// (the others drop it at once instead of waiting to declare it failed),
-// waits until its neighbours have moved to a topology without it, so that
-// calls relayed through it are not cut, then closes the node, letting the
-// calls it serves finish. ctx bounds the whole; when it is done, what is
-// left is cut short. For a cluster made with New, Leave only stops the
-// cluster's goroutines, like Close: its caller owns the node and the
-// membership.
+// (the others drop it at once instead of waiting to declare it failed, and
+// no longer count it in the policy's majority, so that the last member
+// left commits a topology of its own), then waits until its neighbours
+// have closed their connections to it, which they do once they have
+// committed a topology without it (a few hundred milliseconds), so that
+// calls relayed through it are not cut; then it closes the node, letting
+// the calls it serves finish.
+//
+// The wait is bounded by ctx and by ten reconciliation intervals
+// (Config.Interval: 1 s by default), for when nobody is left to cascade
+// (the whole cluster stopping at once) or the others cannot commit: then
+// the member logs which neighbours were still connected, and closes its
+// node all the same, cutting the calls still relayed through it; Leave
+// still returns nil, the departure having been announced. When ctx is done,
+// what is left is cut short and Leave returns ctx's error. For a cluster
+// made with New, Leave only stops the cluster's goroutines, like Close: its
+// caller owns the node and the membership.
 func (c *Cluster) Leave(ctx context.Context) error {
 	if !c.owned {
 		c.Close()
@@ -331,12 +341,9 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	}
 	c.stop()
 	lerr := c.disc.Leave(ctx)
-	// The others cascade a topology without this member and drain their
-	// connections to it; wait for that, serving meanwhile, but not long:
-	// when the whole cluster stops, nobody is left to cascade.
 	wait := time.NewTimer(leaveWait * c.cfg.Interval)
 	defer wait.Stop()
-	tick := time.NewTicker(c.cfg.Interval)
+	tick := time.NewTicker(c.cfg.Interval / 4)
 	defer tick.Stop()
 wait:
 	for len(c.node.Peers()) > 0 {
@@ -344,6 +351,7 @@ wait:
 		case <-ctx.Done():
 			break wait
 		case <-wait.C:
+			c.log.Warn("cluster: leaving with neighbours still connected: they did not move to a topology without this member in time", "waited", leaveWait*c.cfg.Interval, "peers", c.node.Peers())
 			break wait
 		case <-tick.C:
 		}
@@ -355,6 +363,9 @@ wait:
 	}
 	if nerr != nil {
 		return fmt.Errorf("cluster: leave: %w", nerr)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cluster: leave: %w", err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellisrpc/trellis/cluster"
 	"github.com/trellisrpc/trellis/keyring"
+	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/topology"
 )
 
@@ -326,5 +327,104 @@ func TestJoinListener(t *testing.T) {
 	ln2.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second))
 	if _, aerr := ln2.Accept(); !errors.Is(aerr, net.ErrClosed) {
 		t.Fatalf("accepting on the listener of a refused Join: %v, want net.ErrClosed", aerr)
+	}
+}
+
+// waitConnected waits until every cluster in cs holds exactly the
+// connections of its committed topology's edges.
+func waitConnected(t *testing.T, cs ...*cluster.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, c := range cs {
+		for {
+			want := c.Topology().Neighbours(c.ID())
+			got := c.Node().Peers()
+			slices.Sort(want)
+			slices.Sort(got)
+			if slices.Equal(want, got) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is connected to %v, its neighbours are %v", c.Node().Name(), got, want)
+			}
+			time.Sleep(10 * time.Millisecond) // connections come and go without events
+		}
+	}
+}
+
+// TestLeaveOneByOne: members leave gracefully one by one down to the last,
+// which commits a topology of its own. (The last of two stayed on the
+// topology of two for good, not ready: the member that had left still
+// counted in the majority.) Each Leave returns only once its neighbours
+// have moved to a topology without it, as it says.
+func TestLeaveOneByOne(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		n     int
+		order []int // the members that leave, in turn
+	}{
+		{"of 2 the leader leaves", 2, []int{0}},
+		{"of 2 the other leaves", 2, []int{1}},
+		{"3 down to 1", 3, []int{0, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := joinN(t, tc.n)
+			waitMembers(t, tc.n, j.cs...)
+			live := slices.Clone(j.cs)
+			for _, i := range tc.order {
+				leaver := j.cs[i]
+				live = slices.DeleteFunc(live, func(c *cluster.Cluster) bool { return c == leaver })
+				waitConnected(t, leaver)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := leaver.Leave(ctx)
+				cancel()
+				if err != nil {
+					t.Fatalf("%s leaves: %v", leaver.Node().Name(), err)
+				}
+				for _, c := range live {
+					if top := c.Topology(); top.Contains(leaver.ID()) {
+						t.Errorf("%s's Leave returned while %s still holds it (epoch %d)", leaver.Node().Name(), c.Node().Name(), top.Epoch)
+					}
+				}
+				waitMembers(t, len(live), live...)
+			}
+			last := live[0]
+			top := last.Topology()
+			if len(top.Members) != 1 || !top.Contains(last.ID()) {
+				t.Fatalf("the last member holds %v, want itself alone", top)
+			}
+			waitConnected(t, last)
+		})
+	}
+}
+
+// TestKilledOfTwoKeepsTheTopology: of two members, one is killed (no
+// goodbye): the other keeps their topology of two, as the majority policy
+// wants (it cannot tell a dead member from a partition), where a member
+// that left gracefully lets it move on (TestLeaveOneByOne).
+func TestKilledOfTwoKeepsTheTopology(t *testing.T) {
+	j := joinN(t, 2)
+	before := waitMembers(t, 2, j.cs...)
+	survivor, victim := j.cs[0], j.cs[1]
+	sub := survivor.Discovery().Subscribe(0)
+	defer sub.Close()
+	victim.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("the membership never declared the killed member failed: %v", err)
+		}
+		if e.Member.ID == victim.ID() && e.Kind == membership.Failed {
+			break
+		}
+	}
+	// The leader plans on every membership event and every Interval
+	// (100 ms): it commits nothing in five of them.
+	wctx, wcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer wcancel()
+	if top, err := survivor.Wait(wctx, func(top topology.Topology) bool { return top.Epoch != before.Epoch }); err == nil {
+		t.Fatalf("after its peer was killed the survivor committed epoch %d with %d members, want to keep epoch %d", top.Epoch, len(top.Members), before.Epoch)
 	}
 }

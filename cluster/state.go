@@ -187,6 +187,32 @@ func (c *Cluster) last() topology.Topology {
 	return c.restored
 }
 
+// counted returns the ids of ms that count towards the policy's majority:
+// all but the members that left gracefully. A member that announced its
+// departure is gone for good (in that life: heard again, it counts again),
+// so leaving it out is as if a topology without it had been committed
+// first; since it is visible on no side of a partition, the sides still
+// cannot both hold a majority (each leaves out only departed members, and
+// those are on neither side). c.mu must be held.
+func (c *Cluster) counted(ms []nodeid.ID) []nodeid.ID {
+	out := make([]nodeid.ID, 0, len(ms))
+	for _, id := range ms {
+		if !c.left[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// memberIDs returns the ids of t's members.
+func memberIDs(t topology.Topology) []nodeid.ID {
+	out := make([]nodeid.ID, 0, len(t.Members))
+	for _, m := range t.Members {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
 // bound reports whether the prepared proposal binds this member's consent
 // to later proposals (see admit): prepared above its last commit, and not
 // known to be void. c.mu must be held.

@@ -54,7 +54,10 @@ func PolicyByName(name string) (Policy, error) {
 // two-member cluster that loses either member cannot commit until it
 // returns, and a cluster that loses half or more of its members at once
 // stays on its last topology. When nothing has been committed yet
-// (lastCommitted is empty) the first topology is allowed.
+// (lastCommitted is empty) the first topology is allowed. (Package cluster
+// leaves out of lastCommitted the members that left gracefully: a member
+// that said goodbye is on no side of a partition, so the last of two
+// commits alone when the other leaves, not when it dies.)
 type Majority struct{}
 
 // Name returns "majority".

@@ -95,3 +95,38 @@ func TestForClusterNil(t *testing.T) {
 		t.Fatal("ForCluster(nil) succeeded")
 	}
 }
+
+// TestLastMemberReadyAfterTheOtherLeaves: of two members, one leaves
+// gracefully; the other commits a topology of its own and is ready. (It
+// stayed on the topology of two, the one that had left shown failed, and
+// answered /readyz with 503 for good: an orchestrator would have killed the
+// last member.)
+func TestLastMemberReadyAfterTheOtherLeaves(t *testing.T) {
+	cs := joinRing(t, 2)
+	st, err := status.ForCluster(cs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(st)
+	t.Cleanup(srv.Close)
+	waitSnapshot(t, srv.URL, 10*time.Second, func(s status.Snapshot) error {
+		if !s.Ready {
+			return fmt.Errorf("not ready: %s", s.NotReady)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cs[0].Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, srv.URL, 5*time.Second, func(s status.Snapshot) error {
+		if !s.Ready || len(s.Members) != 1 || len(s.Edges) != 0 {
+			return fmt.Errorf("ready %v (%s), %d members, %d edges; want ready, alone", s.Ready, s.NotReady, len(s.Members), len(s.Edges))
+		}
+		return nil
+	})
+	if code, body := get(t, srv.URL+"/readyz"); code != 200 {
+		t.Errorf("/readyz of the last member: %d %s", code, body)
+	}
+}
