@@ -44,9 +44,9 @@ func Example() {
 	defer client.Close()
 
 	// Wait until the server, which advertises the store, is in the
-	// client's topology.
-	for len(client.Serving(kvstore.StoreService)) == 0 && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
+	// client's topology and heard serving it.
+	if _, err := client.WaitServing(ctx, kvstore.StoreService, 1); err != nil {
+		log.Fatal(err)
 	}
 	store := kvstore.NewStoreClusterProxy(client, cluster.ByKey(nil))
 	if err := store.Put(ctx, "greeting", "hello"); err != nil {
@@ -69,6 +69,43 @@ func servers(c *cluster.Cluster) []string {
 		}
 	}
 	return names
+}
+
+// Three members join, each serving the store, and each waits until the
+// three serve it before calling: a proxy sharding by key then spreads the
+// keys over all of them.
+func ExampleCluster_WaitServing() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := []byte("an-example-cluster-key-0123456789")
+	seed := freeSeed()
+	var members []*cluster.Cluster
+	for i, name := range []string{"kv1", "kv2", "kv3"} {
+		gossip := "127.0.0.1:0" // any free port; the first member listens on the seed address
+		if i == 0 {
+			gossip = seed
+		}
+		c, err := cluster.Join(ctx, cluster.Options{Name: name, Addr: "127.0.0.1:0", Key: key, GossipAddr: gossip, Seeds: []string{seed}})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer c.Close()
+		kvstore.RegisterStore(c.Node(), &kvstore.Memory{Node: name})
+		members = append(members, c)
+	}
+	for _, c := range members {
+		if _, err := c.WaitServing(ctx, kvstore.StoreService, 3); err != nil {
+			log.Fatal(err)
+		}
+	}
+	owners := map[string]bool{}
+	for i := range 30 {
+		m, _ := members[0].KeyOwner(kvstore.StoreService, fmt.Sprint("key", i))
+		owners[m.Name] = true
+	}
+	fmt.Println("30 keys owned by", len(owners), "members")
+	// Output:
+	// 30 keys owned by 3 members
 }
 
 // A subscription delivers every topology this member commits, in order.
