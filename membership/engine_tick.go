@@ -340,6 +340,7 @@ func (e *engine) stopLocked(now time.Time) {
 	}
 	e.running = false
 	e.members = make(map[nodeid.ID]*peer)
+	e.fresh = nil
 	e.rebuildOrder()
 	e.leader = nodeid.None
 	e.log.Debug("membership: stopped", "at", now)
