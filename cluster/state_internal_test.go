@@ -382,3 +382,67 @@ func (d *listDiscovery) SetMeta(meta []byte) error {
 	d.self.Meta = append([]byte(nil), meta...)
 	return nil
 }
+
+// TestDepartedMembersDoNotCount checks the policy's majority without the
+// members that left gracefully, on both sides of a cascade: member 2, whose
+// last topology is {1, 2, 3, 4}, prepares a proposal based on an older one
+// when it holds a majority of the members that did not leave, and leads a
+// topology of its own once all the others left, but not while one of them
+// merely went silent.
+func TestDepartedMembersDoNotCount(t *testing.T) {
+	last := topology.Topology{Epoch: 5, Strategy: "ring", Members: []topology.Member{{ID: 1}, {ID: 2}, {ID: 3}, {ID: 4}},
+		Edges: []topology.Edge{{A: 1, B: 2}, {A: 1, B: 4}, {A: 2, B: 3}, {A: 3, B: 4}}}
+	newCluster := func(t *testing.T, left ...nodeid.ID) *Cluster {
+		state := &MemoryState{}
+		state.Save(State{ID: 2, Committed: last})
+		c, err := newStateCluster(t, 2, state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range left {
+			c.left[id] = true
+		}
+		return c
+	}
+	prepares := []struct {
+		name string
+		left []nodeid.ID
+		p    controlplane.Proposal
+		ok   bool
+	}{
+		{"{2, 3} of 4, none left", nil, leafProposal(7, 4, 3), false},
+		{"{2, 3} of 4, 4 left", []nodeid.ID{4}, leafProposal(7, 4, 3), true},
+		{"{2, 9} of 4, 4 left", []nodeid.ID{4}, leafProposal(7, 4, 9), false},
+		{"{2, 9} of 4, 1, 3 and 4 left", []nodeid.ID{1, 3, 4}, leafProposal(7, 4, 9), true},
+	}
+	for _, tt := range prepares {
+		t.Run("prepare "+tt.name, func(t *testing.T) {
+			c := newCluster(t, tt.left...)
+			if err := c.prepare(context.Background(), tt.p); (err == nil) != tt.ok {
+				t.Errorf("prepare: %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+	leads := []struct {
+		name string
+		left []nodeid.ID
+		ok   bool
+	}{
+		{"alone, none left", nil, false},
+		{"alone, 3 and 4 left, 1 silent", []nodeid.ID{3, 4}, false},
+		{"alone, 1, 3 and 4 left", []nodeid.ID{1, 3, 4}, true},
+	}
+	for _, tt := range leads {
+		t.Run("lead "+tt.name, func(t *testing.T) {
+			c := newCluster(t, tt.left...)
+			c.lead(context.Background())
+			got := c.Topology()
+			if alone := got.Epoch > last.Epoch && len(got.Members) == 1; alone != tt.ok {
+				t.Errorf("committed epoch %d %s; want alone: %v", got.Epoch, topology.Diagram(got), tt.ok)
+			}
+			if !tt.ok && c.blocked == "" {
+				t.Errorf("no reason logged for not leading")
+			}
+		})
+	}
+}
