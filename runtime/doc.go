@@ -26,13 +26,22 @@
 // ErrDeadlineExceeded, ErrRemotePanic, ErrProtocol, ErrUnknownMethod,
 // ErrTooLarge (arguments or results over Config.MaxMessageSize: the call
 // fails at once, the connection stays up) and ErrClosed, all wrapped in a
-// *CallError that names the node and method.
+// *CallError that names the node and method. A node that has gone shows as
+// one of three: ErrUnreachable (no connection to it, or the connection was
+// lost during the call), ErrShuttingDown (it was closing and refused or
+// cancelled the call) or, for a node reached through others, ErrNoRoute
+// (a relay has no way on to it); NotSent tells whether the call may have
+// run.
 //
 // An io.Reader (or io.ReadCloser) argument or result crosses as a stream:
 // the receiver gets an io.ReadCloser that pulls the sender's bytes with flow
 // control; closing it before the end resets the stream (its Reads then fail
-// with ErrStreamReset). A sender's reader that is an io.Closer is closed when its stream ends or
-// is reset, then possibly while a Read of it is in progress, which Close
+// with ErrStreamReset). A stream outlives the call that carried it: the
+// call's context governs the call, not the stream, so cancelling it does
+// not stop a stream the call returned; closing the stream does, and so
+// does the loss of the sender (Reads then fail with ErrStreamReset). A
+// sender's reader that is an io.Closer
+// is closed when its stream ends or is reset, then possibly while a Read of it is in progress, which Close
 // must unblock (as for http.Request.Body): a reader that blocks in Read
 // and cannot be closed holds up its node's Close.
 package runtime

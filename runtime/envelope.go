@@ -42,6 +42,9 @@ type MetadataEntry struct {
 
 // Metadata travels with a call and its reply, outside the encoded body:
 // authentication tokens, trace ids. Message transformers read and write it.
+// A call and its reply carry metadata of their own: a reply carries what
+// the server's side put on it (its message transformer), not the call's
+// metadata back.
 type Metadata []MetadataEntry
 
 // Get returns the value of the first entry with key k.

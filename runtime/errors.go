@@ -28,7 +28,9 @@ var (
 	// keeps serving.
 	ErrRemotePanic = errors.New("trellis: remote implementation panicked")
 	// ErrProtocol: a peer sent something that breaks the protocol, or
-	// arguments or results that could not be decoded.
+	// arguments or results that could not be decoded. The node closes the
+	// connection it came on: the other calls in flight on it fail with
+	// ErrUnreachable.
 	ErrProtocol = errors.New("trellis: protocol error")
 	// ErrUnknownMethod: the server has no such service or method, or a
 	// different signature for it (the two sides were generated from

@@ -21,6 +21,14 @@
 // An interface that breaks the rules of a Trellis service is refused: every
 // problem is printed on standard error as "file:line:col: message", the exit
 // status is 1 and no file is written.
+//
+// A type that cannot cross as it is (unexported fields, channels,
+// functions) may still cross through a marshal transformer that replaces
+// it on the way out and restores it on the way in: name it with
+// -transformed (Name, or import/path.Name, comma-separated) and register
+// the transformer on every node that sends or receives it
+// (runtime.RegisterTransformer). Without a registered transformer such a
+// value is encoded field by field, unexported fields left out.
 package main
 
 import (
@@ -89,10 +97,15 @@ func run(ctx context.Context, args []string, dir string, stderr io.Writer) int {
 	if _, err := gen.Run(ctx, cfg); err != nil {
 		var ps gen.Problems
 		if errors.As(err, &ps) {
+			crossing := false
 			for _, p := range ps {
 				fmt.Fprintln(stderr, p)
+				crossing = crossing || strings.Contains(p.Msg, "cannot cross a network")
 			}
 			fmt.Fprintf(stderr, "proxygen: %d problem(s), no file written\n", len(ps))
+			if crossing {
+				fmt.Fprintln(stderr, "proxygen: a named type that cannot cross may still cross through a marshal transformer: list it in -transformed and register the transformer on every node (runtime.RegisterTransformer)")
+			}
 		} else {
 			fmt.Fprintf(stderr, "proxygen: %v\n", err)
 		}

@@ -159,7 +159,11 @@ func printStatus(w io.Writer, s status.Snapshot) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t\n", name, m.ID, m.State, m.Incarnation, m.Addr)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\ntopology, epoch %d: %d edges\n", s.Epoch, len(s.Edges))
+	edges := "edges"
+	if len(s.Edges) == 1 {
+		edges = "edge"
+	}
+	fmt.Fprintf(w, "\ntopology, epoch %d: %d %s\n", s.Epoch, len(s.Edges), edges)
 	for _, e := range edgeLines(s) {
 		fmt.Fprintf(w, "  %s\n", e)
 	}

@@ -180,3 +180,24 @@ func TestStatusURL(t *testing.T) {
 		}
 	}
 }
+
+func TestEdgeCount(t *testing.T) {
+	for _, tc := range []struct {
+		members []string
+		want    string
+	}{
+		{[]string{"A"}, "topology, epoch 1: 0 edges"},
+		{[]string{"A", "B"}, "topology, epoch 1: 1 edge\n"},
+		{[]string{"A", "B", "C"}, "topology, epoch 1: 3 edges"},
+	} {
+		s := ring(1, tc.members...)
+		if len(tc.members) == 1 {
+			s.Edges = nil // a member alone has no edge
+		}
+		var b bytes.Buffer
+		printStatus(&b, s)
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("%d members: output lacks %q:\n%s", len(tc.members), tc.want, b.String())
+		}
+	}
+}
