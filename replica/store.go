@@ -275,7 +275,8 @@ func WithTTL(d time.Duration) WriteOption {
 }
 
 // Put stores value under key and returns the entry as written, once every
-// backup holds it. A key made by NewKey is created on this node; another
+// backup holds it. Unless made conditional (IfVersion, IfAbsent), it
+// replaces whatever is stored: for read-modify-write use Update. A key made by NewKey is created on this node; another
 // new key is created on the node that serves the put.
 func (s *Store) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (Item, error) {
 	if value == nil {
@@ -338,8 +339,11 @@ const maxUpdateTries = 16
 
 // Update replaces the value under key with what f makes of it (old is nil
 // and exists false for a new entry), atomically: if another write came
-// between the read and the write, f runs again on the newer value. opts
-// apply to the write (WithTTL).
+// between the read and the write, f runs again on the newer value, so no
+// concurrent Update is lost. After 16 such rounds it gives up with an error
+// wrapping ErrConflict (in ModeMigrate a node taking the entry over counts
+// as a write). An error from f is returned as it is. opts apply to the
+// write (WithTTL).
 func (s *Store) Update(ctx context.Context, key string, f func(old []byte, exists bool) ([]byte, error), opts ...WriteOption) (Item, error) {
 	for range maxUpdateTries {
 		cur, err := s.Get(ctx, key)

@@ -14,11 +14,25 @@
 //	})
 //	http.ListenAndServe(addr, m.Handler(mux))
 //
-// Changes made with Set and Delete are saved when the handler starts its
-// response, before any of it is written: a response the client receives
-// means the change is held by the session's owner and its backups. If the
-// save fails the client gets 503 instead. [Session.Update] changes a session
-// atomically at once, for read-modify-write such as counters.
+// Calls on a session take effect in the order the handler makes them:
+// [Session.Get] returns what the request has made of the session so far.
+// Changes made with Set and Delete are pending until they are saved: by the
+// next [Session.Update], which saves them together with its own change, or
+// else when the handler starts its response (its first Write, WriteHeader
+// or Flush), before any of it is written. A response the client receives
+// thus means the changes are held by the session's owner and its backups;
+// if the save fails the client gets 503 instead. Changes made after the
+// response started are saved when the handler returns; a failure then can
+// only be logged.
+//
+// A client may have several requests of its session running at once (a
+// page's parallel requests, a retry). A save writes only the keys the
+// request changed over what is stored by then, so the changes the requests
+// make to different keys are all kept; of two changes to one key, the one
+// saved last wins. A request sees the session as it was loaded when the
+// request started, not what the others save meanwhile, so a value computed
+// from a Get may be stale: read-modify-write, such as a counter, belongs in
+// Update, which changes the session atomically and loses no increment.
 package session
 
 import (
@@ -94,18 +108,42 @@ func New(opts Options) (*Manager, error) {
 }
 
 // A Session is the state a client keeps across requests. Its methods are
-// safe for concurrent use within the request.
+// safe for concurrent use by the goroutines of one request.
 type Session struct {
 	m   *Manager
 	id  string
 	ctx context.Context
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// values is the session as this request sees it: as last loaded or
+	// saved, with the pending changes applied.
 	values  map[string]string
 	version uint64 // 0: not stored yet
 	owner   nodeid.ID
 	backups []nodeid.ID
-	dirty   bool
+	// pending holds the changes made by Set and Delete and not saved yet,
+	// by key: only these are written over what is stored, so that the
+	// changes other requests and Update made meanwhile are kept.
+	pending map[string]change
+	seq     uint64 // numbers the changes, so a save forgets only those it wrote
+}
+
+// A change is a pending Set (or Delete, if deleted) of one key.
+type change struct {
+	value   string
+	deleted bool
+	seq     uint64
+}
+
+// applyTo makes the changes cs in values.
+func applyTo(values map[string]string, cs map[string]change) {
+	for k, c := range cs {
+		if c.deleted {
+			delete(values, k)
+		} else {
+			values[k] = c.value
+		}
+	}
 }
 
 type ctxKey struct{}
@@ -119,33 +157,43 @@ func From(r *http.Request) *Session {
 // ID returns the session's id (the cookie's value).
 func (s *Session) ID() string { return s.id }
 
-// Get returns the value stored under key ("" if none).
+// Get returns the value under key ("" if none): as loaded when the request
+// started, or as this request's own changes and Updates left it.
 func (s *Session) Get(key string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.values[key]
 }
 
-// Set stores value under key; it is saved before the response starts.
+// Set stores value under key. The change is pending until it is saved: by
+// the next Update, or before the response starts.
 func (s *Session) Set(key, value string) {
+	s.record(key, change{value: value})
+}
+
+// Delete removes key. The change is pending until it is saved: by the next
+// Update, or before the response starts.
+func (s *Session) Delete(key string) {
+	s.record(key, change{deleted: true})
+}
+
+// record makes c pending for key and applies it to the request's view.
+func (s *Session) record(key string, c change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.values == nil {
 		s.values = make(map[string]string)
 	}
-	s.values[key] = value
-	s.dirty = true
+	if s.pending == nil {
+		s.pending = make(map[string]change)
+	}
+	s.seq++
+	c.seq = s.seq
+	s.pending[key] = c
+	applyTo(s.values, map[string]change{key: c})
 }
 
-// Delete removes key; the change is saved before the response starts.
-func (s *Session) Delete(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.values, key)
-	s.dirty = true
-}
-
-// Values returns a copy of the session's values.
+// Values returns a copy of the session's values, as Get sees them.
 func (s *Session) Values() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,33 +209,42 @@ func (s *Session) Where() (owner nodeid.ID, backups []nodeid.ID) {
 	return s.owner, append([]nodeid.ID(nil), s.backups...)
 }
 
-// Update changes the session atomically and saves it at once: f gets the
-// stored values (a fresh map it may change) and runs again if another
-// request changed the session in between. Changes pending from Set and
-// Delete are applied after f's.
+// Update changes the session atomically and saves it at once, together
+// with the changes pending from this request's earlier calls of Set and
+// Delete. f gets a fresh map it may change: the values stored now, other
+// requests' saves included, with the pending changes applied, so that f
+// sees them and its own changes come after them. If another request
+// changes the session between the read and the write, f runs again on the
+// newer values, so f should do nothing but compute from the map and change
+// it. Once Update returns nil, Get sees what f made.
+//
+// If f returns an error, Update returns it (wrapped) and saves nothing;
+// the pending changes stay pending, as they do if the save fails. Update
+// gives up with an error wrapping [replica.ErrConflict] if other requests
+// keep changing the session (16 rounds). A nil f saves the pending changes
+// at once.
 func (s *Session) Update(f func(values map[string]string) error) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.m.opts.Timeout)
 	defer cancel()
+	s.mu.Lock()
+	created := s.version == 0
+	saving := maps.Clone(s.pending)
+	s.mu.Unlock()
 	change := func(old []byte, exists bool) ([]byte, error) {
 		vals, err := decode(old)
 		if err != nil {
 			return nil, err
 		}
-		if err := f(vals); err != nil {
-			return nil, err
+		applyTo(vals, saving)
+		if f != nil {
+			if err := f(vals); err != nil {
+				return nil, err
+			}
 		}
-		s.mu.Lock()
-		if s.dirty {
-			maps.Copy(vals, s.values)
-		}
-		s.mu.Unlock()
 		return cbor.Marshal(vals)
 	}
 	var it replica.Item
 	var err error
-	s.mu.Lock()
-	created := s.version == 0
-	s.mu.Unlock()
 	if created {
 		// A new session: its id was made here a moment ago, so it is
 		// created here without looking for it first.
@@ -203,10 +260,21 @@ func (s *Session) Update(f func(values map[string]string) error) error {
 	if err != nil {
 		return fmt.Errorf("session %s: update: %w", s.id, err)
 	}
-	vals, _ := decode(it.Value)
+	vals, err := decode(it.Value)
+	if err != nil {
+		return fmt.Errorf("session %s: update: %w", s.id, err)
+	}
 	s.mu.Lock()
-	s.values, s.version, s.owner, s.backups, s.dirty = vals, it.Version, it.Owner, it.Backups, false
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for k, c := range saving {
+		if s.pending[k] == c {
+			delete(s.pending, k)
+		}
+	}
+	// Changes made while Update ran (by other goroutines of the request)
+	// stay pending and visible.
+	applyTo(vals, s.pending)
+	s.values, s.version, s.owner, s.backups = vals, it.Version, it.Owner, it.Backups
 	return nil
 }
 
@@ -219,7 +287,7 @@ func (s *Session) Destroy(w http.ResponseWriter) error {
 		err = nil
 	}
 	s.mu.Lock()
-	s.values, s.dirty, s.version = nil, false, 0
+	s.values, s.pending, s.version = nil, nil, 0
 	s.mu.Unlock()
 	c := s.m.cookie("")
 	c.MaxAge = -1
@@ -227,16 +295,16 @@ func (s *Session) Destroy(w http.ResponseWriter) error {
 	return err
 }
 
-// save stores pending changes; the session's version guards against a
-// concurrent request's changes, which are kept: ours are applied on top.
+// save stores the pending changes, if any, over what is stored now: the
+// changes a concurrent request made to other keys are kept.
 func (s *Session) save() error {
 	s.mu.Lock()
-	dirty := s.dirty
+	n := len(s.pending)
 	s.mu.Unlock()
-	if !dirty {
+	if n == 0 {
 		return nil
 	}
-	return s.Update(func(map[string]string) error { return nil })
+	return s.Update(nil)
 }
 
 func decode(b []byte) (map[string]string, error) {
@@ -302,7 +370,7 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 		s.ctx = r.Context()
 		sw := &saver{ResponseWriter: w, s: s}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, s)))
-		sw.commit()
+		sw.finish()
 	})
 }
 
@@ -327,6 +395,35 @@ func (w *saver) commit() bool {
 		return false
 	}
 	return true
+}
+
+// finish saves what the handler left pending: before the response starts
+// if the handler wrote nothing, otherwise (changes made after the response
+// started) at once, logging a failure, which the client can no longer be
+// told of.
+func (w *saver) finish() {
+	if !w.started {
+		w.commit()
+		return
+	}
+	if w.failed {
+		return // the client was told that nothing was saved
+	}
+	if err := w.s.save(); err != nil {
+		w.s.m.opts.Logger.Warn("changes made after the response started not saved", "session", w.s.id, "err", err)
+	}
+}
+
+// Flush saves pending changes, then sends what is buffered of the response.
+func (w *saver) Flush() { w.FlushError() }
+
+// FlushError is Flush for http.ResponseController, reporting an error if the
+// underlying writer cannot flush.
+func (w *saver) FlushError() error {
+	if !w.commit() {
+		return nil // the 503 went out instead
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 func (w *saver) WriteHeader(code int) {
