@@ -546,3 +546,66 @@ func TestUpdateNilSavesAtOnce(t *testing.T) {
 	})
 	sf.get(c, 0, "/")
 }
+
+// TestChangesAfterDestroy checks that Destroy deletes the session and
+// drops its pending changes, and that changes made after it start a new
+// session, which the client gets the cookie of.
+func TestChangesAfterDestroy(t *testing.T) {
+	sf := newSessionFarm(t, 1)
+	for i, tc := range []struct {
+		name string
+		ops  []op // after Destroy
+		want values
+	}{
+		{"destroy only", nil, nil},
+		{"pending set dropped", nil, nil},
+		{"set after destroy", []op{get("user", ""), set("flash", "bye")}, vals("flash", "bye")},
+		{"update after destroy", []op{incr("visits"), set("flash", "bye")}, vals("visits", "1", "flash", "bye")},
+		{"delete after destroy", []op{del("user")}, vals()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sf.t = t
+			path := fmt.Sprintf("/destroy%d", i)
+			sf.handle(path+"/seed", func(w http.ResponseWriter, r *http.Request) {
+				session.From(r).Set("user", "old")
+			})
+			var oldID string
+			sf.handle(path, func(w http.ResponseWriter, r *http.Request) {
+				s := session.From(r)
+				s.Set("pending", "dropped")
+				if err := s.Destroy(w); err != nil {
+					t.Errorf("Destroy: %v", err)
+				}
+				if s.ID() == oldID {
+					t.Errorf("the session's id is still %s after Destroy", oldID)
+				}
+				for _, b := range run(s, tc.ops) {
+					t.Error(b)
+				}
+			})
+			c := sf.client()
+			sf.get(c, 0, path+"/seed")
+			u, _ := url.Parse(sf.urls[0])
+			oldID = c.Jar.Cookies(u)[0].Value
+			sf.get(c, 0, path)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := sf.farm.Servers[0].Store.Get(ctx, oldID); !errors.Is(err, replica.ErrNotFound) {
+				t.Errorf("the destroyed session: %v, want %v", err, replica.ErrNotFound)
+			}
+			cookies := c.Jar.Cookies(u)
+			if tc.want == nil {
+				if len(cookies) != 0 {
+					t.Errorf("the client kept cookies %v", cookies)
+				}
+				return
+			}
+			if len(cookies) != 1 || cookies[0].Value == oldID {
+				t.Fatalf("the client has cookies %v, want one for the new session", cookies)
+			}
+			if got := sf.stored(c); !same(got, tc.want) {
+				t.Errorf("stored %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

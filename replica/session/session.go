@@ -126,6 +126,9 @@ type Session struct {
 	// changes other requests and Update made meanwhile are kept.
 	pending map[string]change
 	seq     uint64 // numbers the changes, so a save forgets only those it wrote
+	// renewed is set by Destroy: the session's id is new, and its cookie
+	// is to be sent if the new session is stored.
+	renewed bool
 }
 
 // A change is a pending Set (or Delete, if deleted) of one key.
@@ -154,8 +157,13 @@ func From(r *http.Request) *Session {
 	return s
 }
 
-// ID returns the session's id (the cookie's value).
-func (s *Session) ID() string { return s.id }
+// ID returns the session's id (the cookie's value). Destroy gives the
+// session a new one.
+func (s *Session) ID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id
+}
 
 // Get returns the value under key ("" if none): as loaded when the request
 // started, or as this request's own changes and Updates left it.
@@ -227,7 +235,7 @@ func (s *Session) Update(f func(values map[string]string) error) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.m.opts.Timeout)
 	defer cancel()
 	s.mu.Lock()
-	created := s.version == 0
+	id, created := s.id, s.version == 0
 	saving := maps.Clone(s.pending)
 	s.mu.Unlock()
 	change := func(old []byte, exists bool) ([]byte, error) {
@@ -250,22 +258,25 @@ func (s *Session) Update(f func(values map[string]string) error) error {
 		// created here without looking for it first.
 		var v []byte
 		if v, err = change(nil, false); err == nil {
-			it, err = s.m.opts.Store.Create(ctx, s.id, v, replica.WithTTL(s.m.opts.TTL))
+			it, err = s.m.opts.Store.Create(ctx, id, v, replica.WithTTL(s.m.opts.TTL))
 		}
 		created = !errors.Is(err, replica.ErrConflict)
 	}
 	if !created {
-		it, err = s.m.opts.Store.Update(ctx, s.id, change, replica.WithTTL(s.m.opts.TTL))
+		it, err = s.m.opts.Store.Update(ctx, id, change, replica.WithTTL(s.m.opts.TTL))
 	}
 	if err != nil {
-		return fmt.Errorf("session %s: update: %w", s.id, err)
+		return fmt.Errorf("session %s: update: %w", id, err)
 	}
 	vals, err := decode(it.Value)
 	if err != nil {
-		return fmt.Errorf("session %s: update: %w", s.id, err)
+		return fmt.Errorf("session %s: update: %w", id, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.id != id {
+		return nil // destroyed meanwhile
+	}
 	for k, c := range saving {
 		if s.pending[k] == c {
 			delete(s.pending, k)
@@ -278,21 +289,42 @@ func (s *Session) Update(f func(values map[string]string) error) error {
 	return nil
 }
 
-// Destroy deletes the session now and clears its cookie.
+// Destroy deletes the session now, with the changes pending, and clears
+// its cookie (w is the handler's ResponseWriter; the response must not have
+// started). The Session is then a new, empty one with a new id: changes
+// made after Destroy, such as a farewell message, are saved in it, and its
+// cookie is sent with them.
 func (s *Session) Destroy(w http.ResponseWriter) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.m.opts.Timeout)
 	defer cancel()
-	err := s.m.opts.Store.Delete(ctx, s.id)
+	s.mu.Lock()
+	id := s.id
+	s.id = s.m.opts.Store.NewKey()
+	s.values, s.pending, s.version, s.owner, s.backups, s.renewed = nil, nil, 0, nodeid.None, nil, true
+	s.mu.Unlock()
+	err := s.m.opts.Store.Delete(ctx, id)
 	if errors.Is(err, replica.ErrNotFound) {
 		err = nil
 	}
-	s.mu.Lock()
-	s.values, s.pending, s.version = nil, nil, 0
-	s.mu.Unlock()
 	c := s.m.cookie("")
 	c.MaxAge = -1
 	http.SetCookie(w, c)
-	return err
+	if err != nil {
+		return fmt.Errorf("session %s: destroy: %w", id, err)
+	}
+	return nil
+}
+
+// renewedCookie returns the cookie of a session stored since Destroy gave
+// it a new id, once; nil if there is none to send.
+func (s *Session) renewedCookie() *http.Cookie {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.renewed || s.version == 0 {
+		return nil
+	}
+	s.renewed = false
+	return s.m.cookie(s.id)
 }
 
 // save stores the pending changes, if any, over what is stored now: the
@@ -394,6 +426,9 @@ func (w *saver) commit() bool {
 		http.Error(w.ResponseWriter, "session not saved: "+err.Error(), http.StatusServiceUnavailable)
 		return false
 	}
+	if c := w.s.renewedCookie(); c != nil {
+		http.SetCookie(w.ResponseWriter, c)
+	}
 	return true
 }
 
@@ -410,7 +445,10 @@ func (w *saver) finish() {
 		return // the client was told that nothing was saved
 	}
 	if err := w.s.save(); err != nil {
-		w.s.m.opts.Logger.Warn("changes made after the response started not saved", "session", w.s.id, "err", err)
+		w.s.m.opts.Logger.Warn("changes made after the response started not saved", "session", w.s.ID(), "err", err)
+	}
+	if w.s.renewedCookie() != nil {
+		w.s.m.opts.Logger.Warn("a session started after Destroy once the response had started: its cookie could not be sent", "session", w.s.ID())
 	}
 }
 
