@@ -246,6 +246,44 @@ func TestLostCopiesAreSentAgain(t *testing.T) {
 	}
 }
 
+// TestConcurrentUpdatesNoneLost runs increments of one entry at once
+// through every node (proxy mode): each is acknowledged and counted.
+func TestConcurrentUpdatesNoneLost(t *testing.T) {
+	f := farmtest.New(t, 3, replica.Config{})
+	ctx := ctxT(t, 20*time.Second)
+	k := f.Servers[0].Store.NewKey()
+	if _, err := f.Servers[0].Store.Put(ctx, k, []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	// Each increment writes once, so one loses at most n-1 rounds to the
+	// others: fewer than Update tries.
+	const n = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := f.Servers[i%len(f.Servers)]
+			if _, err := increment(ctx, s, k); err != nil {
+				errs <- fmt.Errorf("%s: %w", s.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got, err := f.Servers[2].Store.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Value) != strconv.Itoa(n) {
+		t.Fatalf("counter %q after %d acknowledged increments", got.Value, n)
+	}
+}
+
 func TestMigrateMode(t *testing.T) {
 	f := farmtest.New(t, 3, replica.Config{Mode: replica.ModeMigrate})
 	ctx := ctxT(t, 20*time.Second)

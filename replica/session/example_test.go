@@ -76,3 +76,64 @@ func Example() {
 	// visit 2
 	// visit 3
 }
+
+// Set and Delete are pending until saved; Update saves them together with
+// its own change, and its f sees them: calls take effect in the order the
+// handler makes them.
+func ExampleSession_Update() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	gossip, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	seed := gossip.LocalAddr().String()
+	gossip.Close()
+	c, err := cluster.Join(ctx, cluster.Options{Name: "web1", Addr: "127.0.0.1:0", Key: []byte("an-example-cluster-key-0123456789"), GossipAddr: seed, Seeds: []string{seed}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	store, err := replica.New(replica.Config{Cluster: c})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	sessions, err := session.New(session.Options{Store: store, InsecureCookie: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := session.From(r)
+		s.Set("user", r.FormValue("user")) // pending
+		err := s.Update(func(v map[string]string) error {
+			n, _ := strconv.Atoi(v["logins"])
+			v["logins"] = strconv.Itoa(n + 1)
+			v["greeting"] = "hello " + v["user"] // f sees the pending Set
+			return nil
+		})
+		if err != nil { // nothing saved, "user" still pending
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "%s, login %s", s.Get("greeting"), s.Get("logins"))
+	})
+	srv := httptest.NewServer(sessions.Handler(login))
+	defer srv.Close()
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	for _, user := range []string{"ann", "bob"} {
+		resp, err := browser.Get(srv.URL + "?user=" + user)
+		if err != nil {
+			log.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(string(body))
+	}
+	// Output:
+	// hello ann, login 1
+	// hello bob, login 2
+}
