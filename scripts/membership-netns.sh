@@ -115,11 +115,17 @@ for i in $(seq 1 $N); do
 	ip -n "$s" route add 224.0.0.0/4 dev v0 || exit 1
 done
 
+# started I: node I logged its start (its join time is set).
+started() { [ "$(awk '$4 == "START"' "$(log "$1")" | wc -l)" -ge 1 ]; }
+
 say "starting nodes n1..n$N (n1 first: it is the oldest, the leader)"
+# Each node is started once the previous one has: the join times, which
+# make the leader, then follow the order of the names even when starting a
+# process takes longer than the gap between launches (a loaded machine).
 for i in $(seq 1 $N); do
 	ip netns exec "$(ns "$i")" timeout -s KILL "$LIFETIME" "$work/membernode" -name "n$i" \
 		-iface v0 -addr "10.77.0.$i:7001" -duration "$((LIFETIME - 10))s" >"$(log "$i")" 2>"$work/n$i.err" &
-	sleep 0.05
+	wait_for 10 "n$i starts" started "$i" || break
 done
 all="$(seq -s ' ' 1 $N)"
 wait_for 10 "every node sees every other" saw_all Joined 0 "$all" "$all" && say "all $N nodes see each other"
