@@ -198,7 +198,11 @@ func (s *Session) record(key string, c change) {
 	s.seq++
 	c.seq = s.seq
 	s.pending[key] = c
-	applyTo(s.values, map[string]change{key: c})
+	if c.deleted {
+		delete(s.values, key)
+	} else {
+		s.values[key] = c.value
+	}
 }
 
 // Values returns a copy of the session's values, as Get sees them.
