@@ -167,6 +167,11 @@ func (c *Client) call(ctx context.Context, m *codegen.MethodDesc, args, results 
 	if c.released.Load() {
 		return c.notSent(m, ErrReleased)
 	}
+	if len(m.Transformed) > 0 {
+		if t := n.missingTransformer(m); t != nil {
+			return c.notSent(m, fmt.Errorf("%w: %s", ErrNoTransformer, noTransformer(n.cfg.Name, methodName(c.svc, m), t, "this node")))
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return c.notSent(m, ctxErr(err))
 	}

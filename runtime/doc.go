@@ -25,7 +25,10 @@
 // Failures of the machinery are typed: see ErrUnreachable, ErrCanceled,
 // ErrDeadlineExceeded, ErrRemotePanic, ErrProtocol, ErrUnknownMethod,
 // ErrTooLarge (arguments or results over Config.MaxMessageSize: the call
-// fails at once, the connection stays up) and ErrClosed, all wrapped in a
+// fails at once, the connection stays up), ErrNoTransformer (the call
+// carries a type that proxygen was told is transformed, and the caller's or
+// the server's node has no marshal transformer for it: the call is not
+// sent, or not run) and ErrClosed, all wrapped in a
 // *CallError that names the node and method. A node that has gone shows as
 // one of three: ErrUnreachable (no connection to it, or the connection was
 // lost during the call), ErrShuttingDown (it was closing and refused or

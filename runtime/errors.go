@@ -55,6 +55,14 @@ var (
 	// sends this error instead) exceed Config.MaxMessageSize. The side that
 	// refused logs it; the connection stays up.
 	ErrTooLarge = errors.New("trellis: message too large")
+	// ErrNoTransformer: the method's arguments or results hold a type that
+	// proxygen was told crosses through a marshal transformer
+	// (-transformed), and the caller's node (before sending) or the
+	// server's node (before decoding, without running the call) has no
+	// transformer registered for it (RegisterTransformer). NotSent holds;
+	// the connection stays up. The error names the type, the method and
+	// the node that lacks the transformer.
+	ErrNoTransformer = errors.New("trellis: no marshal transformer")
 )
 
 // ctxError is a machinery error that is also its context counterpart.
@@ -117,7 +125,8 @@ const (
 	codeUnreachable
 	codeRefused // shutting down: the call was not started
 	codeTooLarge
-	codeReplyDropped // the call ran, but its reply was over the caller's share of the node's memory
+	codeReplyDropped  // the call ran, but its reply was over the caller's share of the node's memory
+	codeNoTransformer // the server has no marshal transformer for a type the method carries
 )
 
 // codeBadRef: a call or release named an object of the server that the
@@ -276,6 +285,8 @@ func machineryError(w *wireError) error {
 		base = ErrUnreachable
 	case codeTooLarge:
 		base = ErrTooLarge
+	case codeNoTransformer:
+		base = ErrNoTransformer
 	default:
 		base = ErrProtocol
 	}
@@ -286,7 +297,7 @@ func machineryError(w *wireError) error {
 // before its handler ran.
 func notRun(code uint8) bool {
 	switch code {
-	case codeUnknownMethod, codeUnknownObject, codeBadRef, codeOverloaded, codeRefused, codeNoRoute:
+	case codeUnknownMethod, codeUnknownObject, codeBadRef, codeOverloaded, codeRefused, codeNoRoute, codeNoTransformer:
 		return true
 	}
 	return false

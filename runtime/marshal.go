@@ -23,7 +23,23 @@ import (
 // and can be replaced by a snapshot or an identifier.
 //
 // Both nodes of a call must register the same transformers for the types
-// they exchange. Reach and cost: the arguments and results types that do
+// they exchange. For a type named to proxygen with -transformed, this is
+// checked: the generated codegen.MethodDesc of every method whose
+// arguments or results hold it lists it (MethodDesc.Transformed), and a
+// node with no transformer for it (for T or, where the method holds a *T,
+// for *T or T) refuses the method's calls, whatever values they carry
+// (even nil or empty ones), with ErrNoTransformer naming the type, the
+// method and the node: the caller's node before sending the call
+// (NotSent holds), the server's node before decoding its arguments
+// (without running it, logging the refusal, keeping the connection up).
+// The check is by method, not by value: the server does not look for the
+// type in what arrives, and a value sent from a node without the check
+// (code generated before it, or without -transformed) is not recognised.
+// A type not named with -transformed is not checked: without a
+// transformer, its values cross as the codec encodes them, unexported
+// fields left out. The check costs nothing for the methods that list no
+// such type, and one lookup per call, cached per method and set of
+// transformers, for those that do. Reach and cost: the arguments and results types that do
 // not contain T (computed once per type) are encoded as before, so a node
 // without transformers, or a call that carries no T, pays one atomic load.
 // A value that contains T is walked with reflection: the containers on the
@@ -140,8 +156,54 @@ func (x wireCtx) record(h any) {
 // transformerSet is an immutable set of transformers with a cache of which
 // types contain a transformed type.
 type transformerSet struct {
-	byType map[reflect.Type]*marshalTransformer
-	needs  sync.Map // reflect.Type → bool
+	byType  map[reflect.Type]*marshalTransformer
+	needs   sync.Map // reflect.Type → bool
+	missing sync.Map // *codegen.MethodDesc → reflect.Type (nil: none missing)
+}
+
+// covers reports whether a value of type t, as a method's
+// codegen.MethodDesc.Transformed lists it, is transformed: by a transformer
+// for t, or, t being a pointer, for what it points to.
+func (s *transformerSet) covers(t reflect.Type) bool {
+	for {
+		if s.byType[t] != nil {
+			return true
+		}
+		if t.Kind() != reflect.Pointer {
+			return false
+		}
+		t = t.Elem()
+	}
+}
+
+// missingTransformer returns the first type of m.Transformed (which is not
+// empty) that n has no marshal transformer for, or nil. The answer is
+// computed once per method and set of transformers.
+func (n *Node) missingTransformer(m *codegen.MethodDesc) reflect.Type {
+	s := n.marshal.Load()
+	if s == nil {
+		return m.Transformed[0]
+	}
+	if v, ok := s.missing.Load(m); ok {
+		t, _ := v.(reflect.Type)
+		return t
+	}
+	var miss reflect.Type
+	for _, t := range m.Transformed {
+		if !s.covers(t) {
+			miss = t
+			break
+		}
+	}
+	s.missing.Store(m, miss)
+	return miss
+}
+
+// noTransformer says that node lacks the marshal transformer for t, which
+// method carries; where is "this node" or "node <name>".
+func noTransformer(node, method string, t reflect.Type, where string) string {
+	return fmt.Sprintf("node %s has no marshal transformer for %v, which the arguments or results of %s hold and which cannot cross as it is: register a marshal transformer for %v on %s (runtime.RegisterTransformer)",
+		node, t, method, t, where)
 }
 
 // maxTransformDepth bounds the nesting the transforming decoder follows.

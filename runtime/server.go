@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -152,6 +153,12 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 		n.replyError(p, id, wireError{Code: code, Message: msg})
 		return nil
 	}
+	if len(e.method.Transformed) > 0 {
+		if t := n.missingTransformer(e.method); t != nil {
+			n.refuseUntransformed(p, id, e, caller, t)
+			return nil
+		}
+	}
 	if ip := n.interceptor.Load(); ip != nil {
 		msg := Message{Service: e.svc, Method: e.method, Peer: caller, Metadata: req.metadata, Body: req.body}
 		if err := (*ip).Incoming(&msg); err != nil {
@@ -219,6 +226,20 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 		p.serveInline(sc)
 	}
 	return nil
+}
+
+// refuseUntransformed refuses call id, of method e, whose arguments or
+// results hold type t, for which this node has no marshal transformer: the
+// call is not run, and the caller is told why (ErrNoTransformer). It is a
+// mistake of this node's configuration, not of the caller: the connection
+// stays up, and the refusal is logged at most once per logEvery and caller.
+func (n *Node) refuseUntransformed(p *peer, id uint64, e *methodEntry, caller NodeID, t reflect.Type) {
+	method := methodName(e.svc, e.method)
+	if ok, held := n.logs.allow("notransformer", caller); ok {
+		n.log.Warn("trellis: call refused: no marshal transformer for a type it carries (runtime.RegisterTransformer)",
+			"peer", caller, "method", method, "type", t.String(), "earlier_not_logged", held)
+	}
+	n.replyError(p, id, wireError{Code: codeNoTransformer, Message: noTransformer(n.cfg.Name, method, t, "node "+n.cfg.Name)})
 }
 
 // lookup finds the method a request calls: on a registered service, or on

@@ -27,8 +27,14 @@
 // it on the way out and restores it on the way in: name it with
 // -transformed (Name, or import/path.Name, comma-separated) and register
 // the transformer on every node that sends or receives it
-// (runtime.RegisterTransformer). Without a registered transformer such a
-// value is encoded field by field, unexported fields left out.
+// (runtime.RegisterTransformer). The desc of each method whose arguments
+// or results hold such a type, at any depth, lists it
+// (codegen.MethodDesc.Transformed), and a node without a transformer for
+// it refuses the method's calls instead of sending or accepting a broken
+// value: the caller's node before sending, the server's before decoding,
+// with runtime.ErrNoTransformer naming the type, the method and the node
+// to register the transformer on. A type that cannot cross and is not
+// listed in -transformed is refused by proxygen itself.
 package main
 
 import (

@@ -277,6 +277,12 @@ func (a *analyzer) value(t types.Type, at token.Position, prefix, root string) *
 	a.spell(t, func(reason string) {
 		c.report(root, t, reason)
 	})
+	for _, tt := range c.transformed {
+		a.spell(tt, func(reason string) {
+			a.problems.addf(at, "%s: -transformed type %s is held inside the value, but generated code must name it (to check that a transformer is registered for it): %s", prefix, a.typeString(tt), reason)
+		})
+	}
+	v.transformed = c.transformed
 	return v
 }
 

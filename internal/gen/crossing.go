@@ -18,6 +18,35 @@ type crossing struct {
 	at     token.Position  // the parameter's position
 	prefix string          // "method M: parameter p"
 	seen   map[string]bool // named types already checked, by full name
+	// transformed collects the -transformed types the value holds, as
+	// they appear in it: T, or *T (**T...) when held by pointer.
+	transformed []types.Type
+}
+
+// transformedAt reports whether t is a -transformed named type, or a
+// pointer (to a pointer...) to one.
+func (c *crossing) transformedAt(t types.Type) bool {
+	for {
+		switch u := types.Unalias(t).(type) {
+		case *types.Pointer:
+			t = u.Elem()
+			continue
+		case *types.Named:
+			obj := u.Obj()
+			return obj.Pkg() != nil && c.a.transformed[obj.Pkg().Path()+"."+obj.Name()]
+		}
+		return false
+	}
+}
+
+// found records t, a -transformed type as the value holds it, once.
+func (c *crossing) found(t types.Type) {
+	for _, have := range c.transformed {
+		if types.Identical(have, t) {
+			return
+		}
+	}
+	c.transformed = append(c.transformed, t)
 }
 
 // report records that the part at path, of type t, cannot cross.
@@ -42,6 +71,10 @@ func (c *crossing) walk(t types.Type, path string, shown types.Type, depth int) 
 	case *types.Basic:
 		c.basic(u, path, shown)
 	case *types.Pointer:
+		if c.transformedAt(u) {
+			c.found(u) // a transformer for *T or for T replaces it
+			return
+		}
 		c.walk(u.Elem(), path, nil, depth+1)
 	case *types.Slice:
 		c.walk(u.Elem(), path+"[0]", nil, depth+1)
@@ -91,6 +124,7 @@ func (c *crossing) named(n *types.Named, path string, shown types.Type, depth in
 		return
 	case obj.Pkg() != nil && c.a.transformed[obj.Pkg().Path()+"."+obj.Name()]:
 		// A marshal transformer replaces it on the wire.
+		c.found(n)
 		return
 	}
 	if _, ok := n.Underlying().(*types.Interface); !ok && marshalsItself(n) {

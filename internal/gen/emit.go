@@ -165,6 +165,14 @@ func (g *generator) planImports(services []*service, avoid nameSet) {
 			if len(m.params) > 0 && len(m.results) > 0 {
 				real["sync"] = "sync" // the pool of recycled call structs
 			}
+			for _, t := range m.transformed() {
+				real["reflect"] = "reflect" // the desc's Transformed
+				forEachTypeName(t, func(obj *types.TypeName) {
+					if p := obj.Pkg(); p != nil && p != g.pkg {
+						real[p.Path()] = p.Name()
+					}
+				})
+			}
 			for _, v := range slices.Concat(m.params, m.results) {
 				forEachTypeName(v.typ, func(obj *types.TypeName) {
 					if p := obj.Pkg(); p != nil && p != g.pkg {

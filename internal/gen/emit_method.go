@@ -30,6 +30,13 @@ func (g *generator) methodDecls(f *jen.File, s *service, m *method) {
 		}
 		fields = append(fields, jen.Id("Flags").Op(":").Add(flag))
 	}
+	if ts := m.transformed(); len(ts) > 0 {
+		var types []jen.Code
+		for _, t := range ts {
+			types = append(types, jen.Qual("reflect", "TypeFor").Index(g.typeCode(t)).Call())
+		}
+		fields = append(fields, jen.Id("Transformed").Op(":").Index().Qual("reflect", "Type").Values(types...))
+	}
 	decl(f, jen.Var().Id(m.desc).Op("=").Op("&").Add(cg("MethodDesc")).Values(keyed(fields...)...),
 		fmt.Sprintf("%s describes %s.%s.", m.desc, s.name, m.name))
 	if len(m.params) > 0 {

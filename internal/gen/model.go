@@ -95,6 +95,24 @@ type value struct {
 	field string // its field in the args or results struct: Key, A1, R0...
 	local string // its name in generated code: a proxy parameter, or r0... for results
 	wire  string // for references and streams, the local that holds the wire form
+
+	// transformed are the -transformed types the value holds, as it holds
+	// them (T, or *T), which its method's desc lists.
+	transformed []types.Type
+}
+
+// transformed returns the -transformed types that m's arguments and results
+// hold, each once, in the order they appear.
+func (m *method) transformed() []types.Type {
+	var ts []types.Type
+	for _, v := range slices.Concat(m.params, m.results) {
+		for _, t := range v.transformed {
+			if !slices.ContainsFunc(ts, func(have types.Type) bool { return types.Identical(have, t) }) {
+				ts = append(ts, t)
+			}
+		}
+	}
+	return ts
 }
 
 // generated returns the package-level identifiers that the code for s

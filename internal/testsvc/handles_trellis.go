@@ -4,6 +4,7 @@ package testsvc
 
 import (
 	"context"
+	"reflect"
 	"sync"
 
 	"github.com/trellisrpc/trellis/cluster"
@@ -57,10 +58,11 @@ var _ Handles = (*HandlesProxy)(nil)
 
 // handlesBumpMethod describes Handles.Bump.
 var handlesBumpMethod = &codegen.MethodDesc{
-	Name:      "Bump",
-	Signature: "func(context.Context, *github.com/trellisrpc/trellis/internal/testsvc.Tally, int) (int, error)",
-	ID:        0x84ccce4b4a2e7c9c,
-	Handler:   handlesBumpHandler,
+	Name:        "Bump",
+	Signature:   "func(context.Context, *github.com/trellisrpc/trellis/internal/testsvc.Tally, int) (int, error)",
+	ID:          0x84ccce4b4a2e7c9c,
+	Handler:     handlesBumpHandler,
+	Transformed: []reflect.Type{reflect.TypeFor[*Tally]()},
 }
 
 // handlesBumpArgs holds the arguments of Handles.Bump on the wire.
@@ -185,10 +187,11 @@ func handlesBumpHandler(ctx context.Context, impl any, call codegen.ServerCall) 
 
 // handlesRenameMethod describes Handles.Rename.
 var handlesRenameMethod = &codegen.MethodDesc{
-	Name:      "Rename",
-	Signature: "func(context.Context, github.com/trellisrpc/trellis/internal/testsvc.Holder, string) (github.com/trellisrpc/trellis/internal/testsvc.Holder, error)",
-	ID:        0xc93bf54f9e5b2d99,
-	Handler:   handlesRenameHandler,
+	Name:        "Rename",
+	Signature:   "func(context.Context, github.com/trellisrpc/trellis/internal/testsvc.Holder, string) (github.com/trellisrpc/trellis/internal/testsvc.Holder, error)",
+	ID:          0xc93bf54f9e5b2d99,
+	Handler:     handlesRenameHandler,
+	Transformed: []reflect.Type{reflect.TypeFor[*Handle]()},
 }
 
 // handlesRenameArgs holds the arguments of Handles.Rename on the wire.
@@ -251,10 +254,11 @@ func handlesRenameHandler(ctx context.Context, impl any, call codegen.ServerCall
 
 // handlesSizeMethod describes Handles.Size.
 var handlesSizeMethod = &codegen.MethodDesc{
-	Name:      "Size",
-	Signature: "func(context.Context, *github.com/trellisrpc/trellis/internal/testsvc.Blob) (int64, error)",
-	ID:        0xb42952d8685e1035,
-	Handler:   handlesSizeHandler,
+	Name:        "Size",
+	Signature:   "func(context.Context, *github.com/trellisrpc/trellis/internal/testsvc.Blob) (int64, error)",
+	ID:          0xb42952d8685e1035,
+	Handler:     handlesSizeHandler,
+	Transformed: []reflect.Type{reflect.TypeFor[*Blob]()},
 }
 
 // handlesSizeArgs holds the arguments of Handles.Size on the wire.

@@ -3,6 +3,7 @@ package codegen
 import (
 	"context"
 	"hash/fnv"
+	"reflect"
 )
 
 // ProxygenV2_IfThisIsUndefinedRunGoGenerate is referenced by every file that
@@ -51,6 +52,15 @@ type MethodDesc struct {
 	// Flags say what the method allows: whether a call that may have run
 	// can be made again (cluster proxies read them).
 	Flags MethodFlags
+	// Transformed lists the types named to proxygen with -transformed that
+	// the method's arguments or results hold (at the top level or nested
+	// in slices, arrays, maps, pointers and struct fields), each as it
+	// appears there: T, or *T when it is held by pointer. Such a value
+	// cannot cross as it is: a node refuses to make or serve a call of the
+	// method unless it has a marshal transformer for each of them
+	// (runtime.RegisterTransformer, for the type or, for *T, for T). Nil
+	// for most methods.
+	Transformed []reflect.Type
 }
 
 // MethodFlags say what a method allows. Proxygen writes them.

@@ -10,7 +10,10 @@
 //     its Snapshot, and on the way in a new Account is built from the
 //     snapshot (Restore), journaling to the receiving node's own file.
 //     proxygen is told with -transformed Account that it need not look into
-//     the type (without it, it refuses a type it cannot serialize).
+//     the type (without it, it refuses a type it cannot serialize), and
+//     lists *Account in the desc of Settle: a node that has not registered
+//     the transformer refuses to call or serve Settle
+//     (runtime.ErrNoTransformer) rather than send an empty Account.
 //   - By reference, as a Wallet: Wallet is a service interface that *Account
 //     implements, so an account passed as a Wallet stays live on its node and
 //     the receiver gets a proxy whose calls act on the original.

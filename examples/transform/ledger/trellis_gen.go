@@ -4,6 +4,7 @@ package ledger
 
 import (
 	"context"
+	"reflect"
 	sync1 "sync"
 
 	"github.com/trellisrpc/trellis/cluster"
@@ -188,10 +189,11 @@ func ledgerPayHandler(ctx context.Context, impl any, call codegen.ServerCall) er
 
 // ledgerSettleMethod describes Ledger.Settle.
 var ledgerSettleMethod = &codegen.MethodDesc{
-	Name:      "Settle",
-	Signature: "func(context.Context, []github.com/trellisrpc/trellis/examples/transform/ledger.Posting) (map[string]*github.com/trellisrpc/trellis/examples/transform/ledger.Account, error)",
-	ID:        0x1fe70c92362b9d55,
-	Handler:   ledgerSettleHandler,
+	Name:        "Settle",
+	Signature:   "func(context.Context, []github.com/trellisrpc/trellis/examples/transform/ledger.Posting) (map[string]*github.com/trellisrpc/trellis/examples/transform/ledger.Account, error)",
+	ID:          0x1fe70c92362b9d55,
+	Handler:     ledgerSettleHandler,
+	Transformed: []reflect.Type{reflect.TypeFor[*Account]()},
 }
 
 // ledgerSettleArgs holds the arguments of Ledger.Settle on the wire.
