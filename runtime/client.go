@@ -169,7 +169,7 @@ func (c *Client) call(ctx context.Context, m *codegen.MethodDesc, args, results 
 	}
 	if len(m.Transformed) > 0 {
 		if t := n.missingTransformer(m); t != nil {
-			return c.notSent(m, fmt.Errorf("%w: %s", ErrNoTransformer, noTransformer(n.cfg.Name, methodName(c.svc, m), t, "this node")))
+			return c.notSent(m, fmt.Errorf("%w: %s", ErrNoTransformer, noTransformer(n.cfg.Name, t, "this node")))
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -218,6 +218,33 @@ func ExampleRegisterTransformer() {
 	// the caller's account is unchanged: a1 (alice) 100
 }
 
+// A node that has not registered the marshal transformer of a type that
+// proxygen was told is transformed (-transformed Account) refuses the calls
+// that hold it, here before sending: nothing crosses without its
+// transformer.
+func ExampleRegisterTransformer_missing() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	server, client, closeAll, err := exampleNodes(ctx, func(*runtime.Node) error { return nil })
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeAll()
+	if err := ledger.RegisterLedger(server, clerk{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = ledger.NewLedgerProxy(client, server.ID()).Settle(ctx, []ledger.Posting{
+		{Account: ledger.NewAccount("a1", "alice", 100, nil), Amount: 20},
+	})
+	fmt.Println("no transformer:", errors.Is(err, runtime.ErrNoTransformer))
+	fmt.Println("not sent:", runtime.NotSent(err))
+	// Output:
+	// no transformer: true
+	// not sent: true
+}
+
 // A message transformer on a proxy sees every encoded call it sends: here
 // it adds metadata, which the implementation reads from its context.
 func ExampleClient_SetTransformer() {

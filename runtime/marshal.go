@@ -200,10 +200,11 @@ func (n *Node) missingTransformer(m *codegen.MethodDesc) reflect.Type {
 }
 
 // noTransformer says that node lacks the marshal transformer for t, which
-// method carries; where is "this node" or "node <name>".
-func noTransformer(node, method string, t reflect.Type, where string) string {
-	return fmt.Sprintf("node %s has no marshal transformer for %v, which the arguments or results of %s hold and which cannot cross as it is: register a marshal transformer for %v on %s (runtime.RegisterTransformer)",
-		node, t, method, t, where)
+// the method called carries (the *CallError around it names the method);
+// where is "this node" or "node <name>".
+func noTransformer(node string, t reflect.Type, where string) string {
+	return fmt.Sprintf("node %s has no marshal transformer for %v, which the method's arguments or results hold and which cannot cross as it is: register a marshal transformer for %v on %s (runtime.RegisterTransformer)",
+		node, t, t, where)
 }
 
 // maxTransformDepth bounds the nesting the transforming decoder follows.

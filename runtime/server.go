@@ -239,7 +239,7 @@ func (n *Node) refuseUntransformed(p *peer, id uint64, e *methodEntry, caller No
 		n.log.Warn("trellis: call refused: no marshal transformer for a type it carries (runtime.RegisterTransformer)",
 			"peer", caller, "method", method, "type", t.String(), "earlier_not_logged", held)
 	}
-	n.replyError(p, id, wireError{Code: codeNoTransformer, Message: noTransformer(n.cfg.Name, method, t, "node "+n.cfg.Name)})
+	n.replyError(p, id, wireError{Code: codeNoTransformer, Message: noTransformer(n.cfg.Name, t, "node "+n.cfg.Name)})
 }
 
 // lookup finds the method a request calls: on a registered service, or on

@@ -132,7 +132,9 @@ func sameImpl(a, b any) bool {
 // returns the call's arguments (after the context) for a key function, and
 // may be nil when the method has none. A call that was not sent (see
 // runtime.NotSent, ErrNoMember, ErrTooManyInFlight) is retried on another
-// member, within the call's deadline and the retry policy (a call that
+// member, within the call's deadline and the retry policy (but not one
+// refused for want of a marshal transformer, runtime.ErrNoTransformer: a
+// mistake of configuration, which another try would repeat or hide; a call that
 // finds no member first waits for a Source that is a Settler to settle); a call that may
 // have run is retried only when m's flags have codegen.Idempotent, and only
 // when it failed in the machinery; one whose flags have codegen.OneShot is
@@ -193,7 +195,8 @@ func retryable(err error, flags codegen.MethodFlags) bool {
 		return false
 	}
 	if runtime.NotSent(err) || errors.Is(err, ErrNoMember) || errors.Is(err, ErrTooManyInFlight) {
-		return !errors.Is(err, runtime.ErrCanceled) && !errors.Is(err, runtime.ErrDeadlineExceeded) && !errors.Is(err, runtime.ErrClosed)
+		return !errors.Is(err, runtime.ErrCanceled) && !errors.Is(err, runtime.ErrDeadlineExceeded) && !errors.Is(err, runtime.ErrClosed) &&
+			!errors.Is(err, runtime.ErrNoTransformer)
 	}
 	if flags&codegen.Idempotent == 0 {
 		return false

@@ -1,0 +1,4 @@
+package clustergen
+
+// Retryable exports retryable to the external tests.
+var Retryable = retryable
