@@ -73,7 +73,8 @@ type Options struct {
 	// GossipAddr is the local UDP address of the membership (default
 	// ":7947" with Seeds, any port otherwise). The members listen there
 	// for the heartbeats of the others, so a seed is the GossipAddr of a
-	// member: with the default, seeds are "host:7947". Members that share
+	// member: with the default, seeds are "host:7947" (the memberlist
+	// backend.s default port is 7948, memberlist.DefaultPort). Members that share
 	// a host (several in one process, as in tests) need distinct
 	// addresses: give the seed member the seed address, and the others
 	// "127.0.0.1:0" (any free port: the others learn it from their
@@ -111,7 +112,8 @@ type Options struct {
 	// configuration Join computed, instead of membership.New: another
 	// backend plugs in here. memberlist.Backend (package
 	// membership/memberlist) selects hashicorp/memberlist, the choice
-	// beyond a few dozen members; a test network is another.
+	// beyond about a hundred members or across networks; a test network
+	// is another.
 	Discovery func(membership.Config) (membership.Discovery, error)
 }
 
