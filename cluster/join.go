@@ -74,8 +74,8 @@ type Options struct {
 	// ":7947" with Seeds, any port otherwise). The members listen there
 	// for the heartbeats of the others, so a seed is the GossipAddr of a
 	// member: with the default, seeds are "host:7947" (the memberlist
-	// backend.s default port is 7948, memberlist.DefaultPort). Members that share
-	// a host (several in one process, as in tests) need distinct
+	// backend's default port is 7948, memberlist.DefaultPort). Members
+	// that share a host (several in one process, as in tests) need distinct
 	// addresses: give the seed member the seed address, and the others
 	// "127.0.0.1:0" (any free port: the others learn it from their
 	// heartbeats).
