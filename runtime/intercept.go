@@ -292,6 +292,7 @@ const (
 	KindClosed        = "closed"
 	KindShuttingDown  = "shutting_down"
 	KindOverloaded    = "overloaded"
+	KindNoTransformer = "no_transformer"
 	KindOther         = "other"
 )
 
@@ -324,6 +325,8 @@ func ErrorKind(err error) string {
 		return KindShuttingDown
 	case errors.Is(err, ErrOverloaded):
 		return KindOverloaded
+	case errors.Is(err, ErrNoTransformer):
+		return KindNoTransformer
 	}
 	var re *RemoteError
 	var ce *CallError
