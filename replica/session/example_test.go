@@ -83,26 +83,8 @@ func Example() {
 func ExampleSession_Update() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	gossip, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	seed := gossip.LocalAddr().String()
-	gossip.Close()
-	c, err := cluster.Join(ctx, cluster.Options{Name: "web1", Addr: "127.0.0.1:0", Key: []byte("an-example-cluster-key-0123456789"), GossipAddr: seed, Seeds: []string{seed}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
-	store, err := replica.New(replica.Config{Cluster: c})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer store.Close()
-	sessions, err := session.New(session.Options{Store: store, InsecureCookie: true})
-	if err != nil {
-		log.Fatal(err)
-	}
+	sessions, stop := exampleSessions(ctx)
+	defer stop()
 
 	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := session.From(r)
@@ -136,4 +118,35 @@ func ExampleSession_Update() {
 	// Output:
 	// hello ann, login 1
 	// hello bob, login 2
+}
+
+// exampleSessions starts a one-member cluster with a replicated store and a
+// session manager over it, as Example does, and returns the manager and a
+// function that stops them all.
+func exampleSessions(ctx context.Context) (*session.Manager, func()) {
+	gossip, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	seed := gossip.LocalAddr().String()
+	gossip.Close()
+	c, err := cluster.Join(ctx, cluster.Options{Name: "web1", Addr: "127.0.0.1:0", Key: []byte("an-example-cluster-key-0123456789"), GossipAddr: seed, Seeds: []string{seed}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	store, err := replica.New(replica.Config{Cluster: c})
+	if err != nil {
+		c.Close()
+		log.Fatal(err)
+	}
+	sessions, err := session.New(session.Options{Store: store, InsecureCookie: true})
+	if err != nil {
+		store.Close()
+		c.Close()
+		log.Fatal(err)
+	}
+	return sessions, func() {
+		store.Close()
+		c.Close()
+	}
 }
