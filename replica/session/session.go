@@ -277,10 +277,17 @@ func (s *Session) Update(f func(values map[string]string) error) error {
 		return fmt.Errorf("session %s: update: %w", id, err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.id != id {
-		return nil // destroyed meanwhile
+		// Destroyed meanwhile: this write may have landed after Destroy's
+		// delete and stored the old session again, which its old cookie
+		// would still reach. Delete it again.
+		s.mu.Unlock()
+		if err := s.m.opts.Store.Delete(ctx, id); err != nil && !errors.Is(err, replica.ErrNotFound) {
+			return fmt.Errorf("session %s: deleting the session destroyed during an update: %w", id, err)
+		}
+		return nil
 	}
+	defer s.mu.Unlock()
 	for k, c := range saving {
 		if s.pending[k] == c {
 			delete(s.pending, k)
