@@ -433,10 +433,13 @@ func (e *engine) join(p *packet, from netip.AddrPort, now time.Time) {
 		// to the others at the next tick (see announceFresh), who greet it
 		// in turn (see onPeers): a member that knows only a seed meets the
 		// others in a few network delays rather than a peers period (a
-		// second).
-		e.greet(from)
-		if !announced && len(e.fresh) < e.cfg.MaxMembers {
-			e.fresh = append(e.fresh, peerEntry{id: pe.m.ID, addr: from})
+		// second). A member announced by another was greeted when this node
+		// heard of it (onPeers): its heartbeat is usually the answer.
+		if !announced {
+			e.greet(from)
+			if len(e.fresh) < e.cfg.MaxMembers {
+				e.fresh = append(e.fresh, peerEntry{id: pe.m.ID, addr: from})
+			}
 		}
 	}
 }
