@@ -387,7 +387,7 @@ func measureRun(o orchOpts, run int) ([]Result, error) {
 					got[key{cp.system, pn}] = append(got[key{cp.system, pn}], m)
 					if ph == "conc" {
 						fmt.Fprintf(os.Stderr, "run %d round %d: %-7s %-5s %8.0f calls/s %5.2f µs CPU/call\n", run+1, round+1, cp.system, pn,
-							float64(m.Calls)/m.Window.Seconds(), float64(m.ClientCPU+m.ServerCPU)/float64(max(m.Calls, 1))/1e3)
+							m.figures().CallsPerSec, m.figures().CPUPerCall/1e3)
 					}
 				}
 			}

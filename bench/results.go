@@ -37,6 +37,15 @@ type Result struct {
 	Err string `json:",omitempty"`
 }
 
+// figures returns the figures of m, a measure of the concurrent phase.
+func (m Measure) figures() RoundFigures {
+	return RoundFigures{
+		Round:       m.Round,
+		CallsPerSec: float64(m.Calls) / m.Window.Seconds(),
+		CPUPerCall:  float64(m.ClientCPU+m.ServerCPU) / float64(max(m.Calls, 1)),
+	}
+}
+
 // RoundFigures are one round's figures of the concurrent phase.
 type RoundFigures struct {
 	Round       int
@@ -70,12 +79,9 @@ func merge(ms []Measure) Result {
 			p99 = append(p99, m.P99)
 		case "conc":
 			r.ConcCalls += m.Calls
-			r.RoundRates = append(r.RoundRates, float64(m.Calls)/m.Window.Seconds())
-			r.Rounds = append(r.Rounds, RoundFigures{
-				Round:       m.Round,
-				CallsPerSec: float64(m.Calls) / m.Window.Seconds(),
-				CPUPerCall:  float64(m.ClientCPU+m.ServerCPU) / float64(max(m.Calls, 1)),
-			})
+			f := m.figures()
+			r.RoundRates = append(r.RoundRates, f.CallsPerSec)
+			r.Rounds = append(r.Rounds, f)
 			cm, sm = cm+m.ClientMallocs, sm+m.ServerMallocs
 			cc, sc = cc+m.ClientCPU, sc+m.ServerCPU
 			cr, cw, sr, sw = cr+m.ClientReads, cw+m.ClientWrites, sr+m.ServerReads, sw+m.ServerWrites

@@ -34,6 +34,10 @@ const (
 	noTracing = iota
 	batcher   // tracing.NewBatcher
 	sdkBatch  // sdktrace.WithBatcher: the SDK's batch span processor
+
+	// nopObserving installs, instead of tracing, a call observer that
+	// does nothing (trellis-observed).
+	nopObserving
 )
 
 func init() {
@@ -41,7 +45,7 @@ func init() {
 		&system{sysMetrics, "Trellis with package metrics on both nodes", serveObserved(true, noTracing), dialObserved(true, noTracing)},
 		&system{sysTraced, "Trellis with metrics and tracing (1 % sampled, tracing.Batcher) on both nodes", serveObserved(true, batcher), dialObserved(true, batcher)},
 		&system{sysControl, "Trellis again, nothing installed: the ratios' noise in this run", serveObserved(false, noTracing), dialObserved(false, noTracing)},
-		&system{sysObserved, "Trellis with a call observer that does nothing on both nodes: the observers' machinery alone", serveNop, dialNop},
+		&system{sysObserved, "Trellis with a call observer that does nothing on both nodes: the observers' machinery alone", serveObserved(false, nopObserving), dialObserved(false, nopObserving)},
 		&system{sysTracedBSP, "the same with the SDK's batch span processor", serveObserved(true, sdkBatch), dialObserved(true, sdkBatch)},
 	)
 }
@@ -56,6 +60,10 @@ func observe(n *trellis.Node, withMetrics bool, spans int) error {
 		if err := prometheus.NewRegistry().Register(col); err != nil {
 			return err
 		}
+	}
+	if spans == nopObserving {
+		n.Observe(nopObserver{})
+		return nil
 	}
 	if spans != noTracing {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracing.NewBatcher(tracetest.NewNoopExporter(), tracing.BatcherConfig{})))
@@ -74,24 +82,6 @@ type nopObserver struct{}
 
 func (nopObserver) CallMade(context.Context, *trellis.OutgoingCall, error)   {}
 func (nopObserver) CallServed(context.Context, *trellis.IncomingCall, error) {}
-
-func serveNop(addr string) (string, func(), error) {
-	n, err := newTrellisServer(addr)
-	if err != nil {
-		return "", nil, err
-	}
-	n.Observe(nopObserver{})
-	return n.Addr().String(), func() { n.Close(context.Background()) }, nil
-}
-
-func dialNop(ctx context.Context, addr string) (caller, error) {
-	c, err := dialTrellis(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	c.(*trellisClient).n.Observe(nopObserver{})
-	return c, nil
-}
 
 func serveObserved(withMetrics bool, spans int) func(addr string) (string, func(), error) {
 	return func(addr string) (string, func(), error) {

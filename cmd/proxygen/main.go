@@ -106,7 +106,7 @@ func run(ctx context.Context, args []string, dir string, stderr io.Writer) int {
 			crossing := false
 			for _, p := range ps {
 				fmt.Fprintln(stderr, p)
-				crossing = crossing || strings.Contains(p.Msg, "cannot cross a network")
+				crossing = crossing || p.CannotCross
 			}
 			fmt.Fprintf(stderr, "proxygen: %d problem(s), no file written\n", len(ps))
 			if crossing {

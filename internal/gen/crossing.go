@@ -52,6 +52,7 @@ func (c *crossing) found(t types.Type) {
 // report records that the part at path, of type t, cannot cross.
 func (c *crossing) report(path string, t types.Type, reason string) {
 	c.a.problems.addf(c.at, "%s: type %s (%s) cannot cross a network: %s", c.prefix, path, c.a.typeString(t), reason)
+	c.a.problems.items[len(c.a.problems.items)-1].CannotCross = true
 }
 
 // walk checks t, the type of the part at path. shown, when not nil, is the

@@ -19,6 +19,9 @@ type Problem struct {
 	// Msg describes the problem, starting with the interface, the -type name
 	// or the method it concerns.
 	Msg string
+	// CannotCross marks a value that cannot cross a network as it is (a
+	// marshal transformer, named with -transformed, may carry it).
+	CannotCross bool
 }
 
 // String returns the problem as "file:line:col: msg", or just msg when the
