@@ -252,16 +252,29 @@ func (s *inStream) deliver(seq uint64, flags byte, data []byte, owner *transport
 		s.setErr(&RemoteError{Message: string(data)})
 	case flags&dataEOF != 0:
 		s.setErr(io.EOF)
+	case len(data) == 0:
+		// A sender sends data only when it has some: empty chunks would
+		// each hold a queue entry without counting against the window.
+		return fmt.Errorf("stream %d of node %s: chunk %d holds no data", s.key.id, s.key.node, seq)
 	default:
 		if over := s.queued + s.filled + len(data) - s.ahead; over > 0 {
 			return fmt.Errorf("stream %d of node %s: %d bytes beyond the granted window", s.key.id, s.key.node, over)
 		}
-		if owner == nil {
-			data = append([]byte(nil), data...)
+		last := len(s.queue) - 1
+		switch {
+		case owner == nil && last >= 0 && s.owners[last] == nil:
+			// A small chunk after a copied one joins it, so that a
+			// window's worth of tiny chunks holds about the window, not
+			// a slice and a queue entry for each.
+			s.queue[last] = append(s.queue[last], data...)
+		case owner == nil:
+			s.queue = append(s.queue, append([]byte(nil), data...))
+			s.owners = append(s.owners, nil)
+		default:
+			s.queue = append(s.queue, data)
+			s.owners = append(s.owners, owner)
+			kept = true
 		}
-		s.queue = append(s.queue, data)
-		s.owners = append(s.owners, owner)
-		kept = true
 		s.queued += len(data)
 		s.next++
 	}
