@@ -64,7 +64,8 @@ type Config struct {
 	// it for 5 s (default 1.5 × MaxMessageSize, 96 MiB).
 	MaxPeerMemory int
 	// MaxConcurrentCalls caps the calls one peer may have in progress on
-	// this node; calls beyond it fail with ErrOverloaded (default 4096).
+	// this node, and, apart, those it may have relayed through this node
+	// to others; calls beyond it fail with ErrOverloaded (default 4096).
 	MaxConcurrentCalls int
 	// MaxExportsPerPeer caps the objects of this node that one peer may
 	// hold by reference; beyond it, passing one more fails with

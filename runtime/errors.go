@@ -44,7 +44,8 @@ var (
 	// call may have run in part: NotSent does not hold).
 	ErrShuttingDown = errors.New("trellis: remote node shutting down")
 	// ErrOverloaded: the remote node has Config.MaxConcurrentCalls calls of
-	// this caller in progress, or holds this caller's share of its memory
+	// this caller in progress (or a relay on the way has as many from its
+	// neighbour toward other nodes), or holds this caller's share of its memory
 	// (Config.MaxPeerMemory) in arguments and unread replies, and refused
 	// one more call; or it ran the call but could not hold its reply for
 	// this caller, which then reads its replies too slowly (the error says

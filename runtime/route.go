@@ -191,6 +191,19 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 		}
 		return &transport.ProtocolError{Reason: fmt.Sprintf("call id %d is already in progress", id)}
 	}
+	if len(p.relayed) >= n.cfg.MaxConcurrentCalls {
+		// Each call relayed holds a record here and on q until its reply
+		// comes back: a peer may not have more in progress than it may
+		// have served.
+		relayed := len(p.relayed)
+		p.mu.Unlock()
+		transport.PutBuffer(buf)
+		n.putCall(cl)
+		if done != nil {
+			done(ErrOverloaded)
+		}
+		return fail(codeOverloaded, fmt.Sprintf("%d calls of %s in progress through this node (MaxConcurrentCalls)", relayed, p.id))
+	}
 	p.relayed[id] = relayLink{to: q, id: qid, done: done}
 	p.mu.Unlock()
 	q.mu.Lock()
