@@ -239,8 +239,9 @@ func (c *Cluster) Start() error {
 	c.mu.Lock()
 	c.advertise() // epoch 0: a member that restarted is seen to lag at once
 	c.mu.Unlock()
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.watchMembership(ctx)
+	go c.watchServices(ctx)
 	go c.loop(ctx)
 	c.poke()
 	return nil
@@ -419,6 +420,21 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 	}
 }
 
+// watchServices advertises the services registered on the node, and again
+// each time one is registered or unregistered, at once.
+func (c *Cluster) watchServices(ctx context.Context) {
+	defer c.wg.Done()
+	for {
+		changed := c.node.ServicesChanged()
+		c.advertiseServices()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 func (c *Cluster) loop(ctx context.Context) {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.Interval)
@@ -430,7 +446,6 @@ func (c *Cluster) loop(ctx context.Context) {
 		case <-c.kick:
 		case <-t.C:
 		}
-		c.advertiseServices()
 		c.release(c.disc.Members())
 		if leader, ok := c.disc.Leader(); ok && leader.ID == c.self && c.mayLead() {
 			c.lead(ctx)

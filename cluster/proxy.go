@@ -152,10 +152,11 @@ func (c *Cluster) Serving(svc *codegen.ServiceDesc) []Member {
 // is closed (Close, Leave) it fails with ErrSubscriptionClosed, as Wait
 // does.
 //
-// A member advertises the services registered on its node within the
-// cluster's Interval (the one calling WaitServing at once), and the others
-// see them a network delay later with the built-in membership, a gossip
-// round later with memberlist. Until then cluster proxies spread their
+// A member advertises a service as soon as it is registered on its node
+// (or unregistered), and the others see it a network delay later with the
+// built-in membership (a heartbeat interval later at most, when the
+// member's metadata had just changed), a gossip round later with
+// memberlist. Until then cluster proxies spread their
 // calls over the members whose services have arrived: right after Join,
 // perhaps over this member alone (ByKey then sends it every key). So a
 // member that calls the others as soon as it starts registers its own
@@ -171,7 +172,8 @@ func (c *Cluster) WaitServing(ctx context.Context, svc *codegen.ServiceDesc, n i
 	if svc == nil {
 		return nil, errors.New("cluster: WaitServing: nil service")
 	}
-	// This member's own registrations go out now, not at the next tick.
+	// This member's own registrations count at once, even if they were
+	// made a moment ago and watchServices has not advertised them yet.
 	c.advertiseServices()
 	for {
 		changed := c.viewChanged()

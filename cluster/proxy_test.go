@@ -471,3 +471,54 @@ func TestWaitServingEnds(t *testing.T) {
 		t.Fatal("WaitServing did not return after Close")
 	}
 }
+
+// TestServiceAdvertisedAtOnce: a service registered (or unregistered) on a
+// member that has joined reaches the others at once, not at the cluster's
+// next tick. The interval is made far longer than the bound of the wait, so
+// that a tick cannot explain the result.
+func TestServiceAdvertisedAtOnce(t *testing.T) {
+	const interval = 10 * time.Second
+	// The first member leads at once, and cascades to the second when it
+	// hears it join: the topology is committed without a tick.
+	slow := func(grace time.Duration) func(*cluster.Options) {
+		return func(o *cluster.Options) {
+			o.Cluster = func(c *cluster.Config) { c.Interval, c.JoinGrace = interval, grace }
+		}
+	}
+	j := &joined{t: t, seed: freeUDPAddr(t)}
+	a := j.join("A", slow(time.Millisecond))
+	b := j.join("B", slow(interval))
+	waitMembers(t, 2, a, b)
+	if got := a.Serving(testsvc.ShardService); len(got) != 0 {
+		t.Fatalf("before any registration, %d members serve Shard", len(got))
+	}
+
+	// Registered, unregistered, registered again: the first may ride on
+	// the tail of the commit's own news, not the others.
+	bound := interval / 4
+	for i, step := range []struct {
+		name  string
+		do    func() error
+		serve int
+	}{
+		{"registered", func() error { return testsvc.RegisterShard(b.Node(), &testsvc.ShardImpl{Name: "B"}) }, 1},
+		{"unregistered", func() error { return b.Node().Unregister(testsvc.ShardService.Name) }, 0},
+		{"registered again", func() error { return testsvc.RegisterShard(b.Node(), &testsvc.ShardImpl{Name: "B"}) }, 1},
+	} {
+		start := time.Now()
+		if err := step.do(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		for {
+			got := a.Serving(testsvc.ShardService)
+			if len(got) == step.serve && (step.serve == 0 || got[0].ID == b.Node().ID()) {
+				break
+			}
+			if time.Since(start) > bound {
+				t.Fatalf("a service %s after Join: the other member saw %+v serve it %v later (interval %v)", step.name, got, bound, interval)
+			}
+			time.Sleep(10 * time.Millisecond) // advertisements travel in heartbeats: nothing to await
+		}
+		t.Logf("service %s: seen by the other member in %v", step.name, time.Since(start))
+	}
+}

@@ -35,8 +35,9 @@ type Node struct {
 	interceptor atomic.Pointer[Transformer]
 	icept       atomic.Pointer[interceptors]
 	marshal     atomic.Pointer[transformerSet]
-	regMu       sync.Mutex // serialises Register
-	logs        logLimiter // for what hostile peers make the node log
+	regMu       sync.Mutex    // serialises Register and Unregister
+	svcChanged  chan struct{} // closed at the next change of services, nil while nobody waits; guarded by regMu
+	logs        logLimiter    // for what hostile peers make the node log
 
 	mu      sync.RWMutex
 	peers   map[NodeID]*peer

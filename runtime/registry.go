@@ -49,6 +49,6 @@ func (n *Node) Unregister(name string) error {
 		delete(t.methods, m.ID)
 	}
 	delete(t.services, name)
-	n.services.Store(t)
+	n.setServices(t)
 	return nil
 }

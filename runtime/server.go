@@ -64,7 +64,7 @@ func (n *Node) Register(svc *codegen.ServiceDesc, impl any) error {
 		t.methods[m.ID] = &methodEntry{svc: svc, method: m, impl: impl}
 	}
 	t.services[svc.Name] = svc
-	n.services.Store(t)
+	n.setServices(t)
 	return nil
 }
 
