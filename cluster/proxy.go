@@ -266,7 +266,6 @@ func memberOf(m clustergen.Member) Member {
 	return Member{ID: m.ID, Local: m.Local}
 }
 
-// Defaults returns the options a proxy starts from.
 // Settle waits, while the member has not settled since it started (it has
 // committed no topology, or its membership has not heard yet from every
 // member of the one it committed, so that it does not know what they
@@ -283,24 +282,29 @@ func (s proxySource) Settle(ctx context.Context) bool {
 	if started.IsZero() || s.settled() {
 		return false
 	}
-	end := started.Add(c.cfg.JoinGrace + 2*c.cfg.PhaseTimeout)
-	// The membership signals its news to the cluster's loop only: poll,
-	// for a few seconds at most in a member's life.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(end) {
+	wait := time.Until(started.Add(c.cfg.JoinGrace + 2*c.cfg.PhaseTimeout))
+	if wait <= 0 {
+		return false
+	}
+	end := time.NewTimer(wait)
+	defer end.Stop()
+	for {
+		// A commit and every membership event change the view: take
+		// the channel first, so that no change in between goes unseen.
+		changed := c.viewChanged()
+		if s.settled() {
+			return true
+		}
 		select {
-		case <-tick.C:
+		case <-changed:
+		case <-end.C:
+			return false
 		case <-c.closed:
 			return false
 		case <-ctx.Done():
 			return false
 		}
-		if s.settled() {
-			return true
-		}
 	}
-	return false
 }
 
 // settled reports whether the member has committed a topology and its
@@ -319,6 +323,7 @@ func (s proxySource) settled() bool {
 	return true
 }
 
+// Defaults returns the options a proxy starts from.
 func (s proxySource) Defaults() clustergen.Options {
 	return clustergen.Options{Retry: clustergen.Retry(DefaultRetry)}
 }
