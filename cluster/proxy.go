@@ -105,6 +105,16 @@ func ByKey(f KeyFunc) ProxyOption {
 // A Retry says how a call that was not sent is retried on another member:
 // at most Attempts tries in all, the n-th retry after a random delay of up
 // to Base × 2ⁿ⁻¹ (at most Max), never past the call's deadline.
+//
+// A call is retried when it was not sent (runtime.NotSent) or found no
+// member, unless its context ended, the proxy's node is closed, or this
+// node refused it for its own configuration (runtime.ErrNoTransformer:
+// every member would be called alike). A call that may have run is
+// retried only if its method is marked //trellis:idempotent and it failed
+// for the connection or the member (runtime.ErrUnreachable,
+// ErrShuttingDown, ErrOverloaded, ErrNoRoute), not with an answer of the
+// implementation. A call that passes a stream (an io.Reader argument) is
+// never retried: its stream cannot be read twice.
 type Retry struct {
 	Attempts  int
 	Base, Max time.Duration

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 //go:embed page.html
@@ -22,7 +24,18 @@ func (s *Status) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	switch r.URL.Path {
-	case "/", "":
+	case "":
+		// Mounted under a prefix (http.StripPrefix) and asked for without
+		// the trailing slash: the page's relative links would then resolve
+		// outside the mount, so send the browser to the prefix with one.
+		if u, err := url.ParseRequestURI(r.RequestURI); err == nil && u.Path != "" && !strings.HasSuffix(u.Path, "/") {
+			u.Path += "/"
+			u.RawPath = ""
+			http.Redirect(w, r, u.RequestURI(), http.StatusMovedPermanently)
+			return
+		}
+		fallthrough
+	case "/":
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 		page.Execute(w, struct {

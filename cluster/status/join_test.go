@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
@@ -128,5 +129,46 @@ func TestLastMemberReadyAfterTheOtherLeaves(t *testing.T) {
 	})
 	if code, body := get(t, srv.URL+"/readyz"); code != 200 {
 		t.Errorf("/readyz of the last member: %d %s", code, body)
+	}
+}
+
+// TestMountedUnderAPrefix mounts the status under /trellis with
+// http.StripPrefix, as the package documentation says: asked for without
+// the trailing slash, the page redirects to the prefix with one, where its
+// relative fetch of status.json stays inside the mount.
+func TestMountedUnderAPrefix(t *testing.T) {
+	cs := joinRing(t, 1)
+	st, err := status.ForCluster(cs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/trellis/", http.StripPrefix("/trellis", st))
+	mux.Handle("/trellis", http.StripPrefix("/trellis", st))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	client := &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	for _, tc := range []struct {
+		path     string
+		code     int
+		location string
+	}{
+		{"/trellis", http.StatusMovedPermanently, "/trellis/"},
+		{"/trellis?x=1", http.StatusMovedPermanently, "/trellis/?x=1"},
+		{"/trellis/", http.StatusOK, ""},
+		{"/trellis/status.json", http.StatusOK, ""},
+		{"/trellis/healthz", http.StatusOK, ""},
+	} {
+		resp, err := client.Get(srv.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || resp.Header.Get("Location") != tc.location {
+			t.Errorf("GET %s: %d, Location %q; want %d, %q", tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.code, tc.location)
+		}
 	}
 }

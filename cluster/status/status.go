@@ -13,7 +13,9 @@
 //	                  503 with the reason otherwise
 //
 // Mount it under a prefix with http.StripPrefix (the page's links are
-// relative). The command trellis (cmd/trellis) reads /status.json.
+// relative; asked for as the prefix without its trailing slash, the page
+// redirects to the prefix with one). The command trellis (cmd/trellis)
+// reads /status.json.
 package status
 
 import (

@@ -81,7 +81,13 @@ func runScenario(f nodeFlags, hold bool) error {
 		}
 	}
 
-	fmt.Printf("%d. LeaderNode calls Node2, two hops away\n", len(steps)+1)
+	// On the ring, Node2 is two hops from LeaderNode; other topologies
+	// place it elsewhere (the call's reply says how many hops it crossed).
+	far, healed := ", two hops away", "the healed ring"
+	if f.strategy != "ring" {
+		far, healed = "", "the healed "+f.strategy
+	}
+	fmt.Printf("%d. LeaderNode calls Node2%s\n", len(steps)+1, far)
 	if err := s.call("LeaderNode", "Node2"); err != nil {
 		return err
 	}
@@ -96,7 +102,7 @@ func runScenario(f nodeFlags, hold bool) error {
 	}
 	fmt.Printf("   healed %v after the kill (failure detection, then the leader's cascade)\n", time.Since(killed).Round(time.Millisecond))
 
-	fmt.Printf("%d. LeaderNode calls Node3 on the healed ring\n", len(steps)+3)
+	fmt.Printf("%d. LeaderNode calls Node3 on %s\n", len(steps)+3, healed)
 	if err := s.call("LeaderNode", "Node3"); err != nil {
 		return err
 	}
