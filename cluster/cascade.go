@@ -622,6 +622,7 @@ func (c *Cluster) commit(ctx context.Context, leader nodeid.ID, epoch uint64) er
 	// each hop then costs a round trip, not a round trip plus a routing
 	// table.
 	r := newRouter(t, c.self, c.node.Connected)
+	r.wait = c.waitRoute
 	if len(prev.Edges) > 0 {
 		r.prev = newRouter(prev, c.self, c.node.Connected) // calls routed before this commit are still arriving
 	}

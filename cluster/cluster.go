@@ -58,7 +58,12 @@
 //
 // A relay hands a call on only to a neighbour nearer to the call's
 // destination, so calls never go round a cycle; a relay with no such
-// neighbour connected fails the call at once with runtime.ErrNoRoute.
+// neighbour connected refuses the call at once, unsent. A call that finds
+// no route to a member, on its node or at a relay (a link is being
+// redialled, a topology repaired), waits for one and is sent again, for
+// three Intervals at most (300 ms by default), then fails with
+// runtime.ErrNoRoute; a call to a member that has gone (failed or left,
+// as the membership says) fails at once.
 package cluster
 
 import (

@@ -62,9 +62,10 @@ func startMemberWith(t *testing.T, s topology.Strategy, name, bind string, seeds
 // memberOpts are the less common settings of a test member.
 type memberOpts struct {
 	strategy topology.Strategy
-	fabric   *fabric   // carries the membership packets (nil: plain UDP)
-	id       nodeid.ID // the node's ID (zero: random)
-	addr     string    // the RPC address (empty: any port)
+	fabric   *fabric       // carries the membership packets (nil: plain UDP)
+	id       nodeid.ID     // the node's ID (zero: random)
+	addr     string        // the RPC address (empty: any port)
+	interval time.Duration // the cluster's Interval (zero: the default)
 }
 
 // startMemberOpts starts a member with o.
@@ -120,7 +121,7 @@ func startMemberOpts(t *testing.T, o memberOpts, name, bind string, seeds ...str
 	if os.Getenv("TRELLIS_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: s, Logger: logger})
+	cl, err := cluster.New(cluster.Config{Node: node, Discovery: disc, Strategy: s, Logger: logger, Interval: o.interval})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,17 +1,22 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/trellisrpc/trellis/nodeid"
 	"github.com/trellisrpc/trellis/runtime"
 	"github.com/trellisrpc/trellis/topology"
 )
 
-var _ runtime.SourceChecker = (*router)(nil)
+var (
+	_ runtime.SourceChecker = (*router)(nil)
+	_ runtime.RouteWaiter   = (*router)(nil)
+)
 
 // router routes calls along the committed topology. When the link to the
 // next hop of one of this node's own calls is down (the neighbour crashed,
@@ -19,8 +24,9 @@ var _ runtime.SourceChecker = (*router)(nil)
 // around that link over the remaining edges, so calls keep flowing during
 // the repair. A relay is stricter: it hands a call on only to a connected
 // neighbour strictly nearer to the destination than itself on the committed
-// topology, never back where the call came from, and otherwise fails it at
-// once (ErrNoRoute). Each hop then shortens the distance left, so relays
+// topology, never back where the call came from, and otherwise refuses it at
+// once (ErrNoRoute, unsent: the caller's node waits for a route and sends it
+// again, see WaitRoute). Each hop then shortens the distance left, so relays
 // that route by one topology never pass a call round a cycle, whatever
 // links each of them sees down; the hop budget of a call bounds what
 // routing by different topologies (during a commit) could leave.
@@ -28,6 +34,8 @@ type router struct {
 	t         topology.Topology
 	self      nodeid.ID
 	connected func(nodeid.ID) bool
+	// wait waits for a route to appear (see WaitRoute); nil: no waiting.
+	wait func(ctx context.Context, dst nodeid.ID, since time.Time) bool
 
 	// primaryRT is the routing table of t, computed on first use (see
 	// primary): a router is installed as a commit is published, and at a
@@ -81,6 +89,14 @@ func (r *router) NextHop(dst nodeid.ID) (nodeid.ID, bool) {
 		return next, ok
 	}
 	return r.around(dst)
+}
+
+// WaitRoute implements runtime.RouteWaiter: a call that found no route to
+// dst (a link being redialled, here or at a relay; a topology being
+// repaired) waits for one while dst is a live member, for three cluster
+// Intervals at most since it first failed (see Cluster.waitRoute).
+func (r *router) WaitRoute(ctx context.Context, dst nodeid.ID, since time.Time) bool {
+	return r.wait != nil && r.wait(ctx, dst, since)
 }
 
 // NextHopAvoiding implements runtime.AvoidingRouter: the next hop of a call
@@ -244,4 +260,40 @@ func (r *router) closer(src, via nodeid.ID, down []nodeid.ID) bool {
 	}
 	dv, ok := rt.Distance(src)
 	return ok && dv < ds
+}
+
+// routeWaits is how many Intervals a call waits at most for a missing
+// route to a live member: a dropped link is redialled at the next
+// reconciliation, an Interval later at most, and a topology repaired by
+// a cascade of a few round trips.
+const routeWaits = 3
+
+// waitRoute waits until a route to dst may have appeared (the view
+// changed: a commit, a membership event; or a fraction of an Interval
+// passed, in which a link may have been redialled, here or at a relay),
+// and reports whether to route the call again: not if dst is not a live
+// member (gone, it fails fast with the error it had), nor once the call has
+// waited routeWaits Intervals since it first failed, nor once ctx is done
+// or the cluster closed.
+func (c *Cluster) waitRoute(ctx context.Context, dst nodeid.ID, since time.Time) bool {
+	changed := c.viewChanged()
+	if dst == c.self || !slices.ContainsFunc(c.view().members, func(m Member) bool { return m.ID == dst }) {
+		return false
+	}
+	left := time.Until(since.Add(routeWaits * c.cfg.Interval))
+	if left <= 0 {
+		return false
+	}
+	t := time.NewTimer(min(left, max(c.cfg.Interval/4, time.Millisecond)))
+	defer t.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-t.C:
+		return true
+	case <-c.closed:
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }

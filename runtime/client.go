@@ -172,19 +172,34 @@ func (c *Client) call(ctx context.Context, m *codegen.MethodDesc, args, results 
 			return c.notSent(m, fmt.Errorf("%w: %s", ErrNoTransformer, noTransformer(n.cfg.Name, t, "this node")))
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return c.notSent(m, ctxErr(err))
-	}
-	p, routed, err := n.route(c.target, c.opts.direct)
-	if err != nil {
-		return c.notSent(m, err)
-	}
 	if c.opts.timeout > 0 {
 		if d, ok := ctx.Deadline(); !ok || time.Until(d) > c.opts.timeout {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, c.opts.timeout)
 			defer cancel()
 		}
+	}
+	// A call that finds no route, here or at a relay, waits for one while
+	// the router says one may come (see RouteWaiter), and is sent again:
+	// it was not sent.
+	var waiting time.Time
+	for {
+		err := c.send(ctx, m, args, results, oc)
+		if err == nil || c.opts.direct || !n.waitRoute(ctx, c.target, err, &waiting) {
+			return err
+		}
+	}
+}
+
+// send routes and sends one call, and waits for its reply (see call).
+func (c *Client) send(ctx context.Context, m *codegen.MethodDesc, args, results any, oc *OutgoingCall) error {
+	n := c.node
+	if err := ctx.Err(); err != nil {
+		return c.notSent(m, ctxErr(err))
+	}
+	p, routed, err := n.route(c.target, c.opts.direct)
+	if err != nil {
+		return c.notSent(m, err)
 	}
 	req := request{object: c.object, method: m.ID}
 	if routed {

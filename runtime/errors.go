@@ -16,7 +16,8 @@ var (
 	// ErrUnreachable: no connection to the target node, or it was lost
 	// before the reply arrived.
 	ErrUnreachable = errors.New("trellis: node unreachable")
-	// ErrNoRoute: the target is not a neighbour and no route leads to it.
+	// ErrNoRoute: the target is not a neighbour and no route leads to it
+	// (with a RouteWaiter router, none appeared while the call waited).
 	ErrNoRoute = errors.New("trellis: no route to node")
 	// ErrCanceled: the caller cancelled the call. errors.Is(err,
 	// context.Canceled) also holds.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/trellisrpc/trellis/transport"
 )
@@ -29,6 +30,26 @@ type Router interface {
 type AvoidingRouter interface {
 	Router
 	NextHopAvoiding(dst, avoid NodeID) (next NodeID, ok bool)
+}
+
+// A RouteWaiter is a Router whose missing routes come back by themselves:
+// a link being redialled, a topology being repaired. A call that finds no
+// route to its target (here: ErrNoRoute, or ErrUnreachable for a next hop
+// not connected; or at a relay, which refuses it unsent with ErrNoRoute)
+// asks WaitRoute to wait for one, and is routed and sent again while
+// WaitRoute reports true; when it reports false, the call fails with the
+// error it had. Only calls that were certainly not sent are sent again (see
+// NotSent), so no call runs twice. Package cluster's router is one: it
+// waits for a member that the membership still counts live, a few cluster
+// intervals at most, and not at all for one that has gone.
+type RouteWaiter interface {
+	Router
+	// WaitRoute waits until a route to dst may have appeared, and reports
+	// whether to route the call again: false at once when waiting is
+	// pointless (dst is gone) or the call has waited, since since, for as
+	// long as the router allows; false when ctx, the call's context, is
+	// done.
+	WaitRoute(ctx context.Context, dst NodeID, since time.Time) bool
 }
 
 // A SourceChecker is a Router that also judges where a routed message may
@@ -139,6 +160,28 @@ func (n *Node) route(dst NodeID, direct bool) (p *peer, routed bool, err error) 
 		}
 		return nil, false, fmt.Errorf("%w: next hop %s toward %s is not connected", ErrUnreachable, next, dst)
 	}
+}
+
+// waitRoute reports whether a call to dst that failed with err (not sent,
+// for want of a route here or at a relay) should be routed and sent again,
+// once the node's router, if it is a RouteWaiter, has waited for a route to
+// appear. since is when the call first failed so, set on the first wait.
+func (n *Node) waitRoute(ctx context.Context, dst NodeID, err error, since *time.Time) bool {
+	if !NotSent(err) || !errors.Is(err, ErrNoRoute) && !errors.Is(err, ErrUnreachable) || n.isClosing() {
+		return false
+	}
+	rp := n.router.Load()
+	if rp == nil {
+		return false
+	}
+	w, ok := (*rp).(RouteWaiter)
+	if !ok {
+		return false
+	}
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	return w.WaitRoute(ctx, dst, *since)
 }
 
 // relayLink records a call relayed from one connection to another.
