@@ -448,14 +448,7 @@ func (e *engine) join(p *packet, from netip.AddrPort, now time.Time) {
 // to a member just met, or just heard of. It is met at most once a life, and
 // heard of at most once a learnedTTL, so greetings stay few.
 func (e *engine) greet(ap netip.AddrPort) {
-	var flags uint8
-	if e.deaf() {
-		flags = flagDeaf
-	}
-	s := &e.self.m
-	b, ok := e.encode(&packet{typ: msgHeartbeat, flags: flags, start: s.JoinTime.UnixNano(),
-		name: e.nameB, addr: e.addrB, meta: s.Meta}, nil)
-	if ok {
+	if b, ok := e.heartbeat(e.liveFlags()); ok {
 		e.write(b, ap)
 	}
 }

@@ -23,11 +23,7 @@ func (e *engine) tick(now time.Time) {
 	}
 	e.compensateStall(now)
 	if !now.Before(e.nextBeat) {
-		var flags uint8
-		if e.deaf() {
-			flags = flagDeaf
-		}
-		e.sendHeartbeat(flags)
+		e.sendHeartbeat(e.liveFlags())
 		e.nextBeat = e.nextBeat.Add(e.cfg.Interval)
 		if !e.nextBeat.After(now) {
 			e.nextBeat = now.Add(e.cfg.Interval)
@@ -206,11 +202,28 @@ func (e *engine) broadcast(b []byte) {
 	e.stats.bytesSent.Add(uint64(len(b)))
 }
 
+// liveFlags returns the flags of a heartbeat that is not a leave: flagDeaf
+// while this node hears no member (see deaf), none otherwise.
+func (e *engine) liveFlags() uint8 {
+	if e.deaf() {
+		return flagDeaf
+	}
+	return 0
+}
+
+// heartbeat builds and signs a heartbeat of the local member with flags, the
+// one encoding of every heartbeat this node sends (on schedule, out of turn,
+// as a greeting or a leave). Like encode, it returns e.buf's bytes, valid
+// until the next encoding.
+func (e *engine) heartbeat(flags uint8) ([]byte, bool) {
+	s := &e.self.m
+	return e.encode(&packet{typ: msgHeartbeat, flags: flags, start: s.JoinTime.UnixNano(),
+		name: e.nameB, addr: e.addrB, meta: s.Meta}, nil)
+}
+
 // sendHeartbeat sends one heartbeat by multicast and to every unicast target.
 func (e *engine) sendHeartbeat(flags uint8) {
-	s := &e.self.m
-	b, ok := e.encode(&packet{typ: msgHeartbeat, flags: flags, start: s.JoinTime.UnixNano(),
-		name: e.nameB, addr: e.addrB, meta: s.Meta}, nil)
+	b, ok := e.heartbeat(flags)
 	if !ok {
 		return
 	}
@@ -362,11 +375,7 @@ func (e *engine) setMeta(meta []byte, now time.Time) {
 		e.self.m.Meta = m
 	}
 	if e.running {
-		var flags uint8
-		if e.deaf() {
-			flags = flagDeaf
-		}
-		e.beatOutOfTurn(now, flags)
+		e.beatOutOfTurn(now, e.liveFlags())
 	}
 }
 
