@@ -80,10 +80,7 @@ func TestSimMembersOfASeedMeetAtOnce(t *testing.T) {
 	for _, n := range []int{3, 32} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			s := newSim(t, 5, lan)
-			s.mutate = func(c *membership.Config) {
-				c.DisableMulticast = true
-				c.Seeds = []string{simAddr(1).String()}
-			}
+			s.oneSeed()
 			var want []string
 			for i := range n {
 				s.add(fmt.Sprintf("n%d", i+1))
@@ -386,9 +383,7 @@ func TestSimDeafMemberDeclaredFailed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSim(t, 16, lan)
 			if tc.seeds {
-				s.mutate = func(c *membership.Config) {
-					c.DisableMulticast, c.Seeds = true, []string{simAddr(1).String()}
-				}
+				s.oneSeed()
 			}
 			nodes := s.addN(5)
 			all := "n1,n2,n3,n4,n5"

@@ -34,9 +34,10 @@
 // message), so that with a single seed every node soon heartbeats every other, at
 // a gossip cost per node that does not grow with N. A newcomer is met faster
 // than that: the seed it heartbeats answers at once and, at its next tick,
-// tells every member of it, who greet it with a heartbeat, so members that
-// share a seed meet in a few network delays. A change of metadata (SetMeta)
-// also goes out at once, not at the next interval. The same detector runs on
+// tells every member of it, who greet it with a heartbeat, and tells it every
+// member, whom it greets, so members that share a seed meet in a few network
+// delays. A change of metadata (SetMeta) also goes out at once, not at the
+// next interval. The same detector runs on
 // both. Unicast heartbeating costs N-1 packets per interval per node; multicast
 // costs one.
 //

@@ -276,7 +276,7 @@ func (e *engine) handle(now time.Time, b []byte, from netip.AddrPort) {
 	case msgAck:
 		e.onAck(now, &p)
 	case msgPeers:
-		e.onPeers(now, &p)
+		e.onPeers(now, &p, from)
 	case msgConflict:
 		e.onConflict(now, &p, from)
 	}
@@ -434,10 +434,14 @@ func (e *engine) join(p *packet, from netip.AddrPort, now time.Time) {
 		// in turn (see onPeers): a member that knows only a seed meets the
 		// others in a few network delays rather than a peers period (a
 		// second). A member announced by another was greeted when this node
-		// heard of it (onPeers): its heartbeat is usually the answer.
+		// heard of it (onPeers): its heartbeat is usually the answer. A
+		// member met at one of this node's seeds is greeted but not
+		// announced: it is usually the seed answering this node, a newcomer
+		// that the seed announces itself, and members that share the seed
+		// heartbeat it anyway.
 		if !announced {
 			e.greet(from)
-			if len(e.fresh) < e.cfg.MaxMembers {
+			if len(e.fresh) < e.cfg.MaxMembers && !slices.Contains(e.seeds, from) {
 				e.fresh = append(e.fresh, peerEntry{id: pe.m.ID, addr: from})
 			}
 		}
@@ -556,17 +560,29 @@ func (e *engine) onAck(now time.Time, p *packet) {
 	}
 }
 
-func (e *engine) onPeers(now time.Time, p *packet) {
+func (e *engine) onPeers(now time.Time, p *packet, from netip.AddrPort) {
 	if !e.unicast {
 		e.stats.ignored.Add(1)
 		return
 	}
 	local := e.tr.LocalAddr()
+	fromSeed := slices.Contains(e.seeds, from)
 	p.forEachPeer(func(id nodeid.ID, ap netip.AddrPort) {
 		if id == e.self.m.ID || ap == local {
 			return
 		}
 		if pe := e.members[id]; pe != nil && pe.m.PacketAddr == ap {
+			if fromSeed && len(e.fresh) > 0 {
+				// A member that this node's seed names is not one for
+				// this node to announce: the seed knows it, and
+				// announces it itself if it is new (as the members that
+				// share the seed would be told). This cancels the
+				// announcements that a race makes: a newcomer's greeting
+				// that reaches a member before the seed's announcement
+				// of the newcomer, a member's greeting that reaches the
+				// newcomer before the seed's list (see tellNewcomers).
+				e.fresh = slices.DeleteFunc(e.fresh, func(f peerEntry) bool { return f.id == id && f.addr == ap })
+			}
 			return
 		}
 		_, known := e.learned[ap]

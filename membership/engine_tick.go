@@ -269,12 +269,7 @@ const (
 // sendPeers tells a few unicast targets about some of the members this node
 // hears, so that members learned through a seed end up heartbeating each other.
 func (e *engine) sendPeers() {
-	var entries []peerEntry
-	for _, pe := range e.order {
-		if pe != e.self && pe.m.PacketAddr.IsValid() {
-			entries = append(entries, peerEntry{id: pe.m.ID, addr: pe.m.PacketAddr})
-		}
-	}
+	entries := e.memberEntries()
 	if len(entries) == 0 {
 		return
 	}
@@ -294,6 +289,18 @@ func (e *engine) sendPeers() {
 	}
 }
 
+// memberEntries returns the peers entries of the members this node hears,
+// oldest first.
+func (e *engine) memberEntries() []peerEntry {
+	var entries []peerEntry
+	for _, pe := range e.order {
+		if pe != e.self && pe.m.PacketAddr.IsValid() {
+			entries = append(entries, peerEntry{id: pe.m.ID, addr: pe.m.PacketAddr})
+		}
+	}
+	return entries
+}
+
 // announceFresh tells the unicast targets of the members that joined this
 // node of their own accord since the last tick (see engine.join): each
 // target greets them (see onPeers), so that they meet in a few network
@@ -302,15 +309,31 @@ func (e *engine) sendPeers() {
 // any others to peersFanout targets at random, as the peers messages do:
 // a burst (a healed partition) costs at most one message per target and
 // tick more than the heartbeats.
+//
+// Up to peersChunk newcomers (usually one) are told in turn every member
+// this node hears, each other included (see tellNewcomers), so that the
+// members who greet them are members they heard of, not members to announce
+// again. A larger burst is not told: its newcomers are targets of the
+// announcement like the others, and each announces the members that greet
+// it, which makes the newcomers that were announced to a few targets only
+// meet the others.
 func (e *engine) announceFresh() {
 	if len(e.fresh) == 0 {
 		return
 	}
 	fresh := e.fresh
 	e.fresh = nil
-	// The newcomers are targets too: each learns of the others (and
-	// ignores its own entry).
 	targets := e.targets()
+	if len(fresh) <= peersChunk {
+		if !e.tellNewcomers(fresh) {
+			return
+		}
+		targets = slices.DeleteFunc(targets, func(t netip.AddrPort) bool {
+			return slices.ContainsFunc(fresh, func(nc peerEntry) bool { return nc.addr == t })
+		})
+	}
+	// Newcomers not told are targets too: each learns of the others (and
+	// ignores its own entry).
 	for chunk := range slices.Chunk(fresh, peersChunk) {
 		b, ok := e.encode(&packet{typ: msgPeers}, chunk)
 		if !ok {
@@ -324,6 +347,30 @@ func (e *engine) announceFresh() {
 			targets = targets[:peersFanout]
 		}
 	}
+}
+
+// tellNewcomers sends each of newcomers every member this node hears
+// (newcomers included: each ignores its own entry), in peers messages of
+// peersChunk entries: ⌈N/peersChunk⌉ messages each. A newcomer that joined
+// this node, its seed, then knows the members this node announces it to
+// (announceFresh) before they greet it, so it joins them as members heard of
+// (see engine.join) instead of announcing them again to all its targets, which
+// cost it a message per target and chunk of greeters (about 10 KB at 32
+// members). It reports false if a message could not be encoded.
+func (e *engine) tellNewcomers(newcomers []peerEntry) bool {
+	if len(newcomers) == 0 {
+		return true
+	}
+	for chunk := range slices.Chunk(e.memberEntries(), peersChunk) {
+		b, ok := e.encode(&packet{typ: msgPeers}, chunk)
+		if !ok {
+			return false
+		}
+		for _, nc := range newcomers {
+			e.write(b, nc.addr)
+		}
+	}
+	return true
 }
 
 // leave announces a graceful departure (three times, against loss) and stops the

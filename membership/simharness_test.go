@@ -91,6 +91,15 @@ func simAddr(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 7947)
 }
 
+// oneSeed makes the nodes added from now on heartbeat by unicast only, with
+// the first node's address as their one seed.
+func (s *sim) oneSeed() {
+	s.mutate = func(c *membership.Config) {
+		c.DisableMulticast = true
+		c.Seeds = []string{simAddr(1).String()}
+	}
+}
+
 // add starts a new node now.
 func (s *sim) add(name string) *simNode {
 	i := len(s.nodes) + 1
