@@ -46,6 +46,13 @@ type analyzer struct {
 	noCluster bool
 }
 
+// isTransformed reports whether obj names a type given with -transformed:
+// one that a marshal transformer replaces on the wire, so it is not looked
+// into.
+func (a *analyzer) isTransformed(obj *types.TypeName) bool {
+	return obj.Pkg() != nil && a.transformed[obj.Pkg().Path()+"."+obj.Name()]
+}
+
 // analyze validates the interfaces named in typeNames and returns their
 // model, sorted by name, or a Problems error that lists every problem found.
 func analyze(l *loaded, dir string, typeNames, transformed []string, noCluster bool) ([]*service, error) {

@@ -32,8 +32,7 @@ func (c *crossing) transformedAt(t types.Type) bool {
 			t = u.Elem()
 			continue
 		case *types.Named:
-			obj := u.Obj()
-			return obj.Pkg() != nil && c.a.transformed[obj.Pkg().Path()+"."+obj.Name()]
+			return c.a.isTransformed(u.Obj())
 		}
 		return false
 	}
@@ -123,7 +122,7 @@ func (c *crossing) named(n *types.Named, path string, shown types.Type, depth in
 	case isNamed(n, "time", "Time"), isNamed(n, "math/big", "Int"):
 		// The codec has native encodings for these.
 		return
-	case obj.Pkg() != nil && c.a.transformed[obj.Pkg().Path()+"."+obj.Name()]:
+	case c.a.isTransformed(obj):
 		// A marshal transformer replaces it on the wire.
 		c.found(n)
 		return
