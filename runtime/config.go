@@ -71,6 +71,11 @@ type Config struct {
 	// hold by reference; beyond it, passing one more fails with
 	// ErrTooManyRefs (default 65536).
 	MaxExportsPerPeer int
+	// MaxStreamsPerPeer caps the streams this node sends to one peer that
+	// have not ended (read to the end, or closed, by the peer); beyond it,
+	// sending one more (an io.Reader argument or result) fails with
+	// ErrTooManyRefs and closes that reader (default 1024).
+	MaxStreamsPerPeer int
 	// Limits bound decoded arguments and results.
 	Limits DecodeLimits
 	// Logger receives the node's logs; nil discards them.
@@ -90,6 +95,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.MaxExportsPerPeer <= 0 {
 		d.MaxExportsPerPeer = 1 << 16
+	}
+	if d.MaxStreamsPerPeer <= 0 {
+		d.MaxStreamsPerPeer = 1 << 10
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

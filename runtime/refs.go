@@ -19,7 +19,7 @@ var (
 	// designated is no longer exported to this node.
 	ErrReleased = errors.New("trellis: reference released")
 	// ErrTooManyRefs: a peer holds Config.MaxExportsPerPeer objects of this
-	// node already.
+	// node already, or Config.MaxStreamsPerPeer streams it has not finished.
 	ErrTooManyRefs = errors.New("trellis: too many references exported to one node")
 	// ErrBadRef: a reference arrived with the wrong interface, or
 	// designates an object the sender does not own.

@@ -62,8 +62,11 @@ const kindStream = 4
 type streamTable struct {
 	mu   sync.Mutex
 	next uint64
-	out  map[uint64]*outStream   // streams this node sends, by ID
-	in   map[streamKey]*inStream // streams this node receives
+	out  map[uint64]*outStream // streams this node sends, by ID
+	// sending counts the streams in out by destination, which
+	// Config.MaxStreamsPerPeer caps.
+	sending map[NodeID]int
+	in      map[streamKey]*inStream // streams this node receives
 	// windows sums the windows of the streams received from each node,
 	// which grow only while the sum stays within maxConnWindow.
 	windows map[NodeID]int
@@ -80,6 +83,7 @@ type streamKey struct {
 
 func (t *streamTable) init() {
 	t.out = make(map[uint64]*outStream)
+	t.sending = make(map[NodeID]int)
 	t.in = make(map[streamKey]*inStream)
 	t.windows = make(map[NodeID]int)
 }
@@ -206,6 +210,19 @@ func (n *Node) handleStream(p *peer, payload []byte) error {
 		return &transport.ProtocolError{Reason: fmt.Sprintf("unknown stream operation %d", req.method)}
 	}
 	return nil
+}
+
+// removeOut forgets a stream this node sends, once it has ended.
+func (t *streamTable) removeOut(s *outStream) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.out[s.id] != s {
+		return
+	}
+	delete(t.out, s.id)
+	if t.sending[s.dest]--; t.sending[s.dest] <= 0 {
+		delete(t.sending, s.dest)
+	}
 }
 
 // forgetStreams resets the streams exchanged with node id.

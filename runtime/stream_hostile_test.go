@@ -2,8 +2,14 @@ package runtime
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // A sender that splits its window into one-byte chunks makes the node hold
@@ -64,4 +70,66 @@ func TestStreamTinyChunksBounded(t *testing.T) {
 			t.Errorf("%d empty chunks queued", len(s.queue))
 		}
 	})
+}
+
+// closeCounter is a stream source that counts its Closes.
+type closeCounter struct {
+	io.Reader
+	closed *atomic.Int32
+}
+
+func (c closeCounter) Close() error { c.closed.Add(1); return nil }
+
+// A peer that asks for streams and neither reads nor closes them cannot
+// make the node hold their sources without limit: beyond
+// MaxStreamsPerPeer unfinished streams, the next one is refused and its
+// source closed; once the peer closes one, another may be sent.
+func TestStreamsToOnePeerBounded(t *testing.T) {
+	const limit, extra = 8, 4
+	var closed atomic.Int32
+	dump := &codegen.ServiceDesc{Name: "test.Dump", Methods: []*codegen.MethodDesc{{
+		Name: "Dump", ID: 43,
+		Handler: func(ctx context.Context, impl any, call codegen.ServerCall) error {
+			ref, err := call.ExportReader(closeCounter{bytes.NewReader(make([]byte, 1<<10)), &closed})
+			if err != nil {
+				return err
+			}
+			res := struct {
+				_ struct{} `cbor:",toarray"`
+				R codegen.StreamRef
+			}{R: ref}
+			return call.Reply(&res)
+		},
+	}}}
+	n, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Insecure: true, MaxStreamsPerPeer: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(context.Background()) })
+	if err := n.Register(dump, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	a := dialRaw(t, n, 600)
+	call := func(id uint64) {
+		t.Helper()
+		a.write(t, rawFrame(kindRequest, id, append(appendRequest(nil, &request{method: 43}), 0x80)))
+		select {
+		case <-a.replies:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("call %d: no reply", id)
+		}
+	}
+	for id := range uint64(limit + extra) {
+		call(id + 1)
+	}
+	if sending, _ := n.StreamStats(); sending != limit || closed.Load() != extra {
+		t.Fatalf("%d streams held for the peer, %d sources closed; want %d and %d", sending, closed.Load(), limit, extra)
+	}
+	// The peer closes stream 1: one more may be sent.
+	a.write(t, rawFrame(kindStream, 1, streamMsg(opCancel, 1, nil)))
+	waitUntil(t, "the cancelled stream to end", func() bool { s, _ := n.StreamStats(); return s == limit-1 })
+	call(100)
+	if sending, _ := n.StreamStats(); sending != limit || closed.Load() != extra+1 {
+		t.Fatalf("after a cancel: %d streams held, %d sources closed; want %d and %d", sending, closed.Load(), limit, extra+1)
+	}
 }

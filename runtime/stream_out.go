@@ -35,9 +35,19 @@ func (n *Node) exportStream(ctx context.Context, r io.Reader, dest NodeID) (code
 	}
 	t := &n.streams
 	t.mu.Lock()
+	if held := t.sending[dest]; held >= n.cfg.MaxStreamsPerPeer {
+		// A peer that neither reads nor closes the streams it is sent
+		// would otherwise make this node hold their sources for ever.
+		t.mu.Unlock()
+		if c, ok := r.(io.Closer); ok {
+			c.Close()
+		}
+		return codegen.StreamRef{}, fmt.Errorf("%w: node %s has %d streams of node %s it has not finished (MaxStreamsPerPeer)", ErrTooManyRefs, dest, held, n.cfg.Name)
+	}
 	t.next++
 	s := &outStream{node: n, id: t.next, dest: dest, src: r, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	t.out[s.id] = s
+	t.sending[dest]++
 	t.mu.Unlock()
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { s.cancel(fmt.Errorf("%w: the call's context ended: %v", ErrStreamReset, context.Cause(ctx))) })
@@ -58,10 +68,7 @@ func (s *outStream) cancel(err error) {
 		s.reason = err
 		s.mu.Unlock()
 		close(s.done)
-		t := &s.node.streams
-		t.mu.Lock()
-		delete(t.out, s.id)
-		t.mu.Unlock()
+		s.node.streams.removeOut(s)
 		s.closeSource()
 		if !running && err != nil {
 			s.node.sendData(s.dest, s.id, 0, dataError, []byte(err.Error()))
@@ -173,9 +180,6 @@ func (s *outStream) run() {
 func (s *outStream) finish() {
 	s.once.Do(func() {
 		close(s.done)
-		t := &s.node.streams
-		t.mu.Lock()
-		delete(t.out, s.id)
-		t.mu.Unlock()
+		s.node.streams.removeOut(s)
 	})
 }
