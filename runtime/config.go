@@ -63,6 +63,11 @@ type Config struct {
 	// budget or 8 MiB, and is disconnected when nothing can be written to
 	// it for 5 s (default 1.5 × MaxMessageSize, 96 MiB).
 	MaxPeerMemory int
+	// MaxConns caps the connections from other nodes this node holds open
+	// at once; beyond it, a node that dials it is refused in the handshake
+	// until one closes (default 512, enough for a bus of 128 members; see
+	// transport.Config.MaxConns).
+	MaxConns int
 	// MaxConcurrentCalls caps the calls one peer may have in progress on
 	// this node, and, apart, those it may have relayed through this node
 	// to others; calls beyond it fail with ErrOverloaded (default 4096).

@@ -76,6 +76,7 @@ func NewNode(cfg Config) (*Node, error) {
 		KeepaliveInterval: cfg.KeepaliveInterval,
 		KeepaliveTimeout:  cfg.KeepaliveTimeout,
 		MaxMessageSize:    cfg.MaxMessageSize,
+		MaxConns:          cfg.MaxConns,
 		Dial:              cfg.Dial,
 	}
 	peerMemory := cfg.MaxPeerMemory

@@ -49,6 +49,13 @@ type Config struct {
 	// connection arriving beyond it is closed at once (default 128; a
 	// quarter of it, at least 4, from any one source address).
 	MaxPendingHandshakes int
+	// MaxConns caps the connections a Listener has accepted that are still
+	// open (default 512): beyond it, a dialer is refused in the handshake,
+	// with a reason that says so, until one closes (only the handshakes in
+	// progress then may still complete). Each costs the node about 150 KiB
+	// and three goroutines, and a member can open as many as it likes, each
+	// with a node id of its own. Connections the node dials do not count.
+	MaxConns int
 	// HandshakeTimeout bounds the whole handshake, TLS included (default 5 s).
 	HandshakeTimeout time.Duration
 	// KeepaliveInterval is how long the connection may be idle before a ping
@@ -128,6 +135,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.WriteTimeout <= 0 {
 		d.WriteTimeout = 10 * time.Second
+	}
+	if d.MaxConns <= 0 {
+		d.MaxConns = 512
 	}
 	if d.MaxPendingHandshakes <= 0 {
 		d.MaxPendingHandshakes = 128

@@ -83,6 +83,7 @@ type Conn struct {
 	stopped  chan struct{} // closed when the goroutines have ended
 	running  atomic.Int32  // goroutines still running
 	goneAway atomic.Bool
+	onClose  func() // if not nil, called once when the connection closes (see Listener)
 }
 
 // control holds the control frames waiting for the writer. They are flags
@@ -790,6 +791,9 @@ func (c *Conn) fail(err error) {
 	}
 	close(c.done)
 	c.nc.Close()
+	if c.onClose != nil {
+		c.onClose()
+	}
 }
 
 // Close closes the connection gracefully: it stops accepting Sends, tells

@@ -17,7 +17,8 @@
 // authenticates it without a key. A peer that authenticates neither way is
 // refused unless Config.Insecure opts out. A Listener bounds what a refused
 // handshake costs: a few hundred bytes read, HandshakeTimeout, a cap on
-// handshakes in progress, and refusals logged once per source per minute.
+// handshakes in progress, and refusals logged once per source per minute;
+// and it holds at most MaxConns accepted connections open at once.
 //
 // After it, the connection carries length-prefixed frames. Each frame has a
 // 16-byte header:

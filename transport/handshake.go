@@ -362,11 +362,12 @@ func clientHandshake(nc net.Conn, cfg *Config, want nodeid.ID) (nodeid.ID, error
 }
 
 // serverHandshake runs the acceptor's side: read the dialer's hello, answer
-// with ours, refusing with a reason when it does not match; when both hold
-// the cluster key, read the dialer's proof and answer with our own, or
-// refuse. The acceptor proves only to a dialer that proved first. The
-// caller bounds it with a deadline on nc.
-func serverHandshake(nc net.Conn, cfg *Config) (nodeid.ID, error) {
+// with ours, refusing with a reason when it does not match, or with full
+// when that is not empty (the acceptor takes no more connections); when
+// both hold the cluster key, read the dialer's proof and answer with our
+// own, or refuse. The acceptor proves only to a dialer that proved first.
+// The caller bounds it with a deadline on nc.
+func serverHandshake(nc net.Conn, cfg *Config, full string) (nodeid.ID, error) {
 	addr := nc.RemoteAddr().String()
 	peer, err := readHello(nc, cfg.version)
 	if err != nil {
@@ -375,6 +376,9 @@ func serverHandshake(nc net.Conn, cfg *Config) (nodeid.ID, error) {
 	ours := cfg.ourHello(peer.self)
 	certID, certErr := peerCertID(nc)
 	reason := cfg.check(peer, nodeid.None, false, certID, certErr)
+	if reason == "" {
+		reason = full
+	}
 	if reason != "" {
 		ours.status, ours.reason = statusRefused, reason
 	}

@@ -96,7 +96,7 @@ func FuzzAcceptorHandshake(f *testing.F) {
 	cfg := testConfig(2, nil)
 	cfg = cfg.withDefaults()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		id, err := serverHandshake(&scriptConn{r: bytes.NewReader(b)}, &cfg)
+		id, err := serverHandshake(&scriptConn{r: bytes.NewReader(b)}, &cfg, "")
 		if err == nil {
 			t.Fatalf("admitted node %s without the key", id)
 		}

@@ -18,7 +18,8 @@ import (
 // handshake costs it a bounded amount: at most Config.MaxPendingHandshakes
 // run at once (a quarter of them from one source address), each reads at
 // most a few hundred bytes and ends by Config.HandshakeTimeout, and refused
-// handshakes are logged once per source address per minute.
+// handshakes are logged once per source address per minute. Once it holds
+// Config.MaxConns open connections, it refuses dialers until one closes.
 type Listener struct {
 	ln      net.Listener
 	cfg     Config
@@ -27,6 +28,7 @@ type Listener struct {
 	pmu       sync.Mutex
 	pending   int                // handshakes in progress
 	perSource map[netip.Addr]int // handshakes in progress per source address
+	open      int                // connections accepted and not closed (see Config.MaxConns)
 
 	conns  chan *Conn
 	done   chan struct{}
@@ -156,7 +158,7 @@ func (l *Listener) handshake(nc net.Conn, src netip.Addr) {
 	}
 	var remote nodeid.ID
 	if err == nil {
-		remote, err = serverHandshake(nc, &l.cfg)
+		remote, err = serverHandshake(nc, &l.cfg, l.full())
 	}
 	if !stop() {
 		err = &HandshakeError{Addr: addr, Reason: "listener closed", Err: ErrClosed}
@@ -171,11 +173,30 @@ func (l *Listener) handshake(nc net.Conn, src netip.Addr) {
 		return
 	}
 	c := newConn(nc, &l.cfg, remote)
+	l.pmu.Lock()
+	l.open++
+	l.pmu.Unlock()
+	c.onClose = func() {
+		l.pmu.Lock()
+		l.open--
+		l.pmu.Unlock()
+	}
 	select {
 	case l.conns <- c:
 	case <-l.done:
 		c.Close(context.Background())
 	}
+}
+
+// full returns why the listener takes no more connections (it holds
+// Config.MaxConns), or "".
+func (l *Listener) full() string {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if l.open < l.cfg.MaxConns {
+		return ""
+	}
+	return fmt.Sprintf("the acceptor has %d connections open, its limit (MaxConns)", l.open)
 }
 
 // Accept returns the next connection whose handshake succeeded. The
