@@ -3,6 +3,7 @@ package transport
 import (
 	"fmt"
 	"io"
+	"sync"
 )
 
 // msgKey identifies a message being reassembled. Fragments are matched by
@@ -41,11 +42,18 @@ type frameReader struct {
 	whole        bool     // next returned buf last, and it was not taken
 	partial      map[msgKey][]byte
 	done         []byte // the last reassembled message, returned by next
-	spare        []byte // its buffer, reused for the next fragmented message
 }
 
-// maxSpare bounds the reassembly buffer kept for reuse.
+// maxSpare bounds a reassembly buffer kept for reuse (see sparePool).
 const maxSpare = 4 << 20
+
+// sparePool holds the reassembly buffers of messages that have been
+// handled, for the next fragmented message of any connection. They are
+// pooled rather than kept by their connection, so that an idle connection
+// holds none: a peer that sends one large message on each of many
+// connections would otherwise make the node keep a buffer that size for
+// each, outside the Budget, for as long as they stay open.
+var sparePool sync.Pool // of *[]byte
 
 func newFrameReader(r io.Reader, maxMessage, maxPartial int) *frameReader {
 	fr := &frameReader{r: newConnReader(r), maxMessage: maxMessage, maxPartial: maxPartial}
@@ -76,9 +84,18 @@ func (fr *frameReader) next() (Header, []byte, error) {
 	fr.whole = false
 	if fr.done != nil { // the caller is done with it
 		if cap(fr.done) <= maxSpare {
-			fr.spare = fr.done[:0]
+			spare := fr.done[:0]
+			sparePool.Put(&spare)
 		}
 		fr.done = nil
+	}
+	if fr.bufOwner != nil {
+		// The caller is done with the last payload too: a full-size
+		// buffer goes back to the pool rather than stay with a
+		// connection that may be idle from now on.
+		fr.bufOwner.b = fr.buf[:0]
+		payloadPool.Put(fr.bufOwner)
+		fr.buf, fr.bufOwner = nil, nil
 	}
 	for {
 		if err := fr.r.readFull(fr.hdr[:]); err != nil {
@@ -126,8 +143,12 @@ func (fr *frameReader) next() (Header, []byte, error) {
 			if err := fr.charge(partialOverhead); err != nil {
 				return h, nil, err
 			}
-			if fr.spare != nil && fr.partialBytes+cap(fr.spare) <= fr.maxPartial && fr.charge(cap(fr.spare)) == nil {
-				prev, fr.spare = fr.spare, nil
+			if spare, _ := sparePool.Get().(*[]byte); spare != nil {
+				if fr.partialBytes+cap(*spare) <= fr.maxPartial && fr.charge(cap(*spare)) == nil {
+					prev = *spare
+				} else {
+					sparePool.Put(spare)
+				}
 			}
 		}
 		start := len(prev)
