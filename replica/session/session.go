@@ -138,14 +138,19 @@ type change struct {
 	seq     uint64
 }
 
+// apply makes c, a change of key, in values.
+func (c change) apply(values map[string]string, key string) {
+	if c.deleted {
+		delete(values, key)
+	} else {
+		values[key] = c.value
+	}
+}
+
 // applyTo makes the changes cs in values.
 func applyTo(values map[string]string, cs map[string]change) {
 	for k, c := range cs {
-		if c.deleted {
-			delete(values, k)
-		} else {
-			values[k] = c.value
-		}
+		c.apply(values, k)
 	}
 }
 
@@ -198,11 +203,7 @@ func (s *Session) record(key string, c change) {
 	s.seq++
 	c.seq = s.seq
 	s.pending[key] = c
-	if c.deleted {
-		delete(s.values, key)
-	} else {
-		s.values[key] = c.value
-	}
+	c.apply(s.values, key)
 }
 
 // Values returns a copy of the session's values, as Get sees them.
