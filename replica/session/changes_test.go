@@ -1,11 +1,13 @@
 package session_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -115,16 +117,18 @@ type sessionFarm struct {
 	urls  []string
 	mu    sync.Mutex
 	paths map[string]http.HandlerFunc
+	done  map[string]func() // by path, see afterHandler
 }
 
 func newSessionFarm(t *testing.T, n int) *sessionFarm {
-	sf := &sessionFarm{t: t, farm: farmtest.New(t, n, farmtest.Config{}), paths: make(map[string]http.HandlerFunc)}
+	sf := &sessionFarm{t: t, farm: farmtest.New(t, n, farmtest.Config{}),
+		paths: make(map[string]http.HandlerFunc), done: make(map[string]func())}
 	for _, s := range sf.farm.Servers {
 		m, err := session.New(session.Options{Store: s.Store, InsecureCookie: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			sf.mu.Lock()
 			h := sf.paths[r.URL.Path]
 			sf.mu.Unlock()
@@ -133,7 +137,16 @@ func newSessionFarm(t *testing.T, n int) *sessionFarm {
 				return
 			}
 			h(w, r)
-		})))
+		}))
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r)
+			sf.mu.Lock()
+			done := sf.done[r.URL.Path]
+			sf.mu.Unlock()
+			if done != nil {
+				done()
+			}
+		}))
 		t.Cleanup(hs.Close)
 		sf.urls = append(sf.urls, hs.URL)
 	}
@@ -145,6 +158,14 @@ func (sf *sessionFarm) handle(path string, h http.HandlerFunc) {
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
 	sf.paths[path] = h
+}
+
+// afterHandler makes f run each time the session handler returns from a
+// request for path: its saves are done.
+func (sf *sessionFarm) afterHandler(path string, f func()) {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	sf.done[path] = f
 }
 
 // client returns a browser with a cookie jar of its own.
@@ -605,6 +626,78 @@ func TestChangesAfterDestroy(t *testing.T) {
 			}
 			if got := sf.stored(c); !same(got, tc.want) {
 				t.Errorf("stored %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestChangesBeforeAHijack checks that a handler that takes the connection
+// over (http.Hijacker, directly or through http.ResponseController) has its
+// pending changes saved before it gets the connection, so that the response
+// it writes there means they are held, as any other response does; and that
+// changes it makes after the hijack are saved when it returns.
+func TestChangesBeforeAHijack(t *testing.T) {
+	sf := newSessionFarm(t, 1)
+	for _, tc := range []struct {
+		name   string
+		hijack func(http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error)
+	}{
+		{"ResponseController", func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+			return http.NewResponseController(w).Hijack()
+		}},
+		{"Hijacker", func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+			h, ok := w.(http.Hijacker)
+			if !ok {
+				return nil, nil, fmt.Errorf("%T is not an http.Hijacker", w)
+			}
+			return h.Hijack()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sf.t = t
+			c := sf.client()
+			sf.handle("/seed", func(w http.ResponseWriter, r *http.Request) {
+				session.From(r).Set("seed", "1") // the client gets its cookie
+			})
+			sf.get(c, 0, "/seed")
+			release := make(chan struct{})
+			returned := make(chan struct{})
+			sf.afterHandler("/hijack", func() { close(returned) })
+			sf.handle("/hijack", func(w http.ResponseWriter, r *http.Request) {
+				s := session.From(r)
+				s.Set("before", "1")
+				conn, _, err := tc.hijack(w)
+				if err != nil {
+					t.Errorf("hijack: %v", err)
+					return
+				}
+				defer conn.Close()
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+				select {
+				case <-release:
+				case <-time.After(10 * time.Second):
+					t.Error("not released")
+				}
+				s.Set("after", "1")
+			})
+			got := sf.get(c, 0, "/hijack") // the handler's own response over the connection
+			stored := sf.stored(c)
+			close(release)
+			select {
+			case <-returned:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the session handler did not return")
+			}
+			if got != "ok" {
+				t.Errorf("response %q, want the hijacker's %q", got, "ok")
+			}
+			if want := vals("seed", "1", "before", "1"); !same(stored, want) {
+				t.Errorf("stored when the hijacker's response came in: %v, want %v", stored, want)
+			}
+			// Manager.Handler has returned: it saved what the handler changed
+			// after the hijack.
+			if got, want := sf.stored(c), vals("seed", "1", "before", "1", "after", "1"); !same(got, want) {
+				t.Errorf("stored once the handler returned: %v, want %v", got, want)
 			}
 		})
 	}

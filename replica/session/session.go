@@ -19,11 +19,13 @@
 // Changes made with Set and Delete are pending until they are saved: by the
 // next [Session.Update], which saves them together with its own change, or
 // else when the handler starts its response (its first Write, WriteHeader
-// or Flush), before any of it is written. A response the client receives
-// thus means the changes are held by the session's owner and its backups;
-// if the save fails the client gets 503 instead. Changes made after the
-// response started are saved when the handler returns; a failure then can
-// only be logged.
+// or Flush, or its Hijack of the connection), before any of it is written.
+// A response the client receives thus means the changes are held by the
+// session's owner and its backups; if the save fails the client gets 503
+// instead (and Hijack an error). Changes made after the response started
+// are saved when the handler returns; a failure then can only be logged. A
+// handler that hijacks the connection writes the response itself, without
+// the session's cookie: a session it starts stays unknown to the client.
 //
 // A client may have several requests of its session running at once (a
 // page's parallel requests, a retry). A save writes only the keys the
@@ -36,11 +38,13 @@
 package session
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -423,18 +427,18 @@ type saver struct {
 	http.ResponseWriter
 	s       *Session
 	started bool
-	failed  bool
+	failed  error // the save that failed: the client got 503 instead
 }
 
 // commit saves pending changes once; it reports whether the handler's
 // response may go out.
 func (w *saver) commit() bool {
 	if w.started {
-		return !w.failed
+		return w.failed == nil
 	}
 	w.started = true
 	if err := w.s.save(); err != nil {
-		w.failed = true
+		w.failed = err
 		http.Error(w.ResponseWriter, "session not saved: "+err.Error(), http.StatusServiceUnavailable)
 		return false
 	}
@@ -453,7 +457,7 @@ func (w *saver) finish() {
 		w.commit()
 		return
 	}
-	if w.failed {
+	if w.failed != nil {
 		return // the client was told that nothing was saved
 	}
 	if err := w.s.save(); err != nil {
@@ -487,6 +491,20 @@ func (w *saver) Write(b []byte) (int, error) {
 		return len(b), nil // the 503 went out instead
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// Hijack saves pending changes, then hands the connection over to the
+// handler (http.Hijacker; http.ResponseController calls it too): whatever
+// the handler then writes to the client comes after the save, as a response
+// does. If the save fails, the client gets 503 instead and Hijack returns
+// the error. Changes made after Hijack are saved when the handler returns;
+// the session's cookie is not sent (the handler writes the response), so a
+// new session, or one renewed by Destroy, stays unknown to the client.
+func (w *saver) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !w.commit() {
+		return nil, nil, fmt.Errorf("session %s: not saved, connection not hijacked: %w", w.s.ID(), w.failed)
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
