@@ -4,7 +4,7 @@
 # legitimate caller's calls during the attack (internal/attack,
 # internal/attack/cmd/trellis-attack). Each attack runs against a fresh target
 # process with a fresh caller process, for ATTACK_DURATION (default 5s); the
-# whole run takes about a minute and needs no privileges.
+# whole run takes a little over a minute and needs no privileges.
 #
 # Budget: the node under 256 MiB of RSS, legitimate calls within 100 ms (p99).
 # The script reports; with ATTACK_STRICT=1 (as CI runs it) it fails when an

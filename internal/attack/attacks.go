@@ -49,7 +49,7 @@ type Attack struct {
 	Run  func(ctx context.Context, t *Target) (string, error)
 }
 
-// All returns the attacks of issue 10, in order.
+// All returns the attacks of issue 10, in order, then those found since.
 func All() []Attack {
 	return []Attack{
 		{"handshake-flood", HandshakeFlood},
@@ -60,6 +60,9 @@ func All() []Attack {
 		{"release-1M", ReleaseMillion},
 		{"forged-heartbeat", ForgedHeartbeat},
 		{"oversized", Oversized},
+		{"conn-flood", ConnFlood},
+		{"big-then-idle", BigThenIdle},
+		{"relay-flood", RelayFlood},
 	}
 }
 
