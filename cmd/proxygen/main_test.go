@@ -84,7 +84,7 @@ type Store interface {
 	want := []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^-type Missing: no such interface in package svc$`),
 		regexp.MustCompile(`(?m)^svc\.go:6:2: method Get: first parameter must be context\.Context$`),
-		regexp.MustCompile(`(?m)^svc\.go:7:27: method Put: parameter ch: type ch \(chan int\) cannot cross a network: .+$`),
+		regexp.MustCompile(`(?m)^svc\.go:7:27: method Put: parameter ch: type chan int cannot cross a network: .+$`),
 		regexp.MustCompile(`(?m)^proxygen: 3 problem\(s\), no file written$`),
 		regexp.MustCompile(`(?m)^proxygen: a named type that cannot cross may still cross through a marshal transformer: list it in -transformed .+$`),
 	}

@@ -5,6 +5,7 @@ import (
 	"go/token"
 	"go/types"
 	"reflect"
+	"strings"
 )
 
 // maxDepth bounds how deep crossing looks into nested unnamed types. Named
@@ -48,11 +49,21 @@ func (c *crossing) found(t types.Type) {
 	c.transformed = append(c.transformed, t)
 }
 
-// report records that the part at path, of type t, cannot cross.
+// report records that the part at path, of type t, cannot cross. The
+// message names the part only when it is inside the parameter or result
+// (e.Inner, s[0]): the prefix names the parameter itself.
 func (c *crossing) report(path string, t types.Type, reason string) {
-	c.a.problems.addf(c.at, "%s: type %s (%s) cannot cross a network: %s", c.prefix, path, c.a.typeString(t), reason)
+	if nested(path) {
+		c.a.problems.addf(c.at, "%s: %s, of type %s, cannot cross a network: %s", c.prefix, path, c.a.typeString(t), reason)
+	} else {
+		c.a.problems.addf(c.at, "%s: type %s cannot cross a network: %s", c.prefix, c.a.typeString(t), reason)
+	}
 	c.a.problems.items[len(c.a.problems.items)-1].CannotCross = true
 }
+
+// nested reports whether path names a part inside a parameter or result
+// (a field, an element, a key or a value) rather than the whole of it.
+func nested(path string) bool { return strings.ContainsAny(path, ".[") }
 
 // walk checks t, the type of the part at path. shown, when not nil, is the
 // type to name in messages instead of t (the named type whose underlying
@@ -90,7 +101,7 @@ func (c *crossing) walk(t types.Type, path string, shown types.Type, depth int) 
 	case *types.Struct:
 		c.fields(u, path, shown, depth)
 	case *types.Interface:
-		c.report(path, shown, interfaceReason(u))
+		c.report(path, shown, interfaceReason(u, nested(path)))
 	case *types.Chan:
 		c.report(path, shown, "a channel only works within one process")
 	case *types.Signature:
@@ -136,7 +147,7 @@ func (c *crossing) named(n *types.Named, path string, shown types.Type, depth in
 	}
 	c.seen[key] = true
 	if _, ok := n.Underlying().(*types.Interface); ok {
-		c.report(path, shown, interfaceReason(nil))
+		c.report(path, shown, interfaceReason(nil, nested(path)))
 		return
 	}
 	c.walk(n.Underlying(), path, shown, depth+1)
@@ -156,19 +167,42 @@ func (c *crossing) basic(b *types.Basic, path string, shown types.Type) {
 }
 
 // fields checks the fields of a struct: every field must be exported (or
-// explicitly left out with a `cbor:"-"` tag) and able to cross.
+// explicitly left out with a `cbor:"-"` tag) and able to cross. The
+// unexported ones are reported together, once per struct.
 func (c *crossing) fields(s *types.Struct, path string, shown types.Type, depth int) {
+	var unexported []string
 	for i := 0; i < s.NumFields(); i++ {
 		f := s.Field(i)
 		if f.Name() == "_" || skipped(s.Tag(i)) {
 			continue
 		}
 		if !f.Exported() {
-			c.report(path, shown, fmt.Sprintf("unexported field %s is not sent (tag it `cbor:\"-\"` to leave it out on purpose)", f.Name()))
+			unexported = append(unexported, f.Name())
 			continue
 		}
 		c.walk(f.Type(), path+"."+f.Name(), nil, depth+1)
 	}
+	switch {
+	case len(unexported) == 0:
+	case inStandardLibrary(shown):
+		c.report(path, shown, fmt.Sprintf("its unexported fields (%s) are not sent, and a type of the standard library cannot be tagged: send what it stands for (a name, a number) instead, or give it a marshal transformer (-transformed)", strings.Join(unexported, ", ")))
+	case len(unexported) == 1:
+		c.report(path, shown, fmt.Sprintf("unexported field %s is not sent (tag it `cbor:\"-\"` to leave it out on purpose)", unexported[0]))
+	default:
+		c.report(path, shown, fmt.Sprintf("unexported fields %s are not sent (tag them `cbor:\"-\"` to leave them out on purpose)", strings.Join(unexported, ", ")))
+	}
+}
+
+// inStandardLibrary reports whether t is a named type of the standard
+// library, whose fields no one but Go can tag: its package path has no
+// dot in its first element.
+func inStandardLibrary(t types.Type) bool {
+	n, ok := types.Unalias(t).(*types.Named)
+	if !ok || n.Obj().Pkg() == nil {
+		return false
+	}
+	first, _, _ := strings.Cut(n.Obj().Pkg().Path(), "/")
+	return !strings.Contains(first, ".")
 }
 
 // skipped reports whether a struct tag leaves its field out of the CBOR
@@ -183,10 +217,14 @@ func skipped(tag string) bool {
 }
 
 // interfaceReason explains why an interface value cannot cross; iface is
-// nil for a named interface.
-func interfaceReason(iface *types.Interface) string {
-	if iface != nil && iface.Empty() {
+// nil for a named interface, inside tells that it is held inside the
+// parameter or result (where even a service or a stream cannot cross).
+func interfaceReason(iface *types.Interface, inside bool) string {
+	switch {
+	case iface != nil && iface.Empty():
 		return "an interface value carries no static type to decode into"
+	case inside:
+		return "an interface does not cross inside another value: a service (in the -type set) crosses by reference, and io.Reader or io.ReadCloser as a stream, only as a parameter or result of its own"
 	}
 	return "an interface crosses only if it is in the -type set (by reference) or is io.Reader or io.ReadCloser (as a stream)"
 }

@@ -60,7 +60,7 @@ import "context"
 type S interface {
 	Send(ctx context.Context, ch chan int) error
 }
-`, []want{{at: "ch chan", msg: "method Send: parameter ch: type ch (chan int) cannot cross a network: a channel only works within one process"}}},
+`, []want{{at: "ch chan", msg: "method Send: parameter ch: type chan int cannot cross a network: a channel only works within one process"}}},
 
 	{"func", "S", `
 import "context"
@@ -68,7 +68,7 @@ import "context"
 type S interface {
 	Do(ctx context.Context, n int, f func(int) int) error
 }
-`, []want{{at: "f func", msg: "method Do: parameter f: type f (func(int) int) cannot cross a network: a function only runs within one process"}}},
+`, []want{{at: "f func", msg: "method Do: parameter f: type func(int) int cannot cross a network: a function only runs within one process"}}},
 
 	{"generic", "S", `
 import "context"
@@ -104,8 +104,8 @@ type S interface {
 	Get(ctx context.Context) (interface{}, error)
 }
 `, []want{
-		{at: "v any", msg: "method Put: parameter v: type v (any) cannot cross a network: an interface value carries no static type to decode into"},
-		{at: "interface{}", msg: "method Get: result 0: type R0 (interface{}) cannot cross a network: an interface value carries no static type to decode into"},
+		{at: "v any", msg: "method Put: parameter v: type any cannot cross a network: an interface value carries no static type to decode into"},
+		{at: "interface{}", msg: "method Get: result 0: type interface{} cannot cross a network: an interface value carries no static type to decode into"},
 	}},
 
 	{"nested-chan", "S", `
@@ -124,9 +124,9 @@ type S interface {
 	Run(ctx context.Context, b *Batch) (map[string][]other.Query, error)
 }
 `, []want{
-		{at: "q other.Query", msg: "method Query: parameter q: type q.Filters[0].Ch (chan int) cannot cross a network: a channel only works within one process"},
-		{at: "b *Batch", msg: "method Run: parameter b: type b.Queries[0].Filters[0].Ch (chan int) cannot cross a network: a channel only works within one process"},
-		{at: "map[string][]other.Query", msg: "method Run: result 0: type R0[value][0].Filters[0].Ch (chan int) cannot cross a network: a channel only works within one process"},
+		{at: "q other.Query", msg: "method Query: parameter q: q.Filters[0].Ch, of type chan int, cannot cross a network: a channel only works within one process"},
+		{at: "b *Batch", msg: "method Run: parameter b: b.Queries[0].Filters[0].Ch, of type chan int, cannot cross a network: a channel only works within one process"},
+		{at: "map[string][]other.Query", msg: "method Run: result 0: R0[value][0].Filters[0].Ch, of type chan int, cannot cross a network: a channel only works within one process"},
 	}},
 
 	{"unexported-field", "S", `
@@ -142,8 +142,8 @@ type S interface {
 	Put(ctx context.Context, e Entry) error
 }
 `, []want{
-		{at: ", ^e Entry", msg: "method Put: parameter e: type e (Entry) cannot cross a network: unexported field secret is not sent (tag it `cbor:\"-\"` to leave it out on purpose)"},
-		{at: ", ^e Entry", msg: "method Put: parameter e: type e.Inner (struct{n int}) cannot cross a network: unexported field n is not sent (tag it `cbor:\"-\"` to leave it out on purpose)"},
+		{at: ", ^e Entry", msg: "method Put: parameter e: type Entry cannot cross a network: unexported field secret is not sent (tag it `cbor:\"-\"` to leave it out on purpose)"},
+		{at: ", ^e Entry", msg: "method Put: parameter e: e.Inner, of type struct{n int}, cannot cross a network: unexported field n is not sent (tag it `cbor:\"-\"` to leave it out on purpose)"},
 	}},
 
 	{"addresses-and-complex", "S", `
@@ -156,9 +156,9 @@ type S interface {
 	Put(ctx context.Context, u uintptr, p unsafe.Pointer, c complex128) error
 }
 `, []want{
-		{at: "u uintptr", msg: "method Put: parameter u: type u (uintptr) cannot cross a network: it is a memory address, which means nothing on another node"},
-		{at: "p unsafe", msg: "method Put: parameter p: type p (unsafe.Pointer) cannot cross a network: it is a memory address, which means nothing on another node"},
-		{at: "c complex128", msg: "method Put: parameter c: type c (complex128) cannot cross a network: CBOR has no complex numbers"},
+		{at: "u uintptr", msg: "method Put: parameter u: type uintptr cannot cross a network: it is a memory address, which means nothing on another node"},
+		{at: "p unsafe", msg: "method Put: parameter p: type unsafe.Pointer cannot cross a network: it is a memory address, which means nothing on another node"},
+		{at: "c complex128", msg: "method Put: parameter c: type complex128 cannot cross a network: CBOR has no complex numbers"},
 	}},
 
 	{"interfaces", "S,W", `
@@ -183,15 +183,48 @@ type S interface {
 	Ptr(ctx context.Context, w *W) error
 }
 `, []want{
-		{at: "e error", msg: "method Err: parameter e: type e (error) cannot cross a network: an error crosses only as the last result"},
-		{at: "error, error)", msg: "method Err: result 0: type R0 (error) cannot cross a network: an error crosses only as the last result"},
-		{at: "s fmt", msg: "method Str: parameter s: type s (fmt.Stringer) cannot cross a network: an interface crosses only if it is in the -type set (by reference) or is io.Reader or io.ReadCloser (as a stream)"},
-		{at: "rs []io", msg: "method Nested: parameter rs: type rs[0] (io.Reader) cannot cross a network: a stream (io.Reader, io.ReadCloser) crosses only as a parameter or result of its own, not inside another value"},
-		{at: "ws map", msg: "method Nested: parameter ws: type ws[value] (W) cannot cross a network: a service crosses by reference only as a parameter or result of its own, not inside another value"},
-		{at: "c context", msg: "method Ctx: parameter c: type c (context.Context) cannot cross a network: a context crosses only as the first parameter"},
-		{at: "m map", msg: "method Keys: parameter m: type m[key] (Key) cannot cross a network: map keys must be booleans, numbers or strings"},
-		{at: "n map", msg: "method Keys: parameter n: type n[key] (*int) cannot cross a network: map keys must be booleans, numbers or strings"},
-		{at: "w *W", msg: "method Ptr: parameter w: type w (W) cannot cross a network: a service crosses by reference only as a parameter or result of its own, not inside another value"},
+		{at: "e error", msg: "method Err: parameter e: type error cannot cross a network: an error crosses only as the last result"},
+		{at: "error, error)", msg: "method Err: result 0: type error cannot cross a network: an error crosses only as the last result"},
+		{at: "s fmt", msg: "method Str: parameter s: type fmt.Stringer cannot cross a network: an interface crosses only if it is in the -type set (by reference) or is io.Reader or io.ReadCloser (as a stream)"},
+		{at: "rs []io", msg: "method Nested: parameter rs: rs[0], of type io.Reader, cannot cross a network: a stream (io.Reader, io.ReadCloser) crosses only as a parameter or result of its own, not inside another value"},
+		{at: "ws map", msg: "method Nested: parameter ws: ws[value], of type W, cannot cross a network: a service crosses by reference only as a parameter or result of its own, not inside another value"},
+		{at: "c context", msg: "method Ctx: parameter c: type context.Context cannot cross a network: a context crosses only as the first parameter"},
+		{at: "m map", msg: "method Keys: parameter m: m[key], of type Key, cannot cross a network: map keys must be booleans, numbers or strings"},
+		{at: "n map", msg: "method Keys: parameter n: n[key], of type *int, cannot cross a network: map keys must be booleans, numbers or strings"},
+		{at: "w *W", msg: "method Ptr: parameter w: type W cannot cross a network: a service crosses by reference only as a parameter or result of its own, not inside another value"},
+	}},
+
+	{"inside-values", "S", `
+import (
+	"bytes"
+	"context"
+	"fmt"
+)
+
+type Other interface {
+	M(ctx context.Context) error
+}
+
+type Holder struct {
+	S fmt.Stringer
+	O Other
+}
+
+type Pair struct {
+	a, b int
+	C    int
+}
+
+type S interface {
+	Hold(ctx context.Context, h Holder) error
+	Buf(ctx context.Context, b *bytes.Buffer) error
+	Pair(ctx context.Context, p Pair) error
+}
+`, []want{
+		{at: "h Holder", msg: "method Hold: parameter h: h.S, of type fmt.Stringer, cannot cross a network: an interface does not cross inside another value: a service (in the -type set) crosses by reference, and io.Reader or io.ReadCloser as a stream, only as a parameter or result of its own"},
+		{at: "h Holder", msg: "method Hold: parameter h: h.O, of type Other, cannot cross a network: an interface does not cross inside another value: a service (in the -type set) crosses by reference, and io.Reader or io.ReadCloser as a stream, only as a parameter or result of its own"},
+		{at: "b *bytes", msg: "method Buf: parameter b: type bytes.Buffer cannot cross a network: its unexported fields (buf, off, lastRead) are not sent, and a type of the standard library cannot be tagged: send what it stands for (a name, a number) instead, or give it a marshal transformer (-transformed)"},
+		{at: "p Pair", msg: "method Pair: parameter p: type Pair cannot cross a network: unexported fields a, b are not sent (tag them `cbor:\"-\"` to leave them out on purpose)"},
 	}},
 
 	{"other-package", "S", `
@@ -206,7 +239,7 @@ type S interface {
 	Get(ctx context.Context, h other.Hidden) error
 }
 `, []want{
-		{other: true, at: "^Use(", msg: "method Use: parameter h: type h (other.hidden) cannot cross a network: hidden is not exported by package example.com/m/other, so generated code cannot name it"},
+		{other: true, at: "^Use(", msg: "method Use: parameter h: type other.hidden cannot cross a network: hidden is not exported by package example.com/m/other, so generated code cannot name it"},
 		{other: true, at: "^seal()", msg: "method seal: it is unexported in package example.com/m/other, so no other package can implement it"},
 	}},
 
@@ -235,7 +268,7 @@ type S interface {
 		{at: "A = S", msg: "-type A: A is an alias: serve the interface it stands for from its own package"},
 		{at: "NoCtx(", msg: "method NoCtx: first parameter must be context.Context"},
 		{at: "NoErr(", msg: "method NoErr: last result must be error"},
-		{at: "^_ chan string", msg: "method Chan: parameter #2: type #2 (chan string) cannot cross a network: a channel only works within one process"},
+		{at: "^_ chan string", msg: "method Chan: parameter #2: type chan string cannot cross a network: a channel only works within one process"},
 		{at: "TrellisClient(", msg: "method TrellisClient: the generated proxy has a method TrellisClient of its own"},
 		{at: "SProxy struct", msg: "interface S: SProxy is declared here, but the generated code for S declares it too: rename it"},
 	}},
@@ -264,7 +297,7 @@ type S interface {
 }
 `, []want{
 		{at: "Undefined)", msg: "undefined: Undefined"},
-		{at: "k Undefined", msg: "method Get: parameter k: type k (invalid type) cannot cross a network: it does not type-check"},
+		{at: "k Undefined", msg: "method Get: parameter k: type invalid type cannot cross a network: it does not type-check"},
 	}},
 }
 
