@@ -685,3 +685,22 @@ func (s *cascadeServer) Prepare(ctx context.Context, p controlplane.Proposal) er
 func (s *cascadeServer) Commit(ctx context.Context, leader nodeid.ID, epoch uint64) error {
 	return (*Cluster)(s).commit(ctx, leader, epoch)
 }
+
+// Leaving implements controlplane.Cascade: the neighbour calling is
+// leaving the cluster (see Leave). Only a neighbour may say so, over its
+// own connection.
+func (s *cascadeServer) Leaving(ctx context.Context) error {
+	c := (*Cluster)(s)
+	info, ok := runtime.CallInfoFrom(ctx)
+	if !ok || info.Hops != 1 {
+		return errors.New("cluster: Leaving: only a neighbour may say that it leaves, directly")
+	}
+	c.mu.Lock()
+	c.departing[info.Caller] = true
+	c.mu.Unlock()
+	select {
+	case c.departures <- struct{}{}:
+	default:
+	}
+	return nil
+}

@@ -149,6 +149,8 @@ type Cluster struct {
 	led         uint64                  // the highest epoch of a cascade this member led that is over (see ballots)
 	unwanted    map[nodeid.ID]time.Time // connections outside the topology, since when
 	left        map[nodeid.ID]bool      // members that left gracefully, not heard since (see counted)
+	departing   map[nodeid.ID]bool      // neighbours that said they are leaving (Leaving), not heard join since
+	departures  chan struct{}           // signalled when departing grows (see Leave)
 	dialing     map[nodeid.ID]bool      // neighbours being dialled in the background
 	changed     chan struct{}           // closed and replaced at each commit
 	blocked     string                  // why the leader last declined to push (logged once)
@@ -203,14 +205,16 @@ func New(cfg Config) (*Cluster, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{
-		cfg:      cfg,
-		node:     cfg.Node,
-		disc:     cfg.Discovery,
-		self:     cfg.Node.ID(),
-		log:      cfg.Logger.With("node", cfg.Node.Name()),
-		unwanted: make(map[nodeid.ID]time.Time),
-		left:     make(map[nodeid.ID]bool),
-		dialing:  make(map[nodeid.ID]bool),
+		cfg:        cfg,
+		node:       cfg.Node,
+		disc:       cfg.Discovery,
+		self:       cfg.Node.ID(),
+		log:        cfg.Logger.With("node", cfg.Node.Name()),
+		unwanted:   make(map[nodeid.ID]time.Time),
+		left:       make(map[nodeid.ID]bool),
+		departing:  make(map[nodeid.ID]bool),
+		departures: make(chan struct{}, 1),
+		dialing:    make(map[nodeid.ID]bool),
 		// The jitter of dial retries differs between members, yet in a
 		// simulation (testing/synctest: a fake clock) replays the same.
 		dials:   dialBackoff{base: cfg.Interval, rng: rand.New(rand.NewPCG(uint64(cfg.Node.ID()), uint64(time.Now().UnixNano())))},
@@ -388,6 +392,7 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 		case membership.Joined:
 			c.mu.Lock()
 			delete(c.left, e.Member.ID) // back: it counts again
+			delete(c.departing, e.Member.ID)
 			if c.committed.Contains(e.Member.ID) {
 				// A member of the committed topology heard again: a
 				// new life, or back from the other side of a partition.

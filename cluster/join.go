@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/trellisrpc/trellis/generated/controlplane"
 	"github.com/trellisrpc/trellis/keyring"
 	"github.com/trellisrpc/trellis/membership"
 	"github.com/trellisrpc/trellis/nodeid"
@@ -325,17 +328,20 @@ const leaveWait = 10
 // have closed their connections to it, which they do once they have
 // committed a topology without it (a few hundred milliseconds), so that
 // calls relayed through it are not cut; then it closes the node, letting
-// the calls it serves finish.
+// the calls it serves finish. It does not wait for neighbours that are
+// leaving too: each tells its neighbours that it leaves, so members that
+// stop together (the whole cluster stopping at once) do not wait for each
+// other.
 //
 // The wait is bounded by ctx and by ten reconciliation intervals
-// (Config.Interval: 1 s by default), for when nobody is left to cascade
-// (the whole cluster stopping at once) or the others cannot commit: then
-// the member logs which neighbours were still connected, and closes its
-// node all the same, cutting the calls still relayed through it; Leave
-// still returns nil, the departure having been announced. When ctx is done,
-// what is left is cut short and Leave returns ctx's error. For a cluster
-// made with New, Leave only stops the cluster's goroutines, like Close: its
-// caller owns the node and the membership.
+// (Config.Interval: 1 s in all by default), for when the others cannot
+// commit (nobody is left to cascade, or no majority): then the member logs
+// which neighbours were still connected, and closes its node all the same,
+// cutting the calls still relayed through it; Leave still returns nil, the
+// departure having been announced. When ctx is done, what is left is cut
+// short and Leave returns ctx's error. For a cluster made with New, Leave
+// only stops the cluster's goroutines, like Close: its caller owns the node
+// and the membership.
 func (c *Cluster) Leave(ctx context.Context) error {
 	if !c.owned {
 		c.Close()
@@ -343,22 +349,26 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	}
 	c.stop()
 	lerr := c.disc.Leave(ctx)
+	told := c.tellLeaving(ctx)
 	wait := time.NewTimer(leaveWait * c.cfg.Interval)
 	defer wait.Stop()
+	// Neighbours close their connections with no event to await.
 	tick := time.NewTicker(c.cfg.Interval / 4)
 	defer tick.Stop()
 wait:
-	for len(c.node.Peers()) > 0 {
+	for len(c.awaited()) > 0 {
 		select {
 		case <-ctx.Done():
 			break wait
 		case <-wait.C:
-			c.log.Warn("cluster: leaving with neighbours still connected: they did not move to a topology without this member in time", "waited", leaveWait*c.cfg.Interval, "peers", c.node.Peers())
+			c.log.Warn("cluster: leaving with neighbours still connected: they did not move to a topology without this member in time", "waited", leaveWait*c.cfg.Interval, "peers", c.awaited())
 			break wait
 		case <-tick.C:
+		case <-c.departures:
 		}
 	}
 	nerr := c.node.Close(ctx)
+	told.Wait() // the node's Close ended the calls still in flight
 	c.closeTopics()
 	if lerr != nil && !errors.Is(lerr, membership.ErrClosed) {
 		return fmt.Errorf("cluster: leave: %w", lerr)
@@ -370,6 +380,32 @@ wait:
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
 	return nil
+}
+
+// tellLeaving tells every neighbour connected that this member is leaving
+// (controlplane.Cascade.Leaving), in the background: the returned group
+// ends with the calls.
+func (c *Cluster) tellLeaving(ctx context.Context) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, id := range c.node.Peers() {
+		wg.Go(func() {
+			tctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTimeout)
+			defer cancel()
+			if err := controlplane.NewCascadeProxy(c.node, id, runtime.Direct()).Leaving(tctx); err != nil {
+				c.log.Debug("cluster: cannot tell a neighbour that this member leaves", "peer", id, "err", err)
+			}
+		})
+	}
+	return &wg
+}
+
+// awaited returns the neighbours still connected that a leaving member
+// waits for: those that have not said they are leaving too.
+func (c *Cluster) awaited() []nodeid.ID {
+	peers := c.node.Peers()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.DeleteFunc(peers, func(id nodeid.ID) bool { return c.departing[id] })
 }
 
 // countSet counts the true values.

@@ -428,3 +428,35 @@ func TestKilledOfTwoKeepsTheTopology(t *testing.T) {
 		t.Fatalf("after its peer was killed the survivor committed epoch %d with %d members, want to keep epoch %d", top.Epoch, len(top.Members), before.Epoch)
 	}
 }
+
+// TestLeaveTogether: members that all leave at once do not wait for each
+// other to close their connections (nobody is left to cascade a topology
+// without them, so none would): their Leaves end well within the bound of
+// the wait (ten Intervals), made long here so that only the early end can
+// explain the result.
+func TestLeaveTogether(t *testing.T) {
+	const interval = time.Second // Leave waits 10 s at most
+	j := joinN(t, 3, func(o *cluster.Options) {
+		o.Cluster = func(c *cluster.Config) { c.Interval = interval }
+	})
+	waitMembers(t, 3, j.cs...)
+	waitConnected(t, j.cs...)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	took := make([]time.Duration, len(j.cs))
+	for i, c := range j.cs {
+		wg.Go(func() {
+			if err := c.Leave(ctx); err != nil {
+				t.Errorf("%s leaves: %v", c.Node().Name(), err)
+			}
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	t.Logf("the members left in %v", took)
+	if bound := 10 * interval / 2; slices.Max(took) >= bound {
+		t.Errorf("leaving together took %v, want less than %v (the wait's bound is %v)", slices.Max(took), bound, 10*interval)
+	}
+}

@@ -25,6 +25,11 @@ type Cascade interface {
 	Prepare(ctx context.Context, p Proposal) error
 	// Commit installs the prepared topology of the given epoch.
 	Commit(ctx context.Context, leader nodeid.ID, epoch uint64) error
+	// Leaving tells a neighbour that the caller is leaving the cluster, its
+	// departure announced. A leaving member waits for its neighbours to
+	// close their connections to it; one that is leaving too closes none,
+	// so each stops waiting for the neighbours that told it they leave.
+	Leaving(ctx context.Context) error
 }
 
 // A Proposal is a topology offered by a leader.

@@ -24,6 +24,7 @@ var CascadeService = &codegen.ServiceDesc{
 	},
 	Methods: []*codegen.MethodDesc{
 		cascadeCommitMethod,
+		cascadeLeavingMethod,
 		cascadePrepareMethod,
 	},
 }
@@ -108,6 +109,25 @@ func cascadeCommitHandler(ctx context.Context, impl any, call codegen.ServerCall
 		return err
 	}
 	return impl.(Cascade).Commit(ctx, args.Leader, args.Epoch)
+}
+
+// cascadeLeavingMethod describes Cascade.Leaving.
+var cascadeLeavingMethod = &codegen.MethodDesc{
+	Name:      "Leaving",
+	Signature: "func(context.Context) error",
+	ID:        0xa1910482447f6545,
+	Handler:   cascadeLeavingHandler,
+}
+
+// Leaving calls Cascade.Leaving on the remote node.
+func (p *CascadeProxy) Leaving(ctx context.Context) error {
+	return p.c.Call(ctx, cascadeLeavingMethod, nil, nil)
+}
+
+// cascadeLeavingHandler serves Cascade.Leaving: it decodes the arguments, calls impl and
+// replies with the results.
+func cascadeLeavingHandler(ctx context.Context, impl any, call codegen.ServerCall) error {
+	return impl.(Cascade).Leaving(ctx)
 }
 
 // cascadePrepareMethod describes Cascade.Prepare.
