@@ -76,10 +76,12 @@ type Config struct {
 	// hold by reference; beyond it, passing one more fails with
 	// ErrTooManyRefs (default 65536).
 	MaxExportsPerPeer int
-	// MaxStreamsPerPeer caps the streams this node sends to one peer that
-	// have not ended (read to the end, or closed, by the peer); beyond it,
-	// sending one more (an io.Reader argument or result) fails with
-	// ErrTooManyRefs and closes that reader (default 1024).
+	// MaxStreamsPerPeer caps the streams this node exchanges with one
+	// peer, in each direction, that have not ended (read to the end, or
+	// closed, by the receiver); beyond it, sending one more (an io.Reader
+	// argument or result) fails with ErrTooManyRefs and closes that
+	// reader, and one more received is refused: the call that carries it
+	// fails with ErrTooManyRefs (default 1024).
 	MaxStreamsPerPeer int
 	// Limits bound decoded arguments and results.
 	Limits DecodeLimits

@@ -17,7 +17,8 @@ import (
 var ErrStreamReset = errors.New("trellis: stream reset")
 
 // Stream flow control. The receiver grants credit; the sender never has
-// more bytes in flight than granted. The window starts at initialWindow and
+// more bytes in flight than granted. The window starts at initialWindow
+// (minWindow once the streams from the same node hold maxConnWindow) and
 // doubles each time the reader finds its buffer empty, up to maxWindow;
 // while calls wait for replies on the connection the stream arrives on, it
 // is held to busyWindow, so that the bytes queued ahead of those replies
@@ -34,7 +35,10 @@ const (
 	// maxConnWindow bounds the windows of the streams received from one
 	// node together: beyond it they keep the window they have.
 	maxConnWindow = 8 << 20
-	busyHold      = 50 * time.Millisecond
+	// minWindow is the window a stream starts with when the others from
+	// its node hold maxConnWindow already.
+	minWindow = 16 << 10
+	busyHold  = 50 * time.Millisecond
 )
 
 // One-way stream messages (kindStream), addressed like requests: the
@@ -68,8 +72,10 @@ type streamTable struct {
 	sending map[NodeID]int
 	in      map[streamKey]*inStream // streams this node receives
 	// windows sums the windows of the streams received from each node,
-	// which grow only while the sum stays within maxConnWindow.
-	windows map[NodeID]int
+	// which grow only while the sum stays within maxConnWindow;
+	// receiving counts those streams (see inStream.counted).
+	windows   map[NodeID]int
+	receiving map[NodeID]int
 
 	patience atomic.Int64  // if not 0, replaces offerWait (in tests)
 	filled   atomic.Uint64 // chunks read straight into a Read's buffer (fillStream)
@@ -86,6 +92,7 @@ func (t *streamTable) init() {
 	t.sending = make(map[NodeID]int)
 	t.in = make(map[streamKey]*inStream)
 	t.windows = make(map[NodeID]int)
+	t.receiving = make(map[NodeID]int)
 }
 
 // sendStream sends a one-way stream message to node dst.

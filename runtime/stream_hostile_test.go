@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trellisrpc/trellis/runtime/codegen"
+	"github.com/trellisrpc/trellis/runtime/wire"
 )
 
 // A sender that splits its window into one-byte chunks makes the node hold
@@ -131,5 +132,86 @@ func TestStreamsToOnePeerBounded(t *testing.T) {
 	call(100)
 	if sending, _ := n.StreamStats(); sending != limit || closed.Load() != extra+1 {
 		t.Fatalf("after a cancel: %d streams held, %d sources closed; want %d and %d", sending, closed.Load(), limit, extra+1)
+	}
+}
+
+// A peer that sends calls carrying streams to a method that does not read
+// them cannot make the node hold a full window of data for each: the
+// streams from one node share maxConnWindow, beyond which a stream starts
+// with minWindow; beyond MaxStreamsPerPeer unfinished streams, one more is
+// refused; and a stream ended while its data waits unread still counts.
+func TestStreamsFromOnePeerBounded(t *testing.T) {
+	const limit = maxConnWindow/initialWindow + 8 // 8 streams beyond the shared window
+	release := make(chan struct{})
+	defer close(release)
+	hold := &codegen.ServiceDesc{Name: "test.Hold", Methods: []*codegen.MethodDesc{{
+		Name: "Hold", ID: 44,
+		Handler: func(ctx context.Context, impl any, call codegen.ServerCall) error {
+			var args struct {
+				_ struct{} `cbor:",toarray"`
+				R codegen.StreamRef
+			}
+			if err := call.Decode(&args); err != nil {
+				return err
+			}
+			r, err := call.ImportReader(args.R)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			select { // never reads
+			case <-release:
+			case <-ctx.Done():
+			}
+			return call.Reply(&struct{}{})
+		},
+	}}}
+	n, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Insecure: true, MaxStreamsPerPeer: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(context.Background()) })
+	if err := n.Register(hold, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	const from = 600
+	a := dialRaw(t, n, from)
+	call := func(stream uint64) []byte {
+		args := wire.AppendArrayHeader(nil, 1)
+		args = wire.AppendArrayHeader(args, 2)
+		args = wire.AppendUint(wire.AppendUint(args, from), stream)
+		return rawFrame(kindRequest, stream, append(appendRequest(nil, &request{method: 44}), args...))
+	}
+	counts := func() (streams, window int) {
+		n.streams.mu.Lock()
+		defer n.streams.mu.Unlock()
+		return n.streams.receiving[from], n.streams.windows[from]
+	}
+	for id := range uint64(limit) {
+		a.write(t, call(id+1))
+	}
+	waitUntil(t, "the streams to be received", func() bool { s, _ := counts(); return s == limit })
+	if _, w := counts(); w != maxConnWindow+8*minWindow {
+		t.Errorf("the node granted %d bytes to %d streams, want %d", w, limit, maxConnWindow+8*minWindow)
+	}
+	// Stream 1 sends its window and ends: it still counts while its data
+	// waits, so one more stream is refused.
+	var b bytes.Buffer
+	for off := 0; off < initialWindow; off += streamChunk {
+		b.Write(dataFrame(1, uint64(off/streamChunk), 0, make([]byte, min(streamChunk, initialWindow-off))))
+	}
+	b.Write(dataFrame(1, uint64((initialWindow+streamChunk-1)/streamChunk), dataEOF, nil))
+	a.write(t, b.Bytes())
+	a.write(t, call(limit+1))
+	select {
+	case id := <-a.replies:
+		if id != limit+1 {
+			t.Fatalf("call %d answered, want the refusal of call %d", id, limit+1)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("one stream beyond the limit was not refused")
+	}
+	if s, w := counts(); s != limit || w != maxConnWindow+8*minWindow {
+		t.Errorf("after a refusal: %d streams and a window of %d, want %d and %d", s, w, limit, maxConnWindow+8*minWindow)
 	}
 }

@@ -28,6 +28,10 @@ type inStream struct {
 
 	window int // the window while the connection is not busy
 	ahead  int // bytes granted and not yet read: in flight, queued or filled
+	// counted: the stream counts in its node's streams and window
+	// (streamTable.receiving and windows) until it has ended and what it
+	// queued is read or dropped.
+	counted bool
 
 	// A Read waiting for data with a large buffer offers it as target; the
 	// connection's reader may then claim it (target nil, filling set) and
@@ -63,14 +67,25 @@ func (n *Node) importStream(r codegen.StreamRef, from NodeID) (io.ReadCloser, er
 	if r.Node != from {
 		return nil, fmt.Errorf("%w: node %s sent a stream of node %s", ErrBadRef, from, r.Node)
 	}
-	s := &inStream{node: n, key: streamKey{r.Node, r.Stream}, ready: make(chan struct{}, 1), offered: make(chan struct{}, 1), window: initialWindow, ahead: initialWindow}
+	s := &inStream{node: n, key: streamKey{r.Node, r.Stream}, ready: make(chan struct{}, 1), offered: make(chan struct{}, 1), counted: true}
 	t := &n.streams
 	t.mu.Lock()
 	if t.in[s.key] != nil {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("%w: stream %d of node %s received twice", ErrBadRef, r.Stream, r.Node)
 	}
+	if held := t.receiving[r.Node]; held >= n.cfg.MaxStreamsPerPeer {
+		t.mu.Unlock()
+		n.sendStream(r.Node, opCancel, r.Stream, nil) // the sender closes its source
+		return nil, fmt.Errorf("%w: node %s sent %d streams node %s has not finished (MaxStreamsPerPeer)", ErrTooManyRefs, r.Node, held, n.cfg.Name)
+	}
+	// The streams of one node share maxConnWindow: once they hold it, a
+	// new one starts with minWindow, so that a peer cannot make this node
+	// hold a full window of data for each of many streams it sends.
+	s.window = max(minWindow, min(initialWindow, maxConnWindow-t.windows[r.Node]))
+	s.ahead = s.window
 	t.in[s.key] = s
+	t.receiving[r.Node]++
 	t.windows[r.Node] += s.window
 	t.mu.Unlock()
 	if p, _, err := n.route(r.Node, false); err == nil {
@@ -78,7 +93,7 @@ func (n *Node) importStream(r codegen.StreamRef, from NodeID) (io.ReadCloser, er
 		// them) do not make the connection busy: see connBusy.
 		s.seenCalls.Store(p.nextCall.Load())
 	}
-	if err := n.sendStream(r.Node, opCredit, r.Stream, func(b []byte) []byte { return binary.AppendUvarint(b, initialWindow) }); err != nil {
+	if err := n.sendStream(r.Node, opCredit, r.Stream, func(b []byte) []byte { return binary.AppendUvarint(b, uint64(s.ahead)) }); err != nil {
 		s.end(fmt.Errorf("%w: %v", ErrStreamReset, err))
 	}
 	sr := &streamReader{s: s}
@@ -137,6 +152,9 @@ func (s *inStream) read(p []byte) (int, error) {
 			}
 		}
 		if n > 0 {
+			if s.err != nil && len(s.queue) == 0 {
+				s.uncount() // ended, and all read
+			}
 			s.ahead -= n
 			grant := 0
 			if s.err == nil {
@@ -297,12 +315,30 @@ func (s *inStream) setErr(err error) {
 		t.mu.Lock()
 		if t.in[s.key] == s {
 			delete(t.in, s.key)
-			if t.windows[s.key.node] -= s.window; t.windows[s.key.node] <= 0 {
-				delete(t.windows, s.key.node)
-			}
 		}
 		t.mu.Unlock()
+		if len(s.queue) == 0 {
+			s.uncount()
+		}
 	}
+}
+
+// uncount takes the stream out of its node's counts, once (see counted);
+// s.mu is held.
+func (s *inStream) uncount() {
+	if !s.counted {
+		return
+	}
+	s.counted = false
+	t := &s.node.streams
+	t.mu.Lock()
+	if t.windows[s.key.node] -= s.window; t.windows[s.key.node] <= 0 {
+		delete(t.windows, s.key.node)
+	}
+	if t.receiving[s.key.node]--; t.receiving[s.key.node] <= 0 {
+		delete(t.receiving, s.key.node)
+	}
+	t.mu.Unlock()
 }
 
 // grow reserves extra bytes of window for a stream received from node
@@ -340,6 +376,7 @@ func (s *inStream) close() {
 	}
 	s.queue, s.queued, s.owners = nil, 0, nil
 	s.filled = 0
+	s.uncount()
 	s.mu.Unlock()
 	select { // wake a Read blocked in another goroutine
 	case s.ready <- struct{}{}:
