@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 )
 
 // Message kinds on a transport connection.
@@ -46,6 +47,15 @@ type MetadataEntry struct {
 // the server's side put on it (its message transformer), not the call's
 // metadata back.
 type Metadata []MetadataEntry
+
+// size is about the memory m holds: its strings and its entries.
+func (m Metadata) size() int {
+	n := len(m) * int(unsafe.Sizeof(MetadataEntry{}))
+	for _, e := range m {
+		n += len(e.Key) + len(e.Value)
+	}
+	return n
+}
 
 // Get returns the value of the first entry with key k.
 func (m Metadata) Get(k string) (string, bool) {

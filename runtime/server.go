@@ -167,13 +167,14 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 		}
 		req.metadata, req.body = msg.Metadata, msg.Body
 	}
-	// The arguments are held until the call ends: the peer's share of the
-	// node's budget bounds them.
-	if !p.conn.Charge(len(req.body)) {
-		n.refusedArgs(p, id, len(req.body))
+	// The arguments and metadata are held until the call ends: the peer's
+	// share of the node's budget bounds them.
+	held := len(req.body) + req.metadata.size()
+	if !p.conn.Charge(held) {
+		n.refusedArgs(p, id, held)
 		return nil
 	}
-	sc := &serverCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: caller, hops: 1, charged: len(req.body)}
+	sc := &serverCall{node: n, peer: p, id: id, entry: e, metadata: req.metadata, caller: caller, hops: 1, charged: held}
 	sc.ctx.call = sc
 	if req.routed {
 		sc.hops = DefaultMaxHops - int(req.ttl) + 1
@@ -386,10 +387,10 @@ func (n *Node) replyDropped(p *peer, id uint64, what string, err error) {
 // logEvery per peer.
 func (n *Node) refusedArgs(p *peer, id uint64, size int) {
 	if ok, held := n.logs.allow("arguments refused", p.id); ok {
-		n.log.Warn("trellis: call refused: its arguments exceed the peer's share of the node's memory (MaxPeerMemory)",
+		n.log.Warn("trellis: call refused: its arguments and metadata exceed the peer's share of the node's memory (MaxPeerMemory)",
 			"peer", p.id, "size", size, "refused before", held)
 	}
-	n.replyError(p, id, wireError{Code: codeOverloaded, Message: fmt.Sprintf("node %s: arguments of %d bytes exceed this caller's share of its memory budget", n.cfg.Name, size)})
+	n.replyError(p, id, wireError{Code: codeOverloaded, Message: fmt.Sprintf("node %s: arguments and metadata of %d bytes exceed this caller's share of its memory budget", n.cfg.Name, size)})
 }
 
 // Reply encodes the results of the call (a pointer to the generated results
