@@ -50,7 +50,16 @@ type Config struct {
 	// KeepaliveInterval and KeepaliveTimeout tune dead-peer detection on
 	// connections (defaults 1 s and 15 s; see transport.Config).
 	KeepaliveInterval, KeepaliveTimeout time.Duration
-	// MaxMessageSize caps one message in either direction (default 64 MiB).
+	// MaxMessageSize caps one message in either direction (default 64 MiB):
+	// the encoded arguments or results of a call, or a chunk of a stream.
+	// Each node announces its cap when a connection opens, and sends
+	// nothing over the smaller of its own cap and its peer's: a call whose
+	// arguments or results exceed it fails with ErrTooLarge, the
+	// connection staying up, and streams are cut into chunks that fit. A
+	// peer of an older version, which announces no cap, is assumed to
+	// have the default. Give all the nodes of a cluster the same cap: a
+	// node knows only its neighbours' caps, and a message relayed to a
+	// non-neighbour fails at the first link where it exceeds a cap.
 	MaxMessageSize int
 	// MaxPeerMemory caps the memory that all the node's connections together
 	// hold for their peers, with a fair share per connection (see

@@ -54,8 +54,9 @@ var (
 	ErrOverloaded = errors.New("trellis: remote node overloaded")
 	// ErrTooLarge: the encoded arguments (refused by the caller's node,
 	// before sending) or results (refused by the server's node, which
-	// sends this error instead) exceed Config.MaxMessageSize. The side that
-	// refused logs it; the connection stays up.
+	// sends this error instead) exceed Config.MaxMessageSize, the sender's
+	// or the receiver's, whichever is smaller (the error says which). The
+	// side that refused logs it; the connection stays up.
 	ErrTooLarge = errors.New("trellis: message too large")
 	// ErrNoTransformer: the method's arguments or results hold a type that
 	// proxygen was told crosses through a marshal transformer

@@ -99,3 +99,70 @@ func TestTooLarge(t *testing.T) {
 		})
 	}
 }
+
+// TestTooLargeForPeer: nodes with different MaxMessageSize. A message over
+// the receiver's cap is refused by the sender with ErrTooLarge (arguments:
+// before sending, NotSent holding; results: the server sends ErrTooLarge
+// instead), naming the receiver's cap, and the connection stays up. Before,
+// it was sent, and the receiver dropped the connection with a protocol
+// error (the caller saw ErrUnreachable).
+func TestTooLargeForPeer(t *testing.T) {
+	const small, size = 64 << 10, 80_000
+	tests := []struct {
+		name                 string
+		serverMax, clientMax int
+		args                 growArgs
+		notSent              bool
+		logs                 string // "server" or "client": the side that refuses
+		log                  string
+	}{
+		{"result over the client's cap", 0, small, growArgs{N: size}, false, "server", "reply refused: results too large"},
+		{"argument over the server's cap", small, 0, growArgs{S: strings.Repeat("a", size)}, true, "client", "call refused: arguments too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			serverLogs, clientLogs := &logRecorder{}, &logRecorder{}
+			server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, MaxMessageSize: tt.serverMax, Logger: slog.New(serverLogs)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer server.Close(context.Background())
+			if err := server.Register(growDesc, struct{}{}); err != nil {
+				t.Fatal(err)
+			}
+			client, err := NewNode(Config{Name: "client", Keyring: testKeyring, MaxMessageSize: tt.clientMax, Logger: slog.New(clientLogs)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			id, err := client.Connect(ctx, server.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newClient(client, id, growDesc)
+			var res growArgs
+			err = c.do(ctx, growDesc.Methods[0], &tt.args, &res)
+			if !errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnreachable) {
+				t.Fatalf("Call: %v, want ErrTooLarge", err)
+			}
+			if NotSent(err) != tt.notSent {
+				t.Errorf("NotSent is %v, want %v: %v", NotSent(err), tt.notSent, err)
+			}
+			if want := "the cap is 65536 (the MaxMessageSize of node "; !strings.Contains(err.Error(), want) {
+				t.Errorf("the error does not say %q: %v", want, err)
+			}
+			logs := map[string]*logRecorder{"server": serverLogs, "client": clientLogs}[tt.logs]
+			if !logs.contains(tt.log) {
+				t.Errorf("no log line %q on the %s", tt.log, tt.logs)
+			}
+			if err := c.do(ctx, growDesc.Methods[0], &growArgs{N: small / 2}, &res); err != nil || len(res.S) != small/2 {
+				t.Fatalf("the next call: %v, %d bytes", err, len(res.S))
+			}
+			if !client.Connected(id) {
+				t.Fatal("the connection was closed")
+			}
+		})
+	}
+}

@@ -70,7 +70,12 @@ type Config struct {
 	// wait for it: the membership's verdict on a dead member closes its
 	// connections within about a second.
 	KeepaliveTimeout time.Duration
-	// MaxMessageSize caps one reassembled message (default 64 MiB).
+	// MaxMessageSize caps one reassembled message (default 64 MiB): a
+	// peer that sends a larger one is disconnected with a *ProtocolError.
+	// Each end announces its cap in the handshake, and Send refuses with
+	// ErrTooLarge, the connection staying up, a message over the smaller
+	// of the two caps; a peer that announces none (an older version) is
+	// assumed to have the default.
 	MaxMessageSize int
 	// MaxPartialBytes caps the memory held in partly received messages on
 	// one connection: their buffers, plus a small overhead for each, so that
@@ -107,6 +112,10 @@ type Config struct {
 	version uint8
 }
 
+// defaultMaxMessage is the default MaxMessageSize, and the cap assumed of
+// a peer that announces none.
+const defaultMaxMessage = 64 << 20
+
 func (c *Config) withDefaults() Config {
 	d := *c
 	if d.HandshakeTimeout <= 0 {
@@ -122,7 +131,7 @@ func (c *Config) withDefaults() Config {
 		d.KeepaliveTimeout = 2 * d.KeepaliveInterval
 	}
 	if d.MaxMessageSize <= 0 {
-		d.MaxMessageSize = 64 << 20
+		d.MaxMessageSize = defaultMaxMessage
 	}
 	if d.MaxPartialBytes <= 0 {
 		d.MaxPartialBytes = 2 * d.MaxMessageSize

@@ -45,6 +45,11 @@ type Conn struct {
 	local  nodeid.ID
 	remote nodeid.ID
 	log    *slog.Logger
+	// peerMax is the peer's cap on the messages it reads (see
+	// Config.MaxMessageSize), and maxSend the smaller of it and ours:
+	// the largest message Send accepts.
+	peerMax int
+	maxSend int
 
 	// lastRecv is the time of the last frame received, in nanoseconds since start.
 	start     time.Time
@@ -110,12 +115,17 @@ type outFrame struct {
 	bulk   bool    // see SendBulk
 }
 
+// newConn returns the connection to the peer remote, over nc; cfg has its
+// defaults. The peer is assumed to read messages up to
+// cfg.MaxMessageSize until setPeerMax says otherwise.
 func newConn(nc net.Conn, cfg *Config, remote nodeid.ID) *Conn {
 	return &Conn{
 		nc:      nc,
 		cfg:     *cfg,
 		local:   cfg.Self,
 		remote:  remote,
+		peerMax: cfg.MaxMessageSize,
+		maxSend: cfg.MaxMessageSize,
 		log:     cfg.Logger.With("peer", remote.String(), "addr", nc.RemoteAddr().String()),
 		start:   time.Now(),
 		wake:    make(chan struct{}, 1),
@@ -124,6 +134,20 @@ func newConn(nc net.Conn, cfg *Config, remote nodeid.ID) *Conn {
 		stopped: make(chan struct{}),
 		owedMax: pauseAt(cfg),
 	}
+}
+
+// setPeerMax records the peer's cap on the messages it reads, as learnt in
+// the handshake, before the connection is handed out.
+func (c *Conn) setPeerMax(n int) {
+	c.peerMax = n
+	c.maxSend = min(n, c.cfg.MaxMessageSize)
+}
+
+// newConnTo returns the connection to the peer the handshake described.
+func newConnTo(nc net.Conn, cfg *Config, r remote) *Conn {
+	c := newConn(nc, cfg, r.id)
+	c.setPeerMax(r.maxMessage)
+	return c
 }
 
 // pauseAt is how many bytes of replies a connection may owe before it stops
@@ -158,7 +182,7 @@ func Dial(ctx context.Context, addr string, cfg Config, want nodeid.ID) (*Conn, 
 	setNoDelay(nc)
 	nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	var remote nodeid.ID
+	var peer remote
 	if cfg.TLS != nil {
 		tc := tlsClient(nc, cfg.TLS, addr)
 		if err = tc.Handshake(); err != nil {
@@ -167,7 +191,7 @@ func Dial(ctx context.Context, addr string, cfg Config, want nodeid.ID) (*Conn, 
 		nc = tc
 	}
 	if err == nil {
-		remote, err = clientHandshake(nc, &cfg, want)
+		peer, err = clientHandshake(nc, &cfg, want)
 	}
 	if !stop() {
 		// ctx ended: whatever the handshake reports, that is why it failed.
@@ -180,7 +204,7 @@ func Dial(ctx context.Context, addr string, cfg Config, want nodeid.ID) (*Conn, 
 		nc.Close()
 		return nil, err
 	}
-	return newConn(nc, &cfg, remote), nil
+	return newConnTo(nc, &cfg, peer), nil
 }
 
 // Validate reports whether the configuration can make connections: a
@@ -227,6 +251,16 @@ func (c *Conn) Local() nodeid.ID { return c.local }
 
 // Remote returns the peer's ID, as established by the handshake.
 func (c *Conn) Remote() nodeid.ID { return c.remote }
+
+// MaxSend returns the size of the largest message Send accepts: the
+// smaller of Config.MaxMessageSize and the cap the peer announced in the
+// handshake (the default, 64 MiB, for a peer that announced none).
+func (c *Conn) MaxSend() int { return c.maxSend }
+
+// PeerMaxMessageSize returns the peer's cap on the messages it reads, as
+// it announced it in the handshake (the default, 64 MiB, for a peer that
+// announced none).
+func (c *Conn) PeerMaxMessageSize() int { return c.peerMax }
 
 // RemoteAddr returns the peer's network address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
@@ -312,15 +346,24 @@ func (c *Conn) frame(kind Kind, id uint64, buf *Buffer) (outFrame, error) {
 	if buf != nil {
 		n = buf.Len()
 	}
-	if n > c.cfg.MaxMessageSize {
+	if n > c.maxSend {
 		PutBuffer(buf)
-		return outFrame{}, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, n, c.cfg.MaxMessageSize)
+		return outFrame{}, c.tooLarge(n)
 	}
 	charge := n
 	if half := c.cfg.MaxQueuedBytes / 2; half > 0 && charge > half {
 		charge = half
 	}
 	return outFrame{kind: kind, id: id, buf: buf, charge: charge}, nil
+}
+
+// tooLarge returns the error of a message of n bytes over maxSend, which
+// says whose cap it exceeds.
+func (c *Conn) tooLarge(n int) error {
+	if c.peerMax < c.cfg.MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, the cap is %d (the MaxMessageSize of node %s, the receiver; this node's is %d)", ErrTooLarge, n, c.peerMax, c.remote, c.cfg.MaxMessageSize)
+	}
+	return fmt.Errorf("%w: %d bytes, the cap is %d (this node's MaxMessageSize)", ErrTooLarge, n, c.cfg.MaxMessageSize)
 }
 
 // smallReply is the size up to which a reply (or a Charge) is charged to
@@ -354,7 +397,7 @@ func (c *Conn) SendReply(ctx context.Context, kind Kind, id uint64, buf *Buffer)
 // SendReplyInline is SendReply, written on the calling goroutine when the
 // connection is idle, as SendInline. A Handler must not call it.
 func (c *Conn) SendReplyInline(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
-	if buf != nil && buf.Len() <= directMax && kind != 0 && kind <= KindMax {
+	if buf != nil && buf.Len() <= min(directMax, c.maxSend) && kind != 0 && kind <= KindMax {
 		charge := buf.Len()
 		if took, err := c.sendDirect(outFrame{kind: kind, id: id, buf: buf, charge: charge}); took {
 			return err
@@ -444,7 +487,7 @@ func (c *Conn) SendBulk(ctx context.Context, kind Kind, id uint64, buf *Buffer) 
 // while no small message waits. Since it may block on the socket, a
 // Handler must not call it (use SendBulk).
 func (c *Conn) SendBulkInline(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
-	if buf != nil && buf.Len() <= MaxFramePayload && buf.Len() <= c.cfg.MaxMessageSize && kind != 0 && kind <= KindMax {
+	if buf != nil && buf.Len() <= MaxFramePayload && buf.Len() <= c.maxSend && kind != 0 && kind <= KindMax {
 		if took, err := c.sendDirect(outFrame{kind: kind, id: id, buf: buf}); took {
 			return err
 		}
@@ -461,7 +504,7 @@ const directMax = 4 << 10
 // then crosses fewer goroutines, while busy connections still batch. Since
 // it may block on the socket, a Handler must not call it (use Send).
 func (c *Conn) SendInline(ctx context.Context, kind Kind, id uint64, buf *Buffer) error {
-	if buf != nil && buf.Len() <= directMax && kind != 0 && kind <= KindMax {
+	if buf != nil && buf.Len() <= min(directMax, c.maxSend) && kind != 0 && kind <= KindMax {
 		charge := buf.Len()
 		if took, err := c.sendDirect(outFrame{kind: kind, id: id, buf: buf, charge: charge}); took {
 			return err

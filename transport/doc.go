@@ -6,13 +6,17 @@
 // both ends; a mismatch or a refusal is a clear error on both sides:
 //
 //	dialer → acceptor   hello: magic, version, label, ids, flags, fresh nonce
-//	acceptor → dialer   hello (or a refusal with its reason)
-//	dialer → acceptor   proof: HMAC of the transcript with the cluster key
+//	acceptor → dialer   hello (or a refusal with its reason), settings
+//	dialer → acceptor   settings, proof: HMAC of the transcript with the cluster key
 //	acceptor → dialer   verdict: its own proof, or a refusal
 //
-// The proofs (Config.Keyring) cover both nonces, both ids, the label, the
-// version and, with TLS, the TLS session, so a recorded handshake is
-// worthless; the acceptor proves only to a dialer that proved. With TLS, a
+// The settings announce each end's Config.MaxMessageSize, so that Send
+// refuses with ErrTooLarge, the connection staying up, a message the peer
+// would not read (Conn.MaxSend); they are exchanged when both hellos carry
+// a flag for them, and a peer that does not (an older version) is assumed
+// to have the default cap. The proofs (Config.Keyring) cover both nonces,
+// both ids, the label, the version, the settings and, with TLS, the TLS
+// session, so a recorded handshake is worthless; the acceptor proves only to a dialer that proved. With TLS, a
 // verified certificate naming a node (NodeURI) binds that node's id and
 // authenticates it without a key. A peer that authenticates neither way is
 // refused unless Config.Insecure opts out. A Listener bounds what a refused

@@ -40,6 +40,15 @@ const (
 const (
 	// flagKey: the sender holds the cluster key and will prove it.
 	flagKey uint8 = 1 << iota
+	// flagSettings: the sender exchanges settings (see settings). The
+	// dialer sets it in every hello, the acceptor only in answer to a
+	// dialer that did. When both hellos carry it, each side sends its
+	// settings once it has seen both: the acceptor right after its hello
+	// (when it admits the dialer), the dialer right after reading that
+	// hello, before its proof. A peer that does not set it (protocol 2
+	// before settings) sends none and is assumed to have the default
+	// settings.
+	flagSettings
 )
 
 // hello is what each side sends: the dialer first, then the acceptor, which
@@ -54,6 +63,59 @@ type hello struct {
 	// Since version 2:
 	flags uint8
 	nonce [nonceLen]byte
+	// settings is the sender's encoded settings, which follow the hellos
+	// when both carry flagSettings (not part of the hello's encoding).
+	settings []byte
+}
+
+// settings are what each end of a connection announces of itself after
+// the hellos (see flagSettings).
+type settings struct {
+	// maxMessage is the sender's Config.MaxMessageSize: the largest
+	// message it reads. The other end sends nothing larger.
+	maxMessage uint64
+}
+
+// minSettingsLen is the length of the settings this version knows;
+// maxSettingsLen bounds what readSettings reads.
+const (
+	minSettingsLen = 8
+	maxSettingsLen = 1 + 255
+)
+
+// encodeSettings lays out: length[1], then the fields: maxMessage[8]. A
+// reader ignores the bytes after the fields it knows, so that a later
+// version may append fields.
+func encodeSettings(s settings) []byte {
+	b := make([]byte, 0, 1+minSettingsLen)
+	b = append(b, minSettingsLen)
+	return binary.BigEndian.AppendUint64(b, s.maxMessage)
+}
+
+// errBadSettings reports settings that this version cannot read.
+type errBadSettings struct{ reason string }
+
+func (e errBadSettings) Error() string { return "malformed settings: " + e.reason }
+
+// readSettings reads one settings block, never more than maxSettingsLen
+// bytes, and returns it decoded and as read.
+func readSettings(r io.Reader) (settings, []byte, error) {
+	var buf [maxSettingsLen]byte
+	if _, err := io.ReadFull(r, buf[:1]); err != nil {
+		return settings{}, nil, err
+	}
+	raw := buf[:1+int(buf[0])]
+	if _, err := io.ReadFull(r, raw[1:]); err != nil {
+		return settings{}, nil, err
+	}
+	if len(raw) < 1+minSettingsLen {
+		return settings{}, nil, errBadSettings{fmt.Sprintf("%d bytes, want at least %d", len(raw)-1, minSettingsLen)}
+	}
+	s := settings{maxMessage: binary.BigEndian.Uint64(raw[1:])}
+	if s.maxMessage == 0 {
+		return settings{}, nil, errBadSettings{"a message cap of 0 bytes"}
+	}
+	return s, append([]byte(nil), raw...), nil
 }
 
 // maxHelloLen bounds an encoded hello: what readHello may read.
@@ -189,9 +251,12 @@ func (e errBadMagic) Error() string {
 // *HandshakeError.
 func helloError(addr, doing string, err error) error {
 	var bad errBadMagic
+	var badSettings errBadSettings
 	switch {
 	case errors.As(err, &bad):
 		return &HandshakeError{Addr: addr, Reason: bad.Error()}
+	case errors.As(err, &badSettings):
+		return &HandshakeError{Addr: addr, Reason: doing + ": " + badSettings.Error()}
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return &HandshakeError{Addr: addr, Reason: doing + ": timed out", Err: err}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
@@ -256,12 +321,14 @@ func quoteLabel(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// ourHello returns this node's hello, with a fresh nonce.
+// ourHello returns this node's hello, with a fresh nonce and its
+// settings (c has its defaults).
 func (c *Config) ourHello(want nodeid.ID) hello {
-	h := hello{version: c.version, label: c.Label, self: c.Self, want: want}
+	h := hello{version: c.version, label: c.Label, self: c.Self, want: want, flags: flagSettings}
 	if c.Keyring != nil {
 		h.flags |= flagKey
 	}
+	h.settings = encodeSettings(settings{maxMessage: uint64(c.MaxMessageSize)})
 	rand.Read(h.nonce[:]) // never fails (crypto/rand, Go 1.24+)
 	return h
 }
@@ -275,11 +342,12 @@ const (
 
 // transcript lays out what a proof authenticates: a domain string, the
 // proving role, the protocol version, both sides' flags, the label, both
-// node ids, both fresh nonces, and the TLS channel binding (empty without
-// TLS). A proof made for one handshake verifies in no other: the other side's
-// nonce is fresh.
+// node ids, both fresh nonces, the TLS channel binding (empty without
+// TLS) and, when both exchanged settings, the dialer's then the
+// acceptor's. A proof made for one handshake verifies in no other: the
+// other side's nonce is fresh.
 func transcript(role string, d, a *hello, binding []byte) []byte {
-	b := make([]byte, 0, 64+len(d.label)+2*nonceLen+len(binding))
+	b := make([]byte, 0, 64+len(d.label)+2*nonceLen+len(binding)+len(d.settings)+len(a.settings))
 	b = append(b, "trellis transport handshake\x00"...)
 	b = append(b, role...)
 	b = append(b, 0, d.version, d.flags, a.flags, byte(len(d.label)))
@@ -289,8 +357,39 @@ func transcript(role string, d, a *hello, binding []byte) []byte {
 	b = append(b, d.nonce[:]...)
 	b = append(b, a.nonce[:]...)
 	b = append(b, byte(len(binding)))
-	return append(b, binding...)
+	b = append(b, binding...)
+	if exchangesSettings(d, a) {
+		b = append(b, d.settings...)
+		b = append(b, a.settings...)
+	}
+	return b
 }
+
+// exchangesSettings reports whether both hellos carry flagSettings, so
+// that both sides send their settings.
+func exchangesSettings(d, a *hello) bool {
+	return d.flags&a.flags&flagSettings != 0
+}
+
+// A remote is what the handshake learnt of the peer.
+type remote struct {
+	id nodeid.ID
+	// maxMessage is the peer's cap on the messages it reads: what it
+	// announced, or the default for a peer that announces none.
+	maxMessage int
+}
+
+// remoteOf returns what peer's hello (and settings, in raw) say of it.
+func remoteOf(peer *hello, s settings) remote {
+	r := remote{id: peer.self, maxMessage: defaultMaxMessage}
+	if peer.settings != nil {
+		r.maxMessage = int(min(s.maxMessage, uint64(maxInt)))
+	}
+	return r
+}
+
+// maxInt is the largest int.
+const maxInt = int(^uint(0) >> 1)
 
 // prove returns this side's proof over the transcript.
 func (c *Config) prove(role string, d, a *hello, binding []byte) (p [proofLen]byte) {
@@ -320,60 +419,81 @@ func tlsBinding(nc net.Conn) []byte {
 }
 
 // clientHandshake runs the dialer's side: send our hello, read the
-// acceptor's and check it; when both hold the cluster key, send our proof
+// acceptor's and check it; when both exchange settings, read the
+// acceptor's and send ours; when both hold the cluster key, send our proof
 // and check the acceptor's in its verdict. The caller bounds it with a
 // deadline on nc.
-func clientHandshake(nc net.Conn, cfg *Config, want nodeid.ID) (nodeid.ID, error) {
+func clientHandshake(nc net.Conn, cfg *Config, want nodeid.ID) (remote, error) {
 	addr := nc.RemoteAddr().String()
 	ours := cfg.ourHello(want)
 	if _, err := nc.Write(encodeHello(ours)); err != nil {
-		return nodeid.None, helloError(addr, "sending hello", err)
+		return remote{}, helloError(addr, "sending hello", err)
 	}
 	peer, err := readHello(nc, cfg.version)
 	if err != nil {
-		return nodeid.None, helloError(addr, "reading the acceptor's hello", err)
+		return remote{}, helloError(addr, "reading the acceptor's hello", err)
 	}
 	if peer.status != statusOK {
-		return nodeid.None, &HandshakeError{Addr: addr, Reason: peer.reason, Remote: true}
+		return remote{}, &HandshakeError{Addr: addr, Reason: peer.reason, Remote: true}
 	}
 	certID, certErr := peerCertID(nc)
 	if reason := cfg.check(peer, want, true, certID, certErr); reason != "" {
-		return nodeid.None, &HandshakeError{Addr: addr, Reason: reason}
+		return remote{}, &HandshakeError{Addr: addr, Reason: reason}
+	}
+	var set settings
+	var out []byte // what we send next: our settings, our proof
+	if exchangesSettings(&ours, &peer) {
+		if set, peer.settings, err = readSettings(nc); err != nil {
+			return remote{}, helloError(addr, "reading the acceptor's settings", err)
+		}
+		out = append(out, ours.settings...)
+	} else {
+		ours.settings = nil
 	}
 	if !cfg.keyed(peer) {
-		return peer.self, nil
+		if len(out) > 0 {
+			if _, err := nc.Write(out); err != nil {
+				return remote{}, helloError(addr, "sending settings", err)
+			}
+		}
+		return remoteOf(&peer, set), nil
 	}
 	binding := tlsBinding(nc)
 	proof := cfg.prove(roleDialer, &ours, &peer, binding)
-	if _, err := nc.Write(proof[:]); err != nil {
-		return nodeid.None, helloError(addr, "sending proof", err)
+	if _, err := nc.Write(append(out, proof[:]...)); err != nil {
+		return remote{}, helloError(addr, "sending proof", err)
 	}
 	v, err := readVerdict(nc)
 	if err != nil {
-		return nodeid.None, helloError(addr, "reading the acceptor's proof", err)
+		return remote{}, helloError(addr, "reading the acceptor's proof", err)
 	}
 	if v.status != statusOK {
-		return nodeid.None, &HandshakeError{Addr: addr, Reason: v.reason, Remote: true}
+		return remote{}, &HandshakeError{Addr: addr, Reason: v.reason, Remote: true}
 	}
 	if !cfg.verify(v.proof, roleAcceptor, &ours, &peer, binding) {
-		return nodeid.None, &HandshakeError{Addr: addr, Reason: "the acceptor's proof does not verify with any cluster key: it is not a member"}
+		return remote{}, &HandshakeError{Addr: addr, Reason: "the acceptor's proof does not verify with any cluster key: it is not a member"}
 	}
-	return peer.self, nil
+	return remoteOf(&peer, set), nil
 }
 
 // serverHandshake runs the acceptor's side: read the dialer's hello, answer
 // with ours, refusing with a reason when it does not match, or with full
 // when that is not empty (the acceptor takes no more connections); when
-// both hold the cluster key, read the dialer's proof and answer with our
-// own, or refuse. The acceptor proves only to a dialer that proved first.
-// The caller bounds it with a deadline on nc.
-func serverHandshake(nc net.Conn, cfg *Config, full string) (nodeid.ID, error) {
+// both exchange settings, send ours with the hello and read the dialer's;
+// when both hold the cluster key, read the dialer's proof and answer with
+// our own, or refuse. The acceptor proves only to a dialer that proved
+// first. The caller bounds it with a deadline on nc.
+func serverHandshake(nc net.Conn, cfg *Config, full string) (remote, error) {
 	addr := nc.RemoteAddr().String()
 	peer, err := readHello(nc, cfg.version)
 	if err != nil {
-		return nodeid.None, helloError(addr, "reading the dialer's hello", err)
+		return remote{}, helloError(addr, "reading the dialer's hello", err)
 	}
 	ours := cfg.ourHello(peer.self)
+	if peer.flags&flagSettings == 0 {
+		ours.flags &^= flagSettings // a dialer from before settings
+		ours.settings = nil
+	}
 	certID, certErr := peerCertID(nc)
 	reason := cfg.check(peer, nodeid.None, false, certID, certErr)
 	if reason == "" {
@@ -382,28 +502,38 @@ func serverHandshake(nc net.Conn, cfg *Config, full string) (nodeid.ID, error) {
 	if reason != "" {
 		ours.status, ours.reason = statusRefused, reason
 	}
-	if _, err := nc.Write(encodeHello(ours)); err != nil {
-		return nodeid.None, helloError(addr, "sending hello", err)
+	out := encodeHello(ours)
+	if reason == "" {
+		out = append(out, ours.settings...)
+	}
+	if _, err := nc.Write(out); err != nil {
+		return remote{}, helloError(addr, "sending hello", err)
 	}
 	if reason != "" {
-		return nodeid.None, &HandshakeError{Addr: addr, Reason: reason}
+		return remote{}, &HandshakeError{Addr: addr, Reason: reason}
+	}
+	var set settings
+	if exchangesSettings(&peer, &ours) {
+		if set, peer.settings, err = readSettings(nc); err != nil {
+			return remote{}, helloError(addr, "reading the dialer's settings", err)
+		}
 	}
 	if !cfg.keyed(peer) {
-		return peer.self, nil
+		return remoteOf(&peer, set), nil
 	}
 	var proof [proofLen]byte
 	if _, err := io.ReadFull(nc, proof[:]); err != nil {
-		return nodeid.None, helloError(addr, "reading the dialer's proof", err)
+		return remote{}, helloError(addr, "reading the dialer's proof", err)
 	}
 	binding := tlsBinding(nc)
 	if !cfg.verify(proof, roleDialer, &peer, &ours, binding) {
 		reason := fmt.Sprintf("the dialer (node %s) did not prove it holds a cluster key: it is not a member", peer.self)
 		nc.Write(encodeVerdict(verdict{status: statusRefused, reason: reason}))
-		return nodeid.None, &HandshakeError{Addr: addr, Reason: reason}
+		return remote{}, &HandshakeError{Addr: addr, Reason: reason}
 	}
 	v := verdict{status: statusOK, proof: cfg.prove(roleAcceptor, &peer, &ours, binding)}
 	if _, err := nc.Write(encodeVerdict(v)); err != nil {
-		return nodeid.None, helloError(addr, "sending proof", err)
+		return remote{}, helloError(addr, "sending proof", err)
 	}
-	return peer.self, nil
+	return remoteOf(&peer, set), nil
 }

@@ -22,13 +22,16 @@ func (c *byteCounter) Read(p []byte) (int, error) {
 }
 
 // FuzzHandshakeDecode feeds arbitrary bytes to the handshake's decoders: a
-// hello then a verdict. They never panic, never read more than their
-// bounds, fail only with a wrong magic or a short input, and what they
-// accept re-encodes to the bytes they read.
+// hello, settings, then a verdict. They never panic, never read more than
+// their bounds, fail only with a wrong magic, malformed settings or a short
+// input, and what they accept re-encodes to the bytes they read.
 func FuzzHandshakeDecode(f *testing.F) {
 	h := hello{version: ProtocolVersion, label: "test-cluster", self: 1, want: 2, flags: flagKey}
 	h.nonce[3] = 9
 	f.Add(append(encodeHello(h), encodeVerdict(verdict{status: statusOK})...))
+	h.flags |= flagSettings
+	f.Add(append(append(encodeHello(h), encodeSettings(settings{maxMessage: 1 << 16})...), encodeVerdict(verdict{status: statusOK})...))
+	f.Add(append(encodeHello(h), 3, 1, 2, 3))
 	f.Add(append(encodeHello(hello{version: ProtocolVersion, status: statusRefused, reason: "no"}),
 		encodeVerdict(verdict{status: statusRefused, reason: "not a member"})...))
 	f.Add(encodeHello(hello{version: 1, label: "old", self: 5}))
@@ -53,6 +56,25 @@ func FuzzHandshakeDecode(f *testing.F) {
 			}
 		}
 		rest := b[cr.n:]
+		sr := &byteCounter{r: bytes.NewReader(rest)}
+		set, raw, err := readSettings(sr)
+		if sr.n > maxSettingsLen {
+			t.Fatalf("readSettings read %d bytes, bound %d", sr.n, maxSettingsLen)
+		}
+		if err != nil {
+			var bad errBadSettings
+			if !errors.As(err, &bad) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("readSettings: %T %v", err, err)
+			}
+			return
+		}
+		if !bytes.Equal(raw, rest[:sr.n]) || set.maxMessage == 0 {
+			t.Fatalf("readSettings returned % x and cap %d, read % x", raw, set.maxMessage, rest[:sr.n])
+		}
+		if back := encodeSettings(set); len(raw) == 1+minSettingsLen && !bytes.Equal(back, raw) {
+			t.Fatalf("settings re-encode to % x, read % x", back, raw)
+		}
+		rest = rest[sr.n:]
 		vr := &byteCounter{r: bytes.NewReader(rest)}
 		v, err := readVerdict(vr)
 		if vr.n > maxVerdictLen {
@@ -90,6 +112,9 @@ func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
 func FuzzAcceptorHandshake(f *testing.F) {
 	ours := hello{version: ProtocolVersion, label: "test-cluster", self: 1, flags: flagKey}
 	f.Add(append(encodeHello(ours), bytes.Repeat([]byte{1}, proofLen)...))
+	ours.flags = flagKey | flagSettings
+	f.Add(append(append(encodeHello(ours), encodeSettings(settings{maxMessage: 1000})...), bytes.Repeat([]byte{1}, proofLen)...))
+	f.Add(append(encodeHello(ours), 0))
 	ours.flags = 0
 	f.Add(encodeHello(ours))
 	f.Add([]byte("TRLS"))
@@ -98,7 +123,7 @@ func FuzzAcceptorHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		id, err := serverHandshake(&scriptConn{r: bytes.NewReader(b)}, &cfg, "")
 		if err == nil {
-			t.Fatalf("admitted node %s without the key", id)
+			t.Fatalf("admitted node %s without the key", id.id)
 		}
 		var he *HandshakeError
 		if !errors.As(err, &he) {

@@ -413,8 +413,9 @@ func readRawHello(r io.Reader) (rawHello, error) {
 }
 
 // rawProof computes by hand the proof of role ("dialer" or "acceptor")
-// over the handshake of hellos d and a, without TLS.
-func rawProof(key []byte, role string, d, a rawHello) []byte {
+// over the handshake of hellos d and a, without TLS, followed by the
+// settings blocks given (the dialer's then the acceptor's, as sent).
+func rawProof(key []byte, role string, d, a rawHello, settings ...[]byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("trellis transport handshake\x00"))
 	m.Write([]byte(role))
@@ -425,6 +426,9 @@ func rawProof(key []byte, role string, d, a rawHello) []byte {
 	m.Write(d.nonce[:])
 	m.Write(a.nonce[:])
 	m.Write([]byte{0}) // no TLS binding
+	for _, b := range settings {
+		m.Write(b)
+	}
 	return m.Sum(nil)
 }
 

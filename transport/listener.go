@@ -9,8 +9,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/trellisrpc/trellis/nodeid"
 )
 
 // A Listener accepts connections from other nodes and runs their handshakes
@@ -156,9 +154,9 @@ func (l *Listener) handshake(nc net.Conn, src netip.Addr) {
 		}
 		nc = tc
 	}
-	var remote nodeid.ID
+	var peer remote
 	if err == nil {
-		remote, err = serverHandshake(nc, &l.cfg, l.full())
+		peer, err = serverHandshake(nc, &l.cfg, l.full())
 	}
 	if !stop() {
 		err = &HandshakeError{Addr: addr, Reason: "listener closed", Err: ErrClosed}
@@ -172,7 +170,7 @@ func (l *Listener) handshake(nc net.Conn, src netip.Addr) {
 		nc.Close()
 		return
 	}
-	c := newConn(nc, &l.cfg, remote)
+	c := newConnTo(nc, &l.cfg, peer)
 	l.pmu.Lock()
 	l.open++
 	l.pmu.Unlock()
