@@ -419,3 +419,36 @@ func TestSimDeafMemberDeclaredFailed(t *testing.T) {
 		})
 	}
 }
+
+// A deaf member that hears a claim of its ID (the only packets reaching it)
+// refutes it with a heartbeat that still says it hears no one: the others,
+// which declared it failed, do not take the refutation for a member alive
+// again (it was sent without flagDeaf, and the deaf member flapped).
+func TestSimDeafRefutationStaysDeaf(t *testing.T) {
+	s := newSim(t, 16, lan)
+	nodes := s.addN(5)
+	s.runUntil(5*time.Second, "all see five", s.allSee("n1,n2,n3,n4,n5"))
+	v := nodes[2]
+	for _, o := range s.others(v) {
+		s.net.SetLinkConditions(o.addr, v.addr, membershiptest.Conditions{Loss: 1})
+	}
+	s.runUntil(10*time.Second, "the others declare deaf n3 failed", func() bool {
+		for _, o := range s.others(v) {
+			if o.names() != "n1,n2,n4,n5" {
+				return false
+			}
+		}
+		return true
+	})
+	before := v.node.Local().Incarnation
+	s.forge(s.attacker(), forgery(v, before+1, 1<<40), []*simNode{v})
+	s.run(3 * time.Second)
+	for _, o := range s.others(v) {
+		if n := o.count(membership.Joined, v); n != 1 {
+			t.Errorf("%s: n3 joined %d times, want once (its refutation said it is deaf)", o.name, n)
+		}
+	}
+	if v.node.Local().Incarnation <= before+1 {
+		t.Fatalf("n3's incarnation is %d after a claim of %d: it did not refute it", v.node.Local().Incarnation, before+1)
+	}
+}

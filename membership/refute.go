@@ -115,7 +115,7 @@ func (e *engine) refute(now time.Time, claimed uint64, from netip.AddrPort, how 
 	}
 	s.Incarnation = max(claimed, s.Incarnation) + 1
 	e.stats.impersonations.Add(1)
-	e.beatOutOfTurn(now, 0)
+	e.beatOutOfTurn(now, e.liveFlags()) // still deaf, if it hears no member but the claim
 	e.warn("membership: another member claims the local ID; refuting with a higher incarnation",
 		"how", how, "from", from, "claimed", claimed, "incarnation", s.Incarnation)
 }
