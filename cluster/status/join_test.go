@@ -172,3 +172,34 @@ func TestMountedUnderAPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusAfterLeave: the status of a member that has left shows it as
+// left, with its incarnation and as this node, and the other members of
+// its last topology as unknown (it no longer watches them), not failed.
+func TestStatusAfterLeave(t *testing.T) {
+	cs := joinRing(t, 2)
+	st, err := status.ForCluster(cs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inc := cs[1].Discovery().Local().Incarnation
+	if err := cs[1].Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := st.Snapshot()
+	got := map[string]status.Member{}
+	for _, m := range s.Members {
+		got[m.Name] = m
+	}
+	if a := got["A"]; a.State != "unknown" {
+		t.Errorf("A after B left, at B: %+v; want state unknown", a)
+	}
+	if b := got["B"]; b.State != "left" || !b.Self || b.Incarnation != inc {
+		t.Errorf("B after it left, at B: %+v; want state left, self, incarnation %d", b, inc)
+	}
+	if s.Ready || s.NotReady != "left the cluster" {
+		t.Errorf("ready %v (%q) after Leave; want not ready, left the cluster", s.Ready, s.NotReady)
+	}
+}

@@ -19,7 +19,8 @@ func TestNotReady(t *testing.T) {
 		want   string // a part of the reason; "" for ready
 	}{
 		{"ready", true, ring, []nodeid.ID{b, c}, ""},
-		{"not joined", false, ring, []nodeid.ID{b, c}, "not a live member"},
+		{"not joined", false, topology.Topology{}, nil, "not a live member"},
+		{"left", false, ring, []nodeid.ID{b, c}, "left the cluster"},
 		{"no topology", true, topology.Topology{}, nil, "no committed topology"},
 		{"not in topology", true, topology.Topology{Epoch: 2, Members: []topology.Member{{ID: b}, {ID: c}}, Edges: []topology.Edge{{A: b, B: c}}}, []nodeid.ID{b}, "not a member of the committed topology (epoch 2)"},
 		{"missing connection", true, ring, []nodeid.ID{b}, "connections (1) differ from the edges of epoch 4 (2)"},

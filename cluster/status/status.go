@@ -135,7 +135,8 @@ type Snapshot struct {
 	Epoch    uint64    `json:"epoch"`
 	Strategy string    `json:"strategy,omitempty"`
 	// Members are the live members, oldest first, then the members of the
-	// committed topology that are no longer live (state "failed").
+	// committed topology that are no longer live (state "failed"; see
+	// Member.State for a node that has left).
 	Members []Member `json:"members"`
 	// Edges are the committed topology's edges.
 	Edges []Edge `json:"edges"`
@@ -153,10 +154,13 @@ type Snapshot struct {
 
 // A Member is one member as this node sees it.
 type Member struct {
-	ID          string   `json:"id"`
-	Name        string   `json:"name"`
-	Addr        string   `json:"addr,omitempty"`
-	State       string   `json:"state"` // alive, suspected, failed
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Addr string `json:"addr,omitempty"`
+	// State is alive, suspected or failed; left for this node once its
+	// membership has stopped (after Leave or Close), and then unknown for
+	// the other members of its last topology, which it no longer watches.
+	State       string   `json:"state"`
 	Incarnation uint64   `json:"incarnation"`
 	Services    []string `json:"services,omitempty"`
 	Self        bool     `json:"self,omitempty"`
@@ -257,12 +261,24 @@ func (s *Status) Snapshot() Snapshot {
 		}
 		snap.Members = append(snap.Members, mb)
 	}
+	self := n.ID()
+	// A node always sees itself live while its membership runs: once it
+	// has left (or its membership was closed), it is shown as left, and the
+	// other members of its last topology as unknown, not failed: it no
+	// longer watches them.
+	left := !alive[self] && top.Contains(self)
 	for _, m := range top.Members {
-		if !alive[m.ID] {
+		switch {
+		case alive[m.ID]:
+		case m.ID == self:
+			snap.Members = append(snap.Members, Member{ID: m.ID.String(), Name: m.Name, Addr: m.Addr, State: "left",
+				Incarnation: local.Incarnation, Self: true, InTopology: true, Services: n.Services()})
+		case left:
+			snap.Members = append(snap.Members, Member{ID: m.ID.String(), Name: m.Name, Addr: m.Addr, State: "unknown", InTopology: true})
+		default:
 			snap.Members = append(snap.Members, Member{ID: m.ID.String(), Name: m.Name, Addr: m.Addr, State: "failed", InTopology: true})
 		}
 	}
-	self := n.ID()
 	for _, e := range top.Edges {
 		st := "remote"
 		switch {
@@ -305,6 +321,8 @@ func (s *Status) Snapshot() Snapshot {
 // notReady says why a node is not ready, or returns "".
 func notReady(self runtime.NodeID, joined bool, top topology.Topology, peers []runtime.NodeID) string {
 	switch {
+	case !joined && top.Contains(self):
+		return "left the cluster"
 	case !joined:
 		return "not a live member of the cluster"
 	case top.Epoch == 0:
