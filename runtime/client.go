@@ -234,7 +234,7 @@ func (c *Client) send(ctx context.Context, m *codegen.MethodDesc, args, results 
 		if args != nil {
 			if exported, err = n.encode(args, &buf.Buffer, c.target); err != nil {
 				transport.PutBuffer(buf)
-				return c.takeBack(exported, c.notSent(m, fmt.Errorf("encoding arguments: %w", err)))
+				return c.takeBack(exported, c.notSent(m, c.encodeFailure(err)))
 			}
 		}
 	}
@@ -296,6 +296,15 @@ func (c *Client) send(ctx context.Context, m *codegen.MethodDesc, args, results 
 		}
 		return c.callError(m, ctxErr(err))
 	}
+}
+
+// encodeFailure is the error of a call whose arguments could not be
+// encoded: a marshal transformer's failure says so (ErrTransformFailed).
+func (c *Client) encodeFailure(err error) error {
+	if transformFailure(err) != nil {
+		return fmt.Errorf("%w: node %s: arguments: %w", ErrTransformFailed, c.node.cfg.Name, err)
+	}
+	return fmt.Errorf("encoding arguments: %w", err)
 }
 
 func (c *Client) callError(m *codegen.MethodDesc, err error) error {
@@ -406,12 +415,18 @@ func (p *peer) complete(id uint64, payload []byte) error {
 	var perr error
 	if cl.transformer != nil {
 		msg := Message{Service: cl.svc, Method: cl.method, Peer: cl.target, Reply: true, Error: resp.isError, Metadata: resp.metadata, Body: resp.body}
-		if err := cl.transformer.Incoming(&msg); err != nil {
+		err := cl.transformer.Incoming(&msg)
+		if cl.info != nil {
+			cl.info.ReplyMetadata = msg.Metadata
+		}
+		if err != nil {
 			cl.fail(err)
 			cl.done <- struct{}{}
 			return nil
 		}
 		resp.body = msg.Body
+	} else if cl.info != nil {
+		cl.info.ReplyMetadata = resp.metadata
 	}
 	switch {
 	case resp.isError:
@@ -421,6 +436,10 @@ func (p *peer) complete(id uint64, payload []byte) error {
 			cl.fail(fmt.Errorf("%w: %v", ErrProtocol, perr))
 		} else if w.Code == codeApp {
 			cl.fail(p.node.errors.decode(p.node.codec, &w))
+		} else if w.Code == codeRejectedCall || w.Code == codeRejectedReply {
+			// The transformer's error, its registered identity kept.
+			cl.fail(fmt.Errorf("%w: %w", ErrRejected, p.node.errors.decode(p.node.codec, &w)))
+			cl.err.(*CallError).notSent = notRun(w.Code)
 		} else {
 			cl.fail(machineryError(&w))
 			if notRun(w.Code) {
@@ -429,6 +448,12 @@ func (p *peer) complete(id uint64, payload []byte) error {
 		}
 	case cl.results != nil:
 		if err := p.node.decode(resp.body, cl.results, cl.target); err != nil {
+			if transformFailure(err) != nil {
+				// Well-formed results that a marshal transformer refused:
+				// only this call fails (it ran).
+				cl.fail(fmt.Errorf("%w: node %s: results: %w", ErrTransformFailed, p.node.cfg.Name, err))
+				break
+			}
 			perr = fmt.Errorf("reply %d: decoding results: %w", id, err)
 			cl.fail(fmt.Errorf("%w: %v", ErrProtocol, perr))
 		}

@@ -28,13 +28,26 @@
 // fails at once, the connection stays up), ErrNoTransformer (the call
 // carries a type that proxygen was told is transformed, and the caller's or
 // the server's node has no marshal transformer for it: the call is not
-// sent, or not run) and ErrClosed, all wrapped in a
+// sent, or not run), ErrRejected (the server's message transformer, set with
+// Node.SetInterceptor, refused the call or its reply), ErrTransformFailed
+// (a marshal transformer's out or in failed: only that call fails) and
+// ErrClosed, all wrapped in a
 // *CallError that names the node and method. A node that has gone shows as
 // one of three: ErrUnreachable (no connection to it, or the connection was
 // lost during the call), ErrShuttingDown (it was closing and refused or
 // cancelled the call) or, for a node reached through others, ErrNoRoute
 // (a relay has no way on to it); NotSent tells whether the call may have
 // run.
+//
+// A time.Time crosses as RFC 3339 text with nanoseconds (CBOR text,
+// untagged): the instant and its offset from UTC are kept, so Equal holds
+// between what was sent and what arrives, but not the location's name
+// (time.Local or "Europe/Paris" arrives as a fixed zone with that offset
+// and no name; a time at offset zero arrives in time.UTC) nor the
+// monotonic clock reading, so == between the two
+// does not hold, and neither does a comparison of Location. The zero
+// time.Time crosses as CBOR null and arrives as the zero time. A
+// time.Duration crosses as its integer count of nanoseconds.
 //
 // An io.Reader (or io.ReadCloser) argument or result crosses as a stream:
 // the receiver gets an io.ReadCloser that pulls the sender's bytes with flow

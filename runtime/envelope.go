@@ -42,10 +42,19 @@ type MetadataEntry struct {
 }
 
 // Metadata travels with a call and its reply, outside the encoded body:
-// authentication tokens, trace ids. Message transformers read and write it.
-// A call and its reply carry metadata of their own: a reply carries what
-// the server's side put on it (its message transformer), not the call's
-// metadata back.
+// authentication tokens, trace ids. Message transformers read and write it;
+// client interceptors and starters add to a call's (OutgoingCall.Metadata)
+// and read its reply's (OutgoingCall.ReplyMetadata). A call and its reply
+// carry metadata of their own: a reply carries what the server's side put
+// on it (its message transformer), not the call's metadata back.
+//
+// A message carries at most 64 entries, whose keys and values total at most
+// 16 KiB. Metadata over either limit fails the call before it is sent
+// (NotSent holds), when a client interceptor, starter or proxy transformer
+// left it; a reply's, left by the server's message transformer, gives the
+// caller ErrRejected; a relay interceptor's is dropped for the metadata the
+// call arrived with (logged). A message received over either limit breaks
+// the protocol (ErrProtocol, the connection is closed).
 type Metadata []MetadataEntry
 
 // size is about the memory m holds: its strings and its entries.

@@ -29,6 +29,9 @@ func TestErrorKind(t *testing.T) {
 		{call(trellis.ErrShuttingDown), trellis.KindShuttingDown},
 		{call(trellis.ErrOverloaded), trellis.KindOverloaded},
 		{call(fmt.Errorf("%w: node a has none for T", trellis.ErrNoTransformer)), trellis.KindNoTransformer},
+		{call(fmt.Errorf("%w: 70 MiB of arguments", trellis.ErrTooLarge)), trellis.KindTooLarge},
+		{call(fmt.Errorf("%w: %w", trellis.ErrRejected, &trellis.RemoteError{Message: "bad auth"})), trellis.KindRejected},
+		{call(fmt.Errorf("%w: node a: arguments: bad handle", trellis.ErrTransformFailed)), trellis.KindTransformFailed},
 		{call(errors.New("something else of the machinery")), trellis.KindOther},
 		{errors.New("the implementation's own"), trellis.KindApplication},
 	} {

@@ -31,7 +31,8 @@ var (
 	// ErrProtocol: a peer sent something that breaks the protocol, or
 	// arguments or results that could not be decoded. The node closes the
 	// connection it came on: the other calls in flight on it fail with
-	// ErrUnreachable.
+	// ErrUnreachable. A value that a marshal transformer refused is not
+	// one: it was well-formed, and fails only its call (ErrTransformFailed).
 	ErrProtocol = errors.New("trellis: protocol error")
 	// ErrUnknownMethod: the server has no such service or method, or a
 	// different signature for it (the two sides were generated from
@@ -66,6 +67,23 @@ var (
 	// the connection stays up. The error names the type, the method and
 	// the node that lacks the transformer.
 	ErrNoTransformer = errors.New("trellis: no marshal transformer")
+	// ErrRejected: the remote node's message transformer (set with
+	// Node.SetInterceptor) returned an error: its Incoming for the call,
+	// which was then not run (NotSent holds), or its Outgoing for the
+	// call's reply, the call having run (NotSent does not hold). The
+	// transformer's message follows, and a registered error keeps its
+	// identity (errors.Is and errors.As see it, see RegisterError). The
+	// connection stays up.
+	ErrRejected = errors.New("trellis: rejected by the node's message transformer")
+	// ErrTransformFailed: a marshal transformer (RegisterTransformer)
+	// returned an error or panicked: the caller's out on an argument (the
+	// call is not sent: NotSent holds), the server's in on an argument (the
+	// call is not run, but its arguments arrived: NotSent does not hold),
+	// the server's out on a result or the caller's in on a result (the call
+	// ran). The error names the type, the node and, through its CallError,
+	// the method; the transformer's message follows. The connection stays
+	// up: only the call fails.
+	ErrTransformFailed = errors.New("trellis: marshal transformer failed")
 )
 
 // ctxError is a machinery error that is also its context counterpart.
@@ -128,8 +146,11 @@ const (
 	codeUnreachable
 	codeRefused // shutting down: the call was not started
 	codeTooLarge
-	codeReplyDropped  // the call ran, but its reply was over the caller's share of the node's memory
-	codeNoTransformer // the server has no marshal transformer for a type the method carries
+	codeReplyDropped    // the call ran, but its reply was over the caller's share of the node's memory
+	codeNoTransformer   // the server has no marshal transformer for a type the method carries
+	codeRejectedCall    // the server's message transformer refused the call (Incoming): not run
+	codeRejectedReply   // the server's message transformer refused the call's reply (Outgoing): the call ran
+	codeTransformFailed // a marshal transformer of the server failed (in on an argument, out on a result)
 )
 
 // codeBadRef: a call or release named an object of the server that the
@@ -290,6 +311,8 @@ func machineryError(w *wireError) error {
 		base = ErrTooLarge
 	case codeNoTransformer:
 		base = ErrNoTransformer
+	case codeTransformFailed:
+		base = ErrTransformFailed
 	default:
 		base = ErrProtocol
 	}
@@ -300,7 +323,7 @@ func machineryError(w *wireError) error {
 // before its handler ran.
 func notRun(code uint8) bool {
 	switch code {
-	case codeUnknownMethod, codeUnknownObject, codeBadRef, codeOverloaded, codeRefused, codeNoRoute, codeNoTransformer:
+	case codeUnknownMethod, codeUnknownObject, codeBadRef, codeOverloaded, codeRefused, codeNoRoute, codeNoTransformer, codeRejectedCall:
 		return true
 	}
 	return false

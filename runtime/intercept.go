@@ -12,9 +12,9 @@ import (
 
 // An OutgoingCall describes a call this node makes, as client interceptors
 // and observers see it. The machinery fills Routed, RequestBytes,
-// ReplyBytes and Duration as the call proceeds: an interceptor reads them
-// after its next function returns, an observer (CallObserver) when it is
-// told of the call.
+// ReplyBytes, ReplyMetadata and Duration as the call proceeds: an
+// interceptor reads them after its next function returns, an observer
+// (CallObserver) when it is told of the call.
 type OutgoingCall struct {
 	// Service and Method name the method called.
 	Service *codegen.ServiceDesc
@@ -31,6 +31,13 @@ type OutgoingCall struct {
 	// RequestBytes and ReplyBytes are the sizes of the call's message and
 	// of its reply (envelope and body), 0 when none was sent or received.
 	RequestBytes, ReplyBytes int
+	// ReplyMetadata is the metadata that came with the reply, results or
+	// error alike: what the server's node put on it (its message
+	// transformer, see Node.SetInterceptor), as the proxy's own
+	// transformer, if any, left it. It is nil when no reply came, and for
+	// the replies that carry none (see Node.SetInterceptor). The call's
+	// Metadata does not come back: a reply carries metadata of its own.
+	ReplyMetadata Metadata
 	// Duration is the time from the start of the call proper (when the
 	// innermost next is called, before the arguments are encoded) to the
 	// arrival of its reply on the connection (before the results are
@@ -53,7 +60,10 @@ type OutgoingCall struct {
 // returns its error or another; it may derive the context it passes on.
 // The error is the call's outcome, machinery failures included (see
 // ErrorKind). call and its Metadata are valid until the interceptor
-// returns: they are reused for later calls.
+// returns: they are reused for later calls. The reply's metadata, which
+// the server's message transformer puts on it, is in call.ReplyMetadata
+// once next returns; the encoded messages themselves only message
+// transformers see (see Transformer).
 type ClientInterceptor func(ctx context.Context, call *OutgoingCall, next func(ctx context.Context) error) error
 
 // An IncomingCall describes a call this node serves, as server
@@ -91,7 +101,8 @@ type IncomingCall struct {
 // errors.Is(err, ErrRemotePanic) holds. call is valid until the
 // interceptor returns.
 //
-// Calls refused before dispatch (unknown method, overloaded, node shutting
+// Calls refused before dispatch (unknown method, refused by the node's
+// message transformer, no marshal transformer, overloaded, node shutting
 // down) do not reach server interceptors, nor do a cluster proxy's local
 // calls to the member it runs on.
 type ServerInterceptor func(ctx context.Context, call *IncomingCall, next func(ctx context.Context) error) error
@@ -279,21 +290,24 @@ func (e panicError) Is(target error) bool { return target == ErrRemotePanic }
 
 // Kinds of call outcome reported by ErrorKind.
 const (
-	KindOK            = "ok"
-	KindApplication   = "application" // an error returned by the implementation
-	KindUnreachable   = "unreachable"
-	KindNoRoute       = "no_route"
-	KindCanceled      = "canceled"
-	KindDeadline      = "deadline_exceeded"
-	KindRemotePanic   = "remote_panic"
-	KindProtocol      = "protocol"
-	KindUnknownMethod = "unknown_method"
-	KindReleased      = "released"
-	KindClosed        = "closed"
-	KindShuttingDown  = "shutting_down"
-	KindOverloaded    = "overloaded"
-	KindNoTransformer = "no_transformer"
-	KindOther         = "other"
+	KindOK              = "ok"
+	KindApplication     = "application" // an error returned by the implementation
+	KindUnreachable     = "unreachable"
+	KindNoRoute         = "no_route"
+	KindCanceled        = "canceled"
+	KindDeadline        = "deadline_exceeded"
+	KindRemotePanic     = "remote_panic"
+	KindProtocol        = "protocol"
+	KindUnknownMethod   = "unknown_method"
+	KindReleased        = "released"
+	KindClosed          = "closed"
+	KindShuttingDown    = "shutting_down"
+	KindOverloaded      = "overloaded"
+	KindNoTransformer   = "no_transformer"
+	KindTooLarge        = "too_large"        // ErrTooLarge
+	KindRejected        = "rejected"         // ErrRejected
+	KindTransformFailed = "transform_failed" // ErrTransformFailed
+	KindOther           = "other"
 )
 
 // ErrorKind classifies the outcome of a call, as client and server
@@ -327,6 +341,14 @@ func ErrorKind(err error) string {
 		return KindOverloaded
 	case errors.Is(err, ErrNoTransformer):
 		return KindNoTransformer
+	case errors.Is(err, ErrTooLarge):
+		return KindTooLarge
+	case errors.Is(err, ErrRejected):
+		// Before the application's: the transformer's error may be a
+		// registered one.
+		return KindRejected
+	case errors.Is(err, ErrTransformFailed):
+		return KindTransformFailed
 	}
 	var re *RemoteError
 	var ce *CallError

@@ -49,6 +49,19 @@ import (
 // as usual. T must not appear inside a map key. A transformer's W is not
 // transformed again. When T is a pointer type, a nil T stays nil without
 // calling out.
+//
+// An error from out or in, or a panic in them, fails the call it occurred
+// in, and only that call, with ErrTransformFailed; the connection stays
+// up. The error names the node, whether arguments or results, the path to
+// the value (the field of the generated struct, then the value's own
+// fields), T, and which of out or in, then the transformer's message; the
+// CallError names the method. The caller's out on an argument: the call is
+// not sent (NotSent holds). The server's in on an argument: the call is not
+// run, but NotSent does not hold, since its arguments arrived (references
+// and streams among those decoded before the failure were imported, and are
+// released as when a handler drops them). The server's out on a result or
+// the caller's in on a result: the call ran. Bytes that do not decode into
+// W at all are a protocol error (ErrProtocol), as for any value.
 func RegisterTransformer[T, W any](n *Node, out func(T) (W, error), in func(W) (T, error), opts ...TransformerOption) error {
 	if out == nil || in == nil {
 		return errors.New("trellis: RegisterTransformer needs both functions")
@@ -102,6 +115,37 @@ func recoverInto(err *error) {
 	if v := recover(); v != nil {
 		*err = fmt.Errorf("transformer panicked: %v", v)
 	}
+}
+
+// A transformError is the error of a marshal transformer's out or in (or
+// its panic): the value was well-formed, the transformer refused it, so
+// only the call fails (ErrTransformFailed), not the connection.
+type transformError struct {
+	t         reflect.Type
+	restoring bool // in, rather than out
+	err       error
+}
+
+func (e *transformError) Error() string {
+	if e.restoring {
+		return fmt.Sprintf("restoring %v (marshal transformer's in): %v", e.t, e.err)
+	}
+	return fmt.Sprintf("transforming %v (marshal transformer's out): %v", e.t, e.err)
+}
+
+func (e *transformError) Unwrap() error { return e.err }
+
+// Is makes errors.Is(err, ErrTransformFailed) hold.
+func (e *transformError) Is(target error) bool { return target == ErrTransformFailed }
+
+// transformFailure returns the transformError in err, the error of encoding
+// or decoding a message, or nil if a transformer did not cause it.
+func transformFailure(err error) *transformError {
+	var te *transformError
+	if errors.As(err, &te) {
+		return te
+	}
+	return nil
 }
 
 type marshalTransformer struct {
@@ -280,7 +324,7 @@ func (s *transformerSet) toWire(v reflect.Value, x wireCtx) (any, error) {
 		}
 		w, err := mt.out(v)
 		if err != nil {
-			return nil, fmt.Errorf("transforming %v: %w", t, err)
+			return nil, &transformError{t: t, restoring: false, err: err}
 		}
 		switch {
 		case mt.ref != nil:
@@ -405,7 +449,7 @@ func (s *transformerSet) fromWire(dec cbor.DecMode, data []byte, dst reflect.Val
 		}
 		v, err := mt.in(w.Elem())
 		if err != nil {
-			return fmt.Errorf("restoring %v: %w", t, err)
+			return &transformError{t: t, restoring: true, err: err}
 		}
 		dst.Set(v)
 		return nil

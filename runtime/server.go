@@ -162,7 +162,11 @@ func (n *Node) serveRequest(p *peer, id uint64, payload []byte) error {
 	if ip := n.interceptor.Load(); ip != nil {
 		msg := Message{Service: e.svc, Method: e.method, Peer: caller, Metadata: req.metadata, Body: req.body}
 		if err := (*ip).Incoming(&msg); err != nil {
-			n.replyError(p, id, n.errors.encode(n.codec, err))
+			// Refused before it was decoded: not run. The reply does not
+			// pass the transformer (see Node.SetInterceptor).
+			w := n.errors.encode(n.codec, err)
+			w.Code = codeRejectedCall
+			n.replyError(p, id, w)
 			return nil
 		}
 		req.metadata, req.body = msg.Metadata, msg.Body
@@ -310,6 +314,13 @@ func (sc *serverCall) serve() {
 		var ee *encodeError
 		var be badRefError
 		switch {
+		case errors.As(err, &de) && transformFailure(de.err) != nil:
+			// A marshal transformer refused an argument: the bytes were
+			// well-formed, so only this call fails.
+			w = wireError{Code: codeTransformFailed, Message: fmt.Sprintf("node %s: arguments: %v; the call was not run", n.cfg.Name, de.err)}
+			de = nil
+		case errors.As(err, &ee) && transformFailure(ee.err) != nil:
+			w = wireError{Code: codeTransformFailed, Message: fmt.Sprintf("node %s: results: %v", n.cfg.Name, ee.err)}
 		case errors.As(err, &pe):
 			w = wireError{Code: codePanic, Message: pe.Error()}
 		case errors.As(err, &ee):
@@ -325,7 +336,7 @@ func (sc *serverCall) serve() {
 		default:
 			w = n.errors.encode(n.codec, err)
 		}
-		n.replyError(p, sc.id, w)
+		sc.replyError(w)
 		if de != nil {
 			n.log.Info("trellis: closing connection: undecodable arguments", "peer", p.id, "method", methodName(sc.entry.svc, sc.entry.method), "err", de)
 			p.closing.Store(true)
@@ -366,10 +377,73 @@ func (sc *serverCall) replyRefused(err error) {
 		n.log.Warn("trellis: reply refused: results too large", "peer", sc.caller, "method", method, "err", err)
 		// The caller names ErrTooLarge itself: the message says only why.
 		why := strings.TrimPrefix(err.Error(), ErrTooLarge.Error()+": ")
-		n.replyError(sc.peer, sc.id, wireError{Code: codeTooLarge, Message: "results of " + method + ": " + why})
+		sc.replyError(wireError{Code: codeTooLarge, Message: "results of " + method + ": " + why})
 	case errors.Is(err, transport.ErrOverBudget):
 		n.replyDropped(sc.peer, sc.id, "results of "+method, err)
 	}
+}
+
+// replyError sends the error reply of a call that was dispatched to its
+// handler, through the node's message transformer if it has one (with
+// Message.Error set), so that the transformer sees every reply to the calls
+// it let through and may put metadata on it. If the transformer fails, the
+// caller gets ErrRejected naming both errors, the failure is logged, and the
+// connection stays up.
+func (sc *serverCall) replyError(w wireError) {
+	n, p := sc.node, sc.peer
+	ip := n.interceptor.Load()
+	if ip == nil {
+		n.replyError(p, sc.id, w)
+		return
+	}
+	body := transport.GetBuffer()
+	defer transport.PutBuffer(body)
+	if err := n.codec.enc.MarshalToBuffer(&w, &body.Buffer); err != nil {
+		n.log.Error("trellis: encoding an error reply", "err", err)
+		return
+	}
+	msg := Message{Service: sc.entry.svc, Method: sc.entry.method, Peer: sc.caller, Reply: true, Error: true, Body: body.Bytes()}
+	buf, err := sc.transformReply(*ip, &msg, true)
+	if err != nil {
+		// The caller hears of both: the transformer's error, with its
+		// identity, and the call's own, by its message.
+		r := n.errors.encode(n.codec, err)
+		r.Code = codeRejectedReply
+		r.Message += " (transforming the error reply; the call failed with: " + w.Message + ")"
+		n.replyError(p, sc.id, r)
+		return
+	}
+	if err := p.sendReply(context.Background(), kindResponse, sc.id, buf); err != nil {
+		// Over MaxMessageSize or the caller's share of the node's memory
+		// once transformed: the error as the node encoded it, which
+		// replyError shortens if it must.
+		n.replyError(p, sc.id, w)
+	}
+}
+
+// transformReply runs the node's message transformer t on msg, a reply of
+// sc, and returns the reply's frame (envelope with the transformer's
+// metadata, then its body). A transformer's failure, or metadata over the
+// limits, is logged at most once per logEvery and caller, and returned.
+func (sc *serverCall) transformReply(t Transformer, msg *Message, isError bool) (*transport.Buffer, error) {
+	n := sc.node
+	err := t.Outgoing(msg)
+	if err == nil {
+		if err = validMetadata(msg.Metadata); err != nil {
+			err = fmt.Errorf("message transformer: %w", err)
+		}
+	}
+	if err != nil {
+		if ok, held := n.logs.allow("reply rejected", sc.caller); ok {
+			n.log.Warn("trellis: the node's message transformer failed on a reply; the caller gets ErrRejected",
+				"peer", sc.caller, "method", methodName(sc.entry.svc, sc.entry.method), "error_reply", isError, "err", err, "earlier_not_logged", held)
+		}
+		return nil, err
+	}
+	buf := transport.GetBuffer()
+	buf.Write(appendResponse(buf.AvailableBuffer(), isError, msg.Metadata))
+	buf.Write(msg.Body)
+	return buf, nil
 }
 
 // replyDropped answers call id of p, whose reply (what) the node could not
@@ -420,22 +494,19 @@ func (e *encodeError) Error() string { return "encoding results: " + e.err.Error
 func (e *encodeError) Unwrap() error { return e.err }
 
 // replyTransformed sends a reply (envelope without metadata, then the
-// encoded results) through the node's interceptor.
+// encoded results) through the node's message transformer t. If t fails,
+// the caller gets ErrRejected (the call ran).
 func (sc *serverCall) replyTransformed(t Transformer, reply *transport.Buffer) {
 	n, p := sc.node, sc.peer
 	defer transport.PutBuffer(reply)
 	msg := Message{Service: sc.entry.svc, Method: sc.entry.method, Peer: sc.caller, Reply: true, Body: reply.Bytes()[1:]}
-	if err := t.Outgoing(&msg); err != nil {
-		n.replyError(p, sc.id, n.errors.encode(n.codec, err))
+	buf, err := sc.transformReply(t, &msg, false)
+	if err != nil {
+		w := n.errors.encode(n.codec, err)
+		w.Code = codeRejectedReply
+		n.replyError(p, sc.id, w)
 		return
 	}
-	if err := validMetadata(msg.Metadata); err != nil {
-		n.replyError(p, sc.id, wireError{Code: codeInternal, Message: "interceptor: " + err.Error()})
-		return
-	}
-	buf := transport.GetBuffer()
-	buf.Write(appendResponse(buf.AvailableBuffer(), false, msg.Metadata))
-	buf.Write(msg.Body)
 	sc.replyRefused(p.sendReply(context.Background(), kindResponse, sc.id, buf))
 }
 

@@ -17,8 +17,12 @@ type Message struct {
 	Peer NodeID
 	// Reply is set for replies (results or an error), clear for calls.
 	Reply bool
-	// Error is set for a reply carrying an error; Body then holds its
-	// encoded form and should be passed through unchanged.
+	// Error is set for a reply carrying an error (the implementation's, or
+	// the machinery's: a panic, a deadline, results too large...); Body then
+	// holds the error's encoded form. Leave it unchanged, or have the
+	// counterpart restore it: the caller's node decodes it after the
+	// proxy's transformer has seen it, and an error it cannot decode is a
+	// protocol error (ErrProtocol), which closes the connection.
 	Error bool
 	// Metadata travels beside the body; transformers may read and change it
 	// (authentication tokens, trace ids).
@@ -30,10 +34,23 @@ type Message struct {
 }
 
 // A Transformer sees every message of a proxy (set with
-// Client.SetTransformer or WithTransformer), or every message a node serves
-// (Node.SetInterceptor). An error from Outgoing stops the message: the call
-// fails with it (on a proxy), or the caller receives it as the error of the
-// call (on a node). An error from Incoming fails the call in the same way.
+// Client.SetTransformer or WithTransformer), or the calls a node serves and
+// its replies to them (Node.SetInterceptor).
+//
+// On a proxy, an error from Outgoing stops the call before it is sent: the
+// call fails with it, and NotSent holds. An error from Incoming, on the
+// reply, fails the call with it (the call ran).
+//
+// On a node, an error from Incoming refuses the call, which is not run:
+// the caller gets ErrRejected (NotSent holds) with the error's message,
+// and errors.Is and errors.As see the error itself on the caller when it
+// is registered (RegisterError, RegisterErrorType). An error from
+// Outgoing, on the reply of a call that ran, replaces the reply: the
+// caller gets ErrRejected in the same way (NotSent does not hold) and, if
+// the reply was an error, that error's message too. Either way only the
+// call fails: the connection stays up. The node logs Outgoing's failures,
+// at most once per caller every 10 seconds.
+//
 // Transformers run on the node's goroutines and must not block for long.
 type Transformer interface {
 	Outgoing(m *Message) error
@@ -79,7 +96,24 @@ func (c *Client) SetTransformer(t Transformer) {
 
 // SetInterceptor sets (or, with nil, removes) the transformer that sees
 // every call this node serves (Incoming, before the arguments are decoded)
-// and every reply it sends (Outgoing).
+// and every reply it sends to the calls it dispatches to their handlers
+// (Outgoing): results, and errors alike (Message.Error set: the
+// implementation's, a panic, a deadline, a marshal transformer's failure,
+// results over MaxMessageSize), so it may put metadata on every such reply.
+// An error reply that is over the limits once transformed is sent as the
+// node encoded it, without metadata.
+//
+// The replies to calls the node refuses before dispatching them do not
+// pass Outgoing, and carry no metadata: a call Incoming refused
+// (ErrRejected), an unknown method or object (ErrUnknownMethod,
+// ErrReleased), a reference the caller was not sent (ErrBadRef), a type
+// without a marshal transformer (ErrNoTransformer), too many calls or too
+// much memory held (ErrOverloaded), the node shutting down
+// (ErrShuttingDown), and the errors of relays. So do a reply that replaces
+// one Outgoing refused (ErrRejected), and one that replaces a reply over
+// the caller's share of the node's memory (ErrOverloaded). A proxy's
+// transformer that checks the metadata of replies must let these through
+// (Message.Error is set on them). See Transformer for what its errors do.
 func (n *Node) SetInterceptor(t Transformer) {
 	if t == nil {
 		n.interceptor.Store(nil)
@@ -98,7 +132,7 @@ func (c *Client) transformOut(t Transformer, req *request, m *codegen.MethodDesc
 	if args != nil {
 		var err error
 		if exported, err = c.node.encode(args, &body.Buffer, c.target); err != nil {
-			return nil, exported, fmt.Errorf("encoding arguments: %w", err)
+			return nil, exported, c.encodeFailure(err)
 		}
 	}
 	msg := Message{Service: c.svc, Method: m, Peer: c.target, Metadata: req.metadata, Body: body.Bytes()}
