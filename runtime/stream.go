@@ -52,7 +52,13 @@ const (
 // Data flags.
 const (
 	dataEOF   = 1 << 0
-	dataError = 1 << 1
+	dataError = 1 << 1 // the data is the text of the sender's read error
+	// dataReset, with dataError: the stream failed in the machinery (the
+	// text says why), and the receiver's Read fails with ErrStreamReset;
+	// the receiver tells the sender to stop, in case it still runs (a
+	// relay that could not forward a chunk sends it). A receiver that does
+	// not know this flag takes it for a read error.
+	dataReset = 1 << 2
 )
 
 // smallChunk is the size under which received stream data is copied
@@ -77,7 +83,10 @@ type streamTable struct {
 	windows   map[NodeID]int
 	receiving map[NodeID]int
 
-	patience atomic.Int64  // if not 0, replaces offerWait (in tests)
+	patience atomic.Int64 // if not 0, replaces offerWait (in tests)
+	// chunkErr, if set, is the error of every chunk a pump sends: they
+	// fail without being sent (in tests).
+	chunkErr atomic.Pointer[error]
 	filled   atomic.Uint64 // chunks read straight into a Read's buffer (fillStream)
 	caught   atomic.Uint64 // of those, the chunks whose Read arrived in their middle
 }
@@ -133,6 +142,14 @@ func (n *Node) startStreamMsg(dst NodeID, op uint64, id uint64) (*peer, *transpo
 	return p, buf, nil
 }
 
+// chunkFault returns the error a test set for every chunk, or nil.
+func (t *streamTable) chunkFault() error {
+	if p := t.chunkErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // appendDataHeader appends what precedes the bytes of a data message.
 func appendDataHeader(b []byte, seq uint64, flags byte) []byte {
 	return append(binary.AppendUvarint(b, seq), flags)
@@ -165,7 +182,9 @@ func (n *Node) handleStream(p *peer, payload []byte) error {
 		}
 		buf := nextHopCopy(payload)
 		if req.method == opData {
-			q.sendErr(q.conn.SendBulk(context.Background(), kindStream, req.object, buf))
+			if err := q.sendErr(q.conn.SendBulk(context.Background(), kindStream, req.object, buf)); errors.Is(err, ErrTooLarge) {
+				n.relayChunkRefused(q, &req, err)
+			}
 		} else {
 			q.send(context.Background(), kindStream, req.object, buf)
 		}
@@ -212,6 +231,10 @@ func (n *Node) handleStream(p *peer, payload []byte) error {
 			if err := s.deliver(seq, body[k], data, owner); err != nil {
 				return &transport.ProtocolError{Reason: err.Error()}
 			}
+			if body[k]&(dataError|dataReset) == dataError|dataReset {
+				// The sender may still run if a relay reset the stream.
+				n.sendStream(from, opCancel, req.object, nil)
+			}
 		}
 	default:
 		return &transport.ProtocolError{Reason: fmt.Sprintf("unknown stream operation %d", req.method)}
@@ -230,6 +253,24 @@ func (t *streamTable) removeOut(s *outStream) {
 	if t.sending[s.dest]--; t.sending[s.dest] <= 0 {
 		delete(t.sending, s.dest)
 	}
+}
+
+// relayChunkRefused resets a stream one of whose chunks, routed from
+// req.src to req.dst, exceeds the cap of the next hop q: the receiver is
+// sent the reset in the chunk's place (and then cancels the sender), so
+// that neither waits for ever.
+func (n *Node) relayChunkRefused(q *peer, req *request, err error) {
+	seq, k := binary.Uvarint(req.body)
+	if k <= 0 || req.ttl == 0 {
+		return
+	}
+	n.log.Warn("trellis: could not relay a stream's chunk", "source", req.src, "destination", req.dst, "next_hop", q.id, "err", err)
+	why := fmt.Sprintf("%v: node %s could not relay chunk %d of stream %d of node %s to node %s: %v", ErrStreamReset, n.cfg.Name, seq, req.object, req.src, q.id, err)
+	out := request{object: req.object, method: opData, routed: true, dst: req.dst, src: req.src, ttl: req.ttl - 1}
+	buf := transport.GetBuffer()
+	buf.Write(appendRequest(buf.AvailableBuffer(), &out))
+	buf.Write(append(appendDataHeader(buf.AvailableBuffer(), seq, dataError|dataReset), why...))
+	q.sendErr(q.conn.SendBulk(context.Background(), kindStream, req.object, buf))
 }
 
 // forgetStreams resets the streams exchanged with node id.

@@ -266,6 +266,8 @@ func (s *inStream) deliver(seq uint64, flags byte, data []byte, owner *transport
 	switch {
 	case seq != s.next:
 		s.setErr(fmt.Errorf("%w: chunk %d arrived, expected %d", ErrStreamReset, seq, s.next))
+	case flags&(dataError|dataReset) == dataError|dataReset:
+		s.setErr(streamResetError(string(data)))
 	case flags&dataError != 0:
 		s.setErr(&RemoteError{Message: string(data)})
 	case flags&dataEOF != 0:
@@ -386,3 +388,11 @@ func (s *inStream) close() {
 		s.node.sendStream(s.key.node, opCancel, s.key.id, nil)
 	}
 }
+
+// A streamResetError is a stream reset reported by the stream's sender or
+// a relay (see dataReset): its text as sent, for which
+// errors.Is(err, ErrStreamReset) holds.
+type streamResetError string
+
+func (e streamResetError) Error() string        { return string(e) }
+func (e streamResetError) Is(target error) bool { return target == ErrStreamReset }

@@ -140,17 +140,31 @@ func (s *outStream) run() {
 		}
 		p, buf, err := s.node.startStreamMsg(s.dest, opData, s.id)
 		if err != nil {
-			s.finish()
+			s.fail(seq, err)
 			return
 		}
 		buf.Write(appendDataHeader(buf.AvailableBuffer(), seq, 0))
-		nr, err := buf.ReadOnce(s.src, min(credit, streamChunk))
+		// A chunk fits the caps of both ends of the link (see
+		// transport.Conn.MaxSend), envelope included.
+		room := min(streamChunk, p.conn.MaxSend()-buf.Len())
+		if room <= 0 {
+			transport.PutBuffer(buf)
+			s.fail(seq, fmt.Errorf("%w: a message cap of %d bytes leaves no room for data after the %d bytes of a chunk's header", ErrTooLarge, p.conn.MaxSend(), buf.Len()))
+			return
+		}
+		nr, err := buf.ReadOnce(s.src, min(credit, room))
 		if nr > 0 {
 			s.mu.Lock()
 			s.credit -= nr
 			s.mu.Unlock()
-			if serr := p.sendErr(p.conn.SendBulkInline(context.Background(), kindStream, s.id, buf)); serr != nil {
-				s.finish()
+			serr := s.node.streams.chunkFault()
+			if serr == nil {
+				serr = p.sendErr(p.conn.SendBulkInline(context.Background(), kindStream, s.id, buf))
+			} else {
+				transport.PutBuffer(buf)
+			}
+			if serr != nil {
+				s.fail(seq, serr)
 				return
 			}
 			seq++
@@ -174,6 +188,18 @@ func (s *outStream) run() {
 			return
 		}
 	}
+}
+
+// fail ends a stream whose chunk seq could not be sent: it tells the
+// receiver, whose Read then fails with ErrStreamReset and the reason
+// (unless the connection is gone, which resets the stream there too), and
+// logs it. The caller's deferred closeSource closes the source.
+func (s *outStream) fail(seq uint64, err error) {
+	n := s.node
+	err = fmt.Errorf("%w: node %s could not send chunk %d of stream %d to node %s: %v", ErrStreamReset, n.cfg.Name, seq, s.id, s.dest, err)
+	n.log.Warn("trellis: stream failed", "peer", s.dest, "stream", s.id, "err", err)
+	n.sendData(s.dest, s.id, seq, dataError|dataReset, []byte(err.Error()))
+	s.finish()
 }
 
 // finish forgets a stream whose pump has ended.
