@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"errors"
 	"io"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,3 +132,94 @@ func TestStreamsWithinMessageCaps(t *testing.T) {
 	}
 }
 
+
+// capChain starts nodes with the given caps connected in a line, each
+// serving Kitchen and Files (impls), with routes along the line.
+func capChain(t testing.TB, caps ...int) (ns []*trellis.Node, impls []*testsvc.FilesImpl) {
+	t.Helper()
+	ns = make([]*trellis.Node, len(caps))
+	impls = make([]*testsvc.FilesImpl, len(caps))
+	for i, c := range caps {
+		ns[i] = newCapNode(t, fmt.Sprintf("n%d", i), "127.0.0.1:0", c)
+		impls[i] = &testsvc.FilesImpl{}
+		testsvc.RegisterKitchen(ns[i], testsvc.NewImpl())
+		testsvc.RegisterFiles(ns[i], impls[i])
+	}
+	for i := 0; i+1 < len(ns); i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := ns[i].Connect(ctx, ns[i+1].Addr().String())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range ns {
+		r := routes{}
+		for j, m := range ns {
+			switch {
+			case j < i:
+				r[m.ID()] = ns[i-1].ID()
+			case j > i:
+				r[m.ID()] = ns[i+1].ID()
+			}
+		}
+		n.SetRouter(r)
+	}
+	return ns, impls
+}
+
+// Through a relay whose next link has a smaller cap than the first: a
+// call that does not fit fails with ErrTooLarge (it failed with
+// ErrUnreachable), and a stream whose chunks do not fit is reset at the
+// relay: the receiver's Read fails with ErrStreamReset saying where, and
+// the sender closes its source (the receiver waited for ever, and the
+// sender held its source).
+func TestRelayOverSmallerCap(t *testing.T) {
+	const small = 64 << 10
+	ns, impls := capChain(t, 0, 0, small)
+	ctx := testCtx(t)
+	k := testsvc.NewKitchenProxy(ns[0], ns[2].ID())
+	_, _, err := k.Echo(ctx, strings.Repeat("a", 80_000), 1)
+	if !errors.Is(err, trellis.ErrTooLarge) {
+		t.Fatalf("relayed call over the cap: %v, want ErrTooLarge", err)
+	}
+	if want := "node n1 relaying to"; !strings.Contains(err.Error(), want) {
+		t.Errorf("the error does not say %q: %v", want, err)
+	}
+	const why = "node n1 could not relay chunk 0 of stream"
+	// A result stream: the reader sees the reset.
+	r, err := testsvc.NewFilesProxy(ns[2], ns[0].ID()).Dump(ctx, 1<<20, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAllBounded(t, r); !errors.Is(err, trellis.ErrStreamReset) || !strings.Contains(err.Error(), why) {
+		t.Fatalf("a relayed stream over the cap: %v, want ErrStreamReset saying %q", err, why)
+	}
+	waitFor(t, "the sender to close its source", func() bool { return impls[0].SourcesClosed.Load() == 1 })
+	// An argument stream: the server's Load fails with the reset's text.
+	var closed atomic.Int64
+	_, _, err = testsvc.NewFilesProxy(ns[0], ns[2].ID()).Load(ctx, testsvc.NewSource(1<<20, 1, &closed))
+	if err == nil || !strings.Contains(err.Error(), why) {
+		t.Fatalf("a relayed argument stream over the cap: %v, want an error saying %q", err, why)
+	}
+	waitFor(t, "the sender to close its source", func() bool { return closed.Load() == 1 })
+	// What fits still passes, and streams from the smaller cap pass.
+	if s, _, err := k.Echo(ctx, "small", 1); err != nil || s != "small" {
+		t.Fatalf("a small relayed call: %q, %v", s, err)
+	}
+	r, err = testsvc.NewFilesProxy(ns[0], ns[2].ID()).Dump(ctx, 1<<20, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readAllBounded(t, r); err != nil || len(got) != 1<<20 {
+		t.Fatalf("a relayed stream from the smaller cap: %d bytes, %v", len(got), err)
+	}
+	waitFor(t, "the stream tables to empty", func() bool {
+		total := 0
+		for _, n := range ns {
+			a, b := n.StreamStats()
+			total += a + b
+		}
+		return total == 0
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/trellisrpc/trellis/transport"
@@ -262,6 +263,9 @@ func (n *Node) relay(p *peer, id uint64, req *request, payload []byte) error {
 	if err := q.send(context.Background(), kindRequest, qid, buf); err != nil && q.forget(qid) {
 		p.forgetRelay(id).finish(err)
 		n.putCall(cl)
+		if errors.Is(err, ErrTooLarge) { // over the next link's cap
+			return fail(codeTooLarge, strings.TrimPrefix(err.Error(), ErrTooLarge.Error()+": "))
+		}
 		return fail(codeUnreachable, err.Error())
 	}
 	return nil
