@@ -3,8 +3,8 @@ package runtime_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -131,7 +131,6 @@ func TestStreamsWithinMessageCaps(t *testing.T) {
 		})
 	}
 }
-
 
 // capChain starts nodes with the given caps connected in a line, each
 // serving Kitchen and Files (impls), with routes along the line.
