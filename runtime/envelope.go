@@ -152,6 +152,11 @@ func parseRequest(p []byte, r *request) error {
 		if r.dst == 0 || r.src == 0 {
 			return fmt.Errorf("routed call with a zero node id")
 		}
+		if r.ttl > DefaultMaxHops {
+			// Its sender set DefaultMaxHops: more would let a routing
+			// loop carry it further, and make its hop count negative.
+			return fmt.Errorf("routed message with %d hops left, beyond the budget of %d", r.ttl, DefaultMaxHops)
+		}
 		p = p[routeHeaderSize:]
 	}
 	var n int

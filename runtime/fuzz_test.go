@@ -36,6 +36,8 @@ func FuzzHandleStream(f *testing.F) {
 	f.Add(streamMsg(opData, 1, append(binary.AppendUvarint(nil, 0), dataEOF)))
 	f.Add(streamMsg(opCancel, 1, nil))
 	f.Add(append(appendRequest(nil, &request{routed: true, dst: 9, src: 2, ttl: 1, object: 1, method: opData}), 0, 0))
+	f.Add(append(appendRequest(nil, &request{routed: true, dst: 9, src: 2, ttl: 255, object: 1, method: opData}), 0, 0))
+	f.Add(streamMsg(opData, 1, append(binary.AppendUvarint(nil, 0), 0))) // an empty chunk
 	n := fuzzNode(f)
 	victim := &inStream{node: n, key: streamKey{node: 3, id: 1}, ready: make(chan struct{}, 1), window: initialWindow, ahead: initialWindow}
 	n.streams.in[victim.key] = victim

@@ -100,6 +100,7 @@ func TestHostileMessagesCloseTheConnection(t *testing.T) {
 		{"garbage CBOR arguments", kindRequest, append(appendRequest(nil, &request{method: 42}), 0xff, 0x00, 0x13), "undecodable arguments"},
 		{"arguments of the wrong type", kindRequest, append(appendRequest(nil, &request{method: 42}), 0x81, 0x01), "undecodable arguments"},
 		{"bad envelope", kindRequest, []byte{0x80}, "unknown request flags"},
+		{"forged hop budget", kindRequest, append(appendRequest(nil, &request{routed: true, dst: 5, src: 6, ttl: 255, method: 42}), 0x80), "255 hops left, beyond the budget of 16"},
 		{"unknown kind", 99, nil, "unknown message kind 99"},
 		{"reply to nothing with garbage", kindResponse, []byte{0xff}, "unknown response flags"},
 		{"cancel with a payload", kindCancel, []byte{1}, "cancel frame with a payload"},
