@@ -40,6 +40,8 @@ func TestNodeMaxConns(t *testing.T) {
 		}
 		defer c.Abort(nil)
 	}
+	// A dialer's handshake ends before the node counts its connection.
+	waitUntil(t, "the node to hold the connections", func() bool { return len(n.Peers()) == limit })
 	_, err = transport.Dial(ctx, n.Addr().String(), transport.Config{Self: 799, Keyring: testKeyring}, n.ID())
 	if err == nil || !strings.Contains(err.Error(), "MaxConns") {
 		t.Fatalf("connection beyond the limit: %v; want a refusal naming MaxConns", err)
