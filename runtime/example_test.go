@@ -275,6 +275,54 @@ func ExampleClient_SetTransformer() {
 	// Output: Hello, world (token s3cret)! <nil>
 }
 
+// A node's message transformer sees the calls it serves and its replies to
+// them, errors included: here it refuses calls without a token, and stamps
+// every reply, which the caller's client interceptor reads.
+func ExampleNode_SetInterceptor() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	server, client, closeAll, err := greeterNodes(ctx, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer closeAll()
+	server.SetInterceptor(runtime.TransformerFuncs{
+		In: func(m *runtime.Message) error {
+			if tok, _ := m.Metadata.Get("token"); tok != "s3cret" {
+				return errors.New("no valid token")
+			}
+			return nil
+		},
+		Out: func(m *runtime.Message) error {
+			m.Metadata.Set("served-by", "node1")
+			return nil
+		},
+	})
+	token := ""
+	client.Intercept(func(ctx context.Context, call *runtime.OutgoingCall, next func(context.Context) error) error {
+		if token != "" {
+			call.Metadata.Set("token", token)
+		}
+		err := next(ctx)
+		by, _ := call.ReplyMetadata.Get("served-by")
+		fmt.Printf("%s: %s, not sent %v, served by %q\n", call.Method.Name, runtime.ErrorKind(err), runtime.NotSent(err), by)
+		return err
+	}, nil, nil)
+
+	g := greeter.NewGreeterProxy(client, server.ID())
+	_, err = g.Hello(ctx, "world")
+	fmt.Println(errors.Is(err, runtime.ErrRejected))
+	token = "s3cret"
+	g.Hello(ctx, "world")
+	g.Hello(ctx, "") // an application error: its reply is stamped too
+	// Output:
+	// Hello: rejected, not sent true, served by ""
+	// true
+	// Hello: ok, not sent false, served by "node1"
+	// Hello: application, not sent false, served by "node1"
+}
+
 // tokenGreeter greets with the token its caller sent as metadata.
 type tokenGreeter struct{ greeterImpl }
 

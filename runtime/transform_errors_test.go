@@ -11,6 +11,7 @@ import (
 
 	"github.com/trellisrpc/trellis/internal/testsvc"
 	trellis "github.com/trellisrpc/trellis/runtime"
+	"github.com/trellisrpc/trellis/runtime/codegen"
 )
 
 // seen records what a message transformer was shown.
@@ -243,6 +244,22 @@ func TestMarshalTransformerFailureFailsOnlyTheCall(t *testing.T) {
 				t.Fatalf("the call after: %+v, %v", out, err)
 			}
 		})
+	}
+
+	// Arguments that do not decode at all still break the protocol: the
+	// call fails with ErrProtocol and the connection is closed.
+	i := slices.IndexFunc(testsvc.HandlesService.Methods, func(m *codegen.MethodDesc) bool { return m.Name == "Rename" })
+	if i < 0 {
+		t.Fatal("Handles has no method Rename")
+	}
+	rename := testsvc.HandlesService.Methods[i]
+	c := rawClient(p.client, p.server.ID(), testsvc.HandlesService)
+	err := c.Call(ctx, rename, "not the arguments of Rename", nil)
+	if !errors.Is(err, trellis.ErrProtocol) || errors.Is(err, trellis.ErrTransformFailed) {
+		t.Fatalf("undecodable arguments: %v, want ErrProtocol", err)
+	}
+	if _, err := h.Rename(ctx, testsvc.Holder{}, ""); !errors.Is(err, trellis.ErrUnreachable) {
+		t.Errorf("the call after undecodable arguments: %v, want ErrUnreachable (the connection closed)", err)
 	}
 }
 
