@@ -403,23 +403,21 @@ func (c *Cluster) watchMembership(ctx context.Context) {
 			c.dials.forget(e.Member.ID)
 			c.mu.Unlock()
 		}
+		// A member that has gone, failed or left, no longer holds what
+		// it held of ours: it is released, and its streams are reset.
 		switch e.Kind {
 		case membership.Failed:
-			// The member is dead (or cut off): its connections are
-			// aborted, so that the calls in flight over them, relayed
-			// ones included, fail now rather than when the transport's
-			// keepalive gives up.
+			// Dead (or cut off): its connections are aborted first, so
+			// that the calls in flight over them, relayed ones included,
+			// fail now rather than when the transport's keepalive gives
+			// up.
 			c.node.Abort(e.Member.ID, fmt.Errorf("membership declared %s failed", e.Member.Name))
-			fallthrough
-		case membership.Left:
-			// The member is gone: what it held of ours is released, and
-			// its streams are reset. A member that left closes its own
-			// connections gracefully.
 			c.node.ForgetNode(e.Member.ID)
-		}
-		if e.Kind == membership.Left {
-			// Said goodbye: it no longer counts towards the majority of
-			// the topologies it is in (see counted).
+		case membership.Left:
+			// It closes its own connections gracefully. Having said
+			// goodbye, it no longer counts towards the majority of the
+			// topologies it is in (see counted).
+			c.node.ForgetNode(e.Member.ID)
 			c.mu.Lock()
 			if c.last().Contains(e.Member.ID) || slices.Contains(c.promised.members, e.Member.ID) {
 				c.left[e.Member.ID] = true
