@@ -54,16 +54,20 @@ func (f *fabric) listen(bind string) (membership.Transport, error) {
 // split puts each group of members on a side of its own; members not named
 // stay on side 0.
 func (f *fabric) split(groups ...[]*member) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	clear(f.side)
-	clear(f.sideID)
+	// The addresses are read before f.mu is taken: a membership writes its
+	// packets (through crosses, which takes f.mu) holding the lock that
+	// Local takes, and the two orders would deadlock.
+	side := make(map[netip.AddrPort]int)
+	sideID := make(map[nodeid.ID]int)
 	for i, g := range groups {
 		for _, m := range g {
-			f.side[m.disc.Local().PacketAddr] = i + 1
-			f.sideID[m.node.ID()] = i + 1
+			side[m.disc.Local().PacketAddr] = i + 1
+			sideID[m.node.ID()] = i + 1
 		}
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.side, f.sideID = side, sideID
 }
 
 // heal makes the network whole.
