@@ -24,8 +24,9 @@
 // across the wire, so errors.Is and errors.As work on the caller's side.
 // Failures of the machinery are typed: see ErrUnreachable, ErrCanceled,
 // ErrDeadlineExceeded, ErrRemotePanic, ErrProtocol, ErrUnknownMethod,
-// ErrTooLarge (arguments or results over Config.MaxMessageSize: the call
-// fails at once, the connection stays up), ErrNoTransformer (the call
+// ErrTooLarge (arguments or results over Config.MaxMessageSize, the
+// sender's or the receiver's, whichever is smaller: the call fails at once,
+// the connection stays up), ErrNoTransformer (the call
 // carries a type that proxygen was told is transformed, and the caller's or
 // the server's node has no marshal transformer for it: the call is not
 // sent, or not run), ErrRejected (the server's message transformer, set with

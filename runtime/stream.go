@@ -13,7 +13,9 @@ import (
 )
 
 // ErrStreamReset: a stream ended abnormally: its sender or receiver went
-// away, it was cancelled, or its frames arrived out of order.
+// away, it was cancelled, its frames arrived out of order, or a chunk
+// could not be sent or relayed (a relay's next link with a smaller
+// Config.MaxMessageSize, say); the error says which, and where.
 var ErrStreamReset = errors.New("trellis: stream reset")
 
 // Stream flow control. The receiver grants credit; the sender never has
