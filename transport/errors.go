@@ -15,7 +15,8 @@ var ErrClosed = errors.New("transport: connection closed")
 var ErrNoAuth = errors.New("transport: no Keyring, no TLS and not Insecure: set Keyring (the cluster key), or TLS with node certificates, or Insecure: true to admit any peer that can connect")
 
 // ErrTooLarge is the cause of a Send refused because the message exceeds
-// Config.MaxMessageSize. The connection stays up.
+// Config.MaxMessageSize or the peer's, whichever is smaller (see
+// Conn.MaxSend). The connection stays up.
 var ErrTooLarge = errors.New("transport: message exceeds MaxMessageSize")
 
 // ErrOverBudget is the cause of a SendReply or Charge refused because the
