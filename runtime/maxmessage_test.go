@@ -144,26 +144,7 @@ func capChain(t testing.TB, caps ...int) (ns []*trellis.Node, impls []*testsvc.F
 		testsvc.RegisterKitchen(ns[i], testsvc.NewImpl())
 		testsvc.RegisterFiles(ns[i], impls[i])
 	}
-	for i := 0; i+1 < len(ns); i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := ns[i].Connect(ctx, ns[i+1].Addr().String())
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, n := range ns {
-		r := routes{}
-		for j, m := range ns {
-			switch {
-			case j < i:
-				r[m.ID()] = ns[i-1].ID()
-			case j > i:
-				r[m.ID()] = ns[i+1].ID()
-			}
-		}
-		n.SetRouter(r)
-	}
+	connectLine(t, ns)
 	return ns, impls
 }
 

@@ -30,8 +30,19 @@ func chain(t testing.TB, names ...string) []*trellis.Node {
 		testsvc.RegisterKitchen(ns[i], impl)
 		testsvc.RegisterControl(ns[i], impl)
 	}
+	connectLine(t, ns)
+	return ns
+}
+
+// connectLine connects ns in a line, each to the next, and gives each
+// routes along it.
+func connectLine(t testing.TB, ns []*trellis.Node) {
+	t.Helper()
 	for i := 0; i+1 < len(ns); i++ {
-		if _, err := ns[i].Connect(context.Background(), ns[i+1].Addr().String()); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := ns[i].Connect(ctx, ns[i+1].Addr().String())
+		cancel()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -47,7 +58,6 @@ func chain(t testing.TB, names ...string) []*trellis.Node {
 		}
 		n.SetRouter(r)
 	}
-	return ns
 }
 
 func TestRoutedCallsAcrossHops(t *testing.T) {
