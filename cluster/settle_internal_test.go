@@ -11,21 +11,29 @@ import (
 	"github.com/trellisrpc/trellis/topology"
 )
 
+// lonelyCluster returns a cluster of one member, N1, that discovers no
+// other and is not started; its node is closed when the test ends.
+func lonelyCluster(t *testing.T) *Cluster {
+	t.Helper()
+	node, err := runtime.NewNode(runtime.Config{Name: "N1", ID: 1, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close(context.Background()) })
+	c, err := New(Config{Node: node, Discovery: noDiscovery{membership.Member{ID: 1, Name: "N1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestSettleWakesAtTheCommit: a cluster proxy's call that finds no member
 // waits in Settle, which returns at the very instant the member settles
 // (its first commit, every member of it known), not at a later poll; and
 // not before. The fake clock of a synctest bubble tells the two apart.
 func TestSettleWakesAtTheCommit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		node, err := runtime.NewNode(runtime.Config{Name: "N1", ID: 1, Insecure: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer node.Close(context.Background())
-		c, err := New(Config{Node: node, Discovery: noDiscovery{membership.Member{ID: 1, Name: "N1"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := lonelyCluster(t)
 		defer c.closeTopics() // a Settle still waiting returns
 		c.mu.Lock()
 		c.started = time.Now() // as Start does, without its goroutines
@@ -62,15 +70,7 @@ func TestSettleWakesAtTheCommit(t *testing.T) {
 // be cascaded a topology, nor once the cluster is closed.
 func TestSettleGivesUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		node, err := runtime.NewNode(runtime.Config{Name: "N1", ID: 1, Insecure: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer node.Close(context.Background())
-		c, err := New(Config{Node: node, Discovery: noDiscovery{membership.Member{ID: 1, Name: "N1"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := lonelyCluster(t)
 		c.mu.Lock()
 		c.started = time.Now()
 		c.mu.Unlock()

@@ -34,6 +34,33 @@ type growArgs struct {
 	S string
 }
 
+// growPair starts a server serving growDesc and a client connected to it,
+// with the given MaxMessageSize (0: the default) and loggers, closed when
+// the test ends, and returns the client's Client for growDesc.
+func growPair(t *testing.T, serverMax, clientMax int, serverLogs, clientLogs *logRecorder) *Client {
+	t.Helper()
+	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, MaxMessageSize: serverMax, Logger: slog.New(serverLogs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(context.Background()) })
+	if err := server.Register(growDesc, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := NewNode(Config{Name: "client", Keyring: testKeyring, MaxMessageSize: clientMax, Logger: slog.New(clientLogs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := client.Connect(ctx, server.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newClient(client, id, growDesc)
+}
+
 // TestTooLarge sends an argument and asks for a reply over MaxMessageSize:
 // each fails at once with ErrTooLarge (not ErrUnreachable, not a deadline),
 // is logged by the side that refused it, and the connection stays up for
@@ -41,26 +68,9 @@ type growArgs struct {
 func TestTooLarge(t *testing.T) {
 	const limit = 1 << 20
 	serverLogs, clientLogs := &logRecorder{}, &logRecorder{}
-	server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, MaxMessageSize: limit, Logger: slog.New(serverLogs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close(context.Background())
-	if err := server.Register(growDesc, struct{}{}); err != nil {
-		t.Fatal(err)
-	}
-	client, err := NewNode(Config{Name: "client", Keyring: testKeyring, MaxMessageSize: limit, Logger: slog.New(clientLogs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close(context.Background())
+	c := growPair(t, limit, limit, serverLogs, clientLogs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	id, err := client.Connect(ctx, server.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newClient(client, id, growDesc)
 	tests := []struct {
 		name string
 		args growArgs
@@ -93,7 +103,7 @@ func TestTooLarge(t *testing.T) {
 			if err := c.do(ctx, growDesc.Methods[0], &growArgs{N: 10}, &res); err != nil || len(res.S) != 10 {
 				t.Fatalf("the next call: %v, %d bytes", err, len(res.S))
 			}
-			if !client.Connected(id) {
+			if !c.node.Connected(c.target) {
 				t.Fatal("the connection was closed")
 			}
 		})
@@ -122,28 +132,11 @@ func TestTooLargeForPeer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			serverLogs, clientLogs := &logRecorder{}, &logRecorder{}
-			server, err := NewNode(Config{Name: "server", Addr: "127.0.0.1:0", Keyring: testKeyring, MaxMessageSize: tt.serverMax, Logger: slog.New(serverLogs)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer server.Close(context.Background())
-			if err := server.Register(growDesc, struct{}{}); err != nil {
-				t.Fatal(err)
-			}
-			client, err := NewNode(Config{Name: "client", Keyring: testKeyring, MaxMessageSize: tt.clientMax, Logger: slog.New(clientLogs)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close(context.Background())
+			c := growPair(t, tt.serverMax, tt.clientMax, serverLogs, clientLogs)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			id, err := client.Connect(ctx, server.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := newClient(client, id, growDesc)
 			var res growArgs
-			err = c.do(ctx, growDesc.Methods[0], &tt.args, &res)
+			err := c.do(ctx, growDesc.Methods[0], &tt.args, &res)
 			if !errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnreachable) {
 				t.Fatalf("Call: %v, want ErrTooLarge", err)
 			}
@@ -160,7 +153,7 @@ func TestTooLargeForPeer(t *testing.T) {
 			if err := c.do(ctx, growDesc.Methods[0], &growArgs{N: small / 2}, &res); err != nil || len(res.S) != small/2 {
 				t.Fatalf("the next call: %v, %d bytes", err, len(res.S))
 			}
-			if !client.Connected(id) {
+			if !c.node.Connected(c.target) {
 				t.Fatal("the connection was closed")
 			}
 		})
